@@ -1,0 +1,1 @@
+//! `opencryptoki.conf` parsing and slot → token data store resolution (being written).

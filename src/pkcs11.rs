@@ -1,0 +1,1 @@
+//! TODO: pkcs11 (being written).

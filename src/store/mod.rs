@@ -1,0 +1,1 @@
+//! openCryptoki token data store, read and rewritten offline (being written).

@@ -1,0 +1,1 @@
+//! Software CCA host library (being written).
