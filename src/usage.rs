@@ -7,7 +7,7 @@
 
 use std::io::{self, Write};
 
-/// The usage text with `progname` substituted, as bytes (argv[0] need not be UTF-8).
+/// The usage text with `progname` substituted, as bytes (`argv[0]` need not be UTF-8).
 pub fn usage_text(progname: &[u8]) -> Vec<u8> {
     // Each entry is either literal text or the program name.
     enum Piece {
