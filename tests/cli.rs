@@ -320,3 +320,26 @@ fn our_cases_match() {
         .collect();
     check_all(&cases);
 }
+
+#[test]
+fn man_page_documents_every_exit_status() {
+    use pkcscca::exit::Exit;
+    let page =
+        fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("man/pkcscca.1")).unwrap();
+    let section = page
+        .split_once(".SH EXIT STATUS\n")
+        .and_then(|(_, rest)| rest.split_once("\n.SH "))
+        .map(|(s, _)| s)
+        .expect("EXIT STATUS section");
+    for exit in [
+        Exit::Success,
+        Exit::Pkcs11Init,
+        Exit::KeysFailed,
+        Exit::OpenSession,
+        Exit::Login,
+        Exit::Failure,
+    ] {
+        let entry = format!(".TP\n.B {}\n", exit.code());
+        assert!(section.contains(&entry), "{exit:?} missing from man page");
+    }
+}
