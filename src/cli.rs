@@ -668,28 +668,16 @@ mod tests {
 
     #[test]
     fn bare_verbose_means_info_and_a_level_is_taken_only_from_a_non_option_word() {
-        let a = run(&["-v", "-m", "v2objectsv3"]);
-        assert_eq!(a.verbose, Verbosity::Info);
-        assert_eq!(
-            run(&["-m", "v2objectsv3", "--verbose"]).verbose,
-            Verbosity::Info
-        );
-        assert_eq!(
-            run(&["-m", "v2objectsv3", "--verb", "debug"]).verbose,
-            Verbosity::Debug
-        );
-        assert_eq!(
-            run(&["-m", "v2objectsv3", "--verbose=warn"]).verbose,
-            Verbosity::Warn
-        );
-        assert_eq!(
-            run(&["-m", "v2objectsv3", "-vdevel"]).verbose,
-            Verbosity::Devel
-        );
-        assert_eq!(
-            run(&["-m", "v2objectsv3", "-v", "none"]).verbose,
-            Verbosity::None
-        );
+        for (args, want) in [
+            (&["-v", "-m", "v2objectsv3"][..], Verbosity::Info),
+            (&["-m", "v2objectsv3", "--verbose"], Verbosity::Info),
+            (&["-m", "v2objectsv3", "--verb", "debug"], Verbosity::Debug),
+            (&["-m", "v2objectsv3", "--verbose=warn"], Verbosity::Warn),
+            (&["-m", "v2objectsv3", "-vdevel"], Verbosity::Devel),
+            (&["-m", "v2objectsv3", "-v", "none"], Verbosity::None),
+        ] {
+            assert_eq!(run(args).verbose, want, "{args:?}");
+        }
         assert_eq!(
             p(&["-m", "keys", "-v", "foo"]),
             Err(CliError::InvalidVerbose(b"foo".to_vec()))

@@ -265,7 +265,6 @@ impl<'a> Output<'a> {
     /// A `getopt_long` diagnostic, prefixed with `argv[0]` as upstream's glibc does.
     pub fn getopt_error(&mut self, e: &GetoptError) {
         let prog = self.progname.clone();
-        let q = |b: &[u8]| -> Vec<u8> { b.to_vec() };
         match e {
             GetoptError::InvalidShort(c) => {
                 self.err_bytes(&[&prog, b": invalid option -- '", &[*c], b"'\n"]);
@@ -274,13 +273,13 @@ impl<'a> Output<'a> {
                 self.err_bytes(&[&prog, b": option requires an argument -- '", &[*c], b"'\n"]);
             }
             GetoptError::UnrecognizedLong(typed) => {
-                self.err_bytes(&[&prog, b": unrecognized option '--", &q(typed), b"'\n"]);
+                self.err_bytes(&[&prog, b": unrecognized option '--", typed, b"'\n"]);
             }
             GetoptError::AmbiguousLong { typed, candidates } => {
                 self.err_bytes(&[
                     &prog,
                     b": option '--",
-                    &q(typed),
+                    typed,
                     b"' is ambiguous; possibilities:",
                 ]);
                 for name in candidates {
