@@ -145,7 +145,7 @@ pub enum LoadError {
 /// Mirrors the `if (return_code != CCA_SUCCESS)` checks after every verb call
 /// in `pkcscca.c`.
 fn check(verb: Verb, raw: ffi::Raw) -> Result<Status, CcaError> {
-    let (rc, reason) = (i64::from(raw.rc), i64::from(raw.reason));
+    let (rc, reason): (i64, i64) = (raw.rc, raw.reason);
     if rc == 0 {
         Ok(Status { rc, reason })
     } else {

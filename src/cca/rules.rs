@@ -12,6 +12,7 @@ pub struct Keyword(pub [u8; 8]);
 
 impl Keyword {
     /// Builds a keyword from text of at most 8 ASCII bytes (longer text is cut).
+    #[allow(clippy::indexing_slicing, reason = "the loop bounds both indices")]
     pub const fn new(s: &str) -> Keyword {
         let b = s.as_bytes();
         let mut out = [b' '; 8];

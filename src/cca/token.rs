@@ -357,7 +357,7 @@ fn classify_pka(t: &[u8]) -> Result<TokenInfo, TokenError> {
 pub fn tvv_compute(t: &[u8]) -> Option<u32> {
     let body = t.get(..60)?;
     Some(body.chunks_exact(4).fold(0u32, |acc, w| {
-        acc.wrapping_add(u32::from_be_bytes([w[0], w[1], w[2], w[3]]))
+        acc.wrapping_add(u32::from_be_bytes(w.try_into().unwrap_or_default()))
     }))
 }
 
