@@ -22,6 +22,7 @@ pub mod cli;
 pub mod config;
 pub mod exit;
 pub mod messages;
+pub mod migrate;
 pub mod pin;
 pub mod pkcs11;
 pub mod store;

@@ -5,9 +5,11 @@ use std::io::IsTerminal;
 use std::os::fd::AsFd;
 use std::process::ExitCode;
 
-use pkcscca::app::{self, Io, NotYetAvailable, Settings};
+use pkcscca::app::{self, Io, Settings};
+use pkcscca::migrate::Migrator;
 
 fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::new().filter("PKCSCCA_LOG")).init();
     let stdin = std::io::stdin();
     let terminal = stdin.is_terminal().then(|| stdin.as_fd());
     let io = Io {
@@ -20,7 +22,7 @@ fn main() -> ExitCode {
         std::env::args_os(),
         io,
         Settings::from_env(),
-        &mut NotYetAvailable,
+        &mut Migrator::from_env(),
     )
     .into()
 }

@@ -97,11 +97,13 @@ pub struct KeyCounts {
     pub ibm_ml_dsa: u32,
     pub ibm_ml_kem: u32,
     pub ml_dsa: u32,
+    /// Ours: `CKK_ML_KEM` keys (upstream has no counter for them).
+    pub ml_kem: u32,
 }
 
 impl KeyCounts {
     /// `(summary name, count)` in upstream's order.
-    pub fn entries(&self) -> [(&'static str, u32); 11] {
+    pub fn entries(&self) -> [(&'static str, u32); 12] {
         [
             ("AES", self.aes),
             ("DES", self.des),
@@ -114,6 +116,7 @@ impl KeyCounts {
             ("IBM ML-DSA", self.ibm_ml_dsa),
             ("IBM ML-KEM", self.ibm_ml_kem),
             ("ML-DSA", self.ml_dsa),
+            ("ML-KEM", self.ml_kem),
         ]
     }
 
@@ -242,7 +245,7 @@ impl<'a> Output<'a> {
     }
 
     /// A stdout line naming a key label, printed always or only when verbose.
-    fn info_with_label(&mut self, verbose_only: bool, before: &str, label: &[u8], after: u64) {
+    fn info_with_label(&mut self, verbose_only: bool, before: &str, label: &[u8], after: &str) {
         if verbose_only && !self.verbosity.is_verbose() {
             return;
         }
@@ -380,6 +383,21 @@ impl<'a> Output<'a> {
         self.error(format_args!("dlopen({library}) failed: {reason}"));
     }
 
+    /// A line of ours on stdout, printed always (e.g. the `--dry-run` note).
+    pub fn notice(&mut self, text: impl Display) {
+        self.out_fmt(format_args!("{text}\n"));
+    }
+
+    /// A line of ours on stdout, printed only when verbose.
+    pub fn verbose_notice(&mut self, text: impl Display) {
+        self.verbose_fmt(format_args!("{text}\n"));
+    }
+
+    /// The `--json` document: one line on stdout.
+    pub fn json_document(&mut self, doc: &str) {
+        self.out_bytes(&[doc.as_bytes(), b"\n"]);
+    }
+
     // ----- -m keys and -m oldrsakeys ------------------------------------------------------
 
     /// Verbose `Search for <what> keys` (`migrate_wrapped_keys()`); `what` is one of
@@ -396,19 +414,19 @@ impl<'a> Output<'a> {
 
     /// Verbose `Migratable key found: type=..., label=..., handle=...` (`add_key()`);
     /// `type_name` is one of `pkcscca.h`'s names (`AES`, `AES XTS`, `2DES`, ...).
-    pub fn migratable_key_found(&mut self, type_name: &str, label: &[u8], handle: u64) {
+    pub fn migratable_key_found(&mut self, type_name: &str, label: &[u8], handle: &str) {
         let before = format!("Migratable key found: type={type_name}, label=");
         self.info_with_label(true, &before, label, handle);
     }
 
     /// Verbose `Successfully migrated <algo> key. label=..., handle=...`.
-    pub fn key_migrated(&mut self, algo: &str, label: &[u8], handle: u64) {
+    pub fn key_migrated(&mut self, algo: &str, label: &[u8], handle: &str) {
         let before = format!("Successfully migrated {algo} key. label=");
         self.info_with_label(true, &before, label, handle);
     }
 
     /// Always: `Skipping key, its a public key. ...` (`cca_migrate_asymmetric()`).
-    pub fn skipping_public_key(&mut self, label: &[u8], handle: u64) {
+    pub fn skipping_public_key(&mut self, label: &[u8], handle: &str) {
         self.info_with_label(
             false,
             "Skipping key, its a public key. label=",
@@ -418,20 +436,20 @@ impl<'a> Output<'a> {
     }
 
     /// Always: `Skipping key, its not an old RSA key. ...` (`-k asym`).
-    pub fn skipping_not_old_rsa(&mut self, label: &[u8], handle: u64) {
+    pub fn skipping_not_old_rsa(&mut self, label: &[u8], handle: &str) {
         let before = "Skipping key, its not an old RSA key. label=";
         self.info_with_label(false, before, label, handle);
     }
 
     /// Always: `Skipping key, its not an new RSA key. ...` (`-k apka`; upstream's wording).
-    pub fn skipping_not_new_rsa(&mut self, label: &[u8], handle: u64) {
+    pub fn skipping_not_new_rsa(&mut self, label: &[u8], handle: &str) {
         let before = "Skipping key, its not an new RSA key. label=";
         self.info_with_label(false, before, label, handle);
     }
 
     /// Always: `Skipping, <algo> token is  wrapped with current master key. ...` (two
     /// spaces, as upstream).
-    pub fn skipping_current_master_key(&mut self, algo: &str, label: &[u8], handle: u64) {
+    pub fn skipping_current_master_key(&mut self, algo: &str, label: &[u8], handle: &str) {
         let before = format!("Skipping, {algo} token is  wrapped with current master key. label=");
         self.info_with_label(false, &before, label, handle);
     }
@@ -445,7 +463,7 @@ impl<'a> Output<'a> {
     }
 
     /// `Migrating <algo> key failed. label=..., handle=...` (newline added, see module doc).
-    pub fn key_migration_failed(&mut self, algo: &str, label: &[u8], handle: u64) {
+    pub fn key_migration_failed(&mut self, algo: &str, label: &[u8], handle: &str) {
         let before = format!("Migrating {algo} key failed. label=");
         self.error_with_label(&before, label, format_args!(", handle={handle}"));
     }
@@ -500,19 +518,19 @@ impl<'a> Output<'a> {
     }
 
     /// Verbose `Skipping RSA key, its not an old RSA key. ...` (`cca_migrate_old_rsa()`).
-    pub fn old_rsa_skipping(&mut self, label: &[u8], handle: u64) {
+    pub fn old_rsa_skipping(&mut self, label: &[u8], handle: &str) {
         let before = "Skipping RSA key, its not an old RSA key. label=";
         self.info_with_label(true, before, label, handle);
     }
 
     /// Verbose `Successfully migrated old RSA key. ...`.
-    pub fn old_rsa_migrated(&mut self, label: &[u8], handle: u64) {
+    pub fn old_rsa_migrated(&mut self, label: &[u8], handle: &str) {
         let before = "Successfully migrated old RSA key. label=";
         self.info_with_label(true, before, label, handle);
     }
 
     /// `Migrating old RSA key failed. ...` (newline added, see module doc).
-    pub fn old_rsa_failed(&mut self, label: &[u8], handle: u64) {
+    pub fn old_rsa_failed(&mut self, label: &[u8], handle: &str) {
         let before = "Migrating old RSA key failed. label=";
         self.error_with_label(before, label, format_args!(", handle={handle}"));
     }
@@ -648,30 +666,30 @@ mod tests {
 
     #[test]
     fn verbose_lines_need_a_level_other_than_none() {
-        let (out, _) = run(Verbosity::None, |o| o.key_migrated("AES", b"k", 1));
+        let (out, _) = run(Verbosity::None, |o| o.key_migrated("AES", b"k", "00000001"));
         assert_eq!(out, "");
-        let (out, _) = run(Verbosity::Error, |o| o.key_migrated("AES", b"k", 1));
-        assert_eq!(out, "Successfully migrated AES key. label=k, handle=1\n");
+        let (out, _) = run(Verbosity::Error, |o| o.key_migrated("AES", b"k", "00000001"));
+        assert_eq!(out, "Successfully migrated AES key. label=k, handle=00000001\n");
     }
 
     #[test]
     fn labels_stop_at_nul_and_keep_raw_bytes() {
         let (mut out, mut err) = (Vec::new(), Vec::new());
-        Output::new(&mut out, &mut err, b"pkcscca").skipping_public_key(b"a\xffb\0junk", 7);
+        Output::new(&mut out, &mut err, b"pkcscca").skipping_public_key(b"a\xffb\0junk", "OBa7Kq0Z");
         assert_eq!(
             out,
-            b"Skipping key, its a public key. label=a\xffb, handle=7\n"
+            b"Skipping key, its a public key. label=a\xffb, handle=OBa7Kq0Z\n"
         );
     }
 
     #[test]
     fn skipping_current_key_keeps_the_double_space() {
         let (out, _) = run(Verbosity::None, |o| {
-            o.skipping_current_master_key("ECC", b"e", 4)
+            o.skipping_current_master_key("ECC", b"e", "OB000004")
         });
         assert_eq!(
             out,
-            "Skipping, ECC token is  wrapped with current master key. label=e, handle=4\n"
+            "Skipping, ECC token is  wrapped with current master key. label=e, handle=OB000004\n"
         );
     }
 
@@ -679,12 +697,12 @@ mod tests {
     fn error_lines_use_our_prefix_and_end_with_newline() {
         let (_, err) = run(Verbosity::None, |o| {
             o.cca_failed("CSNBKTC2 (Key Token Change)", 8, 48);
-            o.key_migration_failed("AES", b"k1", 3);
+            o.key_migration_failed("AES", b"k1", "OBk1k1k1");
         });
         assert_eq!(
             err,
             "pkcscca: CSNBKTC2 (Key Token Change) failed. return code: 8, reason code: 48\n\
-             pkcscca: Migrating AES key failed. label=k1, handle=3\n"
+             pkcscca: Migrating AES key failed. label=k1, handle=OBk1k1k1\n"
         );
     }
 }

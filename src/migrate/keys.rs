@@ -1,0 +1,641 @@
+//! `-m keys`: re-encipher the secure keys of one master key type from the OLD to the
+//! CURRENT master key.
+//!
+//! Mirrors `pkcscca.c: migrate_wrapped_keys()`, `find_wrapped_keys()`, `cca_migrate()`
+//! and `key_migration_results()`, offline: objects come from the data store instead of
+//! `C_FindObjects`, and changed objects are written back in one atomic batch at the end
+//! instead of one `C_SetAttributeValue` per key. The lines printed are upstream's, in
+//! upstream's order: per search, the `Found`/`Migratable key found` lines in find order
+//! (private token objects, then public ones, each in `OBJ.IDX` order), then the keys
+//! in reverse find order (upstream prepends to a list), with the object's file name as
+//! the handle.
+//!
+//! Each token is classified by its MKVP before anything is sent to the card: under the
+//! CURRENT master key it is left alone (upstream learns the same by calling the verb
+//! and comparing); otherwise the Key Token Change verb runs with `RTCMK`, and its
+//! output is accepted only if it is the same kind of internal token, of the same
+//! length, now carrying the CURRENT MKVP. A key that fails keeps its original blob.
+
+use crate::cca::rules::{self, Keyword, RuleArray};
+use crate::cca::token::{self, MkType, TokenInfo};
+use crate::cca::{CcaError, Csulcca, MkStatus, Verb};
+use crate::messages::{KeyCounts, Output};
+use crate::pkcs11::{AttrType, KeyType, ObjectClass};
+use crate::store::StoredObject;
+
+use super::select::{Handling, KeyKind, RsaFormat};
+
+/// `CKA_HIDDEN` (`CKA_VENDOR_DEFINED + 0x01000000` in openCryptoki): objects the
+/// token never lets `C_FindObjects` see.
+const CKA_HIDDEN: AttrType = AttrType(0x8100_0000);
+
+/// What happened to one key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyStatus {
+    /// Re-enciphered under the CURRENT master key (written unless `--dry-run`).
+    Migrated,
+    /// Already under the CURRENT master key: left as it is.
+    Current,
+    /// Not a key this run handles (public token, other RSA format, no secure key).
+    Skipped,
+    /// Could not be re-enciphered: its original blob is kept.
+    Failed,
+}
+
+impl KeyStatus {
+    /// The word used in `--json`.
+    pub fn name(self) -> &'static str {
+        match self {
+            KeyStatus::Migrated => "migrated",
+            KeyStatus::Current => "current",
+            KeyStatus::Skipped => "skipped",
+            KeyStatus::Failed => "failed",
+        }
+    }
+}
+
+/// The record of one examined key, for `--json` and for tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyRecord {
+    /// Object file name in `TOK_OBJ` (our stand-in for upstream's handle).
+    pub object: String,
+    /// `CKA_CLASS`.
+    pub class: Option<ObjectClass>,
+    /// `CKA_KEY_TYPE`.
+    pub key_type: KeyType,
+    /// `CKA_LABEL` bytes.
+    pub label: Vec<u8>,
+    /// Stored encrypted (a private token object).
+    pub private: bool,
+    /// What the secure key blob holds (`AES DATA`, `RSA-AESC`, two of them for XTS...).
+    pub token: String,
+    /// MKVP(s) before, in hex.
+    pub mkvp_before: Option<String>,
+    /// MKVP(s) after, in hex, when the key was migrated or is current.
+    pub mkvp_after: Option<String>,
+    /// Outcome.
+    pub status: KeyStatus,
+    /// Why, for skipped and failed keys.
+    pub reason: Option<String>,
+}
+
+/// Totals of one run, in upstream's counting (current and skipped keys count as
+/// migrated, as `cca_migrate()` counts them) and in ours.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Tally {
+    /// Upstream's "Successfully migrated" counters.
+    pub migrated: KeyCounts,
+    /// Upstream's "Failed to migrate" counters.
+    pub failed: KeyCounts,
+    /// Every examined key.
+    pub keys: Vec<KeyRecord>,
+}
+
+impl Tally {
+    /// Number of keys with `status`.
+    pub fn count(&self, status: KeyStatus) -> usize {
+        self.keys.iter().filter(|k| k.status == status).count()
+    }
+}
+
+/// The card and what it said about the master key registers of this run's type.
+pub struct Card<'a> {
+    /// The loaded library.
+    pub lib: &'a Csulcca,
+    /// The master key type this run re-enciphers to.
+    pub mk_type: MkType,
+    /// The registers, when the library could report them; `None` falls back to
+    /// upstream's way (call the verb, compare input and output).
+    pub status: Option<MkStatus>,
+}
+
+impl Card<'_> {
+    fn current_mkvp(&self) -> Option<&[u8]> {
+        self.status.as_ref()?.current.mkvp.as_deref()
+    }
+
+    fn old_mkvp(&self) -> Option<&[u8]> {
+        let s = self.status.as_ref()?;
+        (s.old.state == 2).then_some(s.old.mkvp.as_deref()).flatten()
+    }
+}
+
+/// How the verb call for one token ended.
+enum TokenOutcome {
+    /// Already under CURRENT (by MKVP, or the card returned it unchanged).
+    Current,
+    /// Re-enciphered: the new token.
+    Migrated(Vec<u8>),
+    /// Failed.
+    Failed(Failure),
+}
+
+/// Why one token could not be re-enciphered.
+struct Failure {
+    /// The verb and its codes, when the card said no.
+    cca: Option<CcaError>,
+    /// The verb whose output we rejected, when it said yes.
+    verb: Option<Verb>,
+    /// In words.
+    reason: String,
+}
+
+/// The description upstream's `cca_error()` calls give each verb.
+fn verb_description(verb: Verb) -> &'static str {
+    match verb {
+        Verb::Csnbktc => "CSNBKTC (Key Token Change)",
+        Verb::Csnbktc2 => "CSNBKTC2 (Key Token Change)",
+        Verb::Csndktc => "CSNDKTC (Key Token Change)",
+        other => other.name(),
+    }
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// The kind of token in words, for `--json`.
+fn token_name(blob: &[u8]) -> String {
+    match token::classify(blob) {
+        Ok(info) => format!("{:?}", info.kind),
+        Err(_) => match blob.first() {
+            Some(0x1E) => "external PKA".to_string(),
+            Some(0x02) => "external".to_string(),
+            Some(0x00) => "null".to_string(),
+            _ => "unrecognized".to_string(),
+        },
+    }
+}
+
+fn mkvp_of(blob: &[u8]) -> Option<Vec<u8>> {
+    let info = token::classify(blob).ok()?;
+    Some(info.mkvp(blob).to_vec())
+}
+
+/// The rule array of the RTCMK call for a token (`cca_migrate_*()`): DES tokens and
+/// RSA get `RTCMK` alone, as upstream passes them.
+fn rule_for(verb: Verb, kind: &KeyKind) -> RuleArray {
+    let alg: Option<Keyword> = match (verb, kind.handling) {
+        (Verb::Csnbktc2, Handling::Hmac) => Some(rules::HMAC),
+        (Verb::Csnbktc2, _) => Some(rules::AES),
+        (Verb::Csnbktc, _) => (kind.algo == "AES").then_some(rules::AES),
+        _ => match kind.counter {
+            super::select::Counter::Rsa => None,
+            super::select::Counter::Ecc => Some(rules::ECC),
+            _ => Some(rules::QSA),
+        },
+    };
+    match alg {
+        Some(a) => RuleArray::new(&[rules::RTCMK, a]),
+        None => RuleArray::new(&[rules::RTCMK]),
+    }
+}
+
+/// The verb upstream picks for a token of this key kind.
+fn verb_for(kind: &KeyKind, blob: &[u8]) -> Verb {
+    match kind.handling {
+        Handling::Hmac => Verb::Csnbktc2,
+        Handling::Asymmetric => Verb::Csndktc,
+        Handling::Symmetric => {
+            let var = blob.first() == Some(&0x01)
+                && blob.get(4) == Some(&0x05)
+                && blob.get(41) == Some(&0x02);
+            if var {
+                Verb::Csnbktc2
+            } else {
+                Verb::Csnbktc
+            }
+        }
+    }
+}
+
+/// Re-enciphers one token (a whole `CKA_IBM_OPAQUE`, or one half of an XTS pair).
+fn reencipher(card: &Card<'_>, kind: &KeyKind, blob: &[u8]) -> TokenOutcome {
+    let before: Option<TokenInfo> = token::classify(blob).ok();
+    if let Some(info) = before {
+        if info.mk_type() != card.mk_type {
+            return TokenOutcome::Failed(Failure {
+                cca: None,
+                verb: None,
+                reason: format!(
+                    "the token is wrapped by the {} master key, not by the {} master key",
+                    info.mk_type(),
+                    card.mk_type
+                ),
+            });
+        }
+        if let Some(cur) = card.current_mkvp() {
+            if cur.get(..info.mkvp_len) == Some(info.mkvp(blob)) {
+                return TokenOutcome::Current;
+            }
+        }
+    }
+    let verb = verb_for(kind, blob);
+    let rule = rule_for(verb, kind);
+    let mut out = blob.to_vec();
+    let called = match verb {
+        Verb::Csnbktc => match <&mut [u8; 64]>::try_from(out.as_mut_slice()) {
+            Ok(fixed) => card.lib.csnbktc(&rule, fixed),
+            Err(_) => {
+                return TokenOutcome::Failed(Failure {
+                    cca: None,
+                    verb: None,
+                    reason: format!("a {}-byte blob is not a 64-byte CCA key token", blob.len()),
+                })
+            }
+        },
+        Verb::Csnbktc2 => card.lib.csnbktc2(&rule, &mut out),
+        _ => card.lib.csndktc(&rule, &mut out),
+    };
+    if let Err(e) = called {
+        let reason = if e.is_unknown_mk() {
+            match mkvp_of(blob) {
+                Some(vp) => format!(
+                    "the token's MKVP {} matches neither the CURRENT nor the OLD {} master key",
+                    hex(&vp),
+                    card.mk_type
+                ),
+                None => "the token matches neither the CURRENT nor the OLD master key".into(),
+            }
+        } else if e.is_mk_not_loaded() {
+            format!("the {} master key is not loaded on the adapter", card.mk_type)
+        } else {
+            format!("return code {}, reason code {}", e.rc, e.reason)
+        };
+        return TokenOutcome::Failed(Failure {
+            cca: Some(e),
+            verb: Some(verb),
+            reason,
+        });
+    }
+    if out == blob {
+        return TokenOutcome::Current;
+    }
+    match validate(card, before, blob, &out) {
+        Ok(()) => TokenOutcome::Migrated(out),
+        Err(reason) => TokenOutcome::Failed(Failure {
+            cca: None,
+            verb: Some(verb),
+            reason,
+        }),
+    }
+}
+
+/// Checks what the library returned before it may replace a key: the same kind of
+/// internal token, the same length, now under the CURRENT master key.
+fn validate(
+    card: &Card<'_>,
+    before: Option<TokenInfo>,
+    input: &[u8],
+    output: &[u8],
+) -> Result<(), String> {
+    if output.len() != input.len() {
+        return Err(format!(
+            "it returned a token of {} bytes for one of {}",
+            output.len(),
+            input.len()
+        ));
+    }
+    let after = token::classify(output)
+        .map_err(|e| format!("it returned something that is not an internal key token ({e})"))?;
+    if let Some(b) = before {
+        if b.kind != after.kind {
+            return Err(format!(
+                "it returned a {:?} token for a {:?} token",
+                after.kind, b.kind
+            ));
+        }
+    }
+    if after.kind.has_tvv() && !token::tvv_valid(output) {
+        return Err("it returned a token with an invalid token validation value".into());
+    }
+    if let Some(cur) = card.current_mkvp() {
+        if cur.get(..after.mkvp_len) != Some(after.mkvp(output)) {
+            return Err(format!(
+                "it returned a token under MKVP {}, not under the CURRENT master key {}",
+                hex(after.mkvp(output)),
+                hex(cur)
+            ));
+        }
+    } else if let Some(old) = card.old_mkvp() {
+        if old.get(..after.mkvp_len) == Some(after.mkvp(output)) {
+            return Err("it returned the token still under the OLD master key".into());
+        }
+    }
+    Ok(())
+}
+
+/// The run's choice for a key before any verb: skip it (with upstream's line), or go.
+enum Precheck {
+    Public,
+    NotOldRsa,
+    NotNewRsa,
+    Go,
+}
+
+/// `cca_migrate_asymmetric()`'s checks, in its order.
+fn precheck(kind: &KeyKind, blob: &[u8]) -> Precheck {
+    if kind.handling != Handling::Asymmetric {
+        return Precheck::Go;
+    }
+    if blob.len() < 16 || blob.first() == Some(&0x1E) {
+        return Precheck::Public;
+    }
+    let internal = blob.first() == Some(&0x1F);
+    let section = blob.get(8).copied();
+    match kind.rsa {
+        Some(RsaFormat::Old) if !(internal && section == Some(0x08)) => Precheck::NotOldRsa,
+        Some(RsaFormat::New) if !(internal && matches!(section, Some(0x30 | 0x31))) => {
+            Precheck::NotNewRsa
+        }
+        _ => Precheck::Go,
+    }
+}
+
+/// One key found by a search.
+struct Found {
+    index: usize,
+    label: Vec<u8>,
+}
+
+/// The object's `CKA_LABEL` (empty when absent).
+fn label_of(obj: &StoredObject) -> Vec<u8> {
+    obj.template
+        .get(AttrType::LABEL)
+        .map(<[u8]>::to_vec)
+        .unwrap_or_default()
+}
+
+/// Runs every search of `kinds` over `objects` (already in find order), updating the
+/// `CKA_IBM_OPAQUE` of migrated keys in place. Returns the tally and the indices of the
+/// objects that changed.
+pub fn migrate(
+    card: &Card<'_>,
+    kinds: &[KeyKind],
+    objects: &mut [StoredObject],
+    out: &mut Output<'_>,
+) -> (Tally, Vec<usize>) {
+    let mut tally = Tally::default();
+    let mut changed = Vec::new();
+    for kind in kinds {
+        if let Some(what) = kind.announce {
+            out.search_for(what);
+        }
+        let matches: Vec<usize> = objects
+            .iter()
+            .enumerate()
+            .filter(|(_, o)| {
+                o.template.key_type() == Some(kind.key_type)
+                    && o.template.get_bool(AttrType::TOKEN) != Some(false)
+                    && o.template.get_bool(CKA_HIDDEN) != Some(true)
+            })
+            .map(|(i, _)| i)
+            .collect();
+        if kind.upstream || !matches.is_empty() {
+            out.found_keys(matches.len() as u64);
+        }
+        let mut found = Vec::new();
+        for &i in &matches {
+            let Some(obj) = objects.get(i) else { continue };
+            let label = label_of(obj);
+            if obj.template.get(AttrType::IBM_OPAQUE).is_none() {
+                out.error(format_args!(
+                    "object {}: {} key without CKA_IBM_OPAQUE is not a CCA secure key; skipped",
+                    obj.name, kind.type_name
+                ));
+                tally.keys.push(record(obj, kind, KeyStatus::Skipped, None, None, None));
+                if let Some(r) = tally.keys.last_mut() {
+                    r.reason = Some("no CKA_IBM_OPAQUE attribute".into());
+                }
+                continue;
+            }
+            out.migratable_key_found(kind.type_name, &label, obj.name.as_str());
+            found.push(Found { index: i, label });
+        }
+        for f in found.iter().rev() {
+            let Some(obj) = objects.get_mut(f.index) else {
+                continue;
+            };
+            if migrate_one(card, kind, obj, &f.label, &mut tally, out) {
+                changed.push(f.index);
+            }
+        }
+    }
+    (tally, changed)
+}
+
+fn record(
+    obj: &StoredObject,
+    kind: &KeyKind,
+    status: KeyStatus,
+    token: Option<String>,
+    mkvp_before: Option<String>,
+    mkvp_after: Option<String>,
+) -> KeyRecord {
+    KeyRecord {
+        object: obj.name.as_str().to_string(),
+        class: obj.template.class(),
+        key_type: kind.key_type,
+        label: label_of(obj),
+        private: obj.private,
+        token: token.unwrap_or_default(),
+        mkvp_before,
+        mkvp_after,
+        status,
+        reason: None,
+    }
+}
+
+/// The token halves of a blob: two for AES XTS, one otherwise.
+fn halves(kind: &KeyKind, blob: &[u8]) -> Vec<std::ops::Range<usize>> {
+    if kind.key_type == KeyType::AES_XTS && blob.len() >= 2 && blob.len().is_multiple_of(2) {
+        let h = blob.len() / 2;
+        vec![0..h, h..blob.len()]
+    } else {
+        std::iter::once(0..blob.len()).collect()
+    }
+}
+
+fn joined(blob: &[u8], parts: &[std::ops::Range<usize>], f: impl Fn(&[u8]) -> String) -> String {
+    parts
+        .iter()
+        .map(|r| f(blob.get(r.clone()).unwrap_or(&[])))
+        .collect::<Vec<_>>()
+        .join("+")
+}
+
+/// Migrates one key object; returns whether its `CKA_IBM_OPAQUE` changed.
+fn migrate_one(
+    card: &Card<'_>,
+    kind: &KeyKind,
+    obj: &mut StoredObject,
+    label: &[u8],
+    tally: &mut Tally,
+    out: &mut Output<'_>,
+) -> bool {
+    let handle = obj.name.as_str().to_string();
+    let blob = obj
+        .template
+        .get(AttrType::IBM_OPAQUE)
+        .map(<[u8]>::to_vec)
+        .unwrap_or_default();
+    let parts = halves(kind, &blob);
+    let token = joined(&blob, &parts, token_name);
+    let mkvp_hex = |b: &[u8]| mkvp_of(b).map(|v| hex(&v)).unwrap_or_default();
+    let before = Some(joined(&blob, &parts, mkvp_hex));
+    let mut rec = record(obj, kind, KeyStatus::Skipped, Some(token), before, None);
+
+    let skip_line = match precheck(kind, &blob) {
+        Precheck::Go => None,
+        p => Some(p),
+    };
+    if let Some(p) = skip_line {
+        match p {
+            Precheck::Public => {
+                out.skipping_public_key(label, &handle);
+                rec.reason = Some("public key token: nothing to re-encipher".into());
+            }
+            Precheck::NotOldRsa => {
+                out.skipping_not_old_rsa(label, &handle);
+                rec.reason = Some("not an RSA-CRT (X'08') key: use -k apka".into());
+            }
+            Precheck::NotNewRsa => {
+                out.skipping_not_new_rsa(label, &handle);
+                rec.reason = Some("not an RSA-AESM/AESC key: use -k asym".into());
+            }
+            Precheck::Go => {}
+        }
+        kind.counter.bump(&mut tally.migrated);
+        tally.keys.push(rec);
+        return false;
+    }
+
+    let mut new_blob = blob.clone();
+    let mut any_changed = false;
+    let mut failure = None;
+    for r in &parts {
+        let part = blob.get(r.clone()).unwrap_or(&[]);
+        match reencipher(card, kind, part) {
+            TokenOutcome::Current => {}
+            TokenOutcome::Migrated(t) => {
+                if let Some(dst) = new_blob.get_mut(r.clone()) {
+                    dst.copy_from_slice(&t);
+                    any_changed = true;
+                }
+            }
+            TokenOutcome::Failed(f) => {
+                failure = Some(f);
+                break;
+            }
+        }
+    }
+
+    if let Some(f) = failure {
+        match (&f.cca, f.verb) {
+            (Some(e), _) => out.cca_failed(verb_description(e.verb), e.rc, e.reason),
+            (None, Some(v)) => out.error(format_args!(
+                "{} returned an unusable token for object {handle}: {}",
+                verb_description(v),
+                f.reason
+            )),
+            (None, None) => out.error(format_args!("object {handle}: {}", f.reason)),
+        }
+        out.key_migration_failed(kind.algo, label, &handle);
+        if f.cca.as_ref().is_some_and(CcaError::is_unknown_mk) {
+            out.error(format_args!("object {handle}: {}", f.reason));
+        }
+        kind.counter.bump(&mut tally.failed);
+        rec.status = KeyStatus::Failed;
+        rec.reason = Some(f.reason);
+        tally.keys.push(rec);
+        return false;
+    }
+
+    out.key_migrated(kind.algo, label, &handle);
+    kind.counter.bump(&mut tally.migrated);
+    rec.mkvp_after = Some(joined(&new_blob, &parts, mkvp_hex));
+    if any_changed {
+        obj.template.set(AttrType::IBM_OPAQUE, new_blob);
+        rec.status = KeyStatus::Migrated;
+    } else {
+        out.skipping_current_master_key(kind.algo, label, &handle);
+        rec.status = KeyStatus::Current;
+    }
+    tally.keys.push(rec);
+    any_changed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::migrate::select::searches;
+
+    fn kind_of(mk: crate::cli::KeyType, kt: KeyType) -> KeyKind {
+        searches(mk)
+            .into_iter()
+            .find(|k| k.key_type == kt)
+            .expect("searched")
+    }
+
+    #[test]
+    fn public_and_wrong_rsa_tokens_are_prechecked_out() {
+        let apka_rsa = kind_of(crate::cli::KeyType::Apka, KeyType::RSA);
+        let asym_rsa = kind_of(crate::cli::KeyType::Asym, KeyType::RSA);
+        let mut crt = vec![0u8; 64];
+        crt[0] = 0x1F;
+        crt[8] = 0x08;
+        let mut aesc = crt.clone();
+        aesc[8] = 0x31;
+        let mut public = crt.clone();
+        public[0] = 0x1E;
+        assert!(matches!(precheck(&apka_rsa, &crt), Precheck::NotNewRsa));
+        assert!(matches!(precheck(&apka_rsa, &aesc), Precheck::Go));
+        assert!(matches!(precheck(&asym_rsa, &aesc), Precheck::NotOldRsa));
+        assert!(matches!(precheck(&asym_rsa, &crt), Precheck::Go));
+        assert!(matches!(precheck(&asym_rsa, &public), Precheck::Public));
+        assert!(matches!(precheck(&asym_rsa, &crt[..15]), Precheck::Public));
+        let des = kind_of(crate::cli::KeyType::Sym, KeyType::DES);
+        assert!(matches!(precheck(&des, &public), Precheck::Go));
+    }
+
+    #[test]
+    fn verb_choice_follows_upstream_byte_test() {
+        let aes = kind_of(crate::cli::KeyType::Aes, KeyType::AES);
+        let mut cipher = vec![0u8; 136];
+        cipher[0] = 0x01;
+        cipher[4] = 0x05;
+        cipher[41] = 0x02;
+        assert_eq!(verb_for(&aes, &cipher), Verb::Csnbktc2);
+        assert_eq!(verb_for(&aes, &[0x01, 0, 0, 0, 0x04]), Verb::Csnbktc);
+        assert_eq!(verb_for(&aes, &[]), Verb::Csnbktc);
+        let rule = rule_for(Verb::Csnbktc, &aes);
+        assert_eq!(rule.as_bytes(), b"RTCMK   AES     ");
+        let des = kind_of(crate::cli::KeyType::Sym, KeyType::DES3);
+        assert_eq!(rule_for(Verb::Csnbktc, &des).as_bytes(), b"RTCMK   ");
+        let rsa = kind_of(crate::cli::KeyType::Asym, KeyType::RSA);
+        assert_eq!(rule_for(Verb::Csndktc, &rsa).as_bytes(), b"RTCMK   ");
+        let ecc = kind_of(crate::cli::KeyType::Apka, KeyType::EC);
+        assert_eq!(
+            rule_for(Verb::Csndktc, &ecc).as_bytes(),
+            b"RTCMK   ECC     "
+        );
+        let hmac = kind_of(crate::cli::KeyType::Aes, KeyType::GENERIC_SECRET);
+        assert_eq!(
+            rule_for(verb_for(&hmac, &[]), &hmac).as_bytes(),
+            b"RTCMK   HMAC    "
+        );
+        let dil = kind_of(crate::cli::KeyType::Apka, KeyType::IBM_PQC_DILITHIUM);
+        assert_eq!(
+            rule_for(Verb::Csndktc, &dil).as_bytes(),
+            b"RTCMK   QSA     "
+        );
+    }
+
+    #[test]
+    fn xts_blobs_split_in_two_halves() {
+        let xts = kind_of(crate::cli::KeyType::Aes, KeyType::AES_XTS);
+        assert_eq!(halves(&xts, &[0u8; 128]), vec![0..64, 64..128]);
+        let aes = kind_of(crate::cli::KeyType::Aes, KeyType::AES);
+        assert_eq!(halves(&aes, &[0u8; 64]), vec![0..64]);
+    }
+}

@@ -1,0 +1,476 @@
+//! The migration modes, plugged into [`crate::app`] through [`ModeRunner`].
+//!
+//! Upstream's `pkcscca -m keys` works online, through pkcsslotd and the PKCS#11 API.
+//! Ours works offline on the token's data store, so the steps that upstream gets from
+//! the daemon become checks of our own, each with upstream's exit status where the
+//! same failure exists (see `man/pkcscca.1`, EXIT STATUS):
+//!
+//! | upstream step | ours |
+//! |---|---|
+//! | `C_Initialize` needs pkcsslotd (2) | refuse while pkcsslotd runs, or while a concurrent HSM master key change is pending, or while the token is locked (2) |
+//! | `C_OpenSession(slot)` (5) | the slot's token directory from `opencryptoki.conf`, or `-d` (5) |
+//! | `verify_pins()` (255) | both PINs verified against the store, with a message (255) |
+//! | `C_Login(USER)` (8) | the store's master key from `MK_USER` (8) |
+//! | `dlopen(libcsulcca.so)` (255) | the same (255) |
+//! | `C_FindObjects` / `C_SetAttributeValue` | objects decrypted from `TOK_OBJ`, rewritten in one atomic batch (8 if that fails) |
+//! | exit 0 even if keys failed | exit 3 if any key failed or any object could not be read |
+
+pub mod keys;
+pub mod select;
+
+use std::path::{Path, PathBuf};
+
+use crate::app::{ModeRunner, Pins};
+use crate::cca::token::MkType;
+use crate::cca::Csulcca;
+use crate::cli::{Args, KeyType as MkArg, Mode};
+use crate::config::{self, SystemPaths};
+use crate::exit::Exit;
+use crate::messages::Output;
+use crate::pin::PinKind;
+use crate::pkcs11::AttrType;
+use crate::store::lock::{self, TokenLock};
+use crate::store::{atomic, StoreError, StoredObject, TokenStore};
+
+use keys::{Card, KeyStatus, Tally};
+
+/// Where the token of this run lives, resolved before prompting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// The data store directory.
+    pub dir: PathBuf,
+    /// openCryptoki's per-token lock file.
+    pub lock_file: PathBuf,
+    /// The token's POSIX shared memory segment name (leading `/`).
+    pub shm_name: String,
+    /// Group of the lock directory and file when we must create them.
+    pub gid: Option<u32>,
+}
+
+/// The runner of the migration modes.
+#[derive(Debug)]
+pub struct Migrator {
+    paths: SystemPaths,
+    target: Option<Target>,
+}
+
+impl Migrator {
+    /// A runner using openCryptoki's system paths (`PKCSCCA_OPENCRYPTOKI_CONF` may
+    /// relocate the configuration file).
+    pub fn from_env() -> Migrator {
+        Migrator::with_paths(SystemPaths::from_env())
+    }
+
+    /// A runner using `paths` (tests point them at temporary directories).
+    pub fn with_paths(paths: SystemPaths) -> Migrator {
+        Migrator {
+            paths,
+            target: None,
+        }
+    }
+}
+
+/// The master key type a `-k` value re-enciphers to.
+pub fn mk_type(k: MkArg) -> MkType {
+    match k {
+        MkArg::Aes => MkType::Aes,
+        MkArg::Apka => MkType::Apka,
+        MkArg::Asym => MkType::Asym,
+        MkArg::Sym => MkType::Sym,
+    }
+}
+
+/// Resolves the data store of the run: `-d DIR` is the store itself (the slot need
+/// not be configured then); otherwise the slot's stanza in `opencryptoki.conf`.
+fn resolve_target(paths: &SystemPaths, args: &Args, out: &mut Output<'_>) -> Result<Target, Exit> {
+    let slot = args.slot().unwrap_or(0);
+    let located = u32::try_from(slot)
+        .ok()
+        .map(|s| config::locate_token(paths, s));
+    let group = |usergroup: Option<&str>| {
+        lock::group_gid(&paths.group_file, usergroup.unwrap_or("pkcs11"))
+    };
+    if let Some(dir) = &args.datastore {
+        let name = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "ccatok".into());
+        let (lock_file, gid) = match located {
+            Some(Ok(loc)) if loc.dir == *dir => {
+                let gid = group(loc.usergroup.as_deref());
+                (loc.lock_file, gid)
+            }
+            _ => (
+                paths.lock_root.join(&name).join(format!("LCK..{name}")),
+                group(None),
+            ),
+        };
+        return Ok(Target {
+            dir: dir.clone(),
+            lock_file,
+            shm_name: config::shm_name(dir),
+            gid,
+        });
+    }
+    match located {
+        Some(Ok(loc)) => {
+            let gid = group(loc.usergroup.as_deref());
+            Ok(Target {
+                dir: loc.dir,
+                lock_file: loc.lock_file,
+                shm_name: loc.shm_name,
+                gid,
+            })
+        }
+        Some(Err(config::LocateError::Resolve(config::ResolveError::NoSuchSlot {
+            file, ..
+        }))) => {
+            out.error(format_args!(
+                "{file}: slot {slot} is not configured (give the token directory with -d)"
+            ));
+            out.slot_id_invalid();
+            Err(Exit::OpenSession)
+        }
+        Some(Err(e @ config::LocateError::Resolve(_))) => {
+            out.error(e);
+            out.slot_id_invalid();
+            Err(Exit::OpenSession)
+        }
+        Some(Err(e)) => {
+            out.error(e);
+            Err(Exit::Pkcs11Init)
+        }
+        None => {
+            out.slot_id_invalid();
+            Err(Exit::OpenSession)
+        }
+    }
+}
+
+/// Checks that need no PIN: the store exists, nothing else is using it, and no
+/// concurrent HSM master key change is pending.
+fn preflight(paths: &SystemPaths, target: &Target, out: &mut Output<'_>) -> Result<(), Exit> {
+    let nvtok = target.dir.join("NVTOK.DAT");
+    if !nvtok.is_file() {
+        out.error(format_args!(
+            "{}: no token data store here (NVTOK.DAT not found)",
+            target.dir.display()
+        ));
+        return Err(Exit::OpenSession);
+    }
+    if let Some(pid) = lock::pkcsslotd_running(paths) {
+        out.error(format_args!(
+            "pkcsslotd is running (pid {pid}): stop it and every openCryptoki application \
+             before migrating keys offline"
+        ));
+        return Err(Exit::Pkcs11Init);
+    }
+    let mk_change = paths.data_root.join("HSM_MK_CHANGE");
+    if let Ok(mut entries) = std::fs::read_dir(&mk_change) {
+        if let Some(Ok(e)) = entries.next() {
+            out.error(format_args!(
+                "{}: a concurrent HSM master key change is pending; finish or cancel it \
+                 with pkcshsm_mk_change first",
+                e.path().display()
+            ));
+            return Err(Exit::Pkcs11Init);
+        }
+    }
+    for p in lock::processes_using_opencryptoki(paths) {
+        out.error(format_args!(
+            "warning: process {} ({}) has openCryptoki loaded; stop it before migrating",
+            p.pid, p.name
+        ));
+    }
+    Ok(())
+}
+
+impl ModeRunner for Migrator {
+    fn prepare(&mut self, args: &Args, out: &mut Output<'_>) -> Result<(), Exit> {
+        match args.mode {
+            Mode::Keys { .. } => {
+                let target = resolve_target(&self.paths, args, out)?;
+                preflight(&self.paths, &target, out)?;
+                self.target = Some(target);
+                Ok(())
+            }
+            Mode::V2ObjectsV3 | Mode::OldRsaKeys { .. } => {
+                out.mode_unavailable(args.mode.name());
+                Err(Exit::Failure)
+            }
+        }
+    }
+
+    fn run(&mut self, args: &Args, pins: &Pins, out: &mut Output<'_>) -> Exit {
+        let (Some(target), Some(k)) = (self.target.clone(), args.key_type()) else {
+            out.mode_unavailable(args.mode.name());
+            return Exit::Failure;
+        };
+        run_keys(&self.paths, &target, k, args, pins, out)
+    }
+}
+
+/// Opens the store and checks both PINs; returns the store and its master key.
+fn open_and_login(
+    target: &Target,
+    pins: &Pins,
+    out: &mut Output<'_>,
+) -> Result<(TokenStore, crate::store::MasterKey), Exit> {
+    let store = TokenStore::open(&target.dir).map_err(|e| {
+        out.error(e);
+        Exit::OpenSession
+    })?;
+    match store.login_so(pins.so.as_bytes()) {
+        Ok(()) => {}
+        Err(StoreError::WrongSoPin { .. }) => {
+            out.pin_incorrect(PinKind::So);
+            return Err(Exit::Failure);
+        }
+        Err(e) => {
+            out.error(e);
+            return Err(Exit::Failure);
+        }
+    }
+    match store.login_user(pins.user.as_bytes()) {
+        Ok(mk) => Ok((store, mk)),
+        Err(StoreError::WrongUserPin { .. }) => {
+            out.pin_incorrect(PinKind::User);
+            Err(Exit::Failure)
+        }
+        Err(e) => {
+            out.error(e);
+            Err(Exit::Login)
+        }
+    }
+}
+
+/// `-m keys`, start to end.
+fn run_keys(
+    paths: &SystemPaths,
+    target: &Target,
+    k: MkArg,
+    args: &Args,
+    pins: &Pins,
+    out: &mut Output<'_>,
+) -> Exit {
+    let (store, mk) = match open_and_login(target, pins, out) {
+        Ok(x) => x,
+        Err(e) => return e,
+    };
+    let lib = match Csulcca::open() {
+        Ok(lib) => lib,
+        Err(e) => {
+            out.dlopen_failed(Csulcca::LIBRARY, e);
+            return Exit::Failure;
+        }
+    };
+    let mk_type = mk_type(k);
+    let status = match lib.mk_status(mk_type) {
+        Ok(s) if s.current.state != 2 => {
+            out.error(format_args!(
+                "the CCA adapter has no valid CURRENT {mk_type} master key; load and set it \
+                 before migrating (nothing was changed)"
+            ));
+            return Exit::Pkcs11Init;
+        }
+        Ok(s) => Some(s),
+        Err(e) => {
+            out.verbose_notice(format_args!(
+                "Cannot read the master key registers ({e}); each key goes to the card"
+            ));
+            None
+        }
+    };
+    let card = Card {
+        lib: &lib,
+        mk_type,
+        status,
+    };
+
+    let _lock = match TokenLock::try_acquire(&target.lock_file, target.gid) {
+        Ok(Some(l)) => l,
+        Ok(None) => {
+            out.error(format_args!(
+                "{}: the token is locked by another process; stop every openCryptoki \
+                 application first",
+                target.lock_file.display()
+            ));
+            return Exit::Pkcs11Init;
+        }
+        Err(e) => {
+            out.error(e);
+            return Exit::Pkcs11Init;
+        }
+    };
+    if !args.dry_run {
+        match atomic::remove_stale_temps(&store.tok_obj_dir()) {
+            Ok(removed) => {
+                for p in removed {
+                    out.verbose_notice(format_args!(
+                        "Removed {} left by an interrupted run",
+                        p.display()
+                    ));
+                }
+            }
+            Err(e) => {
+                out.error(e);
+                return Exit::Login;
+            }
+        }
+    }
+
+    let (mut objects, unreadable) = match load_in_find_order(&store, &mk, out) {
+        Ok(x) => x,
+        Err(exit) => return exit,
+    };
+    if let Some(o) = objects
+        .iter()
+        .find(|o| o.template.get(AttrType::IBM_OPAQUE_REENC).is_some())
+    {
+        out.error(format_args!(
+            "{}: holds CKA_IBM_OPAQUE_REENC: a concurrent HSM master key change is in \
+             progress; finish or cancel it with pkcshsm_mk_change first",
+            store.object_path(o.name).display()
+        ));
+        return Exit::Pkcs11Init;
+    }
+
+    let kinds = select::searches(k);
+    let (tally, changed) = keys::migrate(&card, &kinds, &mut objects, out);
+
+    let mut written = 0usize;
+    if !args.dry_run && !changed.is_empty() {
+        let batch: Vec<&StoredObject> = changed.iter().filter_map(|&i| objects.get(i)).collect();
+        match store.commit(&mk, &batch) {
+            Ok(report) => written = report.written.len(),
+            Err(e) => {
+                out.error("Error replacing old key with migrated key.");
+                out.error(e);
+                return Exit::Login;
+            }
+        }
+        remove_shm(paths, &target.shm_name, out);
+    }
+
+    if args.json {
+        out.json_document(&json_document(args, k, target, &tally, written, unreadable));
+    } else {
+        out.keys_summary(&tally.migrated, &tally.failed);
+        if args.dry_run {
+            out.notice(format_args!(
+                "Dry run: {} object(s) would be rewritten; nothing was written.",
+                changed.len()
+            ));
+        }
+    }
+    if tally.count(KeyStatus::Failed) > 0 || unreadable > 0 {
+        Exit::KeysFailed
+    } else {
+        Exit::Success
+    }
+}
+
+/// Loads every object listed in `OBJ.IDX`, private ones first (the order a USER
+/// session's `C_FindObjects` returns them in). An object that cannot be read or
+/// decrypted is reported, left untouched and counted; the rest go on.
+fn load_in_find_order(
+    store: &TokenStore,
+    mk: &crate::store::MasterKey,
+    out: &mut Output<'_>,
+) -> Result<(Vec<StoredObject>, usize), Exit> {
+    let names = match store.read_index() {
+        Ok(n) => n,
+        Err(StoreError::MissingIndex { .. } | StoreError::EmptyIndex { .. }) => Vec::new(),
+        Err(e) => {
+            out.error(e);
+            return Err(Exit::Login);
+        }
+    };
+    let mut objects = Vec::with_capacity(names.len());
+    let mut unreadable = 0usize;
+    for name in names {
+        match store.load_object(name, Some(mk)) {
+            Ok(o) => objects.push(o),
+            Err(e) => {
+                out.error(format_args!("{e} (object left untouched)"));
+                unreadable += 1;
+            }
+        }
+    }
+    objects.sort_by_key(|o| !o.private);
+    Ok((objects, unreadable))
+}
+
+/// Removes the token's shared memory segment so the next openCryptoki process rebuilds
+/// its object list from disk (what `pkcstok_migrate` does, datastore.md §9.6).
+fn remove_shm(paths: &SystemPaths, shm_name: &str, out: &mut Output<'_>) {
+    let file = paths.shm_root.join(shm_name.trim_start_matches('/'));
+    match std::fs::remove_file(&file) {
+        Ok(()) => out.verbose_notice(format_args!("Removed {}", file.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => out.error(format_args!(
+            "warning: {}: cannot remove the token's shared memory: {e}",
+            file.display()
+        )),
+    }
+}
+
+fn json_document(
+    args: &Args,
+    k: MkArg,
+    target: &Target,
+    tally: &Tally,
+    written: usize,
+    unreadable: usize,
+) -> String {
+    use serde_json::{json, Map, Value};
+    let counts = |c: &crate::messages::KeyCounts| -> Value {
+        let mut m = Map::new();
+        for (name, n) in c.entries() {
+            if n > 0 {
+                m.insert(name.to_string(), json!(n));
+            }
+        }
+        Value::Object(m)
+    };
+    let keys: Vec<Value> = tally
+        .keys
+        .iter()
+        .map(|r| {
+            json!({
+                "object": r.object,
+                "class": r.class.map(|c| c.name().map_or_else(|| c.to_string(), str::to_string)),
+                "key_type": r.key_type.name().map_or_else(|| r.key_type.to_string(), str::to_string),
+                "label": String::from_utf8_lossy(&r.label),
+                "private": r.private,
+                "token": r.token,
+                "mkvp_before": r.mkvp_before,
+                "mkvp_after": r.mkvp_after,
+                "status": r.status.name(),
+                "reason": r.reason,
+            })
+        })
+        .collect();
+    let doc = json!({
+        "mode": "keys",
+        "mk_type": k.name(),
+        "datastore": display_path(&target.dir),
+        "dry_run": args.dry_run,
+        "keys": keys,
+        "summary": {
+            "migrated": tally.count(KeyStatus::Migrated),
+            "current": tally.count(KeyStatus::Current),
+            "skipped": tally.count(KeyStatus::Skipped),
+            "failed": tally.count(KeyStatus::Failed),
+            "unreadable_objects": unreadable,
+            "objects_written": written,
+            "upstream_migrated": counts(&tally.migrated),
+            "upstream_failed": counts(&tally.failed),
+        },
+    });
+    doc.to_string()
+}
+
+fn display_path(p: &Path) -> String {
+    p.display().to_string()
+}
