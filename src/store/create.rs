@@ -367,7 +367,12 @@ impl TokenStore {
             .mode(FILE_MODE)
             .open(&idx)
             .map_err(|e| StoreError::io(&idx, "cannot open", e))?;
-        let mut line = name.as_bytes().to_vec();
+        // Never glue our line onto a last line that lacks its LF.
+        let mut line = match fs::read(&idx) {
+            Ok(d) if d.last().is_some_and(|b| *b != b'\n') => b"\n".to_vec(),
+            _ => Vec::new(),
+        };
+        line.extend_from_slice(name.as_bytes());
         line.push(b'\n');
         f.write_all(&line)
             .and_then(|_| f.sync_all())

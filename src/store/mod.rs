@@ -324,14 +324,14 @@ impl TokenStore {
                     .ok_or(StoreError::WrongSoPin { file: mk_path })
             }
             Format::New => {
-                let login = self.nvtok.so_login();
-                let v = self.pbkdf2(pin, &login)?;
+                // Size-check the MK file before the (slow) PBKDF2 work.
+                let file = read_regular(&mk_path)?;
+                check_new_mk_size(&mk_path, &file)?;
+                let v = self.pbkdf2(pin, &self.nvtok.so_login())?;
                 if !ct_eq(&v[..], self.nvtok.so_login_key()) {
                     return Err(StoreError::WrongSoPin { file: nv });
                 }
                 let wrap = self.pbkdf2(pin, &self.nvtok.so_wrap())?;
-                let file = read_regular(&mk_path)?;
-                check_new_mk_size(&mk_path, &file)?;
                 crypt::aes_unwrap(&wrap, &file)
                     .map(|k| MasterKey::from_vec(Zeroizing::new(k.to_vec())))
                     .ok_or(StoreError::WrongSoPin { file: mk_path })
@@ -363,12 +363,12 @@ impl TokenStore {
                 crypt::old_mk_open(&file, pin).ok_or(StoreError::WrongUserPin { file: mk_path })
             }
             Format::New => {
+                let file = read_mk_user(&mk_path)?;
+                check_new_mk_size(&mk_path, &file)?;
                 let v = self.pbkdf2(pin, &self.nvtok.user_login())?;
                 if !ct_eq(&v[..], self.nvtok.user_login_key()) {
                     return Err(StoreError::WrongUserPin { file: nv });
                 }
-                let file = read_mk_user(&mk_path)?;
-                check_new_mk_size(&mk_path, &file)?;
                 let wrap = self.pbkdf2(pin, &self.nvtok.user_wrap())?;
                 crypt::aes_unwrap(&wrap, &file)
                     .map(|k| MasterKey::from_vec(Zeroizing::new(k.to_vec())))
