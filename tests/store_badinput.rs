@@ -1,5 +1,7 @@
 //! Every prefix of every vector file, and arbitrary or mutated bytes, give
 //! an error and never a panic.
+// Test helpers outside #[test] fns may unwrap and index too (see clippy.toml).
+#![allow(clippy::unwrap_used, clippy::indexing_slicing)]
 
 mod common;
 

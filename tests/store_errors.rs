@@ -1,5 +1,7 @@
 //! Bad PINs and damaged stores give one clear error naming the file, and
 //! nothing on disk changes.
+// Test helpers outside #[test] fns may unwrap and index too (see clippy.toml).
+#![allow(clippy::unwrap_used, clippy::indexing_slicing)]
 
 mod common;
 
@@ -151,8 +153,7 @@ fn last_private_object(d: &Path) -> std::path::PathBuf {
     let idx = std::fs::read_to_string(d.join("TOK_OBJ/OBJ.IDX")).unwrap();
     idx.lines()
         .map(|n| d.join("TOK_OBJ").join(n))
-        .filter(|p| std::fs::read(p).unwrap()[4] == 1)
-        .last()
+        .rfind(|p| std::fs::read(p).unwrap()[4] == 1)
         .unwrap()
 }
 

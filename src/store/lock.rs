@@ -12,7 +12,7 @@
 //! let the caller refuse to run.
 
 use std::fs::{self, File, OpenOptions};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use super::error::StoreError;
@@ -77,6 +77,9 @@ fn open_lock_file(path: &Path, gid: Option<u32>) -> Result<File, StoreError> {
                 .mode(LOCK_DIR_MODE)
                 .create(dir)
                 .map_err(|e| StoreError::io(dir, "cannot create lock directory", e))?;
+            // The umask must not narrow openCryptoki's mode.
+            fs::set_permissions(dir, fs::Permissions::from_mode(LOCK_DIR_MODE))
+                .map_err(|e| StoreError::io(dir, "cannot set mode of lock directory", e))?;
             if let Some(g) = gid {
                 std::os::unix::fs::chown(dir, None, Some(g))
                     .map_err(|e| StoreError::io(dir, "cannot set group of lock directory", e))?;
@@ -91,6 +94,8 @@ fn open_lock_file(path: &Path, gid: Option<u32>) -> Result<File, StoreError> {
             .open(path)
         {
             Ok(f) => {
+                f.set_permissions(fs::Permissions::from_mode(LOCK_FILE_MODE))
+                    .map_err(|e| StoreError::io(path, "cannot set mode of lock file", e))?;
                 if let Some(g) = gid {
                     std::os::unix::fs::fchown(&f, None, Some(g))
                         .map_err(|e| StoreError::io(path, "cannot set group of lock file", e))?;
