@@ -296,3 +296,34 @@ fn objects_keep_ownership_of_the_token_directory_group() {
     let md = std::fs::metadata(store.object_path(obj.name)).unwrap();
     assert_eq!((md.gid(), md.mode() & 0o7777), (5678, 0o660));
 }
+
+/// Spec §3.2.6: after 3.8.1's C_InitToken, MK_SO is encrypted under the
+/// default SO PIN while NVTOK.DAT records the real SO PIN's hash.
+#[test]
+fn so_login_retries_mk_so_under_the_default_pin_381_quirk() {
+    use sha1::{Digest, Sha1};
+    let tmp = tempfile::tempdir().unwrap();
+    let mut o = opts(Format::Old, ByteOrder::Little, true);
+    o.so_pin = Zeroizing::new(b"87654321".to_vec());
+    let (store, mk) = TokenStore::create(tmp.path().join("t"), o).unwrap();
+    let nv = store.dir().join("NVTOK.DAT");
+    let mut raw = std::fs::read(&nv).unwrap();
+    raw[184..204].copy_from_slice(&Sha1::digest(SO_PIN));
+    std::fs::write(&nv, raw).unwrap();
+    let store = TokenStore::open(store.dir()).unwrap();
+    assert!(matches!(
+        store.login_so(b"87654321"),
+        Err(StoreError::WrongSoPin { .. })
+    ));
+    assert!(store.so_master_key(SO_PIN).unwrap().same_as(&mk));
+    // A damaged MK_SO is still refused, naming MK_SO.
+    let mk_so = store.dir().join("MK_SO");
+    let mut b = std::fs::read(&mk_so).unwrap();
+    b[0] ^= 1;
+    std::fs::write(&mk_so, b).unwrap();
+    let e = store.login_so(SO_PIN).unwrap_err();
+    assert!(
+        matches!(e, StoreError::WrongSoPin { .. }) && e.to_string().contains("MK_SO"),
+        "{e}"
+    );
+}

@@ -330,13 +330,7 @@ pub(crate) fn plausible_in(buf: &[u8], order: ByteOrder) -> bool {
 mod tests {
     use super::*;
 
-    fn hex(s: &str) -> Vec<u8> {
-        let s: String = s.split_whitespace().collect();
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-            .collect()
-    }
+    use crate::store::bytes::unhex as hex;
 
     #[test]
     fn worked_example_round_trips() {

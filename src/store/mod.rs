@@ -181,6 +181,13 @@ impl StoredObject {
     }
 }
 
+/// The two PKCS#11 roles with a PIN.
+#[derive(Clone, Copy)]
+enum Role {
+    So,
+    User,
+}
+
 /// What [`TokenStore::commit`] did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CommitReport {
@@ -323,19 +330,7 @@ impl TokenStore {
                     .or_else(|| crypt::old_mk_open(&file, DEFAULT_SO_PIN))
                     .ok_or(StoreError::WrongSoPin { file: mk_path })
             }
-            Format::New => {
-                // Size-check the MK file before the (slow) PBKDF2 work.
-                let file = read_regular(&mk_path)?;
-                check_new_mk_size(&mk_path, &file)?;
-                let v = self.pbkdf2(pin, &self.nvtok.so_login())?;
-                if !ct_eq(&v[..], self.nvtok.so_login_key()) {
-                    return Err(StoreError::WrongSoPin { file: nv });
-                }
-                let wrap = self.pbkdf2(pin, &self.nvtok.so_wrap())?;
-                crypt::aes_unwrap(&wrap, &file)
-                    .map(|k| MasterKey::from_vec(Zeroizing::new(k.to_vec())))
-                    .ok_or(StoreError::WrongSoPin { file: mk_path })
-            }
+            Format::New => self.new_format_login(pin, Role::So),
         }
     }
 
@@ -362,19 +357,45 @@ impl TokenStore {
                 check_old_mk_size(&mk_path, &file)?;
                 crypt::old_mk_open(&file, pin).ok_or(StoreError::WrongUserPin { file: mk_path })
             }
-            Format::New => {
-                let file = read_mk_user(&mk_path)?;
-                check_new_mk_size(&mk_path, &file)?;
-                let v = self.pbkdf2(pin, &self.nvtok.user_login())?;
-                if !ct_eq(&v[..], self.nvtok.user_login_key()) {
-                    return Err(StoreError::WrongUserPin { file: nv });
-                }
-                let wrap = self.pbkdf2(pin, &self.nvtok.user_wrap())?;
-                crypt::aes_unwrap(&wrap, &file)
-                    .map(|k| MasterKey::from_vec(Zeroizing::new(k.to_vec())))
-                    .ok_or(StoreError::WrongUserPin { file: mk_path })
-            }
+            Format::New => self.new_format_login(pin, Role::User),
         }
+    }
+
+    /// New-format login: PBKDF2 verifier, then unwrap the role's MK file
+    /// with the role's wrap key (spec §3.3, §3.4). The MK file's size is
+    /// checked before the slow derivations.
+    fn new_format_login(&self, pin: &[u8], role: Role) -> Result<MasterKey, StoreError> {
+        let nv = self.nv_path();
+        let (mk_path, login, key, wrap) = match role {
+            Role::So => (
+                self.dir.join(MK_SO),
+                self.nvtok.so_login(),
+                self.nvtok.so_login_key(),
+                self.nvtok.so_wrap(),
+            ),
+            Role::User => (
+                self.dir.join(MK_USER),
+                self.nvtok.user_login(),
+                self.nvtok.user_login_key(),
+                self.nvtok.user_wrap(),
+            ),
+        };
+        let wrong = |file: PathBuf| match role {
+            Role::So => StoreError::WrongSoPin { file },
+            Role::User => StoreError::WrongUserPin { file },
+        };
+        let file = match role {
+            Role::So => read_regular(&mk_path)?,
+            Role::User => read_mk_user(&mk_path)?,
+        };
+        check_new_mk_size(&mk_path, &file)?;
+        if !ct_eq(&self.pbkdf2(pin, &login)?[..], key) {
+            return Err(wrong(nv));
+        }
+        let wrap = self.pbkdf2(pin, &wrap)?;
+        crypt::aes_unwrap(&wrap, &file)
+            .map(|k| MasterKey::from_vec(Zeroizing::new(k.to_vec())))
+            .ok_or_else(|| wrong(mk_path))
     }
 
     fn pbkdf2(&self, pin: &[u8], kdf: &nvtok::Kdf<'_>) -> Result<Zeroizing<[u8; 32]>, StoreError> {

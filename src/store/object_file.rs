@@ -381,13 +381,7 @@ mod tests {
     use crate::store::attrs::Template;
     use crate::store::ObjectName;
 
-    fn hex(s: &str) -> Vec<u8> {
-        let s: String = s.split_whitespace().collect();
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-            .collect()
-    }
+    use crate::store::bytes::unhex as hex;
 
     fn example() -> FlatObject {
         let mut t = Template::new(ByteOrder::Little);
