@@ -221,6 +221,10 @@ fn slot_resolution() {
         PathBuf::from("/var/lock/opencryptoki/ccatok/LCK..ccatok")
     );
     assert_eq!(l.shm_name, "/var.lib.opencryptoki.ccatok");
+    assert_eq!(
+        l.shm_file(&SystemPaths::default()),
+        PathBuf::from("/dev/shm/var.lib.opencryptoki.ccatok")
+    );
     assert_eq!((l.tokversion, l.format), (0, Format::Old));
     for (slot, sub) in [(0, "tpm"), (1, "lite"), (3, "swtok"), (4, "ep11tok")] {
         let l = resolve_slot(&slots, slot, &SystemPaths::default(), None, "c").unwrap();

@@ -210,6 +210,19 @@ impl Template {
     }
 }
 
+/// Types and lengths only: values may be secret.
+impl std::fmt::Debug for Template {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(
+                self.attrs
+                    .iter()
+                    .map(|a| format!("{}[{}]", a.ty, a.value.len())),
+            )
+            .finish()
+    }
+}
+
 /// A decoded flattened object.
 #[derive(Clone)]
 pub(crate) struct FlatObject {

@@ -154,6 +154,17 @@ pub struct StoredObject {
     original: Vec<u8>,
 }
 
+/// Name, visibility and attribute types/lengths; never values.
+impl fmt::Debug for StoredObject {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StoredObject")
+            .field("name", &self.name)
+            .field("private", &self.private)
+            .field("template", &self.template)
+            .finish_non_exhaustive()
+    }
+}
+
 impl StoredObject {
     /// A text dump (name, visibility, attributes); secrets shown as lengths
     /// unless `show_secrets`. Stable, for logs and golden tests.
