@@ -122,6 +122,14 @@ pub struct TokenLocation {
 }
 
 impl TokenLocation {
+    /// Options to open this token's store with the format its slot selects.
+    pub fn open_options(&self) -> crate::store::OpenOptions {
+        crate::store::OpenOptions {
+            format: Some(self.format),
+            byte_order: None,
+        }
+    }
+
     /// Where the token's shared-memory segment appears (`/dev/shm/...`).
     /// Removing it after an offline change makes the next openCryptoki
     /// process rebuild its object lists from OBJ.IDX (spec §9.6 step 5).

@@ -68,6 +68,26 @@ impl CreateOptions {
     }
 }
 
+impl CreateOptions {
+    /// Sets the SO PIN.
+    pub fn with_so_pin(mut self, pin: &[u8]) -> Self {
+        self.so_pin = Zeroizing::new(pin.to_vec());
+        self
+    }
+
+    /// Sets the USER PIN (`None`: C_InitPIN never ran).
+    pub fn with_user_pin(mut self, pin: Option<&[u8]>) -> Self {
+        self.user_pin = pin.map(|p| Zeroizing::new(p.to_vec()));
+        self
+    }
+
+    /// Sets the simulated writer's byte order.
+    pub fn with_byte_order(mut self, order: ByteOrder) -> Self {
+        self.byte_order = order;
+        self
+    }
+}
+
 fn invalid(file: &Path, what: &'static str) -> StoreError {
     StoreError::Invalid {
         file: file.into(),
