@@ -136,3 +136,29 @@ fn group_lookup() {
     assert_eq!(group_gid(&g, "pkcs"), None);
     assert_eq!(group_gid(&g, "bad"), None);
 }
+
+#[test]
+fn lock_token_uses_the_configured_location_and_group() {
+    use pkcscca::config::{parse_str, resolve_slot};
+    use pkcscca::store::lock::lock_token;
+    let tmp = tempfile::tempdir().unwrap();
+    let group = tmp.path().join("group");
+    std::fs::write(&group, "pkcs11:x:996:\ncca:x:5678:\n").unwrap();
+    let paths = SystemPaths {
+        lock_root: tmp.path().join("lock"),
+        data_root: tmp.path().join("lib"),
+        group_file: group,
+        ..SystemPaths::default()
+    };
+    let slots = parse_str(
+        "slot 2 {\n stdll = libpkcs11_cca.so\n usergroup = cca\n}\n",
+        "c",
+    )
+    .unwrap();
+    let loc = resolve_slot(&slots, 2, &paths, None, "c").unwrap();
+    let lock = lock_token(&loc, &paths).unwrap();
+    assert_eq!(lock.path(), tmp.path().join("lock/ccatok/LCK..ccatok"));
+    if common::running_as_root() {
+        assert_eq!(std::fs::metadata(lock.path()).unwrap().gid(), 5678);
+    }
+}

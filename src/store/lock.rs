@@ -16,7 +16,7 @@ use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsE
 use std::path::{Path, PathBuf};
 
 use super::error::StoreError;
-use crate::config::SystemPaths;
+use crate::config::{SystemPaths, TokenLocation};
 
 /// Mode of the lock directory (spec §9.1).
 const LOCK_DIR_MODE: u32 = 0o770;
@@ -106,6 +106,16 @@ fn open_lock_file(path: &Path, gid: Option<u32>) -> Result<File, StoreError> {
         }
     }
     File::open(path).map_err(|e| StoreError::io(path, "cannot open lock file", e))
+}
+
+/// The default token group of openCryptoki (`--with-pkcs-group`).
+pub const DEFAULT_TOKEN_GROUP: &str = "pkcs11";
+
+/// Takes the lock of a configured token: its lock file, created if missing
+/// in the slot's `usergroup` (else `pkcs11`), when that group exists.
+pub fn lock_token(loc: &TokenLocation, paths: &SystemPaths) -> Result<TokenLock, StoreError> {
+    let group = loc.usergroup.as_deref().unwrap_or(DEFAULT_TOKEN_GROUP);
+    TokenLock::acquire(&loc.lock_file, group_gid(&paths.group_file, group))
 }
 
 /// The gid of group `name` from an `/etc/group`-format file, if listed.

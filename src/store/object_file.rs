@@ -171,7 +171,7 @@ fn decode_old(
     }
     let plain = crypt::des3_cbc(key, &OBJ_IV, payload, false)
         .ok_or(DecodeError::Crypto("DES3 decryption failed"))?;
-    let (flat_bytes, _) = split_old_plain(&plain, order)?;
+    let flat_bytes = split_old_plain(&plain, order)?;
     let flat = decode_flat(flat_bytes, order).map_err(|e| e.shifted(4))?;
     Ok(Decoded {
         private,
@@ -182,7 +182,7 @@ fn decode_old(
 
 /// Splits an old private plaintext into the flattened object, checking the
 /// length, SHA-1 and padding. Offsets in errors are plaintext offsets.
-fn split_old_plain(plain: &[u8], order: ByteOrder) -> Result<(&[u8], ()), DecodeError> {
+fn split_old_plain(plain: &[u8], order: ByteOrder) -> Result<&[u8], DecodeError> {
     let mut c = Cursor::new(plain);
     let obj_len = c.u32(order, "decrypted object length")? as usize;
     let used = obj_len
@@ -205,7 +205,7 @@ fn split_old_plain(plain: &[u8], order: ByteOrder) -> Result<(&[u8], ()), Decode
     if !super::bytes::ct_eq(&crypt::sha1(flat), sha) {
         return Err(DecodeError::Crypto("SHA-1 mismatch (wrong master key?)"));
     }
-    Ok((flat, ()))
+    Ok(flat)
 }
 
 fn decode_new(
