@@ -8,9 +8,33 @@
 //! every record as stored, and writes changed objects back atomically so
 //! that openCryptoki cannot tell the difference.
 //!
-//! Typical use (the migration layer):
-//! `open` → `login_so` → `login_user` → `load_objects` → change
-//! `CKA_IBM_OPAQUE` → `commit`, all while holding [`lock::TokenLock`].
+//! Typical use (the migration layer), all while holding the token lock and
+//! with no openCryptoki process attached (spec §9.6):
+//!
+//! ```no_run
+//! use pkcscca::config::{locate_token, SystemPaths};
+//! use pkcscca::pkcs11::AttrType;
+//! use pkcscca::store::{lock, TokenStore};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let paths = SystemPaths::from_env();
+//! let loc = locate_token(&paths, 2)?;
+//! let _lock = lock::lock_token(&loc, &paths)?;
+//! let store = TokenStore::open_with(&loc.dir, loc.open_options())?;
+//! store.login_so(b"76543210")?;
+//! let mk = store.login_user(b"11223344")?;
+//! let mut objects = store.load_objects(&mk)?;
+//! for obj in &mut objects {
+//!     if let Some(blob) = obj.template.get(AttrType::IBM_OPAQUE) {
+//!         let reenciphered = blob.to_vec(); // ask the CCA library here
+//!         obj.template.set(AttrType::IBM_OPAQUE, reenciphered);
+//!     }
+//! }
+//! let changed: Vec<_> = objects.iter().collect();
+//! store.commit(&mk, &changed)?;
+//! # Ok(())
+//! # }
+//! ```
 
 pub mod atomic;
 mod attrs;
