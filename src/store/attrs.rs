@@ -233,7 +233,7 @@ pub(crate) struct FlatObject {
     /// The attributes.
     pub(crate) template: Template,
     /// Bytes after the last record (ignored by openCryptoki; kept for round trip).
-    pub(crate) trailer: Vec<u8>,
+    pub(crate) trailer: Zeroizing<Vec<u8>>,
 }
 
 /// Parses a flattened object in byte order `order`.
@@ -284,7 +284,7 @@ pub(crate) fn decode_flat(buf: &[u8], order: ByteOrder) -> Result<FlatObject, Pa
             pvalue,
         });
     }
-    let trailer = c.rest().to_vec();
+    let trailer = Zeroizing::new(c.rest().to_vec());
     Ok(FlatObject {
         class_word,
         name,
@@ -356,7 +356,7 @@ mod tests {
             class_word: 0,
             name: ObjectName::from_bytes(*b"OBx1Y2z3").unwrap(),
             template: t,
-            trailer: vec![],
+            trailer: Zeroizing::new(vec![]),
         };
         let enc = encode_flat(&obj);
         assert_eq!(

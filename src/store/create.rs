@@ -399,7 +399,7 @@ impl TokenStore {
             class_word: 0,
             name,
             template,
-            trailer: Vec::new(),
+            trailer: Zeroizing::new(Vec::new()),
         };
         let bytes = super::object_file::encode(&flat, private, &envelope, Some(mk))
             .map_err(|what| invalid(&tok.join(name.as_str()), what))?;
@@ -441,7 +441,7 @@ impl TokenStore {
             private,
             template: flat.template,
             class_word: 0,
-            trailer: Vec::new(),
+            trailer: Zeroizing::new(Vec::new()),
             envelope,
             original,
         })

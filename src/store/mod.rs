@@ -172,7 +172,7 @@ pub struct StoredObject {
     /// Every attribute record, in disk order.
     pub template: Template,
     class_word: u32,
-    trailer: Vec<u8>,
+    trailer: Zeroizing<Vec<u8>>,
     envelope: Envelope,
     /// The file's bytes when loaded, to detect concurrent changes at commit.
     original: Vec<u8>,
@@ -193,12 +193,19 @@ impl StoredObject {
     /// A text dump (name, visibility, attributes); secrets shown as lengths
     /// unless `show_secrets`. Stable, for logs and golden tests.
     pub fn dump(&self, show_secrets: bool) -> String {
-        format!(
+        let mut out = format!(
             "object {} {}\n{}",
             self.name,
             if self.private { "private" } else { "public" },
             self.template.dump(show_secrets)
-        )
+        );
+        if !self.trailer.is_empty() {
+            out.push_str(&format!(
+                "  ({} bytes after the last record)\n",
+                self.trailer.len()
+            ));
+        }
+        out
     }
 
     /// The flattened object as openCryptoki would write it (clear bytes).

@@ -392,7 +392,7 @@ mod tests {
             class_word: 0,
             name: ObjectName::from_bytes(*b"OBx1Y2z3").unwrap(),
             template: t,
-            trailer: vec![],
+            trailer: Zeroizing::new(vec![]),
         }
     }
 
