@@ -1,5 +1,7 @@
 //! Bad PINs and damaged stores give one clear error naming the file, and
 //! nothing on disk changes.
+// Test helpers outside #[test] fns may unwrap and index too (see clippy.toml).
+#![allow(clippy::unwrap_used, clippy::indexing_slicing)]
 
 mod common;
 
@@ -151,8 +153,7 @@ fn last_private_object(d: &Path) -> std::path::PathBuf {
     let idx = std::fs::read_to_string(d.join("TOK_OBJ/OBJ.IDX")).unwrap();
     idx.lines()
         .map(|n| d.join("TOK_OBJ").join(n))
-        .filter(|p| std::fs::read(p).unwrap()[4] == 1)
-        .last()
+        .rfind(|p| std::fs::read(p).unwrap()[4] == 1)
         .unwrap()
 }
 
@@ -333,4 +334,40 @@ fn format_mismatch_with_configuration() {
     .err()
     .unwrap();
     assert!(matches!(e, StoreError::BadSize { size: 232, .. }), "{e}");
+}
+
+#[test]
+fn repeated_index_lines_are_skipped() {
+    let t = temp_copy(&common::data_dir().join(OLD));
+    let idx = t.dir.join("TOK_OBJ/OBJ.IDX");
+    let mut s = std::fs::read_to_string(&idx).unwrap();
+    let first = s.lines().next().unwrap().to_string();
+    s.push_str(&format!("{first}\n"));
+    std::fs::write(&idx, s).unwrap();
+    let store = TokenStore::open(&t.dir).unwrap();
+    let mk = store.login_user(USER_PIN).unwrap();
+    let objs = store.load_objects(&mk).unwrap();
+    assert_eq!(objs.len(), 20);
+    assert_eq!(objs[0].name.as_str(), first);
+}
+
+#[test]
+fn wrong_explicit_byte_order_is_an_error_not_garbage() {
+    use pkcscca::store::{ByteOrder, OpenOptions};
+    for rel in [OLD, NEW] {
+        let store = TokenStore::open_with(
+            common::data_dir().join(rel),
+            OpenOptions {
+                format: None,
+                byte_order: Some(ByteOrder::Big),
+            },
+        )
+        .unwrap();
+        let e = store
+            .login_user(USER_PIN)
+            .and_then(|mk| store.load_objects(&mk))
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains(rel), "{e}");
+    }
 }

@@ -121,6 +121,23 @@ pub struct TokenLocation {
     pub usergroup: Option<String>,
 }
 
+impl TokenLocation {
+    /// Options to open this token's store with the format its slot selects.
+    pub fn open_options(&self) -> crate::store::OpenOptions {
+        crate::store::OpenOptions {
+            format: Some(self.format),
+            byte_order: None,
+        }
+    }
+
+    /// Where the token's shared-memory segment appears (`/dev/shm/...`).
+    /// Removing it after an offline change makes the next openCryptoki
+    /// process rebuild its object lists from OBJ.IDX (spec §9.6 step 5).
+    pub fn shm_file(&self, paths: &SystemPaths) -> PathBuf {
+        paths.shm_root.join(self.shm_name.trim_start_matches('/'))
+    }
+}
+
 /// Why a slot cannot be resolved.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ResolveError {

@@ -210,6 +210,19 @@ impl Template {
     }
 }
 
+/// Types and lengths only: values may be secret.
+impl std::fmt::Debug for Template {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(
+                self.attrs
+                    .iter()
+                    .map(|a| format!("{}[{}]", a.ty, a.value.len())),
+            )
+            .finish()
+    }
+}
+
 /// A decoded flattened object.
 #[derive(Clone)]
 pub(crate) struct FlatObject {
@@ -220,7 +233,7 @@ pub(crate) struct FlatObject {
     /// The attributes.
     pub(crate) template: Template,
     /// Bytes after the last record (ignored by openCryptoki; kept for round trip).
-    pub(crate) trailer: Vec<u8>,
+    pub(crate) trailer: Zeroizing<Vec<u8>>,
 }
 
 /// Parses a flattened object in byte order `order`.
@@ -271,7 +284,7 @@ pub(crate) fn decode_flat(buf: &[u8], order: ByteOrder) -> Result<FlatObject, Pa
             pvalue,
         });
     }
-    let trailer = c.rest().to_vec();
+    let trailer = Zeroizing::new(c.rest().to_vec());
     Ok(FlatObject {
         class_word,
         name,
@@ -330,13 +343,7 @@ pub(crate) fn plausible_in(buf: &[u8], order: ByteOrder) -> bool {
 mod tests {
     use super::*;
 
-    fn hex(s: &str) -> Vec<u8> {
-        let s: String = s.split_whitespace().collect();
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-            .collect()
-    }
+    use crate::store::bytes::unhex as hex;
 
     #[test]
     fn worked_example_round_trips() {
@@ -349,7 +356,7 @@ mod tests {
             class_word: 0,
             name: ObjectName::from_bytes(*b"OBx1Y2z3").unwrap(),
             template: t,
-            trailer: vec![],
+            trailer: Zeroizing::new(vec![]),
         };
         let enc = encode_flat(&obj);
         assert_eq!(

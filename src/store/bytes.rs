@@ -249,6 +249,16 @@ pub(crate) fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     acc == 0
 }
 
+/// Parses hex with optional whitespace (unit-test helper).
+#[cfg(test)]
+pub(crate) fn unhex(s: &str) -> Vec<u8> {
+    let s: String = s.split_whitespace().collect();
+    (0..s.len())
+        .step_by(2)
+        .filter_map(|i| s.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,7 +9,7 @@
 
 use std::fs::{self, OpenOptions as FsOpenOptions};
 use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 use zeroize::Zeroizing;
@@ -37,9 +37,14 @@ pub struct CreateOptions {
     /// USER PIN; `None` = C_InitPIN never ran (flag clear, no MK_USER).
     pub user_pin: Option<Zeroizing<Vec<u8>>>,
     /// Old format only: write a 64-byte master key (24 random bytes + 40 zero
-    /// bytes) in 88-byte MK files, as the 3.8.1–3.14 CCA token did, with the
-    /// 3.8.1 NVTOK.DAT defaults (Appendix E.1).
+    /// bytes) in 88-byte MK files, as the 3.8.1–3.14 CCA token did.
     pub legacy_cca_mk: bool,
+    /// Old format only: write NVTOK.DAT as openCryptoki 3.8.1 did (its
+    /// defaults, Appendix E.1, and the base-36 object name counter, so that
+    /// [`TokenStore::add_object`] names objects `00000000`, `10000000`, …).
+    /// Otherwise the store looks like one written by 3.27 (counter unused,
+    /// objects named `OB` + 6 random characters).
+    pub opencryptoki_3_8_1: bool,
     /// Token label (blank-padded to 32 bytes).
     pub label: String,
     /// New format: PBKDF2 iterations stored in NVTOK.DAT (openCryptoki
@@ -56,9 +61,30 @@ impl CreateOptions {
             so_pin: Zeroizing::new(b"76543210".to_vec()),
             user_pin: Some(Zeroizing::new(b"11223344".to_vec())),
             legacy_cca_mk: false,
+            opencryptoki_3_8_1: false,
             label: "pkcscca".to_string(),
             pbkdf2_iterations: 100_000,
         }
+    }
+}
+
+impl CreateOptions {
+    /// Sets the SO PIN.
+    pub fn with_so_pin(mut self, pin: &[u8]) -> Self {
+        self.so_pin = Zeroizing::new(pin.to_vec());
+        self
+    }
+
+    /// Sets the USER PIN (`None`: C_InitPIN never ran).
+    pub fn with_user_pin(mut self, pin: Option<&[u8]>) -> Self {
+        self.user_pin = pin.map(|p| Zeroizing::new(p.to_vec()));
+        self
+    }
+
+    /// Sets the simulated writer's byte order.
+    pub fn with_byte_order(mut self, order: ByteOrder) -> Self {
+        self.byte_order = order;
+        self
     }
 }
 
@@ -69,14 +95,50 @@ fn invalid(file: &Path, what: &'static str) -> StoreError {
     }
 }
 
-/// Writes a brand-new file with mode 0660.
-fn write_new(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
-    let mut f = FsOpenOptions::new()
+/// Sets `mode` exactly (the process umask does not apply to chmod).
+fn chmod(path: &Path, mode: u32) -> Result<(), StoreError> {
+    fs::set_permissions(path, fs::Permissions::from_mode(mode))
+        .map_err(|e| StoreError::io(path, "cannot set mode", e))
+}
+
+/// Creates a directory with exactly `mode` (if missing).
+fn make_dir(path: &Path, mode: u32) -> Result<(), StoreError> {
+    match fs::DirBuilder::new().mode(mode).create(path) {
+        Ok(()) => chmod(path, mode),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(StoreError::io(path, "cannot create directory", e)),
+    }
+}
+
+/// Creates a new file exclusively with mode 0660 regardless of the umask,
+/// in the group of its directory (the token group), as `set_perm()` does.
+fn create_exclusive(path: &Path) -> std::io::Result<fs::File> {
+    let f = FsOpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(FILE_MODE)
-        .open(path)
-        .map_err(|e| StoreError::io(path, "cannot create", e))?;
+        .open(path)?;
+    set_token_perm(&f, path)?;
+    Ok(f)
+}
+
+/// Mode 0660 and the directory's group. Mirrors `loadsave.c: set_perm()`.
+fn set_token_perm(f: &fs::File, path: &Path) -> std::io::Result<()> {
+    f.set_permissions(fs::Permissions::from_mode(FILE_MODE))?;
+    let dir_gid = path
+        .parent()
+        .map(fs::metadata)
+        .transpose()?
+        .map(|m| m.gid());
+    if let Some(g) = dir_gid.filter(|g| f.metadata().is_ok_and(|m| m.gid() != *g)) {
+        std::os::unix::fs::fchown(f, None, Some(g))?;
+    }
+    Ok(())
+}
+
+/// Writes a brand-new file with mode 0660.
+fn write_new(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    let mut f = create_exclusive(path).map_err(|e| StoreError::io(path, "cannot create", e))?;
     f.write_all(bytes)
         .and_then(|_| f.sync_all())
         .map_err(|e| StoreError::io(path, "cannot write", e))
@@ -111,17 +173,18 @@ impl TokenStore {
         opts: CreateOptions,
     ) -> Result<(TokenStore, MasterKey), StoreError> {
         let dir = dir.as_ref();
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o770)
-            .create(dir)
-            .map_err(|e| StoreError::io(dir, "cannot create directory", e))?;
+        if let Some(parent) = dir.parent() {
+            fs::create_dir_all(parent)
+                .map_err(|e| StoreError::io(parent, "cannot create directory", e))?;
+        }
+        make_dir(dir, 0o770)?;
         let nv_path = dir.join(NVTOK_DAT);
         if fs::symlink_metadata(&nv_path).is_ok() {
             return Err(invalid(&nv_path, "a store already exists here"));
         }
         let rnd = |n| crypt::random(n).map_err(|e| StoreError::io(dir, "no random bytes", e));
         let legacy = opts.legacy_cca_mk && opts.format == Format::Old;
+        let v381 = opts.opencryptoki_3_8_1 && opts.format == Format::Old;
         let mk = match opts.format {
             Format::Old if legacy => {
                 let mut k = rnd(24)?;
@@ -133,9 +196,9 @@ impl TokenStore {
         };
         let mk = MasterKey::from_vec(mk);
         let order = opts.byte_order;
-        let mut raw = nvtok::template_bytes(opts.format, order, opts.label.as_bytes(), legacy);
+        let mut raw = nvtok::template_bytes(opts.format, order, opts.label.as_bytes(), v381);
         let mut fl = flags::RNG | flags::LOGIN_REQUIRED | flags::CLOCK_ON_TOKEN;
-        if !legacy {
+        if !v381 {
             fl |= flags::DUAL_CRYPTO;
         }
         let so_default = opts.so_pin.as_slice() == DEFAULT_SO_PIN;
@@ -242,10 +305,7 @@ impl TokenStore {
             write_new(&dir.join(MK_USER), &u)?;
         }
         let tok = dir.join(TOK_OBJ);
-        fs::DirBuilder::new()
-            .mode(0o770)
-            .create(&tok)
-            .map_err(|e| StoreError::io(&tok, "cannot create directory", e))?;
+        make_dir(&tok, 0o770)?;
         let nvtok = TokenData::from_raw(raw, opts.format, order)
             .ok_or_else(|| invalid(&nv_path, "internal: size"))?;
         let store = TokenStore {
@@ -275,76 +335,71 @@ impl TokenStore {
             ));
         }
         let private = template.get_bool(AttrType::PRIVATE).unwrap_or(true);
-        let (name, envelope) = match self.format {
-            Format::Old => {
-                let nv_path = self.dir.join(NVTOK_DAT);
-                let cur = self.nvtok.next_name();
-                let name = ObjectName::from_bytes(cur)
-                    .ok_or_else(|| invalid(&nv_path, "bad name counter"))?;
-                let next =
-                    next_counter(&cur).ok_or_else(|| invalid(&nv_path, "bad name counter"))?;
-                if fs::symlink_metadata(tok.join(name.as_str())).is_ok() {
-                    return Err(invalid(
-                        &tok.join(name.as_str()),
-                        "counter names an existing file",
-                    ));
+        // Name as the writing version would: a 3.8.1–3.17 store keeps the
+        // base-36 counter in NVTOK.DAT (ASCII digits); 3.18+ leaves it zero
+        // (new stores) and uses `OB` + 6 random characters (spec §1.2).
+        let cur = self.nvtok.next_name();
+        let uses_counter = self.format == Format::Old
+            && cur
+                .iter()
+                .all(|c| c.is_ascii_digit() || c.is_ascii_uppercase());
+        let name = if uses_counter {
+            let nv_path = self.dir.join(NVTOK_DAT);
+            let name =
+                ObjectName::from_bytes(cur).ok_or_else(|| invalid(&nv_path, "bad name counter"))?;
+            let next = next_counter(&cur).ok_or_else(|| invalid(&nv_path, "bad name counter"))?;
+            if fs::symlink_metadata(tok.join(name.as_str())).is_ok() {
+                return Err(invalid(
+                    &tok.join(name.as_str()),
+                    "counter names an existing file",
+                ));
+            }
+            let mut nv = self.nvtok.clone();
+            nv.set_next_name(&next);
+            atomic::replace_all(
+                &self.dir,
+                &[Replacement {
+                    target: nv_path,
+                    bytes: nv.raw().to_vec(),
+                    may_be_new: false,
+                }],
+            )?;
+            self.nvtok = nv;
+            name
+        } else {
+            const CHARS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+            loop {
+                let r = crypt::random(6).map_err(|e| StoreError::io(&tok, "no random bytes", e))?;
+                let mut n = *b"OB000000";
+                for (d, b) in n.iter_mut().skip(2).zip(r.iter()) {
+                    *d = CHARS
+                        .get(usize::from(*b) % CHARS.len())
+                        .copied()
+                        .unwrap_or(b'0');
                 }
-                let mut nv = self.nvtok.clone();
-                nv.set_next_name(&next);
-                atomic::replace_all(
-                    &self.dir,
-                    &[Replacement {
-                        target: nv_path,
-                        bytes: nv.raw().to_vec(),
-                        may_be_new: false,
-                    }],
-                )?;
-                self.nvtok = nv;
-                (name, Envelope::Old)
-            }
-            Format::New => {
-                const CHARS: &[u8] =
-                    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-                let name = loop {
-                    let r =
-                        crypt::random(6).map_err(|e| StoreError::io(&tok, "no random bytes", e))?;
-                    let mut n = *b"OB000000";
-                    for (d, b) in n.iter_mut().skip(2).zip(r.iter()) {
-                        *d = CHARS
-                            .get(usize::from(*b) % CHARS.len())
-                            .copied()
-                            .unwrap_or(b'0');
-                    }
-                    let Some(name) = ObjectName::from_bytes(n) else {
-                        continue;
-                    };
-                    // Reserve the name like mkstemp does.
-                    match FsOpenOptions::new()
-                        .write(true)
-                        .create_new(true)
-                        .mode(FILE_MODE)
-                        .open(tok.join(name.as_str()))
-                    {
-                        Ok(_) => break name,
-                        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-                        Err(e) => return Err(StoreError::io(&tok, "cannot create object file", e)),
-                    }
+                let Some(name) = ObjectName::from_bytes(n) else {
+                    continue;
                 };
-                let tokversion = self.nvtok.version().unwrap_or(TOKVERSION_3_12);
-                (
-                    name,
-                    Envelope::New {
-                        tokversion,
-                        host_order_header: false,
-                    },
-                )
+                // Reserve the name like mkstemp does.
+                match create_exclusive(&tok.join(name.as_str())) {
+                    Ok(_) => break name,
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                    Err(e) => return Err(StoreError::io(&tok, "cannot create object file", e)),
+                }
             }
+        };
+        let envelope = match self.format {
+            Format::Old => Envelope::Old,
+            Format::New => Envelope::New {
+                tokversion: self.nvtok.version().unwrap_or(TOKVERSION_3_12),
+                host_order_header: false,
+            },
         };
         let flat = FlatObject {
             class_word: 0,
             name,
             template,
-            trailer: Vec::new(),
+            trailer: Zeroizing::new(Vec::new()),
         };
         let bytes = super::object_file::encode(&flat, private, &envelope, Some(mk))
             .map_err(|what| invalid(&tok.join(name.as_str()), what))?;
@@ -361,14 +416,22 @@ impl TokenStore {
         if fs::symlink_metadata(&idx).is_ok_and(|m| m.file_type().is_symlink()) {
             return Err(StoreError::Symlink { file: idx });
         }
+        // Never glue our line onto a last line that lacks its LF.
+        let mut line = match fs::read(&idx) {
+            Ok(d) if d.last().is_some_and(|b| *b != b'\n') => b"\n".to_vec(),
+            _ => Vec::new(),
+        };
+        line.extend_from_slice(name.as_bytes());
+        line.push(b'\n');
         let mut f = FsOpenOptions::new()
             .append(true)
             .create(true)
             .mode(FILE_MODE)
             .open(&idx)
             .map_err(|e| StoreError::io(&idx, "cannot open", e))?;
-        let mut line = name.as_bytes().to_vec();
-        line.push(b'\n');
+        if line.len() == 9 && f.metadata().is_ok_and(|m| m.len() == 0) {
+            set_token_perm(&f, &idx).map_err(|e| StoreError::io(&idx, "cannot set mode", e))?;
+        }
         f.write_all(&line)
             .and_then(|_| f.sync_all())
             .map_err(|e| StoreError::io(&idx, "cannot append", e))?;
@@ -378,7 +441,7 @@ impl TokenStore {
             private,
             template: flat.template,
             class_word: 0,
-            trailer: Vec::new(),
+            trailer: Zeroizing::new(Vec::new()),
             envelope,
             original,
         })

@@ -222,12 +222,7 @@ pub(crate) fn gcm_open(
 mod tests {
     use super::*;
 
-    fn hex(s: &str) -> Vec<u8> {
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-            .collect()
-    }
+    use crate::store::bytes::unhex as hex;
 
     /// Spec §3.5, old MK_SO worked example.
     #[test]

@@ -12,11 +12,11 @@
 //! let the caller refuse to run.
 
 use std::fs::{self, File, OpenOptions};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use super::error::StoreError;
-use crate::config::SystemPaths;
+use crate::config::{SystemPaths, TokenLocation};
 
 /// Mode of the lock directory (spec §9.1).
 const LOCK_DIR_MODE: u32 = 0o770;
@@ -77,6 +77,9 @@ fn open_lock_file(path: &Path, gid: Option<u32>) -> Result<File, StoreError> {
                 .mode(LOCK_DIR_MODE)
                 .create(dir)
                 .map_err(|e| StoreError::io(dir, "cannot create lock directory", e))?;
+            // The umask must not narrow openCryptoki's mode.
+            fs::set_permissions(dir, fs::Permissions::from_mode(LOCK_DIR_MODE))
+                .map_err(|e| StoreError::io(dir, "cannot set mode of lock directory", e))?;
             if let Some(g) = gid {
                 std::os::unix::fs::chown(dir, None, Some(g))
                     .map_err(|e| StoreError::io(dir, "cannot set group of lock directory", e))?;
@@ -91,6 +94,8 @@ fn open_lock_file(path: &Path, gid: Option<u32>) -> Result<File, StoreError> {
             .open(path)
         {
             Ok(f) => {
+                f.set_permissions(fs::Permissions::from_mode(LOCK_FILE_MODE))
+                    .map_err(|e| StoreError::io(path, "cannot set mode of lock file", e))?;
                 if let Some(g) = gid {
                     std::os::unix::fs::fchown(&f, None, Some(g))
                         .map_err(|e| StoreError::io(path, "cannot set group of lock file", e))?;
@@ -101,6 +106,16 @@ fn open_lock_file(path: &Path, gid: Option<u32>) -> Result<File, StoreError> {
         }
     }
     File::open(path).map_err(|e| StoreError::io(path, "cannot open lock file", e))
+}
+
+/// The default token group of openCryptoki (`--with-pkcs-group`).
+pub const DEFAULT_TOKEN_GROUP: &str = "pkcs11";
+
+/// Takes the lock of a configured token: its lock file, created if missing
+/// in the slot's `usergroup` (else `pkcs11`), when that group exists.
+pub fn lock_token(loc: &TokenLocation, paths: &SystemPaths) -> Result<TokenLock, StoreError> {
+    let group = loc.usergroup.as_deref().unwrap_or(DEFAULT_TOKEN_GROUP);
+    TokenLock::acquire(&loc.lock_file, group_gid(&paths.group_file, group))
 }
 
 /// The gid of group `name` from an `/etc/group`-format file, if listed.

@@ -8,9 +8,33 @@
 //! every record as stored, and writes changed objects back atomically so
 //! that openCryptoki cannot tell the difference.
 //!
-//! Typical use (the migration layer):
-//! `open` → `login_so` → `login_user` → `load_objects` → change
-//! `CKA_IBM_OPAQUE` → `commit`, all while holding [`lock::TokenLock`].
+//! Typical use (the migration layer), all while holding the token lock and
+//! with no openCryptoki process attached (spec §9.6):
+//!
+//! ```no_run
+//! use pkcscca::config::{locate_token, SystemPaths};
+//! use pkcscca::pkcs11::AttrType;
+//! use pkcscca::store::{lock, TokenStore};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let paths = SystemPaths::from_env();
+//! let loc = locate_token(&paths, 2)?;
+//! let _lock = lock::lock_token(&loc, &paths)?;
+//! let store = TokenStore::open_with(&loc.dir, loc.open_options())?;
+//! store.login_so(b"76543210")?;
+//! let mk = store.login_user(b"11223344")?;
+//! let mut objects = store.load_objects(&mk)?;
+//! for obj in &mut objects {
+//!     if let Some(blob) = obj.template.get(AttrType::IBM_OPAQUE) {
+//!         let reenciphered = blob.to_vec(); // ask the CCA library here
+//!         obj.template.set(AttrType::IBM_OPAQUE, reenciphered);
+//!     }
+//! }
+//! let changed: Vec<_> = objects.iter().collect();
+//! store.commit(&mk, &changed)?;
+//! # Ok(())
+//! # }
+//! ```
 
 pub mod atomic;
 mod attrs;
@@ -148,22 +172,40 @@ pub struct StoredObject {
     /// Every attribute record, in disk order.
     pub template: Template,
     class_word: u32,
-    trailer: Vec<u8>,
+    trailer: Zeroizing<Vec<u8>>,
     envelope: Envelope,
     /// The file's bytes when loaded, to detect concurrent changes at commit.
     original: Vec<u8>,
+}
+
+/// Name, visibility and attribute types/lengths; never values.
+impl fmt::Debug for StoredObject {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StoredObject")
+            .field("name", &self.name)
+            .field("private", &self.private)
+            .field("template", &self.template)
+            .finish_non_exhaustive()
+    }
 }
 
 impl StoredObject {
     /// A text dump (name, visibility, attributes); secrets shown as lengths
     /// unless `show_secrets`. Stable, for logs and golden tests.
     pub fn dump(&self, show_secrets: bool) -> String {
-        format!(
+        let mut out = format!(
             "object {} {}\n{}",
             self.name,
             if self.private { "private" } else { "public" },
             self.template.dump(show_secrets)
-        )
+        );
+        if !self.trailer.is_empty() {
+            out.push_str(&format!(
+                "  ({} bytes after the last record)\n",
+                self.trailer.len()
+            ));
+        }
+        out
     }
 
     /// The flattened object as openCryptoki would write it (clear bytes).
@@ -179,6 +221,13 @@ impl StoredObject {
             trailer: self.trailer.clone(),
         }
     }
+}
+
+/// The two PKCS#11 roles with a PIN.
+#[derive(Clone, Copy)]
+enum Role {
+    So,
+    User,
 }
 
 /// What [`TokenStore::commit`] did.
@@ -323,19 +372,7 @@ impl TokenStore {
                     .or_else(|| crypt::old_mk_open(&file, DEFAULT_SO_PIN))
                     .ok_or(StoreError::WrongSoPin { file: mk_path })
             }
-            Format::New => {
-                let login = self.nvtok.so_login();
-                let v = self.pbkdf2(pin, &login)?;
-                if !ct_eq(&v[..], self.nvtok.so_login_key()) {
-                    return Err(StoreError::WrongSoPin { file: nv });
-                }
-                let wrap = self.pbkdf2(pin, &self.nvtok.so_wrap())?;
-                let file = read_regular(&mk_path)?;
-                check_new_mk_size(&mk_path, &file)?;
-                crypt::aes_unwrap(&wrap, &file)
-                    .map(|k| MasterKey::from_vec(Zeroizing::new(k.to_vec())))
-                    .ok_or(StoreError::WrongSoPin { file: mk_path })
-            }
+            Format::New => self.new_format_login(pin, Role::So),
         }
     }
 
@@ -362,19 +399,45 @@ impl TokenStore {
                 check_old_mk_size(&mk_path, &file)?;
                 crypt::old_mk_open(&file, pin).ok_or(StoreError::WrongUserPin { file: mk_path })
             }
-            Format::New => {
-                let v = self.pbkdf2(pin, &self.nvtok.user_login())?;
-                if !ct_eq(&v[..], self.nvtok.user_login_key()) {
-                    return Err(StoreError::WrongUserPin { file: nv });
-                }
-                let file = read_mk_user(&mk_path)?;
-                check_new_mk_size(&mk_path, &file)?;
-                let wrap = self.pbkdf2(pin, &self.nvtok.user_wrap())?;
-                crypt::aes_unwrap(&wrap, &file)
-                    .map(|k| MasterKey::from_vec(Zeroizing::new(k.to_vec())))
-                    .ok_or(StoreError::WrongUserPin { file: mk_path })
-            }
+            Format::New => self.new_format_login(pin, Role::User),
         }
+    }
+
+    /// New-format login: PBKDF2 verifier, then unwrap the role's MK file
+    /// with the role's wrap key (spec §3.3, §3.4). The MK file's size is
+    /// checked before the slow derivations.
+    fn new_format_login(&self, pin: &[u8], role: Role) -> Result<MasterKey, StoreError> {
+        let nv = self.nv_path();
+        let (mk_path, login, key, wrap) = match role {
+            Role::So => (
+                self.dir.join(MK_SO),
+                self.nvtok.so_login(),
+                self.nvtok.so_login_key(),
+                self.nvtok.so_wrap(),
+            ),
+            Role::User => (
+                self.dir.join(MK_USER),
+                self.nvtok.user_login(),
+                self.nvtok.user_login_key(),
+                self.nvtok.user_wrap(),
+            ),
+        };
+        let wrong = |file: PathBuf| match role {
+            Role::So => StoreError::WrongSoPin { file },
+            Role::User => StoreError::WrongUserPin { file },
+        };
+        let file = match role {
+            Role::So => read_regular(&mk_path)?,
+            Role::User => read_mk_user(&mk_path)?,
+        };
+        check_new_mk_size(&mk_path, &file)?;
+        if !ct_eq(&self.pbkdf2(pin, &login)?[..], key) {
+            return Err(wrong(nv));
+        }
+        let wrap = self.pbkdf2(pin, &wrap)?;
+        crypt::aes_unwrap(&wrap, &file)
+            .map(|k| MasterKey::from_vec(Zeroizing::new(k.to_vec())))
+            .ok_or_else(|| wrong(mk_path))
     }
 
     fn pbkdf2(&self, pin: &[u8], kdf: &nvtok::Kdf<'_>) -> Result<Zeroizing<[u8; 32]>, StoreError> {

@@ -258,6 +258,8 @@ pub(crate) fn template_bytes(format: Format, host: ByteOrder, label: &[u8], v381
     put(&mut raw, off::UTC_TIME, &[b' '; 16]);
     if format == Format::Old {
         put(&mut raw, off::USER_PIN_SHA, &USER_PIN_SENTINEL);
+    }
+    if v381 {
         put(&mut raw, off::NEXT_NAME, b"00000000");
     }
     for (i, v) in [1u32, 0, 1, 1].iter().enumerate() {

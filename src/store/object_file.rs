@@ -171,7 +171,7 @@ fn decode_old(
     }
     let plain = crypt::des3_cbc(key, &OBJ_IV, payload, false)
         .ok_or(DecodeError::Crypto("DES3 decryption failed"))?;
-    let (flat_bytes, _) = split_old_plain(&plain, order)?;
+    let flat_bytes = split_old_plain(&plain, order)?;
     let flat = decode_flat(flat_bytes, order).map_err(|e| e.shifted(4))?;
     Ok(Decoded {
         private,
@@ -182,7 +182,7 @@ fn decode_old(
 
 /// Splits an old private plaintext into the flattened object, checking the
 /// length, SHA-1 and padding. Offsets in errors are plaintext offsets.
-fn split_old_plain(plain: &[u8], order: ByteOrder) -> Result<(&[u8], ()), DecodeError> {
+fn split_old_plain(plain: &[u8], order: ByteOrder) -> Result<&[u8], DecodeError> {
     let mut c = Cursor::new(plain);
     let obj_len = c.u32(order, "decrypted object length")? as usize;
     let used = obj_len
@@ -205,7 +205,7 @@ fn split_old_plain(plain: &[u8], order: ByteOrder) -> Result<(&[u8], ()), Decode
     if !super::bytes::ct_eq(&crypt::sha1(flat), sha) {
         return Err(DecodeError::Crypto("SHA-1 mismatch (wrong master key?)"));
     }
-    Ok((flat, ()))
+    Ok(flat)
 }
 
 fn decode_new(
@@ -381,13 +381,7 @@ mod tests {
     use crate::store::attrs::Template;
     use crate::store::ObjectName;
 
-    fn hex(s: &str) -> Vec<u8> {
-        let s: String = s.split_whitespace().collect();
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-            .collect()
-    }
+    use crate::store::bytes::unhex as hex;
 
     fn example() -> FlatObject {
         let mut t = Template::new(ByteOrder::Little);
@@ -398,7 +392,7 @@ mod tests {
             class_word: 0,
             name: ObjectName::from_bytes(*b"OBx1Y2z3").unwrap(),
             template: t,
-            trailer: vec![],
+            trailer: Zeroizing::new(vec![]),
         }
     }
 
