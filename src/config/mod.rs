@@ -19,6 +19,9 @@ use crate::store::Format;
 
 /// Environment variable that relocates `opencryptoki.conf` for this tool.
 pub const CONF_ENV: &str = "PKCSCCA_OPENCRYPTOKI_CONF";
+/// Environment variable that relocates openCryptoki's lock directory for this tool
+/// (upstream's `LOCKDIR_PATH` is fixed when openCryptoki is built).
+pub const LOCK_DIR_ENV: &str = "PKCSCCA_LOCK_DIR";
 /// openCryptoki's environment variable that relocates data stores.
 pub const APP_STORE_ENV: &str = "PKCS_APP_STORE";
 
@@ -66,11 +69,16 @@ impl Default for SystemPaths {
 }
 
 impl SystemPaths {
-    /// The defaults, with `conf_file` from `PKCSCCA_OPENCRYPTOKI_CONF` if set.
+    /// The defaults, with `conf_file` from `PKCSCCA_OPENCRYPTOKI_CONF` and
+    /// `lock_root` from `PKCSCCA_LOCK_DIR` if set (for installations built with other
+    /// paths, and for tests).
     pub fn from_env() -> Self {
         let mut p = SystemPaths::default();
         if let Some(c) = std::env::var_os(CONF_ENV).filter(|c| !c.is_empty()) {
             p.conf_file = PathBuf::from(c);
+        }
+        if let Some(c) = std::env::var_os(LOCK_DIR_ENV).filter(|c| !c.is_empty()) {
+            p.lock_root = PathBuf::from(c);
         }
         p
     }
