@@ -13,7 +13,9 @@
 //!   untouched, like a real failure.
 //!
 //! Call counters are per process and count every call of an exported verb,
-//! whether it fails or not.
+//! whether it fails or not. They restart from zero whenever the value of
+//! `CSULCCA_EMU_FAIL` changes, so "the N-th call" means the N-th call since
+//! the current fault plan was set (tests set it, then count).
 
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
@@ -22,7 +24,10 @@ use std::time::Duration;
 use crate::state::unhex;
 use crate::Fail;
 
-static COUNTERS: Mutex<Option<HashMap<String, u64>>> = Mutex::new(None);
+/// Per-verb call counts, and the `CSULCCA_EMU_FAIL` value they were counted
+/// under.
+type Counters = (Option<String>, HashMap<String, u64>);
+static COUNTERS: Mutex<Option<Counters>> = Mutex::new(None);
 
 /// One fault-injection rule.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -92,12 +97,22 @@ fn faults() -> Vec<Fault> {
     std::env::var("CSULCCA_EMU_FAIL").map(|s| parse_faults(&s)).unwrap_or_default()
 }
 
+fn faults_from(plan: Option<&str>) -> Vec<Fault> {
+    plan.map(parse_faults).unwrap_or_default()
+}
+
 /// Called on entry to every exported verb: counts the call, sleeps the
 /// configured latency, and returns an injected N-th-call / every-call fault.
 pub fn on_call(verb: &str) -> Option<Fail> {
+    let plan = std::env::var("CSULCCA_EMU_FAIL").ok();
     let n = {
         let mut g = COUNTERS.lock().unwrap_or_else(PoisonError::into_inner);
-        let c = g.get_or_insert_with(HashMap::new).entry(verb.to_string()).or_insert(0);
+        let (seen, map) = g.get_or_insert_with(|| (plan.clone(), HashMap::new()));
+        if *seen != plan {
+            *seen = plan.clone();
+            map.clear();
+        }
+        let c = map.entry(verb.to_string()).or_insert(0);
         *c += 1;
         *c
     };
@@ -107,7 +122,7 @@ pub fn on_call(verb: &str) -> Option<Fail> {
             std::thread::sleep(Duration::from_micros(us));
         }
     }
-    faults().into_iter().find_map(|f| {
+    faults_from(plan.as_deref()).into_iter().find_map(|f| {
         let hit = (f.verb == "*" || f.verb == verb)
             && match f.when {
                 Trigger::Nth(k) => k == n,
@@ -133,7 +148,7 @@ pub fn on_token(verb: &str, token: &[u8]) -> Result<(), Fail> {
 /// Number of calls of `verb` so far in this process.
 pub fn calls(verb: &str) -> u64 {
     let g = COUNTERS.lock().unwrap_or_else(PoisonError::into_inner);
-    g.as_ref().and_then(|m| m.get(verb).copied()).unwrap_or(0)
+    g.as_ref().and_then(|(_, m)| m.get(verb).copied()).unwrap_or(0)
 }
 
 #[cfg(test)]

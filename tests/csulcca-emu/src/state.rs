@@ -57,8 +57,9 @@ pub fn mkvp(t: MkType, key: &[u8]) -> Vec<u8> {
     }
 }
 
-/// One register: a state digit and (when not empty) the key value.
-#[derive(Clone, Default)]
+/// One register: a state digit and (when not empty) the key value. The
+/// default is an empty register (state 1).
+#[derive(Clone)]
 pub struct Register {
     /// State digit (1 empty; NEW 2 partial, 3 full; CURRENT/OLD 2 valid).
     pub state: u8,
@@ -66,8 +67,15 @@ pub struct Register {
     pub value: Zeroizing<Vec<u8>>,
 }
 
+impl Default for Register {
+    fn default() -> Register {
+        Register::empty()
+    }
+}
+
 impl Register {
-    fn empty() -> Register {
+    /// An empty register (state 1).
+    pub fn empty() -> Register {
         Register { state: 1, value: Zeroizing::new(Vec::new()) }
     }
 

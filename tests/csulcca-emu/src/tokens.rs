@@ -522,9 +522,9 @@ pub fn rsa_build(kind: TokenKind, k: &RsaParts, mk: &[u8], vp: &[u8], host_order
 
 /// Reads a 16-bit field that 3.8.1 may have written in host order: the
 /// big-endian reading when it is at most `max`, else the swapped one.
-fn either16(t: &[u8], off: usize, max: usize) -> Result<usize, Fail> {
+fn either16(t: &[u8], off: usize, ok: impl Fn(usize) -> bool) -> Result<usize, Fail> {
     let v = token::be16(t, off).ok_or(UNUSABLE)?;
-    [v, v.swap_bytes()].into_iter().map(usize::from).find(|&x| x > 0 && x <= max).ok_or(UNUSABLE)
+    [v, v.swap_bytes()].into_iter().map(usize::from).find(|&x| ok(x)).ok_or(UNUSABLE)
 }
 
 /// The public section following the private section of an internal token,
@@ -555,7 +555,8 @@ pub fn rsa_public(t: &[u8], info: &TokenInfo) -> Result<(Vec<u8>, Vec<u8>), Fail
     let sec = get(t, s0, slen)?;
     let n = match info.kind {
         TokenKind::RsaCrt => {
-            let nlen = either16(sec, 64, slen.saturating_sub(124))?;
+            let room = slen.saturating_sub(124);
+            let nlen = either16(sec, 64, |x| x >= 32 && x <= room && (room - x) % 8 == 0)?;
             get(sec, slen - nlen, nlen)?.to_vec()
         }
         TokenKind::RsaAesm => get(sec, 122, be16(sec, 52)?)?.to_vec(),
@@ -563,7 +564,8 @@ pub fn rsa_public(t: &[u8], info: &TokenInfo) -> Result<(Vec<u8>, Vec<u8>), Fail
         _ => return Err(UNUSABLE),
     };
     let p = public_section(t)?;
-    let elen = either16(p, 6, p.len().saturating_sub(12))?;
+    let room = p.len().saturating_sub(12);
+    let elen = either16(p, 6, |x| x > 0 && x <= room)?;
     Ok((n, get(p, 12, elen)?.to_vec()))
 }
 
