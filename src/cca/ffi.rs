@@ -125,7 +125,11 @@ impl Lib {
         let mut count = len_of(rule) / 8;
         let mut rule = rule.to_vec();
         let mut len = len_of(token);
-        let f = if pka { self.verbs.csndktc } else { self.verbs.csnbktc2 };
+        let f = if pka {
+            self.verbs.csndktc
+        } else {
+            self.verbs.csnbktc2
+        };
         // SAFETY: pointers valid for the call; `len` is the token buffer's
         // true size, so the verb never writes past it.
         unsafe {
@@ -302,7 +306,11 @@ impl Lib {
         let mut chain_len: c_long = 128;
         let mut zero: c_long = 0;
         let mut zero2: c_long = 0;
-        let f = if enc { self.verbs.csnbsae } else { self.verbs.csnbsad };
+        let f = if enc {
+            self.verbs.csnbsae
+        } else {
+            self.verbs.csnbsad
+        };
         // SAFETY: every buffer is passed with its true length.
         unsafe {
             f(

@@ -3,9 +3,9 @@
 //! [`Csulcca`] is the safe face of `libcsulcca.so`: one method per verb, each
 //! returning `Result<_, CcaError>` where the error names the verb and carries
 //! CCA's return and reason codes. The conversion from the raw pair happens in
-//! one place, [`check`]; callers never compare return codes themselves.
+//! one place, `check`; callers never compare return codes themselves.
 //! Layouts of the tokens the verbs work on live in [`token`], keywords in
-//! [`rules`], C signatures in [`abi`]; [`ffi`] is the only unsafe code.
+//! [`rules`], C signatures in [`abi`]; `ffi` is the only unsafe code.
 
 pub mod abi;
 mod ffi;
@@ -234,10 +234,14 @@ impl Csulcca {
         let shown = name.to_string_lossy().into_owned();
         match ffi::Lib::open(name) {
             Ok(lib) => Ok(Csulcca { lib }),
-            Err(ffi::OpenError::Open(detail)) => Err(LoadError::Open { name: shown, detail }),
-            Err(ffi::OpenError::Missing(symbol)) => {
-                Err(LoadError::MissingSymbol { name: shown, symbol })
-            }
+            Err(ffi::OpenError::Open(detail)) => Err(LoadError::Open {
+                name: shown,
+                detail,
+            }),
+            Err(ffi::OpenError::Missing(symbol)) => Err(LoadError::MissingSymbol {
+                name: shown,
+                symbol,
+            }),
         }
     }
 
@@ -268,7 +272,11 @@ impl Csulcca {
         let (raw, ra, vd) = self.lib.csuacfq(rule.as_bytes(), verb_data_len);
         let status = check(Verb::Csuacfq, raw)?;
         let rule_array = rules::parse(&ra, ra.len() / 8).unwrap_or_default();
-        Ok(Query { rule_array, verb_data: vd, status })
+        Ok(Query {
+            rule_array,
+            verb_data: vd,
+            status,
+        })
     }
 
     /// NEW/CURRENT/OLD states and MKVPs of one master-key type: states from
@@ -291,9 +299,18 @@ impl Csulcca {
             (state >= 2).then(|| v.to_vec())
         };
         Ok(MkStatus {
-            old: Register { state: os, mkvp: vp(0, os) },
-            current: Register { state: cs, mkvp: vp(1, cs) },
-            new: Register { state: ns, mkvp: vp(2, ns.saturating_sub(1)) },
+            old: Register {
+                state: os,
+                mkvp: vp(0, os),
+            },
+            current: Register {
+                state: cs,
+                mkvp: vp(1, cs),
+            },
+            new: Register {
+                state: ns,
+                mkvp: vp(2, ns.saturating_sub(1)),
+            },
         })
     }
 
@@ -370,14 +387,19 @@ impl Csulcca {
         key_type: Keyword,
         token: &mut [u8; 64],
     ) -> Result<Status, CcaError> {
-        let raw = self.lib.csnbkgn(&Keyword::new("OP").0, &length.0, &key_type.0, token);
+        let raw = self
+            .lib
+            .csnbkgn(&Keyword::new("OP").0, &length.0, &key_type.0, token);
         check(Verb::Csnbkgn, raw)
     }
 
     /// CSNBKTB: builds a 64-byte skeleton token.
     pub fn csnbktb(&self, key_type: Keyword, rule: &RuleArray) -> Result<[u8; 64], CcaError> {
         let mut t = [0u8; 64];
-        check(Verb::Csnbktb, self.lib.csnbktb(&key_type.0, rule.as_bytes(), &mut t))?;
+        check(
+            Verb::Csnbktb,
+            self.lib.csnbktb(&key_type.0, rule.as_bytes(), &mut t),
+        )?;
         Ok(t)
     }
 

@@ -35,7 +35,11 @@ pub fn emulator_dir() -> &'static Path {
             .expect("run cargo build -p csulcca-emu");
         assert!(status.success(), "building the CCA emulator failed");
         let dir = target_dir();
-        assert!(dir.join("libcsulcca.so").is_file(), "no libcsulcca.so in {}", dir.display());
+        assert!(
+            dir.join("libcsulcca.so").is_file(),
+            "no libcsulcca.so in {}",
+            dir.display()
+        );
         dir
     })
 }
@@ -91,8 +95,14 @@ impl EmuSession {
         }
         vec![
             ("LD_LIBRARY_PATH".into(), ld),
-            ("CSULCCA_EMU_STATE".into(), self.state_file().display().to_string()),
-            ("CSULCCA_EMU_SEED".into(), std::env::var("CSULCCA_EMU_SEED").unwrap_or_default()),
+            (
+                "CSULCCA_EMU_STATE".into(),
+                self.state_file().display().to_string(),
+            ),
+            (
+                "CSULCCA_EMU_SEED".into(),
+                std::env::var("CSULCCA_EMU_SEED").unwrap_or_default(),
+            ),
         ]
     }
 

@@ -8,7 +8,10 @@
 //! types in `pkcscca::cca::abi`. Verbs not emulated answer 16/336.
 #![allow(unsafe_code)]
 #![allow(non_snake_case, reason = "CCA verb names are the C symbol names")]
-#![allow(clippy::missing_safety_doc, reason = "each export's contract is the CCA verb's C contract")]
+#![allow(
+    clippy::missing_safety_doc,
+    reason = "each export's contract is the CCA verb's C contract"
+)]
 
 use std::os::raw::{c_long, c_void};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -33,7 +36,7 @@ unsafe fn rd(p: PLong) -> i64 {
         0
     } else {
         // SAFETY: non-NULL and readable per the caller's contract.
-        i64::from(unsafe { *p })
+        unsafe { *p }
     }
 }
 
@@ -148,7 +151,15 @@ not_emulated!(
 
 /// CSNBKTC: Key Token Change for 64-byte DES / AES DATA tokens.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn CSNBKTC(rc: PLong, reason: PLong, _el: PLong, _ed: PBytes, count: PLong, rule_a: PBytes, key: PBytes) {
+pub unsafe extern "C" fn CSNBKTC(
+    rc: PLong,
+    reason: PLong,
+    _el: PLong,
+    _ed: PBytes,
+    count: PLong,
+    rule_a: PBytes,
+    key: PBytes,
+) {
     // SAFETY: CCA contract: rule array of `*count` keywords, 64-byte token.
     unsafe {
         run("CSNBKTC", rc, reason, |st| {
@@ -167,10 +178,20 @@ pub unsafe extern "C" fn CSNBKTC(rc: PLong, reason: PLong, _el: PLong, _ed: PByt
 const _: abi::CsnbktcFn = CSNBKTC;
 
 /// Shared body of CSNBKTC2 and CSNDKTC.
+#[allow(clippy::too_many_arguments, reason = "mirrors the C parameter list")]
 ///
 /// # Safety
 /// CCA contract: `*len` bytes at `key`, rule array of `*count` keywords.
-unsafe fn ktc_var(name: &str, verb: Verb, rc: PLong, reason: PLong, count: PLong, rule_a: PBytes, len: PLong, key: PBytes) {
+unsafe fn ktc_var(
+    name: &str,
+    verb: Verb,
+    rc: PLong,
+    reason: PLong,
+    count: PLong,
+    rule_a: PBytes,
+    len: PLong,
+    key: PBytes,
+) {
     // SAFETY: forwarded contract.
     unsafe {
         run(name, rc, reason, |st| {
@@ -187,23 +208,72 @@ unsafe fn ktc_var(name: &str, verb: Verb, rc: PLong, reason: PLong, count: PLong
 
 /// CSNBKTC2: Key Token Change2 for variable-length AES CIPHER / HMAC tokens.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn CSNBKTC2(rc: PLong, reason: PLong, _el: PLong, _ed: PBytes, count: PLong, rule_a: PBytes, len: PLong, key: PBytes) {
+pub unsafe extern "C" fn CSNBKTC2(
+    rc: PLong,
+    reason: PLong,
+    _el: PLong,
+    _ed: PBytes,
+    count: PLong,
+    rule_a: PBytes,
+    len: PLong,
+    key: PBytes,
+) {
     // SAFETY: CCA contract of CSNBKTC2.
-    unsafe { ktc_var("CSNBKTC2", Verb::Csnbktc2, rc, reason, count, rule_a, len, key) }
+    unsafe {
+        ktc_var(
+            "CSNBKTC2",
+            Verb::Csnbktc2,
+            rc,
+            reason,
+            count,
+            rule_a,
+            len,
+            key,
+        )
+    }
 }
 const _: abi::Csnbktc2Fn = CSNBKTC2;
 
 /// CSNDKTC: PKA Key Token Change.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn CSNDKTC(rc: PLong, reason: PLong, _el: PLong, _ed: PBytes, count: PLong, rule_a: PBytes, len: PLong, key: PBytes) {
+pub unsafe extern "C" fn CSNDKTC(
+    rc: PLong,
+    reason: PLong,
+    _el: PLong,
+    _ed: PBytes,
+    count: PLong,
+    rule_a: PBytes,
+    len: PLong,
+    key: PBytes,
+) {
     // SAFETY: CCA contract of CSNDKTC.
-    unsafe { ktc_var("CSNDKTC", Verb::Csndktc, rc, reason, count, rule_a, len, key) }
+    unsafe {
+        ktc_var(
+            "CSNDKTC",
+            Verb::Csndktc,
+            rc,
+            reason,
+            count,
+            rule_a,
+            len,
+            key,
+        )
+    }
 }
 const _: abi::CsndktcFn = CSNDKTC;
 
 /// CSUACFQ: Cryptographic Facility Query.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn CSUACFQ(rc: PLong, reason: PLong, _el: PLong, _ed: PBytes, count: PLong, rule_a: PBytes, vd_len: PLong, vd: PBytes) {
+pub unsafe extern "C" fn CSUACFQ(
+    rc: PLong,
+    reason: PLong,
+    _el: PLong,
+    _ed: PBytes,
+    count: PLong,
+    rule_a: PBytes,
+    vd_len: PLong,
+    vd: PBytes,
+) {
     // SAFETY: CCA contract; the caller sizes the rule array for the
     // documented output count of the keyword it asks for.
     unsafe {
@@ -227,7 +297,14 @@ const _: abi::CsuacfqFn = CSUACFQ;
 
 /// CSUACFV: Cryptographic Facility Version.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn CSUACFV(rc: PLong, reason: PLong, _el: PLong, _ed: PBytes, len: PLong, buf: PBytes) {
+pub unsafe extern "C" fn CSUACFV(
+    rc: PLong,
+    reason: PLong,
+    _el: PLong,
+    _ed: PBytes,
+    len: PLong,
+    buf: PBytes,
+) {
     // SAFETY: CCA contract: `*len` writable bytes at `buf`.
     unsafe {
         run("CSUACFV", rc, reason, |_| {
@@ -244,7 +321,17 @@ const _: abi::CsuacfvFn = CSUACFV;
 
 /// CSUAACM: Access Control Maintenance (`LSTROLES`, `GET-ROLE`).
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn CSUAACM(rc: PLong, reason: PLong, _el: PLong, _ed: PBytes, count: PLong, rule_a: PBytes, name: PBytes, out_len: PLong, out: PBytes) {
+pub unsafe extern "C" fn CSUAACM(
+    rc: PLong,
+    reason: PLong,
+    _el: PLong,
+    _ed: PBytes,
+    count: PLong,
+    rule_a: PBytes,
+    name: PBytes,
+    out_len: PLong,
+    out: PBytes,
+) {
     // SAFETY: CCA contract: 8-byte name, `*out_len` writable bytes at `out`.
     unsafe {
         run("CSUAACM", rc, reason, |_| {
@@ -261,7 +348,16 @@ const _: abi::CsuaacmFn = CSUAACM;
 
 /// CSUACRA: Cryptographic Resource Allocate.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn CSUACRA(rc: PLong, reason: PLong, _el: PLong, _ed: PBytes, count: PLong, rule_a: PBytes, res_len: PLong, res: PBytes) {
+pub unsafe extern "C" fn CSUACRA(
+    rc: PLong,
+    reason: PLong,
+    _el: PLong,
+    _ed: PBytes,
+    count: PLong,
+    rule_a: PBytes,
+    res_len: PLong,
+    res: PBytes,
+) {
     // SAFETY: CCA contract.
     unsafe {
         run("CSUACRA", rc, reason, |_| {
@@ -274,7 +370,16 @@ const _: abi::CsuacraFn = CSUACRA;
 
 /// CSUACRD: Cryptographic Resource Deallocate.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn CSUACRD(rc: PLong, reason: PLong, _el: PLong, _ed: PBytes, count: PLong, rule_a: PBytes, res_len: PLong, res: PBytes) {
+pub unsafe extern "C" fn CSUACRD(
+    rc: PLong,
+    reason: PLong,
+    _el: PLong,
+    _ed: PBytes,
+    count: PLong,
+    rule_a: PBytes,
+    res_len: PLong,
+    res: PBytes,
+) {
     // SAFETY: CCA contract.
     unsafe {
         run("CSUACRD", rc, reason, |_| {
@@ -287,16 +392,32 @@ const _: abi::CsuacraFn = CSUACRD;
 
 /// CSNBMKP: Master Key Process.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn CSNBMKP(rc: PLong, reason: PLong, _el: PLong, _ed: PBytes, count: PLong, rule_a: PBytes, part: PBytes) {
+pub unsafe extern "C" fn CSNBMKP(
+    rc: PLong,
+    reason: PLong,
+    _el: PLong,
+    _ed: PBytes,
+    count: PLong,
+    rule_a: PBytes,
+    part: PBytes,
+) {
     // SAFETY: CCA contract: key part of the register's size (24 or 32) when
     // the action takes one.
     unsafe {
         run("CSNBMKP", rc, reason, |st| {
             let (r, n) = rule(count, rule_a)?;
             let has = |s: &[u8]| r.chunks_exact(8).any(|k| k.starts_with(s));
-            let len = if has(b"AES-MK") || has(b"APKA-MK") { 32 } else { 24 };
+            let len = if has(b"AES-MK") || has(b"APKA-MK") {
+                32
+            } else {
+                24
+            };
             let takes = has(b"FIRST") || has(b"MIDDLE") || has(b"LAST");
-            let p = zeroize::Zeroizing::new(if takes { bytes(part, len)?.to_vec() } else { Vec::new() });
+            let p = zeroize::Zeroizing::new(if takes {
+                bytes(part, len)?.to_vec()
+            } else {
+                Vec::new()
+            });
             verbs::master_key_process(st, r, n, &p)
         })
     }
@@ -305,7 +426,21 @@ const _: abi::CsnbmkpFn = CSNBMKP;
 
 /// CSNBENC: Encipher (DES/TDES CBC).
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn CSNBENC(rc: PLong, reason: PLong, _el: PLong, _ed: PBytes, key: PBytes, len: PLong, text: PBytes, iv: PBytes, count: PLong, rule_a: PBytes, _pad: PLong, _chain: PBytes, out: PBytes) {
+pub unsafe extern "C" fn CSNBENC(
+    rc: PLong,
+    reason: PLong,
+    _el: PLong,
+    _ed: PBytes,
+    key: PBytes,
+    len: PLong,
+    text: PBytes,
+    iv: PBytes,
+    count: PLong,
+    rule_a: PBytes,
+    _pad: PLong,
+    _chain: PBytes,
+    out: PBytes,
+) {
     // SAFETY: CCA contract: 64-byte key token, `*len` bytes in and out, 8-byte IV.
     unsafe {
         run("CSNBENC", rc, reason, |st| {
@@ -323,7 +458,20 @@ const _: abi::CsnbencFn = CSNBENC;
 
 /// CSNBDEC: Decipher (DES/TDES CBC).
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn CSNBDEC(rc: PLong, reason: PLong, _el: PLong, _ed: PBytes, key: PBytes, len: PLong, text: PBytes, iv: PBytes, count: PLong, rule_a: PBytes, _chain: PBytes, out: PBytes) {
+pub unsafe extern "C" fn CSNBDEC(
+    rc: PLong,
+    reason: PLong,
+    _el: PLong,
+    _ed: PBytes,
+    key: PBytes,
+    len: PLong,
+    text: PBytes,
+    iv: PBytes,
+    count: PLong,
+    rule_a: PBytes,
+    _chain: PBytes,
+    out: PBytes,
+) {
     // SAFETY: CCA contract: 64-byte key token, `*len` bytes in and out, 8-byte IV.
     unsafe {
         run("CSNBDEC", rc, reason, |st| {
@@ -344,14 +492,37 @@ const _: abi::CsnbdecFn = CSNBDEC;
 /// # Safety
 /// CCA contract of CSNBSAE.
 #[allow(clippy::too_many_arguments, reason = "mirrors the C parameter list")]
-unsafe fn sae(name: &str, enc: bool, rc: PLong, reason: PLong, count: PLong, rule_a: PBytes, key_len: PLong, key: PBytes, iv_len: PLong, iv: PBytes, text_len: PLong, text: PBytes, out_len: PLong, out: PBytes) {
+unsafe fn sae(
+    name: &str,
+    enc: bool,
+    rc: PLong,
+    reason: PLong,
+    count: PLong,
+    rule_a: PBytes,
+    key_len: PLong,
+    key: PBytes,
+    iv_len: PLong,
+    iv: PBytes,
+    text_len: PLong,
+    text: PBytes,
+    out_len: PLong,
+    out: PBytes,
+) {
     // SAFETY: forwarded contract.
     unsafe {
         run(name, rc, reason, |st| {
             let (r, n) = rule(count, rule_a)?;
             let k = bytes(key, rd(key_len))?;
             knobs::on_token(name, k)?;
-            let o = usage::aes_cipher(st, enc, k, r, n, bytes(iv, rd(iv_len))?, bytes(text, rd(text_len))?)?;
+            let o = usage::aes_cipher(
+                st,
+                enc,
+                k,
+                r,
+                n,
+                bytes(iv, rd(iv_len))?,
+                bytes(text, rd(text_len))?,
+            )?;
             fits(&o, rd(out_len))?;
             put(out, &o);
             wr(out_len, o.len() as i64);
@@ -362,23 +533,90 @@ unsafe fn sae(name: &str, enc: bool, rc: PLong, reason: PLong, count: PLong, rul
 
 /// CSNBSAE: Symmetric Algorithm Encipher (AES).
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn CSNBSAE(rc: PLong, reason: PLong, _el: PLong, _ed: PBytes, count: PLong, rule_a: PBytes, key_len: PLong, key: PBytes, _kp_len: PLong, _kp: PBytes, _bs_len: PLong, _bs: PBytes, iv_len: PLong, iv: PBytes, text_len: PLong, text: PBytes, _ch_len: PLong, _ch: PBytes, out_len: PLong, out: PBytes) {
+pub unsafe extern "C" fn CSNBSAE(
+    rc: PLong,
+    reason: PLong,
+    _el: PLong,
+    _ed: PBytes,
+    count: PLong,
+    rule_a: PBytes,
+    key_len: PLong,
+    key: PBytes,
+    _kp_len: PLong,
+    _kp: PBytes,
+    _bs_len: PLong,
+    _bs: PBytes,
+    iv_len: PLong,
+    iv: PBytes,
+    text_len: PLong,
+    text: PBytes,
+    _ch_len: PLong,
+    _ch: PBytes,
+    out_len: PLong,
+    out: PBytes,
+) {
     // SAFETY: CCA contract of CSNBSAE.
-    unsafe { sae("CSNBSAE", true, rc, reason, count, rule_a, key_len, key, iv_len, iv, text_len, text, out_len, out) }
+    unsafe {
+        sae(
+            "CSNBSAE", true, rc, reason, count, rule_a, key_len, key, iv_len, iv, text_len, text,
+            out_len, out,
+        )
+    }
 }
 const _: abi::CsnbsaeFn = CSNBSAE;
 
 /// CSNBSAD: Symmetric Algorithm Decipher (AES).
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn CSNBSAD(rc: PLong, reason: PLong, _el: PLong, _ed: PBytes, count: PLong, rule_a: PBytes, key_len: PLong, key: PBytes, _kp_len: PLong, _kp: PBytes, _bs_len: PLong, _bs: PBytes, iv_len: PLong, iv: PBytes, text_len: PLong, text: PBytes, _ch_len: PLong, _ch: PBytes, out_len: PLong, out: PBytes) {
+pub unsafe extern "C" fn CSNBSAD(
+    rc: PLong,
+    reason: PLong,
+    _el: PLong,
+    _ed: PBytes,
+    count: PLong,
+    rule_a: PBytes,
+    key_len: PLong,
+    key: PBytes,
+    _kp_len: PLong,
+    _kp: PBytes,
+    _bs_len: PLong,
+    _bs: PBytes,
+    iv_len: PLong,
+    iv: PBytes,
+    text_len: PLong,
+    text: PBytes,
+    _ch_len: PLong,
+    _ch: PBytes,
+    out_len: PLong,
+    out: PBytes,
+) {
     // SAFETY: CCA contract of CSNBSAD.
-    unsafe { sae("CSNBSAD", false, rc, reason, count, rule_a, key_len, key, iv_len, iv, text_len, text, out_len, out) }
+    unsafe {
+        sae(
+            "CSNBSAD", false, rc, reason, count, rule_a, key_len, key, iv_len, iv, text_len, text,
+            out_len, out,
+        )
+    }
 }
 const _: abi::CsnbsaeFn = CSNBSAD;
 
 /// CSNDPKT: PKA Key Translate (`INTDWAKW`).
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn CSNDPKT(rc: PLong, reason: PLong, _el: PLong, _ed: PBytes, count: PLong, rule_a: PBytes, src_len: PLong, src: PBytes, _s_len: PLong, _s: PBytes, _t_len: PLong, _t: PBytes, out_len: PLong, out: PBytes) {
+pub unsafe extern "C" fn CSNDPKT(
+    rc: PLong,
+    reason: PLong,
+    _el: PLong,
+    _ed: PBytes,
+    count: PLong,
+    rule_a: PBytes,
+    src_len: PLong,
+    src: PBytes,
+    _s_len: PLong,
+    _s: PBytes,
+    _t_len: PLong,
+    _t: PBytes,
+    out_len: PLong,
+    out: PBytes,
+) {
     // SAFETY: CCA contract of CSNDPKT.
     unsafe {
         run("CSNDPKT", rc, reason, |st| {
@@ -397,7 +635,18 @@ const _: abi::CsndpktFn = CSNDPKT;
 
 /// CSNDPKX: PKA Public Key Extract.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn CSNDPKX(rc: PLong, reason: PLong, _el: PLong, _ed: PBytes, count: PLong, rule_a: PBytes, src_len: PLong, src: PBytes, out_len: PLong, out: PBytes) {
+pub unsafe extern "C" fn CSNDPKX(
+    rc: PLong,
+    reason: PLong,
+    _el: PLong,
+    _ed: PBytes,
+    count: PLong,
+    rule_a: PBytes,
+    src_len: PLong,
+    src: PBytes,
+    out_len: PLong,
+    out: PBytes,
+) {
     // SAFETY: CCA contract of CSNDPKX.
     unsafe {
         run("CSNDPKX", rc, reason, |_| {
@@ -416,13 +665,32 @@ const _: abi::CsndpkxFn = CSNDPKX;
 
 /// CSNBKGN: Key Generate (DES `DATA`, AES `AESTOKEN`).
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn CSNBKGN(rc: PLong, reason: PLong, _el: PLong, _ed: PBytes, form: PBytes, length: PBytes, ty1: PBytes, _ty2: PBytes, _kek1: PBytes, _kek2: PBytes, gen1: PBytes, _gen2: PBytes) {
+pub unsafe extern "C" fn CSNBKGN(
+    rc: PLong,
+    reason: PLong,
+    _el: PLong,
+    _ed: PBytes,
+    form: PBytes,
+    length: PBytes,
+    ty1: PBytes,
+    _ty2: PBytes,
+    _kek1: PBytes,
+    _kek2: PBytes,
+    gen1: PBytes,
+    _gen2: PBytes,
+) {
     // SAFETY: CCA contract: 4-byte key form, 8-byte keywords, 64-byte tokens.
     unsafe {
         run("CSNBKGN", rc, reason, |st| {
             let mut t = [0u8; 64];
             t.copy_from_slice(bytes(gen1, 64)?.get(..64).ok_or(SHORT_BUFFER)?);
-            keys::key_generate(st, bytes(form, 4)?, bytes(length, 8)?, bytes(ty1, 8)?, &mut t)?;
+            keys::key_generate(
+                st,
+                bytes(form, 4)?,
+                bytes(length, 8)?,
+                bytes(ty1, 8)?,
+                &mut t,
+            )?;
             put(gen1, &t);
             Ok(())
         })
@@ -432,7 +700,33 @@ const _: abi::CsnbkgnFn = CSNBKGN;
 
 /// CSNBKGN2: Key Generate2 (AES CIPHER, HMAC).
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn CSNBKGN2(rc: PLong, reason: PLong, _el: PLong, _ed: PBytes, count: PLong, rule_a: PBytes, bits: PLong, _ty1: PBytes, _ty2: PBytes, _n1l: PLong, _n1: PBytes, _n2l: PLong, _n2: PBytes, _u1l: PLong, _u1: PBytes, _u2l: PLong, _u2: PBytes, _k1l: PLong, _k1: PBytes, _k2l: PLong, _k2: PBytes, g1_len: PLong, g1: PBytes, _g2l: PLong, _g2: PBytes) {
+pub unsafe extern "C" fn CSNBKGN2(
+    rc: PLong,
+    reason: PLong,
+    _el: PLong,
+    _ed: PBytes,
+    count: PLong,
+    rule_a: PBytes,
+    bits: PLong,
+    _ty1: PBytes,
+    _ty2: PBytes,
+    _n1l: PLong,
+    _n1: PBytes,
+    _n2l: PLong,
+    _n2: PBytes,
+    _u1l: PLong,
+    _u1: PBytes,
+    _u2l: PLong,
+    _u2: PBytes,
+    _k1l: PLong,
+    _k1: PBytes,
+    _k2l: PLong,
+    _k2: PBytes,
+    g1_len: PLong,
+    g1: PBytes,
+    _g2l: PLong,
+    _g2: PBytes,
+) {
     // SAFETY: CCA contract of CSNBKGN2.
     unsafe {
         run("CSNBKGN2", rc, reason, |st| {
@@ -450,7 +744,25 @@ const _: abi::Csnbkgn2Fn = CSNBKGN2;
 
 /// CSNBKTB: Key Token Build (AES DATA skeletons).
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn CSNBKTB(rc: PLong, reason: PLong, _el: PLong, _ed: PBytes, token: PBytes, ty: PBytes, count: PLong, rule_a: PBytes, _kv: PBytes, _r1: *mut c_void, _r2: PLong, _r3: PBytes, _cv: PBytes, _r4: PBytes, _r5: PLong, _r6: PBytes, _mkvp: PBytes) {
+pub unsafe extern "C" fn CSNBKTB(
+    rc: PLong,
+    reason: PLong,
+    _el: PLong,
+    _ed: PBytes,
+    token: PBytes,
+    ty: PBytes,
+    count: PLong,
+    rule_a: PBytes,
+    _kv: PBytes,
+    _r1: *mut c_void,
+    _r2: PLong,
+    _r3: PBytes,
+    _cv: PBytes,
+    _r4: PBytes,
+    _r5: PLong,
+    _r6: PBytes,
+    _mkvp: PBytes,
+) {
     // SAFETY: CCA contract: 64-byte token, 8-byte key type.
     unsafe {
         run("CSNBKTB", rc, reason, |_| {
@@ -465,7 +777,26 @@ const _: abi::CsnbktbFn = CSNBKTB;
 
 /// CSNBKTB2: Key Token Build2 (AES CIPHER / HMAC skeletons).
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn CSNBKTB2(rc: PLong, reason: PLong, _el: PLong, _ed: PBytes, count: PLong, rule_a: PBytes, bits: PLong, _clr: PBytes, _nl: PLong, _n: PBytes, _ul: PLong, _u: PBytes, _tdl: PLong, _td: PBytes, _vdl: PLong, _vd: PBytes, out_len: PLong, out: PBytes) {
+pub unsafe extern "C" fn CSNBKTB2(
+    rc: PLong,
+    reason: PLong,
+    _el: PLong,
+    _ed: PBytes,
+    count: PLong,
+    rule_a: PBytes,
+    bits: PLong,
+    _clr: PBytes,
+    _nl: PLong,
+    _n: PBytes,
+    _ul: PLong,
+    _u: PBytes,
+    _tdl: PLong,
+    _td: PBytes,
+    _vdl: PLong,
+    _vd: PBytes,
+    out_len: PLong,
+    out: PBytes,
+) {
     // SAFETY: CCA contract of CSNBKTB2.
     unsafe {
         run("CSNBKTB2", rc, reason, |_| {
@@ -482,7 +813,17 @@ const _: abi::Csnbktb2Fn = CSNBKTB2;
 
 /// CSNBCKM: Multiple Clear Key Import.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn CSNBCKM(rc: PLong, reason: PLong, _el: PLong, _ed: PBytes, count: PLong, rule_a: PBytes, clr_len: PLong, clr: PBytes, target: PBytes) {
+pub unsafe extern "C" fn CSNBCKM(
+    rc: PLong,
+    reason: PLong,
+    _el: PLong,
+    _ed: PBytes,
+    count: PLong,
+    rule_a: PBytes,
+    clr_len: PLong,
+    clr: PBytes,
+    target: PBytes,
+) {
     // SAFETY: CCA contract: `*clr_len` bytes of clear key, 64-byte target.
     unsafe {
         run("CSNBCKM", rc, reason, |st| {
@@ -497,7 +838,18 @@ const _: abi::CsnbckmFn = CSNBCKM;
 
 /// CSNBKPI2: Key Part Import2 (HMAC/AES; part length in bits).
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn CSNBKPI2(rc: PLong, reason: PLong, _el: PLong, _ed: PBytes, count: PLong, rule_a: PBytes, part_bits: PLong, part: PBytes, key_len: PLong, key: PBytes) {
+pub unsafe extern "C" fn CSNBKPI2(
+    rc: PLong,
+    reason: PLong,
+    _el: PLong,
+    _ed: PBytes,
+    count: PLong,
+    rule_a: PBytes,
+    part_bits: PLong,
+    part: PBytes,
+    key_len: PLong,
+    key: PBytes,
+) {
     // SAFETY: CCA contract of CSNBKPI2.
     unsafe {
         run("CSNBKPI2", rc, reason, |st| {
@@ -517,7 +869,30 @@ const _: abi::Csnbkpi2Fn = CSNBKPI2;
 
 /// CSNDPKB: PKA Key Token Build (skeletons for CSNDPKG).
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn CSNDPKB(rc: PLong, reason: PLong, _el: PLong, _ed: PBytes, count: PLong, rule_a: PBytes, kvs_len: PLong, kvs: PBytes, _nl: PLong, _n: PBytes, _cl: PLong, _c: PBytes, _r2l: PLong, _r2: PBytes, _r3l: PLong, _r3: PBytes, _r4l: PLong, _r4: PBytes, _r5l: PLong, _r5: PBytes, out_len: PLong, out: PBytes) {
+pub unsafe extern "C" fn CSNDPKB(
+    rc: PLong,
+    reason: PLong,
+    _el: PLong,
+    _ed: PBytes,
+    count: PLong,
+    rule_a: PBytes,
+    kvs_len: PLong,
+    kvs: PBytes,
+    _nl: PLong,
+    _n: PBytes,
+    _cl: PLong,
+    _c: PBytes,
+    _r2l: PLong,
+    _r2: PBytes,
+    _r3l: PLong,
+    _r3: PBytes,
+    _r4l: PLong,
+    _r4: PBytes,
+    _r5l: PLong,
+    _r5: PBytes,
+    out_len: PLong,
+    out: PBytes,
+) {
     // SAFETY: CCA contract of CSNDPKB (NULL length pointers read as 0).
     unsafe {
         run("CSNDPKB", rc, reason, |_| {
@@ -534,7 +909,21 @@ const _: abi::CsndpkbFn = CSNDPKB;
 
 /// CSNDPKG: PKA Key Generate.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn CSNDPKG(rc: PLong, reason: PLong, _el: PLong, _ed: PBytes, count: PLong, rule_a: PBytes, _rgl: PLong, _rg: PBytes, skel_len: PLong, skel: PBytes, _tk: PBytes, out_len: PLong, out: PBytes) {
+pub unsafe extern "C" fn CSNDPKG(
+    rc: PLong,
+    reason: PLong,
+    _el: PLong,
+    _ed: PBytes,
+    count: PLong,
+    rule_a: PBytes,
+    _rgl: PLong,
+    _rg: PBytes,
+    skel_len: PLong,
+    skel: PBytes,
+    _tk: PBytes,
+    out_len: PLong,
+    out: PBytes,
+) {
     // SAFETY: CCA contract of CSNDPKG.
     unsafe {
         run("CSNDPKG", rc, reason, |st| {
@@ -551,7 +940,14 @@ const _: abi::CsndpkgFn = CSNDPKG;
 
 /// CSNBRNG: 8 random bytes (`RANDOM`, `ODD`, `EVEN`).
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn CSNBRNG(rc: PLong, reason: PLong, _el: PLong, _ed: PBytes, form: PBytes, out: PBytes) {
+pub unsafe extern "C" fn CSNBRNG(
+    rc: PLong,
+    reason: PLong,
+    _el: PLong,
+    _ed: PBytes,
+    form: PBytes,
+    out: PBytes,
+) {
     // SAFETY: CCA contract: 8-byte keyword, 8-byte output.
     unsafe {
         run("CSNBRNG", rc, reason, |_| {
@@ -565,12 +961,27 @@ const _: abi::CsnbrngFn = CSNBRNG;
 
 /// CSNBRNGL: up to 8192 random bytes.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn CSNBRNGL(rc: PLong, reason: PLong, _el: PLong, _ed: PBytes, count: PLong, rule_a: PBytes, _rl: PLong, _r: PBytes, len: PLong, out: PBytes) {
+pub unsafe extern "C" fn CSNBRNGL(
+    rc: PLong,
+    reason: PLong,
+    _el: PLong,
+    _ed: PBytes,
+    count: PLong,
+    rule_a: PBytes,
+    _rl: PLong,
+    _r: PBytes,
+    len: PLong,
+    out: PBytes,
+) {
     // SAFETY: CCA contract: `*len` writable bytes at `out`.
     unsafe {
         run("CSNBRNGL", rc, reason, |_| {
             let (r, n) = rule(count, rule_a)?;
-            let form = if n == 0 { &b"RANDOM  "[..] } else { r.get(..8).ok_or(BAD_COUNT)? };
+            let form = if n == 0 {
+                &b"RANDOM  "[..]
+            } else {
+                r.get(..8).ok_or(BAD_COUNT)?
+            };
             let l = rd(len);
             if !(0..=8192).contains(&l) {
                 return Err(SHORT_BUFFER);

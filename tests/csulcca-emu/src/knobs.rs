@@ -9,6 +9,7 @@
 //!   - `VERB:*:RC:REASON`: every call of VERB fails;
 //!   - `VERB:token=HEX:RC:REASON`: every call of VERB whose key token
 //!     contains the bytes HEX (an MKVP, or a token prefix) fails.
+//!
 //!   `VERB` may be `*` for any verb. A failing call leaves its buffers
 //!   untouched, like a real failure.
 //!
@@ -56,7 +57,9 @@ pub fn parse_faults(s: &str) -> Vec<Fault> {
     s.split([',', ';'])
         .filter_map(|e| {
             let f: Vec<&str> = e.trim().split(':').collect();
-            let [verb, when, rc, reason] = f.as_slice() else { return None };
+            let [verb, when, rc, reason] = f.as_slice() else {
+                return None;
+            };
             let when = if *when == "*" {
                 Trigger::Always
             } else if let Some(h) = when.strip_prefix("token=") {
@@ -94,7 +97,9 @@ pub fn parse_latency(s: &str, verb: &str) -> u64 {
 }
 
 fn faults() -> Vec<Fault> {
-    std::env::var("CSULCCA_EMU_FAIL").map(|s| parse_faults(&s)).unwrap_or_default()
+    std::env::var("CSULCCA_EMU_FAIL")
+        .map(|s| parse_faults(&s))
+        .unwrap_or_default()
 }
 
 fn faults_from(plan: Option<&str>) -> Vec<Fault> {
@@ -137,7 +142,8 @@ pub fn on_call(verb: &str) -> Option<Fail> {
 pub fn on_token(verb: &str, token: &[u8]) -> Result<(), Fail> {
     for f in faults() {
         if let Trigger::Token(pat) = &f.when {
-            if (f.verb == "*" || f.verb == verb) && token.windows(pat.len()).any(|w| w == &pat[..]) {
+            if (f.verb == "*" || f.verb == verb) && token.windows(pat.len()).any(|w| w == &pat[..])
+            {
                 return Err(f.fail);
             }
         }
@@ -148,7 +154,9 @@ pub fn on_token(verb: &str, token: &[u8]) -> Result<(), Fail> {
 /// Number of calls of `verb` so far in this process.
 pub fn calls(verb: &str) -> u64 {
     let g = COUNTERS.lock().unwrap_or_else(PoisonError::into_inner);
-    g.as_ref().and_then(|(_, m)| m.get(verb).copied()).unwrap_or(0)
+    g.as_ref()
+        .and_then(|(_, m)| m.get(verb).copied())
+        .unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -159,7 +167,14 @@ mod tests {
     fn fault_syntax() {
         let f = parse_faults("CSNBKTC:3:8:48, CSNDKTC:token=0a0B:8:48;*:*:16:336;junk");
         assert_eq!(f.len(), 3);
-        assert_eq!(f[0], Fault { verb: "CSNBKTC".into(), when: Trigger::Nth(3), fail: Fail::new(8, 48) });
+        assert_eq!(
+            f[0],
+            Fault {
+                verb: "CSNBKTC".into(),
+                when: Trigger::Nth(3),
+                fail: Fail::new(8, 48)
+            }
+        );
         assert_eq!(f[1].when, Trigger::Token(vec![0x0a, 0x0b]));
         assert_eq!(f[2].when, Trigger::Always);
     }

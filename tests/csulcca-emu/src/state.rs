@@ -76,7 +76,10 @@ impl Default for Register {
 impl Register {
     /// An empty register (state 1).
     pub fn empty() -> Register {
-        Register { state: 1, value: Zeroizing::new(Vec::new()) }
+        Register {
+            state: 1,
+            value: Zeroizing::new(Vec::new()),
+        }
     }
 
     /// True when CURRENT/OLD is valid (state 2) or NEW is full (state 3)
@@ -128,7 +131,7 @@ fn hex(b: &[u8]) -> String {
 /// Parses hex text (no separators) into bytes.
 pub fn unhex(s: &str) -> Option<Vec<u8>> {
     let s = s.trim();
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     (0..s.len())
@@ -211,7 +214,10 @@ impl State {
             MkAction::Clear => set.new = Register::empty(),
             MkAction::First => {
                 let p = part.get(..len).ok_or(Fail::new(8, 72))?;
-                set.new = Register { state: 2, value: Zeroizing::new(p.to_vec()) };
+                set.new = Register {
+                    state: 2,
+                    value: Zeroizing::new(p.to_vec()),
+                };
             }
             MkAction::Middle | MkAction::Last => {
                 let p = part.get(..len).ok_or(Fail::new(8, 72))?;
@@ -235,8 +241,14 @@ impl State {
                 if set.cur_vp(t).as_ref() == Some(&nvp) || set.old_vp(t).as_ref() == Some(&nvp) {
                     return Err(Fail::new(8, REASON_DUPLICATE_MK));
                 }
-                let new = std::mem::replace(&mut set.new, Register::empty());
-                let cur = std::mem::replace(&mut set.cur, Register { state: 2, value: new.value });
+                let new = std::mem::take(&mut set.new);
+                let cur = std::mem::replace(
+                    &mut set.cur,
+                    Register {
+                        state: 2,
+                        value: new.value,
+                    },
+                );
                 set.old = if cur.valid() { cur } else { Register::empty() };
             }
         }
@@ -248,7 +260,13 @@ impl State {
         for t in MkType::ALL {
             let s = self.set(t);
             for (name, r) in [("NEW", &s.new), ("CUR", &s.cur), ("OLD", &s.old)] {
-                out.push_str(&format!("{} {} {} {}\n", t.name(), name, r.state, hex(&r.value)));
+                out.push_str(&format!(
+                    "{} {} {} {}\n",
+                    t.name(),
+                    name,
+                    r.state,
+                    hex(&r.value)
+                ));
             }
         }
         out
@@ -299,7 +317,10 @@ pub struct Store {
 
 /// Error rc/reason when the state file cannot be read or written: the
 /// "coprocessor" is not usable (12/338).
-const STATE_IO: Fail = Fail { rc: 12, reason: 338 };
+const STATE_IO: Fail = Fail {
+    rc: 12,
+    reason: 338,
+};
 
 impl Store {
     /// The store named by `CSULCCA_EMU_STATE` / `CSULCCA_EMU_SEED`.
@@ -314,7 +335,10 @@ impl Store {
 
     /// A store at `path` with `seed` for its initial state.
     pub fn new(path: &Path, seed: &str) -> Store {
-        Store { path: path.to_path_buf(), seed: seed.to_string() }
+        Store {
+            path: path.to_path_buf(),
+            seed: seed.to_string(),
+        }
     }
 
     /// The state file's path.
@@ -438,8 +462,14 @@ mod tests {
         let mut s = State::from_seed("x");
         let t = MkType::Aes;
         let cur = s.set(t).cur_vp(t);
-        assert_eq!(s.mkp(t, MkAction::Set, &[]), Err(Fail::new(8, REASON_NMK_STATE)));
-        assert_eq!(s.mkp(t, MkAction::Middle, &[1; 32]), Err(Fail::new(8, REASON_NMK_STATE)));
+        assert_eq!(
+            s.mkp(t, MkAction::Set, &[]),
+            Err(Fail::new(8, REASON_NMK_STATE))
+        );
+        assert_eq!(
+            s.mkp(t, MkAction::Middle, &[1; 32]),
+            Err(Fail::new(8, REASON_NMK_STATE))
+        );
         s.mkp(t, MkAction::First, &[1; 32]).unwrap();
         assert_eq!(s.set(t).new.state, 2);
         s.mkp(t, MkAction::Last, &[3; 32]).unwrap();
@@ -453,7 +483,10 @@ mod tests {
         for k in [[2u8; 32], cur_key(&State::from_seed("x"), t)] {
             s.mkp(t, MkAction::First, &k).unwrap();
             s.mkp(t, MkAction::Last, &[0; 32]).unwrap();
-            assert_eq!(s.mkp(t, MkAction::Set, &[]), Err(Fail::new(8, REASON_DUPLICATE_MK)));
+            assert_eq!(
+                s.mkp(t, MkAction::Set, &[]),
+                Err(Fail::new(8, REASON_DUPLICATE_MK))
+            );
         }
     }
 
@@ -476,7 +509,8 @@ mod tests {
         let s = other.read().unwrap();
         assert_eq!(s.set(t).old_vp(t), before);
         assert_ne!(s.set(t).cur_vp(t), before);
-        let mode = std::os::unix::fs::PermissionsExt::mode(&fs::metadata(&p).unwrap().permissions());
+        let mode =
+            std::os::unix::fs::PermissionsExt::mode(&fs::metadata(&p).unwrap().permissions());
         assert_eq!(mode & 0o777, 0o600);
     }
 }

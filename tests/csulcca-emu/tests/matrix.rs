@@ -2,6 +2,13 @@
 //! use, change the master key, re-encipher with RTCMK, use again, and the
 //! error paths. Each test has its own state file.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    reason = "test helpers: a panic is a test failure"
+)]
+
 use csulcca::codes::*;
 use csulcca::state::{mkvp, MkAction, Store};
 use csulcca::verbs::{self, keys, pka, query, usage};
@@ -26,14 +33,14 @@ fn cur_vp(s: &Store, t: MkType) -> Vec<u8> {
     s.read().unwrap().set(t).cur_vp(t).unwrap()
 }
 
-fn ktc(s: &Store, method: Keyword, tok: &mut Vec<u8>) -> Result<usize, Fail> {
+fn ktc(s: &Store, method: Keyword, tok: &mut [u8]) -> Result<usize, Fail> {
     let info = token::classify(tok).unwrap();
     let verb = info.kind.ktc_verb();
     let ra = RuleArray::new(&[method, info.kind.algorithm()]);
     verbs::key_token_change(s, verb, ra.as_bytes(), ra.count() as i64, tok)
 }
 
-fn rtcmk(s: &Store, tok: &mut Vec<u8>) -> Result<usize, Fail> {
+fn rtcmk(s: &Store, tok: &mut [u8]) -> Result<usize, Fail> {
     ktc(s, rules::RTCMK, tok)
 }
 
@@ -50,7 +57,9 @@ fn use_key(s: &Store, tok: &[u8], enc: Option<&[u8]>) -> Result<Vec<u8>, Fail> {
     let kind = token::classify(tok).map(|i| i.kind).unwrap();
     let aes_rule = RuleArray::new(&[rules::AES, rules::KEYIDENT, rules::INITIAL]);
     match (kind, enc) {
-        (TokenKind::Des, None) => usage::des_cipher(s, true, tok, b"CBC     ", 1, &[1; 8], &padded()),
+        (TokenKind::Des, None) => {
+            usage::des_cipher(s, true, tok, b"CBC     ", 1, &[1; 8], &padded())
+        }
         (TokenKind::Des, Some(c)) => usage::des_cipher(s, false, tok, b"CBC     ", 1, &[1; 8], c),
         (TokenKind::AesData | TokenKind::AesCipher, e) => usage::aes_cipher(
             s,
@@ -70,7 +79,8 @@ fn use_key(s: &Store, tok: &[u8], enc: Option<&[u8]>) -> Result<Vec<u8>, Fail> {
         (TokenKind::RsaCrt | TokenKind::RsaAesc, _) => {
             let st = s.read()?;
             let (info, mk) = verbs::token_key(&st, tok)?;
-            tokens::rsa_private(tok, &info, &mk).map(|p| p.crt.iter().flat_map(|c| c.to_vec()).collect())
+            tokens::rsa_private(tok, &info, &mk)
+                .map(|p| p.crt.iter().flat_map(|c| c.to_vec()).collect())
         }
         _ => {
             let st = s.read()?;
@@ -87,7 +97,12 @@ fn gen_des(s: &Store, len: &str) -> Vec<u8> {
 }
 
 fn gen_aes_data(s: &Store, len: &str) -> Vec<u8> {
-    let ra = RuleArray::new(&[rules::INTERNAL, rules::AES, rules::NO_KEY, Keyword::new(len)]);
+    let ra = RuleArray::new(&[
+        rules::INTERNAL,
+        rules::AES,
+        rules::NO_KEY,
+        Keyword::new(len),
+    ]);
     let mut t = keys::key_token_build(b"DATA    ", ra.as_bytes(), 4).unwrap();
     let kl = if len == "KEYLN32" { "" } else { len };
     keys::key_generate(s, b"OP  ", &Keyword::new(kl).0, b"AESTOKEN", &mut t).unwrap();
@@ -110,9 +125,17 @@ fn gen_pka(s: &Store, kws: &[&str], kvs: &[u8]) -> Vec<u8> {
 
 fn rsa_kvs(bits: u16, host: bool) -> Vec<u8> {
     let mut k = vec![0u8; 21];
-    let b = if host { bits.to_le_bytes() } else { bits.to_be_bytes() };
+    let b = if host {
+        bits.to_le_bytes()
+    } else {
+        bits.to_be_bytes()
+    };
     k[0..2].copy_from_slice(&b);
-    let el = if host { 3u16.to_le_bytes() } else { 3u16.to_be_bytes() };
+    let el = if host {
+        3u16.to_le_bytes()
+    } else {
+        3u16.to_be_bytes()
+    };
     k[4..6].copy_from_slice(&el);
     k[18..21].copy_from_slice(&[1, 0, 1]);
     k
@@ -134,19 +157,76 @@ fn all_kinds() -> Vec<(&'static str, Maker)> {
         k!("AES DATA 128", |s| gen_aes_data(s, "KEYLN16")),
         k!("AES DATA 192", |s| gen_aes_data(s, "KEYLN24")),
         k!("AES DATA 256", |s| gen_aes_data(s, "KEYLN32")),
-        k!("AES CIPHER V0 128", |s| gen_var(s, &["INTERNAL", "AES", "CIPHER", "NO-KEY", "ANY-MODE"], &["AES", "OP"], 128)),
-        k!("AES CIPHER V0 256", |s| gen_var(s, &["INTERNAL", "AES", "CIPHER", "NO-KEY", "ANY-MODE", "NOEX-SYM"], &["AES", "OP"], 256)),
-        k!("AES CIPHER V1 192", |s| gen_var(s, &["INTERNAL", "AES", "CIPHER", "NO-KEY", "V1PYLD"], &["AES", "OP"], 192)),
-        k!("HMAC 256", |s| gen_var(s, &["INTERNAL", "HMAC", "MAC", "GENERATE"], &["HMAC", "OP"], 256)),
-        k!("HMAC 80", |s| gen_var(s, &["INTERNAL", "HMAC", "MAC", "GENERATE"], &["HMAC", "OP"], 80)),
-        k!("RSA-CRT 08", |s| gen_pka(s, &["RSA-CRT", "KEY-MGMT"], &rsa_kvs(1024, false))),
-        k!("RSA-CRT 08 host order", |s| gen_pka(s, &["RSA-CRT", "KEY-MGMT"], &rsa_kvs(2048, true))),
-        k!("RSA-AESM 30", |s| gen_pka(s, &["RSA-AESM", "KEY-MGMT"], &rsa_kvs(2048, false))),
-        k!("RSA-AESC 31", |s| gen_pka(s, &["RSA-AESC", "KEY-MGMT"], &rsa_kvs(2048, false))),
-        k!("ECC P-256", |s| gen_pka(s, &["ECC-PAIR", "KEY-MGMT", "ECC-VER1"], &[0, 0, 1, 0, 0, 0, 0, 0])),
-        k!("ECC P-521 (3.8.1 host order)", |s| gen_pka(s, &["ECC-PAIR"], &[0, 0, 0x09, 0x02, 0, 0, 0, 0])),
-        k!("ECC Ed25519", |s| gen_pka(s, &["ECC-PAIR", "SIG-ONLY"], &[2, 0, 0, 255, 0, 0, 0, 0])),
-        k!("QSA ML-DSA 65", |s| gen_pka(s, &["QSA-PAIR", "U-DIGSIG"], &[5, 0, 6, 5, 0, 0, 0, 0])),
+        k!("AES CIPHER V0 128", |s| gen_var(
+            s,
+            &["INTERNAL", "AES", "CIPHER", "NO-KEY", "ANY-MODE"],
+            &["AES", "OP"],
+            128
+        )),
+        k!("AES CIPHER V0 256", |s| gen_var(
+            s,
+            &["INTERNAL", "AES", "CIPHER", "NO-KEY", "ANY-MODE", "NOEX-SYM"],
+            &["AES", "OP"],
+            256
+        )),
+        k!("AES CIPHER V1 192", |s| gen_var(
+            s,
+            &["INTERNAL", "AES", "CIPHER", "NO-KEY", "V1PYLD"],
+            &["AES", "OP"],
+            192
+        )),
+        k!("HMAC 256", |s| gen_var(
+            s,
+            &["INTERNAL", "HMAC", "MAC", "GENERATE"],
+            &["HMAC", "OP"],
+            256
+        )),
+        k!("HMAC 80", |s| gen_var(
+            s,
+            &["INTERNAL", "HMAC", "MAC", "GENERATE"],
+            &["HMAC", "OP"],
+            80
+        )),
+        k!("RSA-CRT 08", |s| gen_pka(
+            s,
+            &["RSA-CRT", "KEY-MGMT"],
+            &rsa_kvs(1024, false)
+        )),
+        k!("RSA-CRT 08 host order", |s| gen_pka(
+            s,
+            &["RSA-CRT", "KEY-MGMT"],
+            &rsa_kvs(2048, true)
+        )),
+        k!("RSA-AESM 30", |s| gen_pka(
+            s,
+            &["RSA-AESM", "KEY-MGMT"],
+            &rsa_kvs(2048, false)
+        )),
+        k!("RSA-AESC 31", |s| gen_pka(
+            s,
+            &["RSA-AESC", "KEY-MGMT"],
+            &rsa_kvs(2048, false)
+        )),
+        k!("ECC P-256", |s| gen_pka(
+            s,
+            &["ECC-PAIR", "KEY-MGMT", "ECC-VER1"],
+            &[0, 0, 1, 0, 0, 0, 0, 0]
+        )),
+        k!("ECC P-521 (3.8.1 host order)", |s| gen_pka(
+            s,
+            &["ECC-PAIR"],
+            &[0, 0, 0x09, 0x02, 0, 0, 0, 0]
+        )),
+        k!("ECC Ed25519", |s| gen_pka(
+            s,
+            &["ECC-PAIR", "SIG-ONLY"],
+            &[2, 0, 0, 255, 0, 0, 0, 0]
+        )),
+        k!("QSA ML-DSA 65", |s| gen_pka(
+            s,
+            &["QSA-PAIR", "U-DIGSIG"],
+            &[5, 0, 6, 5, 0, 0, 0, 0]
+        )),
     ]
 }
 
@@ -162,7 +242,11 @@ fn every_kind_survives_mk_change_and_rtcmk() {
         let orig = make(&s);
         let info = token::classify(&orig).unwrap_or_else(|e| panic!("{name}: {e}"));
         let t = info.mk_type();
-        assert_eq!(info.mkvp(&orig), &cur_vp(&s, t)[..info.mkvp_len], "{name}: created under CURRENT");
+        assert_eq!(
+            info.mkvp(&orig),
+            &cur_vp(&s, t)[..info.mkvp_len],
+            "{name}: created under CURRENT"
+        );
         if info.kind.has_tvv() {
             assert!(token::tvv_valid(&orig), "{name}: TVV");
         }
@@ -171,7 +255,11 @@ fn every_kind_survives_mk_change_and_rtcmk() {
 
         change_mk(&s, t);
         // Still usable under OLD before migration.
-        assert_eq!(use_key(&s, &orig, Some(&probe)).unwrap(), before.0, "{name}: usable under OLD");
+        assert_eq!(
+            use_key(&s, &orig, Some(&probe)).unwrap(),
+            before.0,
+            "{name}: usable under OLD"
+        );
 
         let mut tok = orig.clone();
         let len = rtcmk(&s, &mut tok).unwrap_or_else(|f| panic!("{name}: RTCMK {f:?}"));
@@ -179,14 +267,22 @@ fn every_kind_survives_mk_change_and_rtcmk() {
         assert_eq!(tok.len(), orig.len());
         assert_ne!(tok, orig, "{name}: re-enciphered bytes differ");
         let ni = token::classify(&tok).unwrap();
-        assert_eq!(ni.mkvp(&tok), &cur_vp(&s, t)[..ni.mkvp_len], "{name}: MKVP is new CURRENT");
+        assert_eq!(
+            ni.mkvp(&tok),
+            &cur_vp(&s, t)[..ni.mkvp_len],
+            "{name}: MKVP is new CURRENT"
+        );
         if ni.kind.has_tvv() {
             assert!(token::tvv_valid(&tok), "{name}: TVV after");
         }
         if matches!(ni.kind, TokenKind::AesCipher | TokenKind::Hmac) {
             assert_eq!(ad(&tok), ad(&orig), "{name}: AD unchanged");
         }
-        assert_eq!(use_key(&s, &tok, Some(&probe)).unwrap(), before.0, "{name}: same plaintext / key");
+        assert_eq!(
+            use_key(&s, &tok, Some(&probe)).unwrap(),
+            before.0,
+            "{name}: same plaintext / key"
+        );
 
         // Deterministic: the same input and registers give the same bytes.
         let mut again = orig.clone();
@@ -200,11 +296,19 @@ fn every_kind_survives_mk_change_and_rtcmk() {
 
         // Second change: the migrated token works, the unmigrated one is lost.
         change_mk(&s, t);
-        assert_eq!(use_key(&s, &tok, Some(&probe)).unwrap(), before.0, "{name}: migrated token usable under OLD");
+        assert_eq!(
+            use_key(&s, &tok, Some(&probe)).unwrap(),
+            before.0,
+            "{name}: migrated token usable under OLD"
+        );
         let mut lost = orig.clone();
         assert_eq!(rtcmk(&s, &mut lost), Err(UNKNOWN_MK), "{name}: lost token");
         assert_eq!(lost, orig, "{name}: failed call leaves the token alone");
-        assert_eq!(use_key(&s, &orig, Some(&probe)).map(|_| ()), Err(UNKNOWN_MK), "{name}: lost token unusable");
+        assert_eq!(
+            use_key(&s, &orig, Some(&probe)).map(|_| ()),
+            Err(UNKNOWN_MK),
+            "{name}: lost token unusable"
+        );
     }
 }
 
@@ -215,7 +319,11 @@ fn rtnmk_flow() {
         let orig = make(&s);
         let t = token::classify(&orig).unwrap().mk_type();
         let mut tok = orig.clone();
-        assert_eq!(ktc(&s, rules::RTNMK, &mut tok), Err(MK_NOT_LOADED), "{name}: no NEW");
+        assert_eq!(
+            ktc(&s, rules::RTNMK, &mut tok),
+            Err(MK_NOT_LOADED),
+            "{name}: no NEW"
+        );
         s.update(|st| st.mkp(t, MkAction::Random, &[])).unwrap();
         let nvp = s.read().unwrap().set(t).new_vp(t).unwrap();
         ktc(&s, rules::RTNMK, &mut tok).unwrap();
@@ -224,22 +332,29 @@ fn rtnmk_flow() {
         let mut twice = tok.clone();
         assert_eq!(ktc(&s, rules::RTNMK, &mut twice), Ok(tok.len()));
         assert_eq!(twice, tok, "{name}: RTNMK on a NEW token is a no-op");
-        assert_eq!(use_key(&s, &tok, None).map(|_| ()), Err(UNKNOWN_MK), "{name}: NEW token unusable before SET");
+        assert_eq!(
+            use_key(&s, &tok, None).map(|_| ()),
+            Err(UNKNOWN_MK),
+            "{name}: NEW token unusable before SET"
+        );
         s.update(|st| st.mkp(t, MkAction::Set, &[])).unwrap();
         let mut cur = tok.clone();
         assert_eq!(rtcmk(&s, &mut cur), Ok(tok.len()));
         assert_eq!(cur, tok);
         let probe = use_key(&s, &orig, None).unwrap();
-        assert_eq!(use_key(&s, &tok, Some(&probe)).unwrap(), use_key(&s, &orig, Some(&probe)).unwrap(), "{name}");
+        assert_eq!(
+            use_key(&s, &tok, Some(&probe)).unwrap(),
+            use_key(&s, &orig, Some(&probe)).unwrap(),
+            "{name}"
+        );
     }
 }
 
 #[test]
 fn error_paths() {
     let (_d, s) = store();
-    let (_d2, other) = (tempfile::tempdir().unwrap(), ());
-    let foreign = Store::new(&_d2.path().join("state"), "another card");
-    let _ = other;
+    let d2 = tempfile::tempdir().unwrap();
+    let foreign = Store::new(&d2.path().join("state"), "another card");
     // Unknown MK: a token made on another card.
     let mut t = gen_des(&foreign, "KEYLN8");
     assert_eq!(rtcmk(&s, &mut t), Err(UNKNOWN_MK));
@@ -252,24 +367,55 @@ fn error_paths() {
     // Bad keyword, bad count, conflicting methods, algorithm mismatch.
     let mut t = gen_des(&s, "KEYLN8");
     let bad = RuleArray::new(&[rules::RTCMK, Keyword::new("BOGUS")]);
-    assert_eq!(verbs::key_token_change(&s, Verb::Csnbktc, bad.as_bytes(), 2, &mut t), Err(BAD_KEYWORD));
-    assert_eq!(verbs::key_token_change(&s, Verb::Csnbktc, b"RTCMK   ", 0, &mut t), Err(BAD_COUNT));
+    assert_eq!(
+        verbs::key_token_change(&s, Verb::Csnbktc, bad.as_bytes(), 2, &mut t),
+        Err(BAD_KEYWORD)
+    );
+    assert_eq!(
+        verbs::key_token_change(&s, Verb::Csnbktc, b"RTCMK   ", 0, &mut t),
+        Err(BAD_COUNT)
+    );
     let both = RuleArray::new(&[rules::RTCMK, rules::RTNMK]);
-    assert_eq!(verbs::key_token_change(&s, Verb::Csnbktc, both.as_bytes(), 2, &mut t), Err(BAD_COMBINATION));
+    assert_eq!(
+        verbs::key_token_change(&s, Verb::Csnbktc, both.as_bytes(), 2, &mut t),
+        Err(BAD_COMBINATION)
+    );
     let aes = RuleArray::new(&[rules::RTCMK, rules::AES]);
-    assert_eq!(verbs::key_token_change(&s, Verb::Csnbktc, aes.as_bytes(), 2, &mut t), Err(UNUSABLE));
+    assert_eq!(
+        verbs::key_token_change(&s, Verb::Csnbktc, aes.as_bytes(), 2, &mut t),
+        Err(UNUSABLE)
+    );
     // DES is the default algorithm of CSNBKTC.
-    assert_eq!(verbs::key_token_change(&s, Verb::Csnbktc, b"RTCMK   ", 1, &mut t), Ok(64));
+    assert_eq!(
+        verbs::key_token_change(&s, Verb::Csnbktc, b"RTCMK   ", 1, &mut t),
+        Ok(64)
+    );
     // Too short a length for a variable-length token.
-    let v = gen_var(&s, &["INTERNAL", "AES", "CIPHER", "NO-KEY"], &["AES", "OP"], 128);
+    let v = gen_var(
+        &s,
+        &["INTERNAL", "AES", "CIPHER", "NO-KEY"],
+        &["AES", "OP"],
+        128,
+    );
     let mut short = v[..100].to_vec();
     let ra = RuleArray::new(&[rules::RTCMK, rules::AES]);
-    assert_eq!(verbs::key_token_change(&s, Verb::Csnbktc2, ra.as_bytes(), 2, &mut short), Err(SHORT_BUFFER));
+    assert_eq!(
+        verbs::key_token_change(&s, Verb::Csnbktc2, ra.as_bytes(), 2, &mut short),
+        Err(SHORT_BUFFER)
+    );
     // External token.
-    let ext = pka::public_key_extract(b"", 0, &gen_pka(&s, &["ECC-PAIR"], &[0, 0, 1, 0, 0, 0, 0, 0])).unwrap();
+    let ext = pka::public_key_extract(
+        b"",
+        0,
+        &gen_pka(&s, &["ECC-PAIR"], &[0, 0, 1, 0, 0, 0, 0, 0]),
+    )
+    .unwrap();
     let mut e = ext.clone();
     let ecc = RuleArray::new(&[rules::RTCMK, rules::ECC]);
-    assert_eq!(verbs::key_token_change(&s, Verb::Csndktc, ecc.as_bytes(), 2, &mut e), Err(UNUSABLE));
+    assert_eq!(
+        verbs::key_token_change(&s, Verb::Csndktc, ecc.as_bytes(), 2, &mut e),
+        Err(UNUSABLE)
+    );
     // CURRENT empty: 12/764 for change and creation.
     s.update(|st| {
         st.set_mut(MkType::Sym).cur = csulcca::state::Register::empty();
@@ -278,7 +424,10 @@ fn error_paths() {
     .unwrap();
     assert_eq!(rtcmk(&s, &mut t), Err(MK_NOT_LOADED));
     let mut out = [0u8; 64];
-    assert_eq!(keys::key_generate(&s, b"OP  ", b"KEYLN8  ", b"DATA    ", &mut out), Err(MK_NOT_LOADED));
+    assert_eq!(
+        keys::key_generate(&s, b"OP  ", b"KEYLN8  ", b"DATA    ", &mut out),
+        Err(MK_NOT_LOADED)
+    );
 }
 
 #[test]
@@ -298,8 +447,14 @@ fn pkt_pkx_and_host_order_rsa() {
     let ai = token::classify(&aesc).unwrap();
     assert_eq!(ai.kind, TokenKind::RsaAesc);
     assert_eq!(ai.mkvp(&aesc), &cur_vp(&s, MkType::Apka)[..]);
-    assert_eq!(tokens::rsa_public(&aesc, &ai).unwrap(), (n.clone(), vec![1, 0, 1]));
-    assert_eq!(use_key(&s, &aesc, None).unwrap(), use_key(&s, &crt, None).unwrap());
+    assert_eq!(
+        tokens::rsa_public(&aesc, &ai).unwrap(),
+        (n.clone(), vec![1, 0, 1])
+    );
+    assert_eq!(
+        use_key(&s, &aesc, None).unwrap(),
+        use_key(&s, &crt, None).unwrap()
+    );
     // CSNDPKX: external public token with modulus.
     let pubtok = pka::public_key_extract(b"", 0, &aesc).unwrap();
     assert_eq!(pubtok[0], 0x1E);
@@ -338,10 +493,22 @@ fn facility_query_and_mkp_verb() {
     // Loading the CURRENT key again is refused.
     verbs::master_key_process(&s, b"AES-MK  FIRST   ", 2, &[0x33; 32]).unwrap();
     verbs::master_key_process(&s, b"AES-MK  LAST    ", 2, &[0; 32]).unwrap();
-    assert_eq!(verbs::master_key_process(&s, b"AES-MK  SET     ", 2, &[]).map_err(|f| f.rc), Err(8));
-    assert_eq!(verbs::master_key_process(&s, b"AES-MK  BOGUS   ", 2, &[]), Err(BAD_KEYWORD));
-    assert_eq!(query::facility_query(&s, b"STATBOGU", 1, 0).map(|_| ()), Err(BAD_KEYWORD));
-    assert_eq!(query::facility_query(&s, b"STATICSB", 1, 100).map(|_| ()), Err(SHORT_BUFFER));
+    assert_eq!(
+        verbs::master_key_process(&s, b"AES-MK  SET     ", 2, &[]).map_err(|f| f.rc),
+        Err(8)
+    );
+    assert_eq!(
+        verbs::master_key_process(&s, b"AES-MK  BOGUS   ", 2, &[]),
+        Err(BAD_KEYWORD)
+    );
+    assert_eq!(
+        query::facility_query(&s, b"STATBOGU", 1, 0).map(|_| ()),
+        Err(BAD_KEYWORD)
+    );
+    assert_eq!(
+        query::facility_query(&s, b"STATICSB", 1, 100).map(|_| ()),
+        Err(SHORT_BUFFER)
+    );
 }
 
 #[test]
@@ -352,7 +519,11 @@ fn hmac_import_as_381_does() {
     let t = keys::key_part_import2(&s, b"HMAC    FIRST   MIN1PART", 3, 160, key, &skel).unwrap();
     let t = keys::key_part_import2(&s, b"HMAC    COMPLETE", 2, 0, &[], &t).unwrap();
     assert_eq!(&keys::symmetric_key(&s, &t).unwrap().1[..], key);
-    assert_eq!(t.len(), 56 + 64, "HMAC 160-bit: 12+32+20 -> 64-byte payload");
+    assert_eq!(
+        t.len(),
+        56 + 64,
+        "HMAC 160-bit: 12+32+20 -> 64-byte payload"
+    );
 }
 
 #[test]

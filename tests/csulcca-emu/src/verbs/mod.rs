@@ -143,7 +143,8 @@ pub fn key_token_change(
     let state = store.read()?;
     let set = state.set(t);
     let tok_vp = info.mkvp(token).to_vec();
-    let is = |vp: &Option<Vec<u8>>| vp.as_ref().and_then(|v| v.get(..tok_vp.len())) == Some(&tok_vp[..]);
+    let is =
+        |vp: &Option<Vec<u8>>| vp.as_ref().and_then(|v| v.get(..tok_vp.len())) == Some(&tok_vp[..]);
     let (cur_vp, old_vp, new_vp) = (set.cur_vp(t), set.old_vp(t), set.new_vp(t));
     if cur_vp.is_none() {
         return Err(MK_NOT_LOADED);
@@ -188,7 +189,12 @@ fn pka_len(t: &[u8]) -> usize {
 }
 
 /// CSNBMKP (cca.md §7.3): optional `ADAPTER`, one class keyword, one action.
-pub fn master_key_process(store: &Store, rule_bytes: &[u8], count: i64, part: &[u8]) -> Result<(), Fail> {
+pub fn master_key_process(
+    store: &Store,
+    rule_bytes: &[u8],
+    count: i64,
+    part: &[u8],
+) -> Result<(), Fail> {
     let kws = parse_rules(rule_bytes, count, 2, 3)?;
     let mut class = None;
     let mut action = None;
@@ -215,6 +221,9 @@ pub fn master_key_process(store: &Store, rule_bytes: &[u8], count: i64, part: &[
             _ => {}
         }
     }
-    let (t, a) = (class.ok_or(BAD_COMBINATION)?, action.ok_or(BAD_COMBINATION)?);
+    let (t, a) = (
+        class.ok_or(BAD_COMBINATION)?,
+        action.ok_or(BAD_COMBINATION)?,
+    );
     store.update(|s| s.mkp(t, a, part))
 }

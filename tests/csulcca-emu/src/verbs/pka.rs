@@ -36,7 +36,7 @@ fn u16_either(b: &[u8], off: usize, ok: impl Fn(u16) -> bool) -> Option<(u16, bo
 }
 
 fn rsa_bits_ok(v: u16) -> bool {
-    (512..=4096).contains(&v) && v % 8 == 0
+    (512..=4096).contains(&v) && v.is_multiple_of(8)
 }
 
 fn ecc_bits_ok(v: u16) -> bool {
@@ -46,6 +46,10 @@ fn ecc_bits_ok(v: u16) -> bool {
 /// CSNDPKB: a skeleton token for CSNDPKG (RSA-CRT / RSA-AESM / RSA-AESC /
 /// ECC-PAIR / QSA-PAIR). Clear-key imports and public-only builds are not
 /// emulated (16/336).
+#[allow(
+    clippy::indexing_slicing,
+    reason = "builder: every index is into a buffer allocated above with room for all fields"
+)]
 pub fn token_build(rule_bytes: &[u8], count: i64, kvs: &[u8]) -> Result<Vec<u8>, Fail> {
     let kws = parse_rules(rule_bytes, count, 1, 6)?;
     let mut kind = None;
@@ -137,7 +141,12 @@ fn random_odd_top(n: usize) -> Result<Vec<u8>, Fail> {
 
 /// CSNDPKG (`MASTER`): a key pair from an emulator skeleton, wrapped under
 /// the CURRENT ASYM (RSA-CRT) or APKA master key.
-pub fn key_generate(store: &Store, rule_bytes: &[u8], count: i64, skel: &[u8]) -> Result<Vec<u8>, Fail> {
+pub fn key_generate(
+    store: &Store,
+    rule_bytes: &[u8],
+    count: i64,
+    skel: &[u8],
+) -> Result<Vec<u8>, Fail> {
     let kws = parse_rules(rule_bytes, count, 0, 2)?;
     for k in &kws {
         if !matches!(k.as_str().as_str(), "MASTER" | "XPRTCPAC") {
@@ -147,7 +156,10 @@ pub fn key_generate(store: &Store, rule_bytes: &[u8], count: i64, skel: &[u8]) -
     if skel.first() != Some(&0x1F) {
         return Err(UNUSABLE);
     }
-    let sec = skel.get(8..8 + SKEL_LEN).ok_or(UNUSABLE)?;
+    let sec: [u8; SKEL_LEN] = skel
+        .get(8..8 + SKEL_LEN)
+        .and_then(|s| s.try_into().ok())
+        .ok_or(UNUSABLE)?;
     let sid = sec[0];
     let state = store.read()?;
     match sid {
@@ -220,6 +232,10 @@ fn ec_pair(curve_type: u8, bits: u16) -> Result<(Zeroizing<Vec<u8>>, Vec<u8>), F
     Ok((d, q))
 }
 
+#[allow(
+    clippy::indexing_slicing,
+    reason = "builder: every index is into a buffer allocated above with room for all fields"
+)]
 fn qsa_build(alg: u8, params: u16, mk: &[u8], vp: &[u8]) -> Result<Vec<u8>, Fail> {
     use pkcscca::cca::token::pka;
     let (l1, l2, lpriv) = qsa_sizes(alg, params).ok_or(UNUSABLE)?;
@@ -254,7 +270,12 @@ fn qsa_build(alg: u8, params: u16, mk: &[u8], vp: &[u8]) -> Result<Vec<u8>, Fail
 pub fn public_key_extract(rule_bytes: &[u8], count: i64, src: &[u8]) -> Result<Vec<u8>, Fail> {
     parse_rules(rule_bytes, count, 0, 0)?;
     match token::classify(src) {
-        Ok(info) if matches!(info.kind, TokenKind::RsaCrt | TokenKind::RsaAesm | TokenKind::RsaAesc) => {
+        Ok(info)
+            if matches!(
+                info.kind,
+                TokenKind::RsaCrt | TokenKind::RsaAesm | TokenKind::RsaAesc
+            ) =>
+        {
             let (n, e) = tokens::rsa_public(src, &info)?;
             let sec = tokens::rsa_public_section(&e, &n, true, false);
             Ok(tokens::pka_token(0x1E, &[&sec]))
@@ -269,7 +290,12 @@ pub fn public_key_extract(rule_bytes: &[u8], count: i64, src: &[u8]) -> Result<V
 
 /// CSNDPKT `INTDWAKW`: an internal RSA-CRT `X'08'` token (under CURRENT or
 /// OLD ASYM) becomes an RSA-AESC `X'31'` token under CURRENT APKA.
-pub fn key_translate(store: &Store, rule_bytes: &[u8], count: i64, src: &[u8]) -> Result<Vec<u8>, Fail> {
+pub fn key_translate(
+    store: &Store,
+    rule_bytes: &[u8],
+    count: i64,
+    src: &[u8],
+) -> Result<Vec<u8>, Fail> {
     let kws = parse_rules(rule_bytes, count, 1, 1)?;
     if kws.first() != Some(&Keyword::new("INTDWAKW")) {
         return Err(BAD_KEYWORD);
