@@ -126,7 +126,10 @@ unsafe fn run(name: &str, rc: PLong, reason: PLong, body: impl FnOnce(&Store) ->
 }
 
 macro_rules! not_emulated {
-    ($($name:ident),* $(,)?) => {$(
+    ($($name:ident),* $(,)?) => {
+        /// Exported verbs that are not emulated (16/336).
+        pub const NOT_EMULATED: &[&str] = &[$(stringify!($name)),*];
+        $(
         #[doc = concat!("`", stringify!($name), "`: not emulated, answers 16/336.")]
         #[unsafe(no_mangle)]
         pub unsafe extern "C" fn $name(rc: PLong, reason: PLong) {
@@ -137,6 +140,14 @@ macro_rules! not_emulated {
         const _: abi::UnimplementedFn = $name;
     )*};
 }
+
+/// Exported verbs with an implementation.
+pub const EMULATED: &[&str] = &[
+    "CSNBKTC", "CSNBKTC2", "CSNDKTC", "CSUACFQ", "CSUACFV", "CSUAACM", "CSUACRA", "CSUACRD",
+    "CSNBMKP", "CSNBENC", "CSNBDEC", "CSNBSAE", "CSNBSAD", "CSNDPKT", "CSNDPKX", "CSNBKGN",
+    "CSNBKGN2", "CSNBKTB", "CSNBKTB2", "CSNBCKM", "CSNBKPI2", "CSNDPKB", "CSNDPKG", "CSNBRNG",
+    "CSNBRNGL",
+];
 
 not_emulated!(
     CSNBCKI, CSNBDKX, CSNBDKM, CSNBKEX, CSNBKIM, CSNBKPI, CSNBKSI, CSNBKRC, CSNBAKRC, CSNBKRD,
@@ -993,3 +1004,35 @@ pub unsafe extern "C" fn CSNBRNGL(
     }
 }
 const _: abi::CsnbrnglFn = CSNBRNGL;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exports_are_exactly_the_upstream_union() {
+        let mut ours: Vec<&str> = EMULATED.iter().chain(NOT_EMULATED).copied().collect();
+        let mut want = abi::ALL_VERBS.to_vec();
+        ours.sort_unstable();
+        want.sort_unstable();
+        assert_eq!(ours, want);
+    }
+
+    #[test]
+    fn unimplemented_verb_answers_16_336_and_accepts_null() {
+        let (mut rc, mut reason) = (0, 0);
+        // SAFETY: valid pointers to locals.
+        unsafe { CSNDDSG(&mut rc, &mut reason) };
+        assert_eq!((rc, reason), (16, 336));
+        // SAFETY: NULL status pointers are tolerated.
+        unsafe { CSNDDSG(std::ptr::null_mut(), std::ptr::null_mut()) };
+    }
+
+    #[test]
+    fn panics_become_component_errors() {
+        let (mut rc, mut reason) = (0, 0);
+        // SAFETY: valid pointers to locals.
+        unsafe { run("TEST", &mut rc, &mut reason, |_| panic!("boom")) };
+        assert_eq!((rc, reason), (16, 336));
+    }
+}
