@@ -441,6 +441,17 @@ fn pkt_pkx_and_host_order_rsa() {
     let info = token::classify(&crt).unwrap();
     let (n, e) = tokens::rsa_public(&crt, &info).unwrap();
     assert_eq!((n.len(), e), (256, vec![1, 0, 1]));
+    // A real key pair: n = p·q and the CRT values are consistent.
+    let st = s.read().unwrap();
+    let (_, mk) = verbs::token_key(&st, &crt).unwrap();
+    let parts = tokens::rsa_private(&crt, &info, &mk).unwrap();
+    let big = |v: &[u8]| rsa::BigUint::from_bytes_be(v);
+    let (p, q) = (big(&parts.crt[0]), big(&parts.crt[1]));
+    assert_eq!(&p * &q, big(&n));
+    let one = rsa::BigUint::from(1u8);
+    assert_eq!((big(&parts.crt[4]) * &q) % &p, one, "U = q^-1 mod p");
+    let e_big = big(&[1, 0, 1]);
+    assert_eq!((big(&parts.crt[2]) * &e_big) % (&p - &one), one, "dp");
     // CSNDPKT INTDWAKW: same key under APKA as RSA-AESC.
     let ra = RuleArray::new(&[Keyword::new("INTDWAKW")]);
     let aesc = pka::key_translate(&s, ra.as_bytes(), 1, &crt).unwrap();
