@@ -403,6 +403,14 @@ fn error_paths() {
         verbs::key_token_change(&s, Verb::Csnbktc2, ra.as_bytes(), 2, &mut short),
         Err(SHORT_BUFFER)
     );
+    // PKA token longer than the caller's length.
+    let ec = gen_pka(&s, &["ECC-PAIR"], &[0, 0, 1, 0, 0, 0, 0, 0]);
+    let mut cut = ec[..ec.len() - 1].to_vec();
+    let ecc_ra = RuleArray::new(&[rules::RTCMK, rules::ECC]);
+    assert_eq!(
+        verbs::key_token_change(&s, Verb::Csndktc, ecc_ra.as_bytes(), 2, &mut cut),
+        Err(SHORT_BUFFER)
+    );
     // External token.
     let ext = pka::public_key_extract(
         b"",
