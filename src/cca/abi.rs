@@ -294,6 +294,23 @@ pub type CsndpkeFn = unsafe extern "C" fn(
     PLong,
     PBytes,
 );
+/// CSNBHMG / CSNBHMV (HMAC Generate / Verify).
+pub type CsnbhmgFn = unsafe extern "C" fn(
+    PLong,
+    PLong,
+    PLong,
+    PBytes,
+    PLong,
+    PBytes,
+    PLong,
+    PBytes,
+    PLong,
+    PBytes,
+    PLong,
+    PBytes,
+    PLong,
+    PBytes,
+);
 /// Shape used by the emulator for verbs it does not implement: only the
 /// common status prefix is touched (the C caller may pass more arguments,
 /// which the System V calling convention lets the callee ignore).

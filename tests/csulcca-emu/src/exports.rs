@@ -162,7 +162,7 @@ pub const EMULATED: &[&str] = &[
     "CSNBKTC", "CSNBKTC2", "CSNDKTC", "CSUACFQ", "CSUACFV", "CSUAACM", "CSUACRA", "CSUACRD",
     "CSNBMKP", "CSNBENC", "CSNBDEC", "CSNBSAE", "CSNBSAD", "CSNDPKT", "CSNDPKX", "CSNBKGN",
     "CSNBKGN2", "CSNBKTB", "CSNBKTB2", "CSNBCKM", "CSNBKPI2", "CSNDPKB", "CSNDPKG", "CSNBRNG",
-    "CSNBRNGL", "CSNDDSG", "CSNDDSV", "CSNDPKE", "CSNDPKD",
+    "CSNBRNGL", "CSNDDSG", "CSNDDSV", "CSNDPKE", "CSNDPKD", "CSNBHMG", "CSNBHMV",
 ];
 
 not_emulated!(
@@ -172,8 +172,8 @@ not_emulated!(
     CSNDSBD, CSUALCT, CSUAACI, CSNDPKH, CSNDPKR, CSUAMKD, CSNDRKD, CSNDRKL, CSNDSYG, CSNBPTR,
     CSNBCPE, CSNBCPA, CSNBPGN, CSNBPVR, CSNBDKG, CSNBEPG, CSNBCVE, CSNBCSG, CSNBCSV, CSNBCVG,
     CSNBKTP, CSNBPEX, CSNBPEXX, CSUARNT, CSNBCVT, CSNBMDG, CSNBTRV, CSNBSKY, CSNBSPN, CSNBPCU,
-    CSNDEDH, CSUAPRB, CSNDTBC, CSNDRKX, CSNBKET, CSNBHMG, CSNBHMV, CSNBCTT2, CSNBRKA, CSNBKTR2,
-    CSUADHK, CSUADHQ, CSUAPCV,
+    CSNDEDH, CSUAPRB, CSNDTBC, CSNDRKX, CSNBKET, CSNBCTT2, CSNBRKA, CSNBKTR2, CSUADHK, CSUADHQ,
+    CSUAPCV,
 );
 
 /// CSNBKTC: Key Token Change for 64-byte DES / AES DATA tokens.
@@ -1126,6 +1126,75 @@ pub unsafe extern "C" fn CSNDPKD(
 }
 const _: abi::CsndpkeFn = CSNDPKD;
 
+/// CSNBHMG: HMAC Generate (single part).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn CSNBHMG(
+    rc: PLong,
+    reason: PLong,
+    _el: PLong,
+    _ed: PBytes,
+    count: PLong,
+    rule_a: PBytes,
+    key_len: PLong,
+    key: PBytes,
+    msg_len: PLong,
+    msg: PBytes,
+    _cv_len: PLong,
+    _cv: PBytes,
+    mac_len: PLong,
+    mac: PBytes,
+) {
+    // SAFETY: CCA contract of CSNBHMG.
+    unsafe {
+        run("CSNBHMG", rc, reason, |st| {
+            let (r, n) = rule(count, rule_a)?;
+            let k = bytes(key, rd(key_len))?;
+            knobs::on_token("CSNBHMG", k)?;
+            let mut o = sign::hmac(st, r, n, k, bytes(msg, rd(msg_len))?)?;
+            let want = usize::try_from(rd(mac_len)).unwrap_or(0);
+            if want > 0 && want < o.len() {
+                o.truncate(want);
+            }
+            put_out(mac, mac_len, &o)
+        })
+    }
+}
+const _: abi::CsnbhmgFn = CSNBHMG;
+
+/// CSNBHMV: HMAC Verify (single part; 4/429 on mismatch).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn CSNBHMV(
+    rc: PLong,
+    reason: PLong,
+    _el: PLong,
+    _ed: PBytes,
+    count: PLong,
+    rule_a: PBytes,
+    key_len: PLong,
+    key: PBytes,
+    msg_len: PLong,
+    msg: PBytes,
+    _cv_len: PLong,
+    _cv: PBytes,
+    mac_len: PLong,
+    mac: PBytes,
+) {
+    // SAFETY: CCA contract of CSNBHMV.
+    unsafe {
+        run("CSNBHMV", rc, reason, |st| {
+            let (r, n) = rule(count, rule_a)?;
+            let k = bytes(key, rd(key_len))?;
+            let o = sign::hmac(st, r, n, k, bytes(msg, rd(msg_len))?)?;
+            let given = bytes(mac, rd(mac_len))?;
+            if given.is_empty() || o.get(..given.len()) != Some(given) {
+                return Err(sign::BAD_SIGNATURE);
+            }
+            Ok(())
+        })
+    }
+}
+const _: abi::CsnbhmgFn = CSNBHMV;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1143,10 +1212,10 @@ mod tests {
     fn unimplemented_verb_answers_16_336_and_accepts_null() {
         let (mut rc, mut reason) = (0, 0);
         // SAFETY: valid pointers to locals.
-        unsafe { CSNBHMG(&mut rc, &mut reason) };
+        unsafe { CSNBMGN(&mut rc, &mut reason) };
         assert_eq!((rc, reason), (16, 336));
         // SAFETY: NULL status pointers are tolerated.
-        unsafe { CSNBHMG(std::ptr::null_mut(), std::ptr::null_mut()) };
+        unsafe { CSNBMGN(std::ptr::null_mut(), std::ptr::null_mut()) };
     }
 
     #[test]

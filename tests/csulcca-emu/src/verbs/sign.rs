@@ -203,3 +203,46 @@ pub fn decrypt(
         _ => Err(Fail::new(8, 66)),
     }
 }
+
+/// The HMAC of `msg` with an HMAC token (`HMAC` + `SHA-1|SHA-224|SHA-256|
+/// SHA-384|SHA-512` + `ONLY`; multi-part `FIRST/MIDDLE/LAST` is not
+/// emulated, 16/336).
+pub fn hmac(
+    store: &Store,
+    rule_bytes: &[u8],
+    count: i64,
+    key: &[u8],
+    msg: &[u8],
+) -> Result<Vec<u8>, Fail> {
+    use hmac::{Hmac, Mac};
+    let kws = parse_rules(rule_bytes, count, 1, 3)?;
+    let mut alg = None;
+    for k in &kws {
+        match k.as_str().as_str() {
+            "HMAC" | "ONLY" => {}
+            "FIRST" | "MIDDLE" | "LAST" => return Err(COMPONENT),
+            a @ ("SHA-1" | "SHA-224" | "SHA-256" | "SHA-384" | "SHA-512") => {
+                alg = Some(a.to_string())
+            }
+            _ => return Err(BAD_KEYWORD),
+        }
+    }
+    let (kind, k) = super::keys::symmetric_key(store, key)?;
+    if kind != TokenKind::Hmac {
+        return Err(UNUSABLE);
+    }
+    macro_rules! mac {
+        ($h:ty) => {{
+            let mut m = <Hmac<$h>>::new_from_slice(&k).map_err(|_| UNUSABLE)?;
+            m.update(msg);
+            m.finalize().into_bytes().to_vec()
+        }};
+    }
+    Ok(match alg.as_deref() {
+        Some("SHA-1") => mac!(sha1::Sha1),
+        Some("SHA-224") => mac!(sha2::Sha224),
+        Some("SHA-256") | None => mac!(sha2::Sha256),
+        Some("SHA-384") => mac!(sha2::Sha384),
+        _ => mac!(sha2::Sha512),
+    })
+}
