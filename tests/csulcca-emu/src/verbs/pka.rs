@@ -177,10 +177,17 @@ pub fn key_generate(
         .and_then(|s| s.try_into().ok())
         .ok_or(UNUSABLE)?;
     let sid = sec[0];
+    if u16::from_be_bytes([sec[2], sec[3]]) != SKEL_LEN as u16 {
+        return Err(UNUSABLE);
+    }
     let state = store.read()?;
     match sid {
         0x08 | 0x30 | 0x31 => {
-            let bits = usize::from(u16::from_be_bytes([sec[10], sec[11]]));
+            let bits = u16::from_be_bytes([sec[10], sec[11]]);
+            if !rsa_bits_ok(bits) {
+                return Err(UNUSABLE);
+            }
+            let bits = usize::from(bits);
             let host = sec[5] == 1;
             let pubsec = skel.get(8 + SKEL_LEN..).ok_or(UNUSABLE)?;
             let elen = usize::from(token::be16(pubsec, 6).ok_or(UNUSABLE)?);
@@ -201,6 +208,9 @@ pub fn key_generate(
             let (mk, vp) = current(&state, MkType::Apka)?;
             let ct = sec[6];
             let bits = u16::from_be_bytes([sec[8], sec[9]]);
+            if !ecc_bits_ok(bits) {
+                return Err(UNUSABLE);
+            }
             let (d, q) = ec_pair(ct, bits)?;
             tokens::ecc_build(ct, bits, sec[4], &d, &q, &mk, &vp)
         }
