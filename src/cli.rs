@@ -1,1 +1,834 @@
-//! TODO: cli (being written).
+//! The command line: `getopt_long` as the C tool sees it, then validation.
+//!
+//! Mirrors `pkcscca.c: main()` (3.27): short options `m:d:s:k:v:h`, long options
+//! `--datastore`, `--slotid`, `--verbose`, parsed with GNU `getopt_long` semantics
+//! (permutation of non-options, `--`, clustered short options, attached or separate
+//! arguments, a required argument taken even when it starts with `-`, unambiguous long
+//! prefixes, `--name=value`, `POSIXLY_CORRECT`). Two stages, as in the style guide:
+//!
+//! 1. [`parse_low`] records what was typed, in argv order, as [`LowItem`]s. A `getopt`
+//!    error ends the list, because upstream stops at the first one.
+//! 2. [`validate`] walks the items in order exactly like upstream's `switch` (so
+//!    `-h -m foo` prints help while `-m foo -h` is an error), then applies upstream's
+//!    after-loop checks, and yields [`Command`]. Unlike upstream, every check happens here,
+//!    before any PIN prompt.
+//!
+//! Why not clap: upstream's contract is `getopt_long`'s byte-level behaviour and messages
+//! (`invalid option -- 'x'` for one byte of a cluster, `'--slotid'` named in full after an
+//! abbreviation, errors reported lazily in argv order). clap's parser and error kinds cannot
+//! reproduce those, and with its help, usage and errors switched off nothing of it would be
+//! left in use, so this is a small hand parser over the raw argument bytes.
+//!
+//! Compatibility additions: a bare `-v` / `--verbose` (openCryptoki 3.8.1, and upstream's
+//! own usage says the level is optional) means `info`; the level is taken from the next
+//! word only when that word does not start with `-`. `--verbose=LEVEL` is accepted. Slot
+//! 0 is a valid slot (upstream 3.27 calls it "missing"; later upstream fixed that). Our
+//! own options: `--dry-run` and `--json`.
+
+use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::PathBuf;
+
+use crate::exit::Exit;
+use crate::messages::Verbosity;
+
+/// Highest number of slots openCryptoki manages (`slotmgr.h: NUMBER_SLOTS_MANAGED`); a slot
+/// id at or above it can never be configured.
+pub const NUMBER_SLOTS_MANAGED: u64 = 1024;
+
+/// The `-m` words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModeName {
+    /// `v2objectsv3`: re-encrypt v2 private token objects in software.
+    V2ObjectsV3,
+    /// `keys`: re-encipher secure keys from the OLD to the CURRENT master key.
+    Keys,
+    /// `oldrsakeys`: convert RSA-CRT tokens to RSA-AESC, strip private parts of public keys.
+    OldRsaKeys,
+}
+
+impl ModeName {
+    /// In upstream's dispatch priority (when several `-m` are given, the first set wins).
+    pub const ALL: [ModeName; 3] = [ModeName::V2ObjectsV3, ModeName::Keys, ModeName::OldRsaKeys];
+
+    /// The word used on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            ModeName::V2ObjectsV3 => "v2objectsv3",
+            ModeName::Keys => "keys",
+            ModeName::OldRsaKeys => "oldrsakeys",
+        }
+    }
+
+    /// Exact lookup (`strcmp`).
+    pub fn from_name(word: &[u8]) -> Option<ModeName> {
+        Self::ALL.into_iter().find(|m| m.name().as_bytes() == word)
+    }
+}
+
+/// The `-k` master key types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyType {
+    /// `aes`: AES, AES XTS and HMAC keys (AES master key).
+    Aes,
+    /// `apka`: ECC, RSA-AESC/AESM and QSA keys (APKA master key).
+    Apka,
+    /// `asym`: RSA-CRT keys (ASYM master key).
+    Asym,
+    /// `sym`: DES, DES2, DES3 keys (SYM master key).
+    Sym,
+}
+
+impl KeyType {
+    /// All key types.
+    pub const ALL: [KeyType; 4] = [KeyType::Aes, KeyType::Apka, KeyType::Asym, KeyType::Sym];
+
+    /// The word used on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            KeyType::Aes => "aes",
+            KeyType::Apka => "apka",
+            KeyType::Asym => "asym",
+            KeyType::Sym => "sym",
+        }
+    }
+
+    /// Exact lookup (`strcmp`).
+    pub fn from_name(word: &[u8]) -> Option<KeyType> {
+        Self::ALL.into_iter().find(|k| k.name().as_bytes() == word)
+    }
+}
+
+/// A validated mode with what it needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// `-m v2objectsv3` (`-s` and `-k` are ignored, as upstream).
+    V2ObjectsV3,
+    /// `-m keys -s SLOT -k TYPE`.
+    Keys {
+        /// PKCS#11 slot id.
+        slot: u64,
+        /// Master key type to migrate.
+        key_type: KeyType,
+    },
+    /// `-m oldrsakeys -s SLOT`.
+    OldRsaKeys {
+        /// PKCS#11 slot id.
+        slot: u64,
+    },
+}
+
+impl Mode {
+    /// The `-m` word of this mode.
+    pub fn name(self) -> ModeName {
+        match self {
+            Mode::V2ObjectsV3 => ModeName::V2ObjectsV3,
+            Mode::Keys { .. } => ModeName::Keys,
+            Mode::OldRsaKeys { .. } => ModeName::OldRsaKeys,
+        }
+    }
+}
+
+/// Validated arguments of a run that migrates something.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Args {
+    /// What to do.
+    pub mode: Mode,
+    /// `-d`/`--datastore`, if given (upstream's default is `/var/lib/opencryptoki/ccatok`).
+    pub datastore: Option<PathBuf>,
+    /// `-v` level.
+    pub verbose: Verbosity,
+    /// `--dry-run`: do everything but write.
+    pub dry_run: bool,
+    /// `--json`: machine-readable summary on stdout (keys and oldrsakeys only).
+    pub json: bool,
+}
+
+impl Args {
+    /// The slot, for the modes that take one.
+    pub fn slot(&self) -> Option<u64> {
+        match self.mode {
+            Mode::V2ObjectsV3 => None,
+            Mode::Keys { slot, .. } | Mode::OldRsaKeys { slot } => Some(slot),
+        }
+    }
+
+    /// The key type, for `-m keys`.
+    pub fn key_type(&self) -> Option<KeyType> {
+        match self.mode {
+            Mode::Keys { key_type, .. } => Some(key_type),
+            _ => None,
+        }
+    }
+}
+
+/// What the command line asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// `-h`: print the usage text, exit 0.
+    Help,
+    /// Run a migration mode.
+    Run(Args),
+}
+
+/// A diagnostic that glibc's `getopt_long` prints (prefixed with `argv[0]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GetoptError {
+    /// `invalid option -- 'c'` (one byte, as getopt sees it).
+    InvalidShort(u8),
+    /// `option requires an argument -- 'c'`.
+    ShortNeedsArgument(u8),
+    /// `unrecognized option '--<typed>'` (as typed, including any `=value`).
+    UnrecognizedLong(Vec<u8>),
+    /// `option '--<typed>' is ambiguous; possibilities: '--a' '--b'`.
+    AmbiguousLong {
+        /// Text after `--`, as typed.
+        typed: Vec<u8>,
+        /// Full names of the matching options.
+        candidates: Vec<&'static str>,
+    },
+    /// `option '--<name>' requires an argument` (full name even when abbreviated).
+    LongNeedsArgument(&'static str),
+    /// `option '--<name>' doesn't allow an argument`.
+    LongTakesNoArgument(&'static str),
+}
+
+/// One option as typed, in argv order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LowItem {
+    /// `-h`
+    Help,
+    /// `-m WORD`
+    Mode(OsString),
+    /// `-k WORD`
+    KeyType(OsString),
+    /// `-s TEXT` / `--slotid TEXT`
+    Slot(OsString),
+    /// `-d DIR` / `--datastore DIR`
+    Datastore(OsString),
+    /// `-v [LEVEL]` / `--verbose [LEVEL]`
+    Verbose(Option<OsString>),
+    /// `--dry-run`
+    DryRun,
+    /// `--json`
+    Json,
+    /// A getopt error; always the last item.
+    Error(GetoptError),
+}
+
+/// The command line as typed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LowArgs {
+    /// `argv[0]` as typed (used in the usage text and getopt messages).
+    pub progname: OsString,
+    /// Options in argv order, up to and including the first getopt error.
+    pub items: Vec<LowItem>,
+    /// Non-option words; upstream ignores them and so do we.
+    pub positionals: Vec<OsString>,
+}
+
+/// A command-line error, reported before any prompt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CliError {
+    /// getopt's own diagnostic.
+    Getopt(GetoptError),
+    /// `unknown key type (%s)`
+    UnknownKeyType(Vec<u8>),
+    /// `unknown migration type (%s)`
+    UnknownMode(Vec<u8>),
+    /// `Invalid verbose level '%s' specified.`
+    InvalidVerbose(Vec<u8>),
+    /// `missing migration type`
+    MissingMode,
+    /// `missing slot number` (also for a slot word with no digits, as upstream's `atoi`).
+    MissingSlot,
+    /// `missing key type`
+    MissingKeyType,
+    /// A slot id that cannot exist (negative, too large); upstream fails later in
+    /// `C_OpenSession` with `CKR_SLOT_ID_INVALID`, exit 5.
+    SlotInvalid(Vec<u8>),
+    /// Our `--json` given with a mode that has no summary to report.
+    JsonNotSupported(ModeName),
+}
+
+impl CliError {
+    /// Whether upstream prints the usage text after this error.
+    pub fn prints_usage(&self) -> bool {
+        !matches!(self, CliError::SlotInvalid(_))
+    }
+
+    /// The exit status for this error.
+    pub fn exit(&self) -> Exit {
+        match self {
+            CliError::SlotInvalid(_) => Exit::OpenSession,
+            _ => Exit::Failure,
+        }
+    }
+}
+
+/// How a long option takes its argument.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum HasArg {
+    Required,
+    /// Our `--verbose`: `=LEVEL`, or the next word if it does not start with `-`.
+    OptionalNext,
+    No,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LongId {
+    Datastore,
+    Slotid,
+    Verbose,
+    DryRun,
+    Json,
+}
+
+struct LongOpt {
+    name: &'static str,
+    has_arg: HasArg,
+    id: LongId,
+}
+
+/// Upstream's table; matched first, so our additions never make an upstream
+/// abbreviation (`--d` for `--datastore`) ambiguous.
+const UPSTREAM_LONG: [LongOpt; 3] = [
+    LongOpt {
+        name: "datastore",
+        has_arg: HasArg::Required,
+        id: LongId::Datastore,
+    },
+    LongOpt {
+        name: "slotid",
+        has_arg: HasArg::Required,
+        id: LongId::Slotid,
+    },
+    LongOpt {
+        name: "verbose",
+        has_arg: HasArg::OptionalNext,
+        id: LongId::Verbose,
+    },
+];
+
+/// Our additions, matched only when nothing in [`UPSTREAM_LONG`] matches.
+const OUR_LONG: [LongOpt; 2] = [
+    LongOpt {
+        name: "dry-run",
+        has_arg: HasArg::No,
+        id: LongId::DryRun,
+    },
+    LongOpt {
+        name: "json",
+        has_arg: HasArg::No,
+        id: LongId::Json,
+    },
+];
+
+/// getopt_long's lookup: exact name, else a unique prefix, within one table.
+fn lookup(
+    table: &'static [LongOpt],
+    name: &[u8],
+    typed: &[u8],
+) -> Result<Option<&'static LongOpt>, GetoptError> {
+    if let Some(opt) = table.iter().find(|o| o.name.as_bytes() == name) {
+        return Ok(Some(opt));
+    }
+    let matches: Vec<&'static LongOpt> = table
+        .iter()
+        .filter(|o| o.name.as_bytes().starts_with(name))
+        .collect();
+    match matches.as_slice() {
+        [] => Ok(None),
+        [one] => Ok(Some(one)),
+        many => Err(GetoptError::AmbiguousLong {
+            typed: typed.to_vec(),
+            candidates: many.iter().map(|o| o.name).collect(),
+        }),
+    }
+}
+
+fn find_long(body: &[u8]) -> Result<(&'static LongOpt, Option<&[u8]>), GetoptError> {
+    let (name, value) = match body.iter().position(|&b| b == b'=') {
+        Some(eq) => (body.get(..eq).unwrap_or(body), body.get(eq + 1..)),
+        None => (body, None),
+    };
+    let found = match lookup(&UPSTREAM_LONG, name, body)? {
+        Some(opt) => Some(opt),
+        None => lookup(&OUR_LONG, name, body)?,
+    };
+    match found {
+        Some(opt) => Ok((opt, value)),
+        None => Err(GetoptError::UnrecognizedLong(body.to_vec())),
+    }
+}
+
+fn os(bytes: &[u8]) -> OsString {
+    OsString::from_vec(bytes.to_vec())
+}
+
+/// Stage 1: what was typed. `args` starts with `argv[0]`. With `posixly_correct` (the
+/// `POSIXLY_CORRECT` environment variable), option parsing stops at the first non-option.
+pub fn parse_low<I, S>(args: I, posixly_correct: bool) -> LowArgs
+where
+    I: IntoIterator<Item = S>,
+    S: Into<OsString>,
+{
+    let mut args = args.into_iter().map(Into::into);
+    let progname = args.next().unwrap_or_else(|| OsString::from("pkcscca"));
+    let mut rest = args.peekable();
+    let mut items = Vec::new();
+    let mut positionals = Vec::new();
+
+    // Next word as an optional level: only when it does not look like an option.
+    fn optional_level(
+        rest: &mut std::iter::Peekable<impl Iterator<Item = OsString>>,
+    ) -> Option<OsString> {
+        rest.next_if(|w| !w.as_bytes().starts_with(b"-"))
+    }
+
+    while let Some(word) = rest.next() {
+        let arg = word.as_bytes();
+        if arg == b"--" {
+            positionals.extend(rest.by_ref());
+            break;
+        }
+        if let Some(body) = arg.strip_prefix(b"--") {
+            let item = match find_long(body) {
+                Err(e) => LowItem::Error(e),
+                Ok((opt, value)) => match opt.has_arg {
+                    HasArg::Required => match value.map(os).or_else(|| rest.next()) {
+                        Some(v) if opt.id == LongId::Datastore => LowItem::Datastore(v),
+                        Some(v) => LowItem::Slot(v),
+                        None => LowItem::Error(GetoptError::LongNeedsArgument(opt.name)),
+                    },
+                    HasArg::OptionalNext => {
+                        LowItem::Verbose(value.map(os).or_else(|| optional_level(&mut rest)))
+                    }
+                    HasArg::No if value.is_some() => {
+                        LowItem::Error(GetoptError::LongTakesNoArgument(opt.name))
+                    }
+                    HasArg::No if opt.id == LongId::DryRun => LowItem::DryRun,
+                    HasArg::No => LowItem::Json,
+                },
+            };
+            let stop = matches!(item, LowItem::Error(_));
+            items.push(item);
+            if stop {
+                break;
+            }
+            continue;
+        }
+        if arg.len() > 1 && arg.starts_with(b"-") {
+            // A cluster of short options: `-hv`, `-mkeys`, `-s2`.
+            let mut stop = false;
+            for (j, &c) in arg.iter().enumerate().skip(1) {
+                let tail = arg.get(j + 1..).unwrap_or_default();
+                let item = match c {
+                    b'h' => LowItem::Help,
+                    b'm' | b'd' | b's' | b'k' => {
+                        let value = if tail.is_empty() {
+                            rest.next()
+                        } else {
+                            Some(os(tail))
+                        };
+                        match (c, value) {
+                            (_, None) => LowItem::Error(GetoptError::ShortNeedsArgument(c)),
+                            (b'm', Some(v)) => LowItem::Mode(v),
+                            (b'd', Some(v)) => LowItem::Datastore(v),
+                            (b's', Some(v)) => LowItem::Slot(v),
+                            (_, Some(v)) => LowItem::KeyType(v),
+                        }
+                    }
+                    b'v' if tail.is_empty() => LowItem::Verbose(optional_level(&mut rest)),
+                    b'v' => LowItem::Verbose(Some(os(tail))),
+                    _ => LowItem::Error(GetoptError::InvalidShort(c)),
+                };
+                let takes_rest = matches!(c, b'm' | b'd' | b's' | b'k' | b'v');
+                stop = matches!(item, LowItem::Error(_));
+                items.push(item);
+                if stop || takes_rest {
+                    break;
+                }
+            }
+            if stop {
+                break;
+            }
+            continue;
+        }
+        positionals.push(word);
+        if posixly_correct {
+            positionals.extend(rest.by_ref());
+            break;
+        }
+    }
+    LowArgs {
+        progname,
+        items,
+        positionals,
+    }
+}
+
+/// How a `-s` word reads, following `atoi`/`strtoul`: leading blanks, an optional sign,
+/// decimal digits; anything after the digits is ignored, as upstream does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SlotWord {
+    /// No digits at all (upstream: `atoi` gives 0, reported as a missing slot).
+    NoDigits,
+    /// Negative, overflowing, or not below [`NUMBER_SLOTS_MANAGED`].
+    Invalid,
+    /// A usable slot id.
+    Valid(u64),
+}
+
+fn read_slot_word(word: &[u8]) -> SlotWord {
+    let start = word
+        .iter()
+        .position(|b| !b" \t\n\x0b\x0c\r".contains(b))
+        .unwrap_or(word.len());
+    let mut rest = word.get(start..).unwrap_or_default();
+    let negative = rest.first() == Some(&b'-');
+    if let Some(unsigned) = rest.strip_prefix(b"-").or_else(|| rest.strip_prefix(b"+")) {
+        rest = unsigned;
+    }
+    let digits: Vec<u8> = rest
+        .iter()
+        .copied()
+        .take_while(u8::is_ascii_digit)
+        .collect();
+    if digits.is_empty() {
+        return SlotWord::NoDigits;
+    }
+    let value = digits.iter().try_fold(0u64, |acc, d| {
+        acc.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+    });
+    match value {
+        Some(0) => SlotWord::Valid(0),
+        Some(v) if !negative && v < NUMBER_SLOTS_MANAGED => SlotWord::Valid(v),
+        _ => SlotWord::Invalid,
+    }
+}
+
+/// Stage 2: check what was typed, in upstream's order, and build the [`Command`].
+/// Mirrors `pkcscca.c: main()`'s option switch and its checks after the loop.
+pub fn validate(low: &LowArgs) -> Result<Command, CliError> {
+    let mut modes = [false; 3];
+    let mut key_type = None;
+    let mut slot_word: Option<&OsStr> = None;
+    let mut datastore = None;
+    let mut verbose = Verbosity::None;
+    let mut dry_run = false;
+    let mut json = false;
+
+    for item in &low.items {
+        match item {
+            LowItem::Help => return Ok(Command::Help),
+            LowItem::Mode(word) => {
+                let mode = ModeName::from_name(word.as_bytes())
+                    .ok_or_else(|| CliError::UnknownMode(word.as_bytes().to_vec()))?;
+                for (flag, m) in modes.iter_mut().zip(ModeName::ALL) {
+                    *flag |= m == mode;
+                }
+            }
+            LowItem::KeyType(word) => {
+                key_type = Some(
+                    KeyType::from_name(word.as_bytes())
+                        .ok_or_else(|| CliError::UnknownKeyType(word.as_bytes().to_vec()))?,
+                );
+            }
+            LowItem::Slot(word) => slot_word = Some(word),
+            LowItem::Datastore(dir) => datastore = Some(PathBuf::from(dir)),
+            LowItem::Verbose(None) => verbose = Verbosity::Info,
+            LowItem::Verbose(Some(level)) => {
+                verbose = Verbosity::from_name(level.as_bytes())
+                    .ok_or_else(|| CliError::InvalidVerbose(level.as_bytes().to_vec()))?;
+            }
+            LowItem::DryRun => dry_run = true,
+            LowItem::Json => json = true,
+            LowItem::Error(e) => return Err(CliError::Getopt(e.clone())),
+        }
+    }
+
+    // Upstream dispatches `if (m_version) ... else if (m_keys) ... else if (m_rsakeys)`.
+    let mode_name = modes
+        .iter()
+        .zip(ModeName::ALL)
+        .find_map(|(set, m)| set.then_some(m))
+        .ok_or(CliError::MissingMode)?;
+
+    let slot = || -> Result<u64, CliError> {
+        match slot_word.map(|w| (w, read_slot_word(w.as_bytes()))) {
+            None | Some((_, SlotWord::NoDigits)) => Err(CliError::MissingSlot),
+            Some((w, SlotWord::Invalid)) => Err(CliError::SlotInvalid(w.as_bytes().to_vec())),
+            Some((_, SlotWord::Valid(n))) => Ok(n),
+        }
+    };
+    // Upstream's order: missing slot, then missing key type; an impossible slot only fails
+    // later (C_OpenSession), so it is checked after both.
+    let mode = match mode_name {
+        ModeName::V2ObjectsV3 => Mode::V2ObjectsV3,
+        ModeName::Keys => {
+            let slot = slot();
+            if slot == Err(CliError::MissingSlot) {
+                return Err(CliError::MissingSlot);
+            }
+            let key_type = key_type.ok_or(CliError::MissingKeyType)?;
+            Mode::Keys {
+                slot: slot?,
+                key_type,
+            }
+        }
+        ModeName::OldRsaKeys => Mode::OldRsaKeys { slot: slot()? },
+    };
+
+    if json && mode_name == ModeName::V2ObjectsV3 {
+        return Err(CliError::JsonNotSupported(mode_name));
+    }
+
+    Ok(Command::Run(Args {
+        mode,
+        datastore,
+        verbose,
+        dry_run,
+        json,
+    }))
+}
+
+/// Both stages over `args` (which start with `argv[0]`), without `POSIXLY_CORRECT`.
+pub fn parse<I, S>(args: I) -> Result<Command, CliError>
+where
+    I: IntoIterator<Item = S>,
+    S: Into<OsString>,
+{
+    validate(&parse_low(args, false))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(args: &[&str]) -> Result<Command, CliError> {
+        parse(std::iter::once("pkcscca").chain(args.iter().copied()))
+    }
+
+    fn run(args: &[&str]) -> Args {
+        match p(args) {
+            Ok(Command::Run(a)) => a,
+            other => panic!("{args:?} -> {other:?}"),
+        }
+    }
+
+    #[test]
+    fn keys_mode_with_all_spellings() {
+        let want = Mode::Keys {
+            slot: 2,
+            key_type: KeyType::Aes,
+        };
+        for args in [
+            &["-m", "keys", "-s", "2", "-k", "aes"][..],
+            &["-mkeys", "-s2", "-kaes"],
+            &["--slotid", "2", "-k", "aes", "-m", "keys"],
+            &["--slotid=2", "-k", "aes", "-m", "keys"],
+            &["--slot", "2", "-k", "aes", "-m", "keys"],
+            &["--s=2", "-k", "aes", "-m", "keys"],
+            &["extra", "-m", "keys", "more", "-s", "2", "-k", "aes"],
+        ] {
+            assert_eq!(run(args).mode, want, "{args:?}");
+        }
+    }
+
+    #[test]
+    fn help_is_handled_in_argv_order() {
+        assert_eq!(p(&["-h", "-m", "foo"]), Ok(Command::Help));
+        assert_eq!(
+            p(&["-m", "foo", "-h"]),
+            Err(CliError::UnknownMode(b"foo".to_vec()))
+        );
+        assert_eq!(p(&["-hx"]), Ok(Command::Help));
+        assert_eq!(
+            p(&["-xh"]),
+            Err(CliError::Getopt(GetoptError::InvalidShort(b'x')))
+        );
+        assert_eq!(p(&["-h", "extra"]), Ok(Command::Help));
+    }
+
+    #[test]
+    fn required_arguments_take_the_next_word_even_if_it_looks_like_an_option() {
+        assert_eq!(p(&["-m", "-s"]), Err(CliError::UnknownMode(b"-s".to_vec())));
+        assert_eq!(
+            p(&["-k"]),
+            Err(CliError::Getopt(GetoptError::ShortNeedsArgument(b'k')))
+        );
+        assert_eq!(
+            p(&["-m", "keys", "--slot"]),
+            Err(CliError::Getopt(GetoptError::LongNeedsArgument("slotid")))
+        );
+        // `--slotid=` is an empty (present) argument, which reads as no digits.
+        assert_eq!(p(&["-m", "keys", "--slotid="]), Err(CliError::MissingSlot));
+    }
+
+    #[test]
+    fn bare_verbose_means_info_and_a_level_is_taken_only_from_a_non_option_word() {
+        for (args, want) in [
+            (&["-v", "-m", "v2objectsv3"][..], Verbosity::Info),
+            (&["-m", "v2objectsv3", "--verbose"], Verbosity::Info),
+            (&["-m", "v2objectsv3", "--verb", "debug"], Verbosity::Debug),
+            (&["-m", "v2objectsv3", "--verbose=warn"], Verbosity::Warn),
+            (&["-m", "v2objectsv3", "-vdevel"], Verbosity::Devel),
+            (&["-m", "v2objectsv3", "-v", "none"], Verbosity::None),
+        ] {
+            assert_eq!(run(args).verbose, want, "{args:?}");
+        }
+        assert_eq!(
+            p(&["-m", "keys", "-v", "foo"]),
+            Err(CliError::InvalidVerbose(b"foo".to_vec()))
+        );
+        assert_eq!(
+            p(&["-m", "keys", "-v", ""]),
+            Err(CliError::InvalidVerbose(Vec::new()))
+        );
+    }
+
+    #[test]
+    fn long_option_errors_follow_glibc() {
+        let e = |args: &[&str]| match p(args) {
+            Err(CliError::Getopt(g)) => g,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            e(&["--help"]),
+            GetoptError::UnrecognizedLong(b"help".to_vec())
+        );
+        assert_eq!(
+            e(&["--foo=bar"]),
+            GetoptError::UnrecognizedLong(b"foo=bar".to_vec())
+        );
+        assert_eq!(e(&["--json=1"]), GetoptError::LongTakesNoArgument("json"));
+        assert_eq!(
+            e(&["--dry-run=yes"]),
+            GetoptError::LongTakesNoArgument("dry-run")
+        );
+        assert_eq!(
+            e(&["--=x"]),
+            GetoptError::AmbiguousLong {
+                typed: b"=x".to_vec(),
+                candidates: vec!["datastore", "slotid", "verbose"]
+            }
+        );
+        // Upstream abbreviations stay unambiguous despite `--dry-run`.
+        assert_eq!(
+            run(&["-m", "v2objectsv3", "--d", "/x"]).datastore,
+            Some("/x".into())
+        );
+        assert!(run(&["-m", "v2objectsv3", "--dr"]).dry_run);
+    }
+
+    #[test]
+    fn double_dash_ends_options_and_posixly_correct_stops_at_first_word() {
+        assert_eq!(p(&["--", "-m", "keys"]), Err(CliError::MissingMode));
+        let low = parse_low(["pkcscca", "extra", "-m", "foo"], true);
+        assert_eq!(validate(&low), Err(CliError::MissingMode));
+        assert_eq!(low.positionals.len(), 3);
+        let low = parse_low(["pkcscca", "extra", "-m", "foo"], false);
+        assert_eq!(validate(&low), Err(CliError::UnknownMode(b"foo".to_vec())));
+    }
+
+    #[test]
+    fn slot_words_follow_atoi_with_our_bounds() {
+        assert_eq!(read_slot_word(b"2"), SlotWord::Valid(2));
+        assert_eq!(read_slot_word(b" +2abc"), SlotWord::Valid(2));
+        assert_eq!(read_slot_word(b"0"), SlotWord::Valid(0));
+        assert_eq!(read_slot_word(b"-0"), SlotWord::Valid(0));
+        assert_eq!(read_slot_word(b"1023"), SlotWord::Valid(1023));
+        assert_eq!(read_slot_word(b"1024"), SlotWord::Invalid);
+        assert_eq!(read_slot_word(b"-1"), SlotWord::Invalid);
+        assert_eq!(
+            read_slot_word(b"99999999999999999999999"),
+            SlotWord::Invalid
+        );
+        assert_eq!(read_slot_word(b"abc"), SlotWord::NoDigits);
+        assert_eq!(read_slot_word(b""), SlotWord::NoDigits);
+        assert_eq!(read_slot_word(b"-"), SlotWord::NoDigits);
+    }
+
+    #[test]
+    fn after_loop_checks_come_in_upstream_order() {
+        assert_eq!(p(&[]), Err(CliError::MissingMode));
+        assert_eq!(p(&["-m", "keys"]), Err(CliError::MissingSlot));
+        assert_eq!(
+            p(&["-m", "keys", "-s", "abc", "-k", "aes"]),
+            Err(CliError::MissingSlot)
+        );
+        assert_eq!(p(&["-m", "keys", "-s", "2"]), Err(CliError::MissingKeyType));
+        assert_eq!(
+            p(&["-m", "keys", "-s", "-1"]),
+            Err(CliError::MissingKeyType)
+        );
+        assert_eq!(
+            p(&["-m", "keys", "-s", "-1", "-k", "aes"]),
+            Err(CliError::SlotInvalid(b"-1".to_vec()))
+        );
+        assert_eq!(p(&["-m", "oldrsakeys"]), Err(CliError::MissingSlot));
+        assert_eq!(
+            run(&["-m", "oldrsakeys", "-s", "0"]).mode,
+            Mode::OldRsaKeys { slot: 0 }
+        );
+        // v2objectsv3 ignores -s and -k values it does not use, but -k is still checked.
+        assert_eq!(
+            run(&["-m", "v2objectsv3", "-s", "junk"]).mode,
+            Mode::V2ObjectsV3
+        );
+        assert_eq!(
+            p(&["-m", "v2objectsv3", "-k", "foo"]),
+            Err(CliError::UnknownKeyType(b"foo".to_vec()))
+        );
+    }
+
+    #[test]
+    fn several_modes_resolve_by_upstream_priority() {
+        assert_eq!(
+            run(&["-m", "keys", "-m", "v2objectsv3"]).mode,
+            Mode::V2ObjectsV3
+        );
+        assert_eq!(
+            run(&["-m", "oldrsakeys", "-m", "keys", "-s", "1", "-k", "sym"]).mode,
+            Mode::Keys {
+                slot: 1,
+                key_type: KeyType::Sym
+            }
+        );
+    }
+
+    #[test]
+    fn json_is_refused_for_v2objectsv3_only() {
+        assert_eq!(
+            p(&["-m", "v2objectsv3", "--json"]),
+            Err(CliError::JsonNotSupported(ModeName::V2ObjectsV3))
+        );
+        assert!(run(&["-m", "oldrsakeys", "-s", "1", "--json", "--dry-run"]).json);
+        let a = run(&["-m", "keys", "-s", "1", "-k", "apka", "--json"]);
+        assert!(a.json && !a.dry_run);
+        assert_eq!(a.slot(), Some(1));
+        assert_eq!(a.key_type(), Some(KeyType::Apka));
+    }
+
+    #[test]
+    fn invalid_short_option_reports_one_raw_byte() {
+        let low = parse_low([os(b"pkcscca"), os(b"-\xc3\xa9")], false);
+        assert_eq!(
+            low.items,
+            vec![LowItem::Error(GetoptError::InvalidShort(0xc3))]
+        );
+        assert_eq!(
+            p(&["-:"]),
+            Err(CliError::Getopt(GetoptError::InvalidShort(b':')))
+        );
+        // A lone "-" is a non-option word.
+        assert_eq!(p(&["-"]), Err(CliError::MissingMode));
+    }
+
+    #[test]
+    fn argv0_defaults_when_absent() {
+        let low = parse_low(Vec::<OsString>::new(), false);
+        assert_eq!(low.progname, OsString::from("pkcscca"));
+    }
+}

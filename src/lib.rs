@@ -12,14 +12,17 @@
 //! * [`store`]: the on-disk data store (NVTOK.DAT, MK_SO/MK_USER, OBJ.IDX, objects).
 //! * [`pkcs11`]: PKCS#11 numbers as open newtypes.
 //! * [`cca`]: CCA key tokens, verb ABI, and the dynamically loaded host library.
-//! * [`cli`], [`usage`], [`messages`], [`exit`]: the command line contract.
+//! * [`cli`], [`usage`], [`messages`], [`exit`], [`pin`]: the command line contract.
+//! * [`app`]: the program as a function (`run`), with the seam for the migration modes.
 #![deny(unsafe_code)]
 
+pub mod app;
 pub mod cca;
 pub mod cli;
 pub mod config;
 pub mod exit;
 pub mod messages;
+pub mod pin;
 pub mod pkcs11;
 pub mod store;
 pub mod usage;

@@ -1,1 +1,690 @@
-//! TODO: messages (being written).
+//! Every line `pkcscca` shows the user, and the verbosity that gates it.
+//!
+//! The wording and stream of each line follow openCryptoki 3.27's `pkcscca.c` (see the
+//! research note `pkcscca-contract.md` for where each one comes from). Two rules of the C
+//! tool are kept here:
+//!
+//! * its own error lines go to stderr behind a location prefix; upstream prints
+//!   `usr/sbin/pkcscca/pkcscca.c:LINE `, we print [`PREFIX`] (`pkcscca: `) instead, while
+//!   the lines written by `getopt_long` start with `argv[0]` as typed, like upstream;
+//! * informational lines, summaries and "Skipping" notices go to stdout; the `-v` level only
+//!   matters as "none" versus "anything else", because upstream tests `if (v_level)`.
+//!
+//! Deliberate difference: upstream leaves some stderr lines without a final newline
+//! (`print_error("Migrating %s key failed. ...")` and friends); we end every line.
+//!
+//! Nothing else in the crate prints: callers hand an [`Output`] around. It writes to
+//! `&mut dyn Write` so tests can run the whole program in-process, and it swallows write
+//! errors like `printf` does, remembering the first one ([`Output::write_error`]).
+
+use std::fmt::{self, Display};
+use std::io::{self, Write};
+
+use crate::cli::{CliError, GetoptError, KeyType, ModeName};
+use crate::pin::PinKind;
+use crate::usage;
+
+/// Prefix of our own error lines (upstream: `usr/sbin/pkcscca/pkcscca.c:LINE `).
+pub const PREFIX: &str = "pkcscca: ";
+
+/// The `-v` levels, in upstream's order (`pkcscca.c: verbose_str2level()`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub enum Verbosity {
+    /// `none` (the default): only the always-printed lines.
+    #[default]
+    None,
+    /// `error`
+    Error,
+    /// `warn`
+    Warn,
+    /// `info` (what a bare `-v` or `--verbose` selects)
+    Info,
+    /// `devel`
+    Devel,
+    /// `debug`
+    Debug,
+}
+
+impl Verbosity {
+    /// All levels with their command-line names, in numeric order.
+    pub const ALL: [(Verbosity, &'static str); 6] = [
+        (Verbosity::None, "none"),
+        (Verbosity::Error, "error"),
+        (Verbosity::Warn, "warn"),
+        (Verbosity::Info, "info"),
+        (Verbosity::Devel, "devel"),
+        (Verbosity::Debug, "debug"),
+    ];
+
+    /// Exact, case-sensitive lookup of a level name, as upstream's `strcmp` loop.
+    pub fn from_name(name: &[u8]) -> Option<Verbosity> {
+        Self::ALL
+            .iter()
+            .find(|(_, n)| n.as_bytes() == name)
+            .map(|(v, _)| *v)
+    }
+
+    /// The command-line name of this level.
+    pub fn name(self) -> &'static str {
+        Self::ALL
+            .iter()
+            .find(|(v, _)| *v == self)
+            .map_or("none", |(_, n)| n)
+    }
+
+    /// Whether the verbose-only lines are printed (any level but `none`).
+    pub fn is_verbose(self) -> bool {
+        self != Verbosity::None
+    }
+}
+
+/// Per-type key counters of `-m keys`, in the order upstream prints them
+/// (`pkcscca.h: struct key_count`, `pkcscca.c: key_migration_results()`).
+///
+/// Upstream counts every DES flavour under `des`; `des2` and `des3` exist only because the
+/// summary has slots for them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[allow(missing_docs)]
+pub struct KeyCounts {
+    pub aes: u32,
+    pub des: u32,
+    pub des2: u32,
+    pub des3: u32,
+    pub ecc: u32,
+    pub hmac: u32,
+    pub rsa: u32,
+    pub ibm_dilithium: u32,
+    pub ibm_ml_dsa: u32,
+    pub ibm_ml_kem: u32,
+    pub ml_dsa: u32,
+}
+
+impl KeyCounts {
+    /// `(summary name, count)` in upstream's order.
+    pub fn entries(&self) -> [(&'static str, u32); 11] {
+        [
+            ("AES", self.aes),
+            ("DES", self.des),
+            ("DES2", self.des2),
+            ("DES3", self.des3),
+            ("ECC", self.ecc),
+            ("HMAC", self.hmac),
+            ("RSA", self.rsa),
+            ("IBM Dilithium", self.ibm_dilithium),
+            ("IBM ML-DSA", self.ibm_ml_dsa),
+            ("IBM ML-KEM", self.ibm_ml_kem),
+            ("ML-DSA", self.ml_dsa),
+        ]
+    }
+
+    /// Sum of all counters.
+    pub fn total(&self) -> u64 {
+        self.entries().iter().map(|(_, n)| u64::from(*n)).sum()
+    }
+}
+
+/// Writes `Enter the SO PIN: ` / `Enter the USER PIN: ` and flushes
+/// (`pkcscca.c: main()` via `pin_prompt()`).
+pub fn write_pin_prompt(w: &mut dyn Write, kind: PinKind) -> io::Result<()> {
+    write!(w, "Enter the {} PIN: ", kind.name())?;
+    w.flush()
+}
+
+/// The line break `pin_prompt()` prints after every read, and flushes.
+pub fn write_after_pin(w: &mut dyn Write) -> io::Result<()> {
+    w.write_all(b"\n")?;
+    w.flush()
+}
+
+/// A key label as upstream prints it: its copy is NUL-terminated, so it ends at the
+/// first NUL byte. Non-UTF-8 bytes are written through unchanged.
+struct Label<'a>(&'a [u8]);
+
+impl Label<'_> {
+    fn bytes(&self) -> &[u8] {
+        let end = self.0.iter().position(|&b| b == 0).unwrap_or(self.0.len());
+        self.0.get(..end).unwrap_or(self.0)
+    }
+}
+
+/// The user-visible output of one run: stdout, stderr, the program name as invoked and
+/// the verbosity.
+pub struct Output<'a> {
+    out: &'a mut dyn Write,
+    err: &'a mut dyn Write,
+    progname: Vec<u8>,
+    verbosity: Verbosity,
+    write_error: Option<io::Error>,
+}
+
+impl<'a> Output<'a> {
+    /// Output to the given streams; `progname` is `argv[0]` as typed.
+    pub fn new(out: &'a mut dyn Write, err: &'a mut dyn Write, progname: &[u8]) -> Self {
+        Output {
+            out,
+            err,
+            progname: progname.to_vec(),
+            verbosity: Verbosity::None,
+            write_error: None,
+        }
+    }
+
+    /// Sets the verbosity chosen on the command line.
+    pub fn set_verbosity(&mut self, verbosity: Verbosity) {
+        self.verbosity = verbosity;
+    }
+
+    /// The current verbosity.
+    pub fn verbosity(&self) -> Verbosity {
+        self.verbosity
+    }
+
+    /// The first write error met, if any (output is best effort, like `printf`).
+    pub fn write_error(&self) -> Option<&io::Error> {
+        self.write_error.as_ref()
+    }
+
+    /// The stdout stream, for the PIN prompt (see `crate::pin`).
+    pub fn stdout(&mut self) -> &mut dyn Write {
+        &mut *self.out
+    }
+
+    /// The stderr stream, for the PIN prompt with `--json`.
+    pub fn stderr(&mut self) -> &mut dyn Write {
+        &mut *self.err
+    }
+
+    /// Flushes both streams.
+    pub fn flush(&mut self) {
+        let r = self.out.flush().and_then(|()| self.err.flush());
+        self.note(r);
+    }
+
+    fn note(&mut self, r: io::Result<()>) {
+        if let Err(e) = r {
+            self.write_error.get_or_insert(e);
+        }
+    }
+
+    fn out_bytes(&mut self, parts: &[&[u8]]) {
+        let r = parts.iter().try_for_each(|p| self.out.write_all(p));
+        self.note(r);
+    }
+
+    fn err_bytes(&mut self, parts: &[&[u8]]) {
+        let r = parts.iter().try_for_each(|p| self.err.write_all(p));
+        self.note(r);
+    }
+
+    fn out_fmt(&mut self, args: fmt::Arguments<'_>) {
+        let r = self.out.write_fmt(args);
+        self.note(r);
+    }
+
+    fn verbose_fmt(&mut self, args: fmt::Arguments<'_>) {
+        if self.verbosity.is_verbose() {
+            self.out_fmt(args);
+        }
+    }
+
+    /// One of our error lines on stderr: `pkcscca: <text>\n`.
+    pub fn error(&mut self, text: impl Display) {
+        let r = writeln!(self.err, "{PREFIX}{text}");
+        self.note(r);
+    }
+
+    /// An error line that names a key label (raw bytes): `pkcscca: <before><label><after>\n`.
+    fn error_with_label(&mut self, before: &str, label: &[u8], after: impl Display) {
+        let r = write!(self.err, "{PREFIX}{before}")
+            .and_then(|()| self.err.write_all(Label(label).bytes()))
+            .and_then(|()| writeln!(self.err, "{after}"));
+        self.note(r);
+    }
+
+    /// A stdout line naming a key label, printed always or only when verbose.
+    fn info_with_label(&mut self, verbose_only: bool, before: &str, label: &[u8], after: u64) {
+        if verbose_only && !self.verbosity.is_verbose() {
+            return;
+        }
+        let r = self
+            .out
+            .write_all(before.as_bytes())
+            .and_then(|()| self.out.write_all(Label(label).bytes()))
+            .and_then(|()| writeln!(self.out, ", handle={after}"));
+        self.note(r);
+    }
+
+    // ----- command line ------------------------------------------------------------------
+
+    /// The usage text on stdout (`-h`, and after every argument error).
+    pub fn usage(&mut self) {
+        let text = usage::usage_text(&self.progname);
+        self.out_bytes(&[&text]);
+    }
+
+    /// A `getopt_long` diagnostic, prefixed with `argv[0]` as upstream's glibc does.
+    pub fn getopt_error(&mut self, e: &GetoptError) {
+        let prog = self.progname.clone();
+        match e {
+            GetoptError::InvalidShort(c) => {
+                self.err_bytes(&[&prog, b": invalid option -- '", &[*c], b"'\n"]);
+            }
+            GetoptError::ShortNeedsArgument(c) => {
+                self.err_bytes(&[&prog, b": option requires an argument -- '", &[*c], b"'\n"]);
+            }
+            GetoptError::UnrecognizedLong(typed) => {
+                self.err_bytes(&[&prog, b": unrecognized option '--", typed, b"'\n"]);
+            }
+            GetoptError::AmbiguousLong { typed, candidates } => {
+                self.err_bytes(&[
+                    &prog,
+                    b": option '--",
+                    typed,
+                    b"' is ambiguous; possibilities:",
+                ]);
+                for name in candidates {
+                    self.err_bytes(&[b" '--", name.as_bytes(), b"'"]);
+                }
+                self.err_bytes(&[b"\n"]);
+            }
+            GetoptError::LongNeedsArgument(name) => {
+                self.err_bytes(&[
+                    &prog,
+                    b": option '--",
+                    name.as_bytes(),
+                    b"' requires an argument\n",
+                ]);
+            }
+            GetoptError::LongTakesNoArgument(name) => {
+                self.err_bytes(&[
+                    &prog,
+                    b": option '--",
+                    name.as_bytes(),
+                    b"' doesn't allow an argument\n",
+                ]);
+            }
+        }
+    }
+
+    /// Reports a command-line error the way upstream does: the message, then the usage
+    /// text where upstream prints it.
+    pub fn cli_error(&mut self, e: &CliError) {
+        fn raw(prefix: &str, value: &[u8], suffix: &str) -> Vec<u8> {
+            let mut v = Vec::with_capacity(prefix.len() + value.len() + suffix.len() + 16);
+            v.extend_from_slice(PREFIX.as_bytes());
+            v.extend_from_slice(prefix.as_bytes());
+            v.extend_from_slice(value);
+            v.extend_from_slice(suffix.as_bytes());
+            v
+        }
+        match e {
+            CliError::Getopt(g) => self.getopt_error(g),
+            CliError::UnknownKeyType(v) => {
+                self.err_bytes(&[&raw("unknown key type (", v, ")\n")]);
+            }
+            CliError::UnknownMode(v) => {
+                self.err_bytes(&[&raw("unknown migration type (", v, ")\n")]);
+            }
+            CliError::InvalidVerbose(v) => {
+                self.err_bytes(&[&raw("Invalid verbose level '", v, "' specified.\n")]);
+            }
+            CliError::MissingMode => self.error("missing migration type"),
+            CliError::MissingSlot => self.error("missing slot number"),
+            CliError::MissingKeyType => self.error("missing key type"),
+            CliError::SlotInvalid(_) => self.slot_id_invalid(),
+            CliError::JsonNotSupported(mode) => self.error(format_args!(
+                "--json is only valid with -m keys or -m oldrsakeys, not with -m {}",
+                mode.name()
+            )),
+        }
+        if e.prints_usage() {
+            self.usage();
+        }
+    }
+
+    /// The line upstream prints when the slot does not exist
+    /// (`p11_error("C_OpenSession", CKR_SLOT_ID_INVALID)`); we print it for a slot that
+    /// cannot be or is not configured, before prompting.
+    pub fn slot_id_invalid(&mut self) {
+        self.pkcs11_failed("C_OpenSession", 0x3, "CKR_SLOT_ID_INVALID");
+    }
+
+    /// Upstream's `p11_error()` shape: `<what> failed: rc=0x<RC> (<name>)`.
+    pub fn pkcs11_failed(&mut self, what: &str, rc: u64, rc_name: &str) {
+        self.error(format_args!("{what} failed: rc=0x{rc:X} ({rc_name})"));
+    }
+
+    /// Explicit placeholder while the migration modes are not wired in (see `crate::app`).
+    pub fn mode_unavailable(&mut self, mode: ModeName) {
+        self.error(format_args!(
+            "mode '{}' is not available in this build",
+            mode.name()
+        ));
+    }
+
+    // ----- PINs ---------------------------------------------------------------------------
+
+    /// `Could not get SO PIN.` / `Could not get USER PIN.` (`pkcscca.c: main()`).
+    pub fn could_not_get_pin(&mut self, kind: PinKind) {
+        self.error(format_args!("Could not get {} PIN.", kind.name()));
+    }
+
+    /// `SO PIN is incorrect.` / `USER PIN is incorrect.` (`pkcs_utils.c: verify_pins()`;
+    /// silent in upstream 3.27, printed by 3.8.1; we print it, correctly attributed).
+    pub fn pin_incorrect(&mut self, kind: PinKind) {
+        self.error(format_args!("{} PIN is incorrect.", kind.name()));
+    }
+
+    /// `dlopen(libcsulcca.so) failed: <reason>` (no prefix upstream; we add ours).
+    pub fn dlopen_failed(&mut self, library: &str, reason: impl Display) {
+        self.error(format_args!("dlopen({library}) failed: {reason}"));
+    }
+
+    // ----- -m keys and -m oldrsakeys ------------------------------------------------------
+
+    /// Verbose `Search for <what> keys` (`migrate_wrapped_keys()`); `what` is one of
+    /// `AES`, `HMAC`, `ECC`, `RSA`, `IBM Dilithium`, `IBM ML-DSA`, `IBM ML-KEM`, `ML-DSA`,
+    /// `old RSA`, `DES`, `DES2`, `DES3`.
+    pub fn search_for(&mut self, what: &str) {
+        self.verbose_fmt(format_args!("Search for {what} keys\n"));
+    }
+
+    /// Verbose `Found N keys to examine` (`find_wrapped_keys()`).
+    pub fn found_keys(&mut self, count: u64) {
+        self.verbose_fmt(format_args!("Found {count} keys to examine\n"));
+    }
+
+    /// Verbose `Migratable key found: type=..., label=..., handle=...` (`add_key()`);
+    /// `type_name` is one of `pkcscca.h`'s names (`AES`, `AES XTS`, `2DES`, ...).
+    pub fn migratable_key_found(&mut self, type_name: &str, label: &[u8], handle: u64) {
+        let before = format!("Migratable key found: type={type_name}, label=");
+        self.info_with_label(true, &before, label, handle);
+    }
+
+    /// Verbose `Successfully migrated <algo> key. label=..., handle=...`.
+    pub fn key_migrated(&mut self, algo: &str, label: &[u8], handle: u64) {
+        let before = format!("Successfully migrated {algo} key. label=");
+        self.info_with_label(true, &before, label, handle);
+    }
+
+    /// Always: `Skipping key, its a public key. ...` (`cca_migrate_asymmetric()`).
+    pub fn skipping_public_key(&mut self, label: &[u8], handle: u64) {
+        self.info_with_label(
+            false,
+            "Skipping key, its a public key. label=",
+            label,
+            handle,
+        );
+    }
+
+    /// Always: `Skipping key, its not an old RSA key. ...` (`-k asym`).
+    pub fn skipping_not_old_rsa(&mut self, label: &[u8], handle: u64) {
+        let before = "Skipping key, its not an old RSA key. label=";
+        self.info_with_label(false, before, label, handle);
+    }
+
+    /// Always: `Skipping key, its not an new RSA key. ...` (`-k apka`; upstream's wording).
+    pub fn skipping_not_new_rsa(&mut self, label: &[u8], handle: u64) {
+        let before = "Skipping key, its not an new RSA key. label=";
+        self.info_with_label(false, before, label, handle);
+    }
+
+    /// Always: `Skipping, <algo> token is  wrapped with current master key. ...` (two
+    /// spaces, as upstream).
+    pub fn skipping_current_master_key(&mut self, algo: &str, label: &[u8], handle: u64) {
+        let before = format!("Skipping, {algo} token is  wrapped with current master key. label=");
+        self.info_with_label(false, &before, label, handle);
+    }
+
+    /// `<verb> (<description>) failed. return code: RC, reason code: RSN`
+    /// (`pkcscca.h: cca_error()`), e.g. `verb` = `CSNBKTC2 (Key Token Change)`.
+    pub fn cca_failed(&mut self, verb: &str, return_code: i64, reason_code: i64) {
+        self.error(format_args!(
+            "{verb} failed. return code: {return_code}, reason code: {reason_code}"
+        ));
+    }
+
+    /// `Migrating <algo> key failed. label=..., handle=...` (newline added, see module doc).
+    pub fn key_migration_failed(&mut self, algo: &str, label: &[u8], handle: u64) {
+        let before = format!("Migrating {algo} key failed. label=");
+        self.error_with_label(&before, label, format_args!(", handle={handle}"));
+    }
+
+    /// The `-m keys` summary (`key_migration_results()`), byte for byte, always printed.
+    pub fn keys_summary(&mut self, migrated: &KeyCounts, failed: &KeyCounts) {
+        let mut line = String::new();
+        if migrated.total() > 0 {
+            line.push_str("Successfully migrated: ");
+        }
+        for (name, n) in migrated.entries() {
+            if n > 0 {
+                line.push_str(&format!("{name}: {n}. "));
+            }
+        }
+        if failed.total() > 0 {
+            line.push_str("\nFailed to migrate: ");
+        }
+        for (name, n) in failed.entries() {
+            if n > 0 {
+                line.push_str(&format!("{name}: {n}. "));
+            }
+        }
+        line.push('\n');
+        self.out_bytes(&[line.as_bytes()]);
+    }
+
+    /// Our `--json` summary of `-m keys`: one JSON object on one stdout line.
+    pub fn keys_summary_json(
+        &mut self,
+        key_type: KeyType,
+        dry_run: bool,
+        migrated: &KeyCounts,
+        failed: &KeyCounts,
+    ) {
+        fn object(c: &KeyCounts) -> String {
+            let fields: Vec<String> = c
+                .entries()
+                .iter()
+                .filter(|(_, n)| *n > 0)
+                .map(|(name, n)| format!("\"{name}\":{n}"))
+                .collect();
+            format!("{{{}}}", fields.join(","))
+        }
+        self.out_fmt(format_args!(
+            "{{\"mode\":\"keys\",\"key_type\":\"{}\",\"dry_run\":{},\"migrated\":{},\"failed\":{}}}\n",
+            key_type.name(),
+            dry_run,
+            object(migrated),
+            object(failed)
+        ));
+    }
+
+    /// Verbose `Skipping RSA key, its not an old RSA key. ...` (`cca_migrate_old_rsa()`).
+    pub fn old_rsa_skipping(&mut self, label: &[u8], handle: u64) {
+        let before = "Skipping RSA key, its not an old RSA key. label=";
+        self.info_with_label(true, before, label, handle);
+    }
+
+    /// Verbose `Successfully migrated old RSA key. ...`.
+    pub fn old_rsa_migrated(&mut self, label: &[u8], handle: u64) {
+        let before = "Successfully migrated old RSA key. label=";
+        self.info_with_label(true, before, label, handle);
+    }
+
+    /// `Migrating old RSA key failed. ...` (newline added, see module doc).
+    pub fn old_rsa_failed(&mut self, label: &[u8], handle: u64) {
+        let before = "Migrating old RSA key failed. label=";
+        self.error_with_label(before, label, format_args!(", handle={handle}"));
+    }
+
+    /// The `-m oldrsakeys` summary (`migrate_old_rsa_keys()`), always printed.
+    pub fn old_rsa_summary(&mut self, migrated: u32, failed: u32) {
+        self.out_fmt(format_args!("Successfully migrated: {migrated}"));
+        if failed > 0 {
+            self.out_fmt(format_args!("\nFailed to migrate:   {failed}"));
+        }
+        self.out_bytes(&[b"\n"]);
+    }
+
+    /// Our `--json` summary of `-m oldrsakeys`.
+    pub fn old_rsa_summary_json(&mut self, dry_run: bool, migrated: u32, failed: u32) {
+        self.out_fmt(format_args!(
+            "{{\"mode\":\"oldrsakeys\",\"dry_run\":{dry_run},\"migrated\":{migrated},\"failed\":{failed}}}\n"
+        ));
+    }
+
+    // ----- -m v2objectsv3 ------------------------------------------------------------------
+
+    /// `Cannot find <path>.` (`migrate_version()`, stderr).
+    pub fn cannot_find(&mut self, path: impl Display) {
+        self.error(format_args!("Cannot find {path}."));
+    }
+
+    /// Always: `OBJ.IDX file is empty. Thus no objects to migrate.`
+    pub fn obj_idx_empty(&mut self) {
+        self.out_bytes(&[b"OBJ.IDX file is empty. Thus no objects to migrate.\n"]);
+    }
+
+    /// Verbose `<store> has an MK_SO, MK_USER and TOK/OBJ.IDX`.
+    pub fn store_complete(&mut self, store: impl Display) {
+        self.verbose_fmt(format_args!(
+            "{store} has an MK_SO, MK_USER and TOK/OBJ.IDX\n"
+        ));
+    }
+
+    /// `Could not load masterkey from MK_SO.` / `... MK_USER.`
+    pub fn could_not_load_master_key(&mut self, kind: PinKind) {
+        self.error(format_args!(
+            "Could not load masterkey from MK_{}.",
+            kind.name()
+        ));
+    }
+
+    /// Verbose `Successfully verified SO Pin.` / `... USER Pin.`
+    pub fn pin_verified(&mut self, kind: PinKind) {
+        self.verbose_fmt(format_args!("Successfully verified {} Pin.\n", kind.name()));
+    }
+
+    /// Verbose `Processed <path>.`
+    pub fn object_processed(&mut self, path: impl Display) {
+        self.verbose_fmt(format_args!("Processed {path}.\n"));
+    }
+
+    /// Verbose `Failed to process <path>`
+    pub fn object_failed(&mut self, path: impl Display) {
+        self.verbose_fmt(format_args!("Failed to process {path}\n"));
+    }
+
+    /// Always `Successfully migrated N object(s).`, then, when verbose and N failed > 0,
+    /// `Failed to migrate N object(s).` (`load_token_objects()`).
+    pub fn objects_summary(&mut self, migrated: u32, failed: u32) {
+        self.out_fmt(format_args!(
+            "Successfully migrated {migrated} object(s).\n"
+        ));
+        if failed > 0 {
+            self.verbose_fmt(format_args!("Failed to migrate {failed} object(s).\n"));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(verbosity: Verbosity, f: impl FnOnce(&mut Output<'_>)) -> (String, String) {
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        {
+            let mut o = Output::new(&mut out, &mut err, b"pkcscca");
+            o.set_verbosity(verbosity);
+            f(&mut o);
+        }
+        (
+            String::from_utf8(out).unwrap(),
+            String::from_utf8(err).unwrap(),
+        )
+    }
+
+    #[test]
+    fn verbosity_names_round_trip_and_only_none_is_quiet() {
+        for (v, n) in Verbosity::ALL {
+            assert_eq!(Verbosity::from_name(n.as_bytes()), Some(v));
+            assert_eq!(v.name(), n);
+            assert_eq!(v.is_verbose(), v != Verbosity::None);
+        }
+        assert_eq!(Verbosity::from_name(b"INFO"), None);
+        assert_eq!(Verbosity::from_name(b""), None);
+    }
+
+    #[test]
+    fn keys_summary_matches_upstream_bytes() {
+        let migrated = KeyCounts {
+            aes: 2,
+            hmac: 1,
+            ..KeyCounts::default()
+        };
+        let failed = KeyCounts {
+            aes: 1,
+            ..KeyCounts::default()
+        };
+        let (out, _) = run(Verbosity::None, |o| o.keys_summary(&migrated, &failed));
+        assert_eq!(
+            out,
+            "Successfully migrated: AES: 2. HMAC: 1. \nFailed to migrate: AES: 1. \n"
+        );
+        let none = KeyCounts::default();
+        let (out, _) = run(Verbosity::None, |o| o.keys_summary(&none, &none));
+        assert_eq!(out, "\n");
+        let (out, _) = run(Verbosity::None, |o| o.keys_summary(&none, &failed));
+        assert_eq!(out, "\nFailed to migrate: AES: 1. \n");
+    }
+
+    #[test]
+    fn old_rsa_summary_has_three_spaces_before_failed_count() {
+        let (out, _) = run(Verbosity::None, |o| o.old_rsa_summary(3, 1));
+        assert_eq!(out, "Successfully migrated: 3\nFailed to migrate:   1\n");
+        let (out, _) = run(Verbosity::None, |o| o.old_rsa_summary(0, 0));
+        assert_eq!(out, "Successfully migrated: 0\n");
+    }
+
+    #[test]
+    fn verbose_lines_need_a_level_other_than_none() {
+        let (out, _) = run(Verbosity::None, |o| o.key_migrated("AES", b"k", 1));
+        assert_eq!(out, "");
+        let (out, _) = run(Verbosity::Error, |o| o.key_migrated("AES", b"k", 1));
+        assert_eq!(out, "Successfully migrated AES key. label=k, handle=1\n");
+    }
+
+    #[test]
+    fn labels_stop_at_nul_and_keep_raw_bytes() {
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        Output::new(&mut out, &mut err, b"pkcscca").skipping_public_key(b"a\xffb\0junk", 7);
+        assert_eq!(
+            out,
+            b"Skipping key, its a public key. label=a\xffb, handle=7\n"
+        );
+    }
+
+    #[test]
+    fn skipping_current_key_keeps_the_double_space() {
+        let (out, _) = run(Verbosity::None, |o| {
+            o.skipping_current_master_key("ECC", b"e", 4)
+        });
+        assert_eq!(
+            out,
+            "Skipping, ECC token is  wrapped with current master key. label=e, handle=4\n"
+        );
+    }
+
+    #[test]
+    fn error_lines_use_our_prefix_and_end_with_newline() {
+        let (_, err) = run(Verbosity::None, |o| {
+            o.cca_failed("CSNBKTC2 (Key Token Change)", 8, 48);
+            o.key_migration_failed("AES", b"k1", 3);
+        });
+        assert_eq!(
+            err,
+            "pkcscca: CSNBKTC2 (Key Token Change) failed. return code: 8, reason code: 48\n\
+             pkcscca: Migrating AES key failed. label=k1, handle=3\n"
+        );
+    }
+}

@@ -1,0 +1,196 @@
+//! Errors of the store layer.
+//!
+//! Every error names the file it concerns, the byte offset where that helps,
+//! and the problem in one line. No variant carries PINs, keys or decrypted
+//! bytes: the only payloads are paths, offsets, names and static text.
+
+use std::io;
+use std::path::PathBuf;
+
+/// An error reading, verifying or rewriting a token data store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// An I/O operation failed.
+    #[error("{}: {what}: {source}", file.display())]
+    Io {
+        /// The file concerned.
+        file: PathBuf,
+        /// What we were doing.
+        what: &'static str,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+    /// A required file does not exist.
+    #[error("{}: file not found", file.display())]
+    Missing {
+        /// The missing file.
+        file: PathBuf,
+    },
+    /// The file has a size this format does not allow.
+    #[error("{}: {what} (size {size})", file.display())]
+    BadSize {
+        /// The file concerned.
+        file: PathBuf,
+        /// The size found.
+        size: u64,
+        /// What is wrong.
+        what: &'static str,
+    },
+    /// The content does not parse.
+    #[error("{}: offset {offset}: {what}", file.display())]
+    Malformed {
+        /// The file concerned.
+        file: PathBuf,
+        /// Byte offset of the problem (in the decrypted body for private objects).
+        offset: u64,
+        /// What is wrong.
+        what: &'static str,
+    },
+    /// The file ends before a field it must contain.
+    #[error("{}: offset {offset}: truncated: {what}", file.display())]
+    Truncated {
+        /// The file concerned.
+        file: PathBuf,
+        /// Where the missing bytes start.
+        offset: u64,
+        /// Which field is cut short.
+        what: &'static str,
+    },
+    /// An object declares a length beyond what openCryptoki accepts.
+    #[error("{}: offset {offset}: {what} too large ({len})", file.display())]
+    Oversized {
+        /// The file concerned.
+        file: PathBuf,
+        /// Offset of the length field.
+        offset: u64,
+        /// The declared length.
+        len: u64,
+        /// Which length.
+        what: &'static str,
+    },
+    /// The SO PIN does not match the stored verifier (or does not open MK_SO).
+    #[error("{}: SO PIN is incorrect", file.display())]
+    WrongSoPin {
+        /// NVTOK.DAT or MK_SO.
+        file: PathBuf,
+    },
+    /// The USER PIN does not match the stored verifier (or does not open MK_USER).
+    #[error("{}: USER PIN is incorrect", file.display())]
+    WrongUserPin {
+        /// NVTOK.DAT or MK_USER.
+        file: PathBuf,
+    },
+    /// The token's USER PIN was never set (CKF_USER_PIN_INITIALIZED clear).
+    #[error("{}: USER PIN is not initialized", file.display())]
+    UserPinNotInitialized {
+        /// NVTOK.DAT.
+        file: PathBuf,
+    },
+    /// The token has a USER PIN but no MK_USER file.
+    #[error("{}: master key file for the USER is missing", file.display())]
+    MissingMkUser {
+        /// The expected MK_USER path.
+        file: PathBuf,
+    },
+    /// TOK_OBJ/OBJ.IDX does not exist: the token holds no objects.
+    #[error("{}: object index not found", file.display())]
+    MissingIndex {
+        /// The expected OBJ.IDX path.
+        file: PathBuf,
+    },
+    /// TOK_OBJ/OBJ.IDX is empty: the token holds no objects.
+    #[error("{}: object index is empty", file.display())]
+    EmptyIndex {
+        /// The OBJ.IDX path.
+        file: PathBuf,
+    },
+    /// An object name is not 8 safe characters.
+    #[error("{}: line {line}: invalid object name", file.display())]
+    BadName {
+        /// OBJ.IDX (or the object file whose internal name is wrong).
+        file: PathBuf,
+        /// 1-based line in OBJ.IDX (0 when not from the index).
+        line: u64,
+    },
+    /// A path we would read or replace is a symbolic link.
+    #[error("{}: refusing to use a symbolic link", file.display())]
+    Symlink {
+        /// The link.
+        file: PathBuf,
+    },
+    /// A private object failed its integrity check (wrong master key or damage).
+    #[error("{}: cannot decrypt object: {what}", file.display())]
+    Decrypt {
+        /// The object file.
+        file: PathBuf,
+        /// Which check failed.
+        what: &'static str,
+    },
+    /// The file changed on disk since it was loaded.
+    #[error("{}: changed on disk since it was read; not rewriting", file.display())]
+    ChangedOnDisk {
+        /// The object file.
+        file: PathBuf,
+    },
+    /// The caller asked for something the store cannot do.
+    #[error("{}: {what}", file.display())]
+    Invalid {
+        /// The file or directory concerned.
+        file: PathBuf,
+        /// What is wrong.
+        what: &'static str,
+    },
+    /// The commit renamed some files but not all: each file is either old or new.
+    #[error(
+        "{}: commit interrupted after {renamed} of {total} objects were replaced: {source}",
+        file.display()
+    )]
+    PartialCommit {
+        /// The file whose rename failed.
+        file: PathBuf,
+        /// How many renames completed.
+        renamed: usize,
+        /// How many were planned.
+        total: usize,
+        /// The failure.
+        #[source]
+        source: Box<StoreError>,
+    },
+}
+
+impl StoreError {
+    /// Shorthand for an I/O error; maps `NotFound` to [`StoreError::Missing`].
+    pub(crate) fn io(file: impl Into<PathBuf>, what: &'static str, source: io::Error) -> Self {
+        let file = file.into();
+        if source.kind() == io::ErrorKind::NotFound {
+            StoreError::Missing { file }
+        } else {
+            StoreError::Io { file, what, source }
+        }
+    }
+
+    /// The file this error concerns.
+    pub fn file(&self) -> &std::path::Path {
+        match self {
+            StoreError::Io { file, .. }
+            | StoreError::Missing { file }
+            | StoreError::BadSize { file, .. }
+            | StoreError::Malformed { file, .. }
+            | StoreError::Truncated { file, .. }
+            | StoreError::Oversized { file, .. }
+            | StoreError::WrongSoPin { file }
+            | StoreError::WrongUserPin { file }
+            | StoreError::UserPinNotInitialized { file }
+            | StoreError::MissingMkUser { file }
+            | StoreError::MissingIndex { file }
+            | StoreError::EmptyIndex { file }
+            | StoreError::BadName { file, .. }
+            | StoreError::Symlink { file }
+            | StoreError::Decrypt { file, .. }
+            | StoreError::ChangedOnDisk { file }
+            | StoreError::Invalid { file, .. }
+            | StoreError::PartialCommit { file, .. } => file,
+        }
+    }
+}
