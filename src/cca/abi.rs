@@ -311,6 +311,21 @@ pub type CsnbhmgFn = unsafe extern "C" fn(
     PLong,
     PBytes,
 );
+/// CSNBOWH (One-Way Hash).
+pub type CsnbowhFn = unsafe extern "C" fn(
+    PLong,
+    PLong,
+    PLong,
+    PBytes,
+    PLong,
+    PBytes,
+    PLong,
+    PBytes,
+    PLong,
+    PBytes,
+    PLong,
+    PBytes,
+);
 /// Shape used by the emulator for verbs it does not implement: only the
 /// common status prefix is touched (the C caller may pass more arguments,
 /// which the System V calling convention lets the callee ignore).

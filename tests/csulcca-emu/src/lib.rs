@@ -14,6 +14,7 @@
 
 pub mod crypto;
 pub mod exports;
+pub mod hash;
 pub mod knobs;
 pub mod state;
 pub mod tokens;
