@@ -1,5 +1,5 @@
 //! Signatures and RSA encryption: CSNDDSG/CSNDDSV (`PKCS-1.1` RSA, `ECDSA`
-//! on P-256) and CSNDPKE/CSNDPKD (`PKCS-1.2`), so tests can show that a
+//! on P-256, P-384 and P-521) and CSNDPKE/CSNDPKD (`PKCS-1.2`), so tests can show that a
 //! re-enciphered private key still signs and decrypts. Private keys under
 //! CURRENT or OLD work, anything else is 8/48; a bad signature is 4/429
 //! (as openCryptoki 3.8.1 expects).
@@ -81,15 +81,22 @@ fn pad_type1(data: &[u8], k: usize) -> Result<Vec<u8>, Fail> {
     Ok(em)
 }
 
-fn ec_p256(public: &PublicKey) -> bool {
-    matches!(
-        public,
-        PublicKey::Ec {
-            curve: 0,
-            bits: 256,
-            ..
-        }
-    )
+/// ECDSA over a prehash with a NIST curve key.
+macro_rules! ecdsa_sign {
+    ($curve:ident, $d:expr, $hash:expr) => {{
+        let sk = $curve::ecdsa::SigningKey::from_slice($d).map_err(|_| UNUSABLE)?;
+        let sig: $curve::ecdsa::Signature = sk.sign_prehash($hash).map_err(|_| SHORT_BUFFER)?;
+        Ok(sig.to_bytes().to_vec())
+    }};
+}
+
+/// ECDSA verification over a prehash with a NIST curve point.
+macro_rules! ecdsa_verify {
+    ($curve:ident, $q:expr, $hash:expr, $sig:expr) => {{
+        let vk = $curve::ecdsa::VerifyingKey::from_sec1_bytes($q).map_err(|_| UNUSABLE)?;
+        let sig = $curve::ecdsa::Signature::from_slice($sig).map_err(|_| BAD_SIGNATURE)?;
+        vk.verify_prehash($hash, &sig).map_err(|_| BAD_SIGNATURE)
+    }};
 }
 
 /// CSNDDSG: the signature of `hash` (RSA `PKCS-1.1`: `hash` is the
@@ -109,13 +116,16 @@ pub fn sign(
             let (s, k) = rsa_private_op(key, store, &BigUint::from_bytes_be(&em))?;
             to_len(&s, k)
         }
-        ("ECDSA" | "", PublicKey::Ec { .. }) if ec_p256(&public) => {
+        ("ECDSA" | "", PublicKey::Ec { curve: 0, bits, .. }) => {
             let state = store.read()?;
             let (info, mk) = token_key(&state, key)?;
             let d = tokens::ecc_private(key, &info, &mk)?;
-            let sk = p256::ecdsa::SigningKey::from_slice(&d).map_err(|_| UNUSABLE)?;
-            let sig: p256::ecdsa::Signature = sk.sign_prehash(hash).map_err(|_| SHORT_BUFFER)?;
-            Ok(sig.to_bytes().to_vec())
+            match bits {
+                256 => ecdsa_sign!(p256, &d, hash),
+                384 => ecdsa_sign!(p384, &d, hash),
+                521 => ecdsa_sign!(p521, &d, hash),
+                _ => Err(COMPONENT),
+            }
         }
         (_, PublicKey::Ec { .. }) => Err(COMPONENT),
         _ => Err(BAD_KEYWORD),
@@ -146,11 +156,12 @@ pub fn verify(
                 Err(BAD_SIGNATURE)
             }
         }
-        ("ECDSA" | "", PublicKey::Ec { q, .. }) if ec_p256(&public) => {
-            let vk = p256::ecdsa::VerifyingKey::from_sec1_bytes(q).map_err(|_| UNUSABLE)?;
-            let sig = p256::ecdsa::Signature::from_slice(sig).map_err(|_| BAD_SIGNATURE)?;
-            vk.verify_prehash(hash, &sig).map_err(|_| BAD_SIGNATURE)
-        }
+        ("ECDSA" | "", PublicKey::Ec { curve: 0, bits, q }) => match bits {
+            256 => ecdsa_verify!(p256, q, hash, sig),
+            384 => ecdsa_verify!(p384, q, hash, sig),
+            521 => ecdsa_verify!(p521, q, hash, sig),
+            _ => Err(COMPONENT),
+        },
         (_, PublicKey::Ec { .. }) => Err(COMPONENT),
         _ => Err(BAD_KEYWORD),
     }
