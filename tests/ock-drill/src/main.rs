@@ -1,0 +1,562 @@
+//! `ock-drill`: a small PKCS#11 client that drives a real openCryptoki CCA
+//! token through its public API, for the `tests/ock381/run.sh` harness.
+//!
+//! The harness needs three things from a PKCS#11 application, and this binary
+//! does each as one subcommand so that every step is a separate process (the
+//! CCA STDLL is loaded inside the application, so each process loads the
+//! software CCA library afresh and sees the master key registers as they are
+//! on disk at that moment):
+//!
+//! * `setup`: initialise the token, change the SO PIN, set the user PIN,
+//!   generate one key of every kind the migration tool handles as token
+//!   objects, encrypt known data, and record each key's `CKA_IBM_OPAQUE` and
+//!   each ciphertext in a state file;
+//! * `verify`: after the master key change and the migration, find the same
+//!   keys by label, check which secure key tokens were re-enciphered and which
+//!   were left alone, and decrypt the recorded ciphertexts;
+//! * `info`: list slots and tokens (diagnostics for the harness log).
+//!
+//! It is a test tool: errors end the process with a one-line message naming
+//! the PKCS#11 call that failed; PINs are the fixed test PINs of the harness.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::process::ExitCode;
+
+use cryptoki::context::{CInitializeArgs, Pkcs11};
+use cryptoki::mechanism::Mechanism;
+use cryptoki::object::{Attribute, AttributeType, ObjectClass, ObjectHandle};
+use cryptoki::session::{Session, UserType};
+use cryptoki::slot::Slot;
+use cryptoki::types::AuthPin;
+
+/// openCryptoki's vendor attribute holding the CCA secure key token
+/// (`CKA_VENDOR_DEFINED + 1`).
+const CKA_IBM_OPAQUE: u64 = 0x8000_0001;
+
+/// The SO PIN openCryptoki gives a fresh token.
+const DEFAULT_SO_PIN: &str = "87654321";
+/// The SO PIN the drill sets (the vectors' convention).
+const SO_PIN: &str = "76543210";
+/// The user PIN the drill sets.
+const USER_PIN: &str = "11223344";
+
+/// DER encoding of the OID of NIST P-256 (prime256v1), for `CKA_EC_PARAMS`.
+const P256_PARAMS: [u8; 10] = [0x06, 0x08, 0x2A, 0x86, 0x48, 0xCE, 0x3D, 0x03, 0x01, 0x07];
+
+/// What went wrong, as one line for the harness log.
+struct Failure(String);
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Adds context to a PKCS#11 error: which step of the drill failed.
+trait Context<T> {
+    fn step(self, what: &str) -> Result<T, Failure>;
+}
+
+impl<T, E: std::fmt::Display> Context<T> for Result<T, E> {
+    fn step(self, what: &str) -> Result<T, Failure> {
+        self.map_err(|e| Failure(format!("{what}: {e}")))
+    }
+}
+
+/// One key the drill creates, by label.
+struct KeySpec {
+    label: &'static str,
+    kind: KeyKind,
+    /// `CKA_EXTRACTABLE` of the (private or secret) key.
+    extractable: bool,
+}
+
+/// The kinds of key the drill generates.
+#[derive(Clone, Copy)]
+enum KeyKind {
+    Des,
+    Des3,
+    Aes(u64),
+    Generic(u64),
+    EcP256,
+}
+
+/// The keys `setup` generates. The non-extractable AES key is there on
+/// purpose: `pkcscca` 3.8.1 searches with `CKA_EXTRACTABLE = TRUE`, so that
+/// key must come out of a migration untouched.
+const KEYS: &[KeySpec] = &[
+    KeySpec {
+        label: "des-gen",
+        kind: KeyKind::Des,
+        extractable: true,
+    },
+    KeySpec {
+        label: "des3-gen",
+        kind: KeyKind::Des3,
+        extractable: true,
+    },
+    KeySpec {
+        label: "aes128-gen",
+        kind: KeyKind::Aes(16),
+        extractable: true,
+    },
+    KeySpec {
+        label: "aes256-gen",
+        kind: KeyKind::Aes(32),
+        extractable: true,
+    },
+    KeySpec {
+        label: "aes128-noextract",
+        kind: KeyKind::Aes(16),
+        extractable: false,
+    },
+    KeySpec {
+        label: "hmac-gen",
+        kind: KeyKind::Generic(32),
+        extractable: true,
+    },
+    KeySpec {
+        label: "ec-p256",
+        kind: KeyKind::EcP256,
+        extractable: true,
+    },
+];
+
+/// One encryption `setup` performs and `verify` undoes.
+struct CipherSpec {
+    label: &'static str,
+    mech: &'static str,
+    plaintext: &'static [u8],
+}
+
+/// Known data, encrypted with the AES and DES3 keys. The AES-256 case is not a
+/// multiple of the block size, so 3.8.1 takes its `PKCS-PAD` path; the others
+/// take the `KEYIDENT INITIAL` (AES) and CBC (DES3) paths.
+const CIPHERS: &[CipherSpec] = &[
+    CipherSpec {
+        label: "aes128-gen",
+        mech: "aes-cbc",
+        plaintext: b"ock381 drill: AES-128 CBC data!!",
+    },
+    CipherSpec {
+        label: "aes256-gen",
+        mech: "aes-cbc-pad",
+        plaintext: b"ock381 drill: AES-256 with PKCS padding",
+    },
+    CipherSpec {
+        label: "aes128-noextract",
+        mech: "aes-cbc",
+        plaintext: b"never migrated by pkcscca 3.8.1.",
+    },
+    CipherSpec {
+        label: "des3-gen",
+        mech: "des3-cbc",
+        plaintext: b"ock381 drill: DES3 CBC data (32)",
+    },
+];
+
+/// Fixed IVs: the point is decrypting after migration, not IV hygiene.
+const IV16: [u8; 16] = *b"0123456789abcdef";
+const IV8: [u8; 8] = *b"01234567";
+
+fn mechanism(name: &str) -> Result<Mechanism<'static>, Failure> {
+    match name {
+        "aes-cbc" => Ok(Mechanism::AesCbc(IV16)),
+        "aes-cbc-pad" => Ok(Mechanism::AesCbcPad(IV16)),
+        "des3-cbc" => Ok(Mechanism::Des3Cbc(IV8)),
+        other => Err(Failure(format!(
+            "unknown mechanism {other:?} in the state file"
+        ))),
+    }
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure(msg)) => {
+            eprintln!("ock-drill: FAILED: {msg}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Parsed command line: `ock-drill --lib PATH CMD [--slot N] [--state FILE]
+/// [--label L] [--migrated a,b] [--untouched c,d]`.
+struct Args {
+    lib: String,
+    cmd: String,
+    slot: u64,
+    state: Option<String>,
+    label: String,
+    migrated: Vec<String>,
+    untouched: Vec<String>,
+}
+
+fn parse(args: &[String]) -> Result<Args, Failure> {
+    let mut out = Args {
+        lib: "/usr/lib/x86_64-linux-gnu/pkcs11/PKCS11_API.so".to_owned(),
+        cmd: String::new(),
+        slot: 1,
+        state: None,
+        label: "ock381 drill".to_owned(),
+        migrated: Vec::new(),
+        untouched: Vec::new(),
+    };
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut value = |name: &str| {
+            it.next()
+                .cloned()
+                .ok_or_else(|| Failure(format!("{name} needs a value")))
+        };
+        match a.as_str() {
+            "--lib" => out.lib = value("--lib")?,
+            "--slot" => out.slot = value("--slot")?.parse().step("--slot")?,
+            "--state" => out.state = Some(value("--state")?),
+            "--label" => out.label = value("--label")?,
+            "--migrated" => out.migrated = list(&value("--migrated")?),
+            "--untouched" => out.untouched = list(&value("--untouched")?),
+            cmd if !cmd.starts_with('-') && out.cmd.is_empty() => out.cmd = cmd.to_owned(),
+            other => return Err(Failure(format!("unexpected argument {other:?}"))),
+        }
+    }
+    Ok(out)
+}
+
+fn list(s: &str) -> Vec<String> {
+    s.split(',')
+        .filter(|x| !x.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+fn run(args: &[String]) -> Result<(), Failure> {
+    let args = parse(args)?;
+    let p11 = Pkcs11::new(&args.lib).step(&format!("load {}", args.lib))?;
+    p11.initialize(CInitializeArgs::OsThreads)
+        .step("C_Initialize")?;
+    match args.cmd.as_str() {
+        "info" => info(&p11),
+        "setup" => setup(&p11, &args),
+        "verify" => verify(&p11, &args),
+        other => Err(Failure(format!(
+            "unknown command {other:?} (info, setup, verify)"
+        ))),
+    }
+}
+
+fn pin(s: &str) -> AuthPin {
+    AuthPin::new(s.to_owned())
+}
+
+/// Finds the slot with the given number among the slots that have a token.
+fn slot(p11: &Pkcs11, id: u64) -> Result<Slot, Failure> {
+    p11.get_slots_with_token()
+        .step("C_GetSlotList")?
+        .into_iter()
+        .find(|s| s.id() == id)
+        .ok_or_else(|| Failure(format!("slot {id} has no token (is its STDLL loading?)")))
+}
+
+fn info(p11: &Pkcs11) -> Result<(), Failure> {
+    for s in p11.get_all_slots().step("C_GetSlotList")? {
+        let si = p11.get_slot_info(s).step("C_GetSlotInfo")?;
+        let desc = si
+            .slot_description()
+            .trim_matches(|c: char| c == ' ' || c == '\0');
+        print!("slot {}: {desc:?}", s.id());
+        match p11.get_token_info(s) {
+            Ok(ti) => println!(
+                " token {:?} model {:?} initialized={} user_pin={}",
+                ti.label().trim(),
+                ti.model().trim(),
+                ti.token_initialized(),
+                ti.user_pin_initialized()
+            ),
+            Err(e) => println!(" (C_GetTokenInfo unreadable: {e})"),
+        }
+    }
+    Ok(())
+}
+
+/// Initialise the token, set both PINs, then generate and use the keys.
+fn setup(p11: &Pkcs11, args: &Args) -> Result<(), Failure> {
+    let state_path = args
+        .state
+        .as_deref()
+        .ok_or_else(|| Failure("setup needs --state".into()))?;
+    let slot = slot(p11, args.slot)?;
+    p11.init_token(slot, &pin(DEFAULT_SO_PIN), &args.label)
+        .step("C_InitToken with the default SO PIN")?;
+    println!("initialised token {:?} in slot {}", args.label, args.slot);
+    {
+        let s = p11.open_rw_session(slot).step("C_OpenSession")?;
+        s.login(UserType::So, Some(&pin(DEFAULT_SO_PIN)))
+            .step("C_Login(SO, default PIN)")?;
+        s.set_pin(&pin(DEFAULT_SO_PIN), &pin(SO_PIN))
+            .step("C_SetPIN(SO)")?;
+        s.init_pin(&pin(USER_PIN)).step("C_InitPIN")?;
+        s.logout().step("C_Logout(SO)")?;
+        println!("SO PIN changed, user PIN set");
+    }
+    let s = p11.open_rw_session(slot).step("C_OpenSession")?;
+    s.login(UserType::User, Some(&pin(USER_PIN)))
+        .step("C_Login(USER)")?;
+
+    let mut state = String::new();
+    let mut handles = BTreeMap::new();
+    for k in KEYS {
+        let h = generate(&s, k).step(&format!("generate {}", k.label))?;
+        let opaque = opaque(&s, h).step(&format!("read CKA_IBM_OPAQUE of {}", k.label))?;
+        println!(
+            "generated {:<17} opaque {} bytes{}",
+            k.label,
+            opaque.len(),
+            mkvp_note(&opaque)
+        );
+        let _ = writeln!(state, "key {} {}", k.label, hex(&opaque));
+        handles.insert(k.label, h);
+    }
+    for c in CIPHERS {
+        let h = *handles
+            .get(c.label)
+            .ok_or_else(|| Failure(format!("no key {}", c.label)))?;
+        let ct = s
+            .encrypt(&mechanism(c.mech)?, h, c.plaintext)
+            .step(&format!("C_Encrypt {} with {}", c.mech, c.label))?;
+        let back = s.decrypt(&mechanism(c.mech)?, h, &ct).step(&format!(
+            "C_Decrypt {} with {} (before the change)",
+            c.mech, c.label
+        ))?;
+        if back != c.plaintext {
+            return Err(Failure(format!(
+                "{} does not decrypt its own ciphertext",
+                c.label
+            )));
+        }
+        println!(
+            "encrypted {} bytes with {} ({})",
+            c.plaintext.len(),
+            c.label,
+            c.mech
+        );
+        let _ = writeln!(
+            state,
+            "ct {} {} {} {}",
+            c.label,
+            c.mech,
+            hex(c.plaintext),
+            hex(&ct)
+        );
+    }
+    s.logout().step("C_Logout(USER)")?;
+    std::fs::write(state_path, state).step(&format!("write {state_path}"))?;
+    Ok(())
+}
+
+fn generate(s: &Session, k: &KeySpec) -> cryptoki::error::Result<ObjectHandle> {
+    let common = |class: ObjectClass, private: bool| {
+        vec![
+            Attribute::Class(class),
+            Attribute::Token(true),
+            Attribute::Private(private),
+            Attribute::Label(k.label.as_bytes().to_vec()),
+        ]
+    };
+    let mut t = common(ObjectClass::SECRET_KEY, true);
+    t.push(Attribute::Extractable(k.extractable));
+    match k.kind {
+        KeyKind::Des | KeyKind::Des3 | KeyKind::Aes(_) => {
+            t.push(Attribute::Encrypt(true));
+            t.push(Attribute::Decrypt(true));
+        }
+        KeyKind::Generic(_) => {
+            t.push(Attribute::Sign(true));
+            t.push(Attribute::Verify(true));
+        }
+        KeyKind::EcP256 => {}
+    }
+    match k.kind {
+        KeyKind::Des => s.generate_key(&Mechanism::DesKeyGen, &t),
+        KeyKind::Des3 => s.generate_key(&Mechanism::Des3KeyGen, &t),
+        KeyKind::Aes(n) => {
+            t.push(Attribute::ValueLen(n.into()));
+            s.generate_key(&Mechanism::AesKeyGen, &t)
+        }
+        KeyKind::Generic(n) => {
+            t.push(Attribute::ValueLen(n.into()));
+            s.generate_key(&Mechanism::GenericSecretKeyGen, &t)
+        }
+        KeyKind::EcP256 => {
+            let mut public = common(ObjectClass::PUBLIC_KEY, false);
+            public.push(Attribute::EcParams(P256_PARAMS.to_vec()));
+            public.push(Attribute::Verify(true));
+            let mut private = common(ObjectClass::PRIVATE_KEY, true);
+            private.push(Attribute::Sign(true));
+            private.push(Attribute::Extractable(k.extractable));
+            s.generate_key_pair(&Mechanism::EccKeyPairGen, &public, &private)
+                .map(|(_, pr)| pr)
+        }
+    }
+}
+
+/// Reads `CKA_IBM_OPAQUE` (the CCA secure key token) of an object.
+fn opaque(s: &Session, h: ObjectHandle) -> Result<Vec<u8>, Failure> {
+    let t = AttributeType::VendorDefined(CKA_IBM_OPAQUE);
+    for a in s.get_attributes(h, &[t]).step("C_GetAttributeValue")? {
+        if let Attribute::VendorDefined((_, v)) = a {
+            return Ok(v);
+        }
+    }
+    Err(Failure("object has no CKA_IBM_OPAQUE".into()))
+}
+
+/// For the 64-byte fixed-length internal tokens (DES, AES DATA) the MKVP sits
+/// at bytes 8..16 (cca.md 1.2, 1.3); show it so the log tells which master
+/// key wraps each key.
+fn mkvp_note(tok: &[u8]) -> String {
+    match (tok.len(), tok.first(), tok.get(8..16)) {
+        (64, Some(0x01), Some(mkvp)) => format!(", MKVP {}", hex(mkvp)),
+        _ => String::new(),
+    }
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter()
+        .fold(String::with_capacity(b.len() * 2), |mut s, x| {
+            let _ = write!(s, "{x:02x}");
+            s
+        })
+}
+
+fn unhex(s: &str) -> Result<Vec<u8>, Failure> {
+    let bytes = s.as_bytes();
+    if !bytes.len().is_multiple_of(2) {
+        return Err(Failure("odd-length hex in the state file".into()));
+    }
+    bytes
+        .chunks(2)
+        .map(|p| {
+            std::str::from_utf8(p)
+                .ok()
+                .and_then(|d| u8::from_str_radix(d, 16).ok())
+                .ok_or_else(|| Failure("bad hex in the state file".into()))
+        })
+        .collect()
+}
+
+/// Finds exactly one private token key with the given label.
+fn find(s: &Session, label: &str) -> Result<ObjectHandle, Failure> {
+    let t = [
+        Attribute::Token(true),
+        Attribute::Label(label.as_bytes().to_vec()),
+    ];
+    let mut found = s.find_objects(&t).step(&format!("C_FindObjects {label}"))?;
+    // The EC pair shares its label; the private half holds the secure token.
+    if found.len() > 1 {
+        let mut private = Vec::new();
+        for h in found {
+            let cls = s
+                .get_attributes(h, &[AttributeType::Class])
+                .step("C_GetAttributeValue")?;
+            if cls
+                .iter()
+                .any(|a| matches!(a, Attribute::Class(ObjectClass::PRIVATE_KEY)))
+            {
+                private.push(h);
+            }
+        }
+        found = private;
+    }
+    match found.as_slice() {
+        [h] => Ok(*h),
+        other => Err(Failure(format!(
+            "expected one key labelled {label}, found {}",
+            other.len()
+        ))),
+    }
+}
+
+/// After the master key change and the migration: compare secure key tokens
+/// with the recorded ones and decrypt the recorded ciphertexts.
+fn verify(p11: &Pkcs11, args: &Args) -> Result<(), Failure> {
+    let state_path = args
+        .state
+        .as_deref()
+        .ok_or_else(|| Failure("verify needs --state".into()))?;
+    let text = std::fs::read_to_string(state_path).step(&format!("read {state_path}"))?;
+    let slot = slot(p11, args.slot)?;
+    let s = p11.open_rw_session(slot).step("C_OpenSession")?;
+    s.login(UserType::User, Some(&pin(USER_PIN)))
+        .step("C_Login(USER)")?;
+
+    let mut problems = Vec::new();
+    let mut seen_keys = 0usize;
+    let mut seen_cts = 0usize;
+    for line in text.lines() {
+        let f: Vec<&str> = line.split(' ').collect();
+        match f.as_slice() {
+            ["key", label, before] => {
+                seen_keys += 1;
+                let h = find(&s, label)?;
+                let now = opaque(&s, h)?;
+                let before = unhex(before)?;
+                let changed = now != before;
+                println!(
+                    "{label:<17} opaque {} -> {} bytes, {}{}",
+                    before.len(),
+                    now.len(),
+                    if changed {
+                        "re-enciphered"
+                    } else {
+                        "unchanged"
+                    },
+                    mkvp_note(&now)
+                );
+                let want_migrated = args.migrated.iter().any(|m| m == label);
+                let want_untouched = args.untouched.iter().any(|m| m == label);
+                if want_migrated && !changed {
+                    problems.push(format!(
+                        "{label}: expected a re-enciphered token, it is unchanged"
+                    ));
+                }
+                if want_migrated && now.len() != before.len() {
+                    problems.push(format!("{label}: token length changed"));
+                }
+                if want_untouched && changed {
+                    problems.push(format!("{label}: expected an untouched token, it changed"));
+                }
+            }
+            ["ct", label, mech, pt, ct] => {
+                seen_cts += 1;
+                let h = find(&s, label)?;
+                match s.decrypt(&mechanism(mech)?, h, &unhex(ct)?) {
+                    Ok(back) if back == unhex(pt)? => {
+                        println!("{label:<17} decrypts the data encrypted before the change")
+                    }
+                    Ok(_) => problems.push(format!("{label}: decrypts to different data")),
+                    Err(e) => problems.push(format!("{label}: C_Decrypt failed: {e}")),
+                }
+            }
+            _ => return Err(Failure(format!("{state_path}: unreadable line {line:?}"))),
+        }
+    }
+    if seen_keys != KEYS.len() || seen_cts != CIPHERS.len() {
+        return Err(Failure(format!(
+            "{state_path}: incomplete ({seen_keys} keys, {seen_cts} ciphertexts)"
+        )));
+    }
+    for m in args.migrated.iter().chain(&args.untouched) {
+        if !KEYS.iter().any(|k| k.label == m) {
+            return Err(Failure(format!("no key labelled {m} in the drill")));
+        }
+    }
+    s.logout().step("C_Logout(USER)")?;
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(Failure(problems.join("; ")))
+    }
+}
