@@ -60,7 +60,11 @@ fail() {
     printf '[ock381] FAIL at step "%s": %s\n' "$STEP" "$*" >&2
     exit 1
 }
-step() { STEP="$1"; log "== $1"; }
+step() {
+    STEP="$1"; log "== $1"
+    [[ -n ${CSULCCA_TRACE_LOG:-} ]] && echo "#### $1" >>"$CSULCCA_TRACE_LOG"
+    return 0
+}
 
 # ---------------------------------------------------------------- checks ---
 
@@ -79,6 +83,7 @@ step "install"
 need=()
 pkg_ok() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
 for p in opencryptoki python3; do pkg_ok "$p" || need+=("$p"); done
+command -v cc >/dev/null || need+=(gcc libc6-dev)   # for the verb tracer
 installed_now=0
 if ((${#need[@]})); then
     log "installing: ${need[*]}"
@@ -123,10 +128,11 @@ EMU_LIB="$BIN/libcsulcca.so"
 EMU_ADMIN="$BIN/csulcca-emu-admin"
 DRILL="$BIN/ock-drill"
 for f in "$EMU_LIB" "$EMU_ADMIN" "$DRILL"; do [[ -x $f || -f $f ]] || fail "missing $f after build"; done
-for v in CSUACFQ CSNBRNG CSNBKGN CSNBKTB CSNBKTC CSNBKTC2 CSNDKTC; do
-    nm -D --defined-only "$EMU_LIB" 2>/dev/null | grep -qw "$v" \
-        || fail "$EMU_LIB does not export $v (3.8.1 resolves 93 verbs and exits on any missing one)"
-done
+# The 93 verbs the 3.8.1 CCA STDLL resolves (it exit()s on any missing one)
+# plus CSNBKTC2 for pkcscca: the table of the tracer lists exactly those.
+VERBS=$(grep -o '^V([A-Z0-9]*' "$HERE/csulcca_trace.c" | cut -c3-)
+missing=$(comm -23 <(sort <<<"$VERBS") <(nm -D --defined-only "$EMU_LIB" | awk '{print $3}' | sort))
+[[ -z $missing ]] || fail "$EMU_LIB does not export: $(echo $missing)"
 
 # ---------------------------------------------------------------- backup ---
 
@@ -210,7 +216,7 @@ restore() {
     else
         log "FAILED (exit $rc) after ${took}s"
         if [[ -n $WORK ]]; then
-            for p in "$WORK"/syslog "$WORK"/emu.log; do
+            for p in "$WORK"/syslog "$WORK"/cca-trace.log; do
                 [[ -s $p ]] && { log "--- $(basename "$p") (last 40 lines)"; tail -n 40 "$p"; }
             done
         fi
@@ -254,10 +260,16 @@ CCA_DIR="$DATA_DIR/$CCA_TOK"
 # The emulator's master key registers live in a state file shared by every
 # process (the STDLL inside each PKCS#11 client, pkcscca, the admin tool).
 export CSULCCA_EMU_STATE="$WORK/emu.state"
-export CSULCCA_EMU_LOG="$WORK/emu.log"
 # The CCA STDLL dlopen()s the bare name "libcsulcca.so" inside the PKCS#11
 # application (cca_specific.c token_specific_init), as does pkcscca itself.
-CLIENT_ENV=(env LD_LIBRARY_PATH="$BIN${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+# They get our tracing stand-in (csulcca_trace.c), which logs every verb call
+# with its rule array and forwards it to the emulator.
+mkdir -p "$WORK/trace"
+cc -shared -fPIC -O1 -o "$WORK/trace/libcsulcca.so" "$HERE/csulcca_trace.c" -ldl -lpthread \
+    || fail "cannot build the verb tracer"
+export CSULCCA_TRACE_REAL="$EMU_LIB"
+export CSULCCA_TRACE_LOG="$WORK/cca-trace.log"
+CLIENT_ENV=(env LD_LIBRARY_PATH="$WORK/trace${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
     OPENCRYPTOKI_TRACE_LEVEL="${OCK381_TRACE:-4}")
 
 admin() {
@@ -365,6 +377,8 @@ if compgen -G "$LOG_DIR/trace.*" >/dev/null; then
     grep -h -i 'CSN\|CSU\|cca' "$WORK"/traces/trace.* | grep -i 'fail\|error' | sort | uniq -c | sed 's/^/    /' || true
 fi
 [[ -s $WORK/syslog ]] && { log "syslog during the run:"; sed 's/^/    /' "$WORK/syslog"; }
+log "CCA verbs called, per step (pid verb >|< rc rsn rules keywords lengths):"
+sed 's/^/    /' "$CSULCCA_TRACE_LOG"
 
 STEP="done"
 exit 0
