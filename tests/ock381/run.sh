@@ -370,6 +370,21 @@ drill verify --slot "$CCA_SLOT" --state "$WORK/drill.state" \
     || fail "verification after migration failed (see the ock-drill lines above)"
 stop_slotd
 
+step "second master key change: what pkcscca skipped is lost"
+# After another SET the master key the unmigrated non-extractable key was
+# wrapped under is gone (OLD now holds the one pkcscca migrated to), so that
+# key no longer decrypts, while every migrated key still does.
+admin load-new SYM || fail "load-new SYM (second)"
+admin load-new AES || fail "load-new AES (second)"
+admin set SYM || fail "set SYM (second)"
+admin set AES || fail "set AES (second)"
+start_slotd
+drill verify --slot "$CCA_SLOT" --state "$WORK/drill.state" \
+    --migrated des-gen,des3-gen,aes128-gen,aes256-gen,hmac-gen \
+    --untouched aes128-noextract,ec-p256 --lost aes128-noextract \
+    || fail "after a second master key change (see the ock-drill lines above)"
+stop_slotd
+
 step "collect traces"
 if compgen -G "$LOG_DIR/trace.*" >/dev/null; then
     mkdir -p "$WORK/traces" && cp -p "$LOG_DIR"/trace.* "$WORK/traces/"

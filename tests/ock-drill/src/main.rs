@@ -183,7 +183,12 @@ fn main() -> ExitCode {
 }
 
 /// Parsed command line: `ock-drill --lib PATH CMD [--slot N] [--state FILE]
-/// [--label L] [--migrated a,b] [--untouched c,d]`.
+/// [--label L] [--migrated a,b] [--untouched c,d] [--lost e]`.
+///
+/// `--migrated`: keys whose secure token must differ from the recorded one;
+/// `--untouched`: keys whose token must be byte-identical; `--lost`: keys
+/// whose recorded ciphertext must no longer decrypt. All other recorded
+/// ciphertexts must decrypt to their plaintext.
 struct Args {
     lib: String,
     cmd: String,
@@ -192,6 +197,7 @@ struct Args {
     label: String,
     migrated: Vec<String>,
     untouched: Vec<String>,
+    lost: Vec<String>,
 }
 
 fn parse(args: &[String]) -> Result<Args, Failure> {
@@ -203,6 +209,7 @@ fn parse(args: &[String]) -> Result<Args, Failure> {
         label: "ock381 drill".to_owned(),
         migrated: Vec::new(),
         untouched: Vec::new(),
+        lost: Vec::new(),
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -218,6 +225,7 @@ fn parse(args: &[String]) -> Result<Args, Failure> {
             "--label" => out.label = value("--label")?,
             "--migrated" => out.migrated = list(&value("--migrated")?),
             "--untouched" => out.untouched = list(&value("--untouched")?),
+            "--lost" => out.lost = list(&value("--lost")?),
             cmd if !cmd.starts_with('-') && out.cmd.is_empty() => out.cmd = cmd.to_owned(),
             other => return Err(Failure(format!("unexpected argument {other:?}"))),
         }
@@ -532,7 +540,18 @@ fn verify(p11: &Pkcs11, args: &Args) -> Result<(), Failure> {
             ["ct", label, mech, pt, ct] => {
                 seen_cts += 1;
                 let h = find(&s, label)?;
-                match s.decrypt(&mechanism(mech)?, h, &unhex(ct)?) {
+                let result = s.decrypt(&mechanism(mech)?, h, &unhex(ct)?);
+                if args.lost.iter().any(|m| m == label) {
+                    // Its secure key is wrapped by a master key the card no
+                    // longer holds: the library must refuse to use it.
+                    match result {
+                        Err(e) => println!("{label:<17} is unusable, as expected ({e})"),
+                        Ok(_) => problems
+                            .push(format!("{label}: expected to be lost, it still decrypts")),
+                    }
+                    continue;
+                }
+                match result {
                     Ok(back) if back == unhex(pt)? => {
                         println!("{label:<17} decrypts the data encrypted before the change")
                     }
@@ -548,7 +567,12 @@ fn verify(p11: &Pkcs11, args: &Args) -> Result<(), Failure> {
             "{state_path}: incomplete ({seen_keys} keys, {seen_cts} ciphertexts)"
         )));
     }
-    for m in args.migrated.iter().chain(&args.untouched) {
+    for m in args
+        .migrated
+        .iter()
+        .chain(&args.untouched)
+        .chain(&args.lost)
+    {
         if !KEYS.iter().any(|k| k.label == m) {
             return Err(Failure(format!("no key labelled {m} in the drill")));
         }
