@@ -22,6 +22,7 @@
 # Findings from running this are written up in the team notes
 # (ock381-findings.md); the facts the steps below rely on are cited inline.
 set -euo pipefail
+exec 2>&1   # one interleaved log for the test wrapper
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
@@ -279,6 +280,14 @@ admin() {
 }
 admin status || fail "csulcca-emu-admin status failed"
 
+# An emulated master key change for the SYM and AES registers: a new random
+# value into NEW, then SET (CURRENT -> OLD, NEW -> CURRENT).
+mk_change() {
+    local t
+    for t in SYM AES; do admin load-new "$t" || fail "csulcca-emu-admin load-new $t"; done
+    for t in SYM AES; do admin set "$t" || fail "csulcca-emu-admin set $t"; done
+}
+
 start_slotd() {
     rm -f "$PID_FILE"
     "${CLIENT_ENV[@]}" /usr/sbin/pkcsslotd || fail "pkcsslotd exited with $?"
@@ -326,10 +335,7 @@ drill setup --slot "$CCA_SLOT" --label "ock381 cca" --state "$WORK/drill.state" 
     || fail "token setup through PKCS#11 failed (see the ock-drill line above)"
 
 step "master key change (emulated: load NEW SYM and AES, SET)"
-admin load-new SYM || fail "load-new SYM"
-admin load-new AES || fail "load-new AES"
-admin set SYM || fail "set SYM"
-admin set AES || fail "set AES"
+mk_change
 admin status || fail "status after SET"
 
 step "pkcscca without pkcsslotd"
@@ -374,10 +380,7 @@ step "second master key change: what pkcscca skipped is lost"
 # After another SET the master key the unmigrated non-extractable key was
 # wrapped under is gone (OLD now holds the one pkcscca migrated to), so that
 # key no longer decrypts, while every migrated key still does.
-admin load-new SYM || fail "load-new SYM (second)"
-admin load-new AES || fail "load-new AES (second)"
-admin set SYM || fail "set SYM (second)"
-admin set AES || fail "set AES (second)"
+mk_change
 start_slotd
 drill verify --slot "$CCA_SLOT" --state "$WORK/drill.state" \
     --migrated des-gen,des3-gen,aes128-gen,aes256-gen,hmac-gen \
