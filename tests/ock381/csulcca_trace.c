@@ -80,6 +80,7 @@ static void show(char *out, const unsigned char *p, size_t n)
 
 static void say(const struct verb *v, const char *what, void **a, int after)
 {
+	/* At most ~700 characters: 32 keywords, 4 keywords, 6 lengths with 16-byte dumps. */
 	char line[4096], buf[8 * 32 + 1];
 	int n = 0, i;
 
@@ -105,9 +106,22 @@ static void say(const struct verb *v, const char *what, void **a, int after)
 		}
 	}
 	for (i = 0; i < 6; i++) {
-		if (v->len[i] >= 0 && a[v->len[i]])
-			n += snprintf(line + n, sizeof(line) - n, " len%d=%ld", v->len[i],
-				      *(long *)a[v->len[i]]);
+		long l;
+		int j;
+
+		if (v->len[i] < 0 || !a[v->len[i]])
+			continue;
+		l = *(long *)a[v->len[i]];
+		n += snprintf(line + n, sizeof(line) - n, " len%d=%ld", v->len[i], l);
+		/* Small inputs (e.g. CSNDPKB's key value structure) in hex, to
+		 * show byte order; never anything larger than 16 bytes. */
+		if (!after && l > 0 && l <= 16 && v->len[i] + 1 < v->nargs && a[v->len[i] + 1]) {
+			n += snprintf(line + n, sizeof(line) - n, "[");
+			for (j = 0; j < l; j++)
+				n += snprintf(line + n, sizeof(line) - n, "%02x",
+					      ((unsigned char *)a[v->len[i] + 1])[j]);
+			n += snprintf(line + n, sizeof(line) - n, "]");
+		}
 	}
 	if (n > (int)sizeof(line) - 2)
 		n = sizeof(line) - 2;
