@@ -1,1 +1,419 @@
-//! CCA key tokens, the host library's verb ABI, and its dynamic loading (being written).
+//! CCA key tokens, the host library's verb ABI, and its dynamic loading.
+//!
+//! [`Csulcca`] is the safe face of `libcsulcca.so`: one method per verb, each
+//! returning `Result<_, CcaError>` where the error names the verb and carries
+//! CCA's return and reason codes. The conversion from the raw pair happens in
+//! one place, `check`; callers never compare return codes themselves.
+//! Layouts of the tokens the verbs work on live in [`token`], keywords in
+//! [`rules`], C signatures in [`abi`]; `ffi` is the only unsafe code.
+
+pub mod abi;
+mod ffi;
+pub mod rules;
+pub mod token;
+
+use std::ffi::OsStr;
+use std::fmt;
+use std::path::Path;
+
+use rules::{Keyword, RuleArray};
+pub use token::MkType;
+
+/// The verbs we call, for error messages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Verb {
+    /// Key Token Change (64-byte DES / AES DATA tokens).
+    Csnbktc,
+    /// Key Token Change2 (variable-length AES CIPHER / HMAC tokens).
+    Csnbktc2,
+    /// PKA Key Token Change.
+    Csndktc,
+    /// Cryptographic Facility Query.
+    Csuacfq,
+    /// Cryptographic Facility Version.
+    Csuacfv,
+    /// Master Key Process.
+    Csnbmkp,
+    /// Decipher (DES).
+    Csnbdec,
+    /// Encipher (DES).
+    Csnbenc,
+    /// Symmetric Algorithm Encipher (AES).
+    Csnbsae,
+    /// Symmetric Algorithm Decipher (AES).
+    Csnbsad,
+    /// PKA Key Translate.
+    Csndpkt,
+    /// PKA Public Key Extract.
+    Csndpkx,
+    /// Key Generate.
+    Csnbkgn,
+    /// Key Token Build.
+    Csnbktb,
+    /// PKA Key Token Build.
+    Csndpkb,
+    /// PKA Key Generate.
+    Csndpkg,
+}
+
+impl Verb {
+    /// The C symbol name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Verb::Csnbktc => "CSNBKTC",
+            Verb::Csnbktc2 => "CSNBKTC2",
+            Verb::Csndktc => "CSNDKTC",
+            Verb::Csuacfq => "CSUACFQ",
+            Verb::Csuacfv => "CSUACFV",
+            Verb::Csnbmkp => "CSNBMKP",
+            Verb::Csnbdec => "CSNBDEC",
+            Verb::Csnbenc => "CSNBENC",
+            Verb::Csnbsae => "CSNBSAE",
+            Verb::Csnbsad => "CSNBSAD",
+            Verb::Csndpkt => "CSNDPKT",
+            Verb::Csndpkx => "CSNDPKX",
+            Verb::Csnbkgn => "CSNBKGN",
+            Verb::Csnbktb => "CSNBKTB",
+            Verb::Csndpkb => "CSNDPKB",
+            Verb::Csndpkg => "CSNDPKG",
+        }
+    }
+}
+
+impl fmt::Display for Verb {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Return/reason of a successful call (return code 0; the reason may be a
+/// warning such as "key used under the OLD master key").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Status {
+    /// Return code (always 0 here).
+    pub rc: i64,
+    /// Reason code.
+    pub reason: i64,
+}
+
+/// A verb that returned a non-zero return code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{verb} failed: return code {rc}, reason code {reason}")]
+pub struct CcaError {
+    /// The verb.
+    pub verb: Verb,
+    /// CCA return code.
+    pub rc: i64,
+    /// CCA reason code.
+    pub reason: i64,
+}
+
+impl CcaError {
+    /// True for 8/48: the token's MKVP matches no usable master key.
+    pub fn is_unknown_mk(&self) -> bool {
+        (self.rc, self.reason) == (8, 48)
+    }
+
+    /// True for 12/764: the needed master key is not loaded.
+    pub fn is_mk_not_loaded(&self) -> bool {
+        (self.rc, self.reason) == (12, 764)
+    }
+}
+
+/// Why `libcsulcca.so` could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// `dlopen` failed.
+    #[error("cannot load {name}: {detail}")]
+    Open {
+        /// Library name or path.
+        name: String,
+        /// The loader's message.
+        detail: String,
+    },
+    /// A verb we need is not exported.
+    #[error("{name} does not export {symbol}")]
+    MissingSymbol {
+        /// Library name or path.
+        name: String,
+        /// The missing verb.
+        symbol: &'static str,
+    },
+}
+
+/// The single conversion point from a raw CCA status to a `Result`.
+/// Mirrors the `if (return_code != CCA_SUCCESS)` checks after every verb call
+/// in `pkcscca.c`.
+fn check(verb: Verb, raw: ffi::Raw) -> Result<Status, CcaError> {
+    let (rc, reason): (i64, i64) = (raw.rc, raw.reason);
+    if rc == 0 {
+        Ok(Status { rc, reason })
+    } else {
+        Err(CcaError { verb, rc, reason })
+    }
+}
+
+/// One master-key register as reported by the card.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Register {
+    /// State digit: NEW 1 empty / 2 partial / 3 full; CURRENT, OLD 1 empty / 2 valid.
+    pub state: u8,
+    /// The verification pattern, when the card reports one for this register
+    /// and the register is not empty.
+    pub mkvp: Option<Vec<u8>>,
+}
+
+/// NEW, CURRENT and OLD registers of one master-key type.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MkStatus {
+    /// NEW master-key register.
+    pub new: Register,
+    /// CURRENT master-key register.
+    pub current: Register,
+    /// OLD master-key register.
+    pub old: Register,
+}
+
+/// The STATICSB verb-data offsets of the MKVP values, per type, as
+/// (OLD, CURRENT, NEW) and value length (cca.md §3.4). Some of the OLD
+/// offsets are UNCONFIRMED on real cards.
+fn staticsb_offsets(t: MkType) -> ([usize; 3], usize) {
+    match t {
+        MkType::Sym => ([124, 136, 148], 8),
+        MkType::Asym => ([64, 84, 104], 16),
+        MkType::Aes => ([172, 184, 196], 8),
+        MkType::Apka => ([208, 220, 232], 8),
+    }
+}
+
+/// Output of CSUACFQ.
+#[derive(Clone, Debug)]
+pub struct Query {
+    /// Rule-array elements written.
+    pub rule_array: Vec<Keyword>,
+    /// Verb data written.
+    pub verb_data: Vec<u8>,
+    /// Status.
+    pub status: Status,
+}
+
+fn state_digit(k: Option<&Keyword>) -> u8 {
+    match k.map(|k| k.0[0]) {
+        Some(d @ b'1'..=b'3') => d - b'0',
+        _ => 0,
+    }
+}
+
+/// The CCA host library, loaded and with every verb resolved.
+pub struct Csulcca {
+    lib: ffi::Lib,
+}
+
+impl fmt::Debug for Csulcca {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Csulcca")
+    }
+}
+
+impl Csulcca {
+    /// The library name upstream passes to `dlopen`.
+    pub const LIBRARY: &'static str = "libcsulcca.so";
+
+    /// Loads `libcsulcca.so` by bare name (so `LD_LIBRARY_PATH` and the
+    /// loader cache apply), as `pkcscca.c: main()` does.
+    pub fn open() -> Result<Csulcca, LoadError> {
+        Csulcca::open_name(OsStr::new(Csulcca::LIBRARY))
+    }
+
+    /// Loads the library at `path`.
+    pub fn open_path(path: &Path) -> Result<Csulcca, LoadError> {
+        Csulcca::open_name(path.as_os_str())
+    }
+
+    fn open_name(name: &OsStr) -> Result<Csulcca, LoadError> {
+        let shown = name.to_string_lossy().into_owned();
+        match ffi::Lib::open(name) {
+            Ok(lib) => Ok(Csulcca { lib }),
+            Err(ffi::OpenError::Open(detail)) => Err(LoadError::Open {
+                name: shown,
+                detail,
+            }),
+            Err(ffi::OpenError::Missing(symbol)) => Err(LoadError::MissingSymbol {
+                name: shown,
+                symbol,
+            }),
+        }
+    }
+
+    /// CSNBKTC: re-encipher a 64-byte DES or AES DATA token in place.
+    pub fn csnbktc(&self, rule: &RuleArray, token: &mut [u8; 64]) -> Result<Status, CcaError> {
+        check(Verb::Csnbktc, self.lib.csnbktc(rule.as_bytes(), token))
+    }
+
+    /// CSNBKTC2: re-encipher a variable-length AES CIPHER / HMAC token in
+    /// place; the vector is truncated to the returned length.
+    pub fn csnbktc2(&self, rule: &RuleArray, token: &mut Vec<u8>) -> Result<Status, CcaError> {
+        let (raw, len) = self.lib.ktc_var(false, rule.as_bytes(), token);
+        let st = check(Verb::Csnbktc2, raw)?;
+        token.truncate(len);
+        Ok(st)
+    }
+
+    /// CSNDKTC: re-encipher a PKA private token in place.
+    pub fn csndktc(&self, rule: &RuleArray, token: &mut Vec<u8>) -> Result<Status, CcaError> {
+        let (raw, len) = self.lib.ktc_var(true, rule.as_bytes(), token);
+        let st = check(Verb::Csndktc, raw)?;
+        token.truncate(len);
+        Ok(st)
+    }
+
+    /// CSUACFQ with `rule`, offering `verb_data_len` bytes of verb data.
+    pub fn csuacfq(&self, rule: &RuleArray, verb_data_len: usize) -> Result<Query, CcaError> {
+        let (raw, ra, vd) = self.lib.csuacfq(rule.as_bytes(), verb_data_len);
+        let status = check(Verb::Csuacfq, raw)?;
+        let rule_array = rules::parse(&ra, ra.len() / 8).unwrap_or_default();
+        Ok(Query {
+            rule_array,
+            verb_data: vd,
+            status,
+        })
+    }
+
+    /// NEW/CURRENT/OLD states and MKVPs of one master-key type: states from
+    /// STATCCAE (SYM, ASYM), STATAES or STATAPKA; MKVPs from STATICSB.
+    pub fn mk_status(&self, t: MkType) -> Result<MkStatus, CcaError> {
+        let (kw, first) = match t {
+            MkType::Sym => (rules::STATCCAE, 0),
+            MkType::Asym => (rules::STATCCAE, 6),
+            MkType::Aes => (rules::STATAES, 0),
+            MkType::Apka => (rules::STATAPKA, 0),
+        };
+        let q = self.csuacfq(&RuleArray::new(&[kw]), 0)?;
+        let st = |i: usize| state_digit(q.rule_array.get(first + i));
+        let (ns, cs, os) = (st(0), st(1), st(2));
+        let icsb = self.csuacfq(&RuleArray::new(&[rules::STATICSB]), 256)?;
+        let (offs, len) = staticsb_offsets(t);
+        let vp = |i: usize, state: u8| -> Option<Vec<u8>> {
+            let off = *offs.get(i)?;
+            let v = icsb.verb_data.get(off..off + len)?;
+            (state >= 2).then(|| v.to_vec())
+        };
+        Ok(MkStatus {
+            old: Register {
+                state: os,
+                mkvp: vp(0, os),
+            },
+            current: Register {
+                state: cs,
+                mkvp: vp(1, cs),
+            },
+            new: Register {
+                state: ns,
+                mkvp: vp(2, ns.saturating_sub(1)),
+            },
+        })
+    }
+
+    /// CSUACFV: the CCA version string.
+    pub fn csuacfv(&self) -> Result<String, CcaError> {
+        let (raw, buf) = self.lib.csuacfv();
+        check(Verb::Csuacfv, raw)?;
+        let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+        Ok(String::from_utf8_lossy(buf.get(..end).unwrap_or(&[])).into_owned())
+    }
+
+    /// CSNBMKP: `action` (CLEAR, FIRST, MIDDLE, LAST, SET, RANDOM) on the NEW
+    /// register of `t`; `part` is the key part for FIRST/MIDDLE/LAST (at most
+    /// 32 bytes, the register size is taken from `t`).
+    pub fn csnbmkp(&self, t: MkType, action: Keyword, part: &[u8]) -> Result<Status, CcaError> {
+        let mut buf = zeroize::Zeroizing::new([0u8; 32]);
+        let n = part.len().min(32);
+        if let (Some(d), Some(s)) = (buf.get_mut(..n), part.get(..n)) {
+            d.copy_from_slice(s);
+        }
+        let rule = RuleArray::new(&[t.mkp_keyword(), action]);
+        check(Verb::Csnbmkp, self.lib.csnbmkp(rule.as_bytes(), &buf))
+    }
+
+    /// CSNBDEC (rule `CBC`): decipher `ciphertext` with a DES token.
+    pub fn csnbdec(&self, key: &[u8; 64], iv: &[u8; 8], data: &[u8]) -> Result<Vec<u8>, CcaError> {
+        let (raw, out) = self.lib.des_cipher(false, key, iv, &rules::CBC.0, data);
+        check(Verb::Csnbdec, raw)?;
+        Ok(out)
+    }
+
+    /// CSNBENC (rule `CBC`): encipher `data` (a multiple of 8 bytes).
+    pub fn csnbenc(&self, key: &[u8; 64], iv: &[u8; 8], data: &[u8]) -> Result<Vec<u8>, CcaError> {
+        let (raw, out) = self.lib.des_cipher(true, key, iv, &rules::CBC.0, data);
+        check(Verb::Csnbenc, raw)?;
+        Ok(out)
+    }
+
+    /// CSNBSAE (`AES KEYIDENT INITIAL`, CBC without padding).
+    pub fn csnbsae(&self, key: &[u8], iv: &[u8; 16], data: &[u8]) -> Result<Vec<u8>, CcaError> {
+        let rule = RuleArray::new(&[rules::AES, rules::KEYIDENT, rules::INITIAL]);
+        let (raw, out) = self.lib.aes_cipher(true, key, iv, rule.as_bytes(), data);
+        check(Verb::Csnbsae, raw)?;
+        Ok(out)
+    }
+
+    /// CSNBSAD (`AES KEYIDENT INITIAL`).
+    pub fn csnbsad(&self, key: &[u8], iv: &[u8; 16], data: &[u8]) -> Result<Vec<u8>, CcaError> {
+        let rule = RuleArray::new(&[rules::AES, rules::KEYIDENT, rules::INITIAL]);
+        let (raw, out) = self.lib.aes_cipher(false, key, iv, rule.as_bytes(), data);
+        check(Verb::Csnbsad, raw)?;
+        Ok(out)
+    }
+
+    /// CSNDPKT: translate a PKA token (e.g. `INTDWAKW`: RSA-CRT → RSA-AESC).
+    pub fn csndpkt(&self, rule: &RuleArray, source: &[u8]) -> Result<Vec<u8>, CcaError> {
+        let (raw, out) = self.lib.csndpkt(rule.as_bytes(), source);
+        check(Verb::Csndpkt, raw)?;
+        Ok(out)
+    }
+
+    /// CSNDPKX: the external public token of an internal private token.
+    pub fn csndpkx(&self, source: &[u8]) -> Result<Vec<u8>, CcaError> {
+        let (raw, out) = self.lib.csndpkx(source);
+        check(Verb::Csndpkx, raw)?;
+        Ok(out)
+    }
+
+    /// CSNBKGN with form `OP`: generates an operational key into `token`
+    /// (which may hold a skeleton from [`Csulcca::csnbktb`]).
+    pub fn csnbkgn(
+        &self,
+        length: Keyword,
+        key_type: Keyword,
+        token: &mut [u8; 64],
+    ) -> Result<Status, CcaError> {
+        let raw = self
+            .lib
+            .csnbkgn(&Keyword::new("OP").0, &length.0, &key_type.0, token);
+        check(Verb::Csnbkgn, raw)
+    }
+
+    /// CSNBKTB: builds a 64-byte skeleton token.
+    pub fn csnbktb(&self, key_type: Keyword, rule: &RuleArray) -> Result<[u8; 64], CcaError> {
+        let mut t = [0u8; 64];
+        check(
+            Verb::Csnbktb,
+            self.lib.csnbktb(&key_type.0, rule.as_bytes(), &mut t),
+        )?;
+        Ok(t)
+    }
+
+    /// CSNDPKB: builds a PKA skeleton from a key-value structure.
+    pub fn csndpkb(&self, rule: &RuleArray, kvs: &[u8]) -> Result<Vec<u8>, CcaError> {
+        let (raw, out) = self.lib.csndpkb(rule.as_bytes(), kvs);
+        check(Verb::Csndpkb, raw)?;
+        Ok(out)
+    }
+
+    /// CSNDPKG (rule `MASTER`): generates a key pair from a skeleton.
+    pub fn csndpkg(&self, skeleton: &[u8]) -> Result<Vec<u8>, CcaError> {
+        let (raw, out) = self.lib.csndpkg(&rules::MASTER.0, skeleton);
+        check(Verb::Csndpkg, raw)?;
+        Ok(out)
+    }
+}

@@ -1,0 +1,502 @@
+//! CCA key token layouts: classification, MKVP location, TVV.
+//!
+//! Pure, panic-free functions over token bytes, shared by the migration and
+//! by the software emulator so both agree on where each token keeps its
+//! master-key verification pattern (cca.md §1.1 and §2.8) and how the token
+//! validation value of the 64-byte tokens is computed (§1.4). Every read is
+//! bounds-checked; a token that does not fit its own layout is an error, never
+//! a panic.
+
+use std::fmt;
+
+use super::rules::{self, Keyword};
+use super::Verb;
+
+/// The four CCA master-key types (cca.md §3.1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum MkType {
+    /// DES/TDES master key (24 bytes): DES tokens.
+    Sym,
+    /// RSA/PKA master key (24 bytes): RSA `X'06'`/`X'08'` sections.
+    Asym,
+    /// AES master key (32 bytes): AES DATA, AES CIPHER and HMAC tokens.
+    Aes,
+    /// APKA master key (32 bytes): ECC, RSA `X'30'`/`X'31'`, QSA sections.
+    Apka,
+}
+
+impl MkType {
+    /// All four types in register order.
+    pub const ALL: [MkType; 4] = [MkType::Sym, MkType::Asym, MkType::Aes, MkType::Apka];
+
+    /// Register size in bytes.
+    pub fn key_len(self) -> usize {
+        match self {
+            MkType::Sym | MkType::Asym => 24,
+            MkType::Aes | MkType::Apka => 32,
+        }
+    }
+
+    /// Length of the verification pattern compared in tokens.
+    pub fn mkvp_len(self) -> usize {
+        match self {
+            MkType::Asym => 16,
+            _ => 8,
+        }
+    }
+
+    /// Name as openCryptoki and pkcscca `-k` spell it, upper case.
+    pub fn name(self) -> &'static str {
+        match self {
+            MkType::Sym => "SYM",
+            MkType::Asym => "ASYM",
+            MkType::Aes => "AES",
+            MkType::Apka => "APKA",
+        }
+    }
+
+    /// Parses a type name (case-insensitive).
+    pub fn from_name(s: &str) -> Option<MkType> {
+        MkType::ALL
+            .into_iter()
+            .find(|t| t.name().eq_ignore_ascii_case(s))
+    }
+
+    /// The CSNBMKP class keyword.
+    pub fn mkp_keyword(self) -> Keyword {
+        match self {
+            MkType::Sym => rules::SYM_MK,
+            MkType::Asym => rules::ASYM_MK,
+            MkType::Aes => rules::AES_MK,
+            MkType::Apka => rules::APKA_MK,
+        }
+    }
+}
+
+impl fmt::Display for MkType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What kind of internal secure-key token a byte string is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokenKind {
+    /// 64-byte DES/TDES internal token (version `X'00'` or `X'01'`).
+    Des,
+    /// 64-byte AES DATA internal token (version `X'04'`).
+    AesData,
+    /// Variable-length AES CIPHER token (version `X'05'`, algorithm AES).
+    AesCipher,
+    /// Variable-length HMAC MAC token (version `X'05'`, algorithm HMAC).
+    Hmac,
+    /// PKA internal token with an RSA-CRT `X'08'` private section.
+    RsaCrt,
+    /// PKA internal token with an RSA-AESM `X'30'` private section.
+    RsaAesm,
+    /// PKA internal token with an RSA-AESC `X'31'` private section.
+    RsaAesc,
+    /// PKA internal token with an ECC `X'20'` private section.
+    Ecc,
+    /// PKA internal token with a QSA `X'50'` private section.
+    Qsa,
+}
+
+impl TokenKind {
+    /// The Key Token Change verb that re-enciphers this kind (cca.md §3.6).
+    pub fn ktc_verb(self) -> Verb {
+        match self {
+            TokenKind::Des | TokenKind::AesData => Verb::Csnbktc,
+            TokenKind::AesCipher | TokenKind::Hmac => Verb::Csnbktc2,
+            _ => Verb::Csndktc,
+        }
+    }
+
+    /// The algorithm keyword for that verb's rule array.
+    pub fn algorithm(self) -> Keyword {
+        match self {
+            TokenKind::Des => rules::DES,
+            TokenKind::AesData | TokenKind::AesCipher => rules::AES,
+            TokenKind::Hmac => rules::HMAC,
+            TokenKind::RsaCrt | TokenKind::RsaAesm | TokenKind::RsaAesc => rules::RSA,
+            TokenKind::Ecc => rules::ECC,
+            TokenKind::Qsa => rules::QSA,
+        }
+    }
+
+    /// The master key that wraps this kind.
+    pub fn mk_type(self) -> MkType {
+        match self {
+            TokenKind::Des => MkType::Sym,
+            TokenKind::AesData | TokenKind::AesCipher | TokenKind::Hmac => MkType::Aes,
+            TokenKind::RsaCrt => MkType::Asym,
+            TokenKind::RsaAesm | TokenKind::RsaAesc | TokenKind::Ecc | TokenKind::Qsa => {
+                MkType::Apka
+            }
+        }
+    }
+
+    /// True for the 64-byte kinds that carry a TVV.
+    pub fn has_tvv(self) -> bool {
+        matches!(self, TokenKind::Des | TokenKind::AesData)
+    }
+}
+
+/// Where an internal token keeps its MKVP, and how long it is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TokenInfo {
+    /// Token kind.
+    pub kind: TokenKind,
+    /// Offset of the MKVP field in the token.
+    pub mkvp_offset: usize,
+    /// Number of significant MKVP bytes (16 for ASYM, else 8).
+    pub mkvp_len: usize,
+    /// Token length: 64 for fixed-length tokens, bytes 2–3 for `X'05'`
+    /// tokens, the buffer length for PKA tokens.
+    pub len: usize,
+}
+
+impl TokenInfo {
+    /// The master-key type wrapping the token.
+    pub fn mk_type(&self) -> MkType {
+        self.kind.mk_type()
+    }
+
+    /// The MKVP bytes of `token` (empty if the token is shorter than classified).
+    pub fn mkvp<'a>(&self, token: &'a [u8]) -> &'a [u8] {
+        token
+            .get(self.mkvp_offset..self.mkvp_offset + self.mkvp_len)
+            .unwrap_or(&[])
+    }
+}
+
+/// Why bytes are not a re-encipherable internal token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokenError {
+    /// Shorter than its layout needs.
+    Truncated {
+        /// Bytes the layout needs.
+        need: usize,
+        /// Bytes present.
+        got: usize,
+    },
+    /// A null token (`X'00'`).
+    Null,
+    /// An external token (`X'02'` or `X'1E'`): wrapped by a KEK or public only.
+    External,
+    /// Internal PKA token without a private section.
+    PublicOnly,
+    /// Unknown token identifier (byte 0).
+    UnknownIdentifier(u8),
+    /// Known identifier, unsupported version byte.
+    UnsupportedVersion(u8),
+    /// PKA private section id we do not re-encipher.
+    UnsupportedSection(u8),
+    /// Variable-length token whose key is not wrapped by the master key.
+    NotMkWrapped(u8),
+    /// A length field disagrees with the bytes present.
+    BadLength,
+}
+
+impl fmt::Display for TokenError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TokenError::Truncated { need, got } => {
+                write!(f, "token truncated: {got} bytes, layout needs {need}")
+            }
+            TokenError::Null => f.write_str("null token"),
+            TokenError::External => f.write_str("external token (not wrapped by a master key)"),
+            TokenError::PublicOnly => f.write_str("token holds no private key"),
+            TokenError::UnknownIdentifier(b) => write!(f, "unknown token identifier X'{b:02X}'"),
+            TokenError::UnsupportedVersion(b) => write!(f, "unsupported token version X'{b:02X}'"),
+            TokenError::UnsupportedSection(b) => {
+                write!(f, "unsupported private key section X'{b:02X}'")
+            }
+            TokenError::NotMkWrapped(b) => {
+                write!(f, "key material state X'{b:02X}' is not master-key wrapped")
+            }
+            TokenError::BadLength => f.write_str("token length field inconsistent"),
+        }
+    }
+}
+
+impl std::error::Error for TokenError {}
+
+/// Length of the fixed-length DES and AES DATA tokens.
+pub const FIXED_LEN: usize = 64;
+/// Minimum length of a variable-length (`X'05'`) token: the skeleton.
+pub const VAR_MIN_LEN: usize = 56;
+/// Largest PKA token (cca.md §2.1).
+pub const PKA_MAX_LEN: usize = 8000;
+
+/// Section-relative MKVP offsets of the PKA private sections (cca.md §2.2).
+pub mod pka {
+    /// RSA-CRT `X'08'`: 16-byte ASYM MKVP.
+    pub const RSA_CRT_MKVP: usize = 76;
+    /// RSA-CRT `X'08'`: 32-byte OPK data.
+    pub const RSA_CRT_OPK: usize = 92;
+    /// RSA-AESM `X'30'`: APKA MKVP (16-byte field, 8 significant).
+    pub const RSA_AESM_MKVP: usize = 104;
+    /// RSA-AESM `X'30'`: 48-byte OPK blob.
+    pub const RSA_AESM_OPK: usize = 56;
+    /// RSA-AESC `X'31'`: APKA MKVP (16-byte field, 8 significant).
+    pub const RSA_AESC_MKVP: usize = 116;
+    /// RSA-AESC `X'31'`: 48-byte OPK blob (UNCONFIRMED offset).
+    pub const RSA_AESC_OPK: usize = 68;
+    /// ECC `X'20'`: 8-byte APKA MKVP.
+    pub const ECC_MKVP: usize = 16;
+    /// ECC `X'20'`: 48-byte OPK blob.
+    pub const ECC_OPK: usize = 24;
+    /// QSA `X'50'`: 8-byte APKA MKVP.
+    pub const QSA_MKVP: usize = 118;
+    /// QSA `X'50'`: 48-byte OPK blob (emulator choice).
+    pub const QSA_OPK: usize = 70;
+    /// Offset of the first section in a PKA token.
+    pub const FIRST_SECTION: usize = 8;
+}
+
+fn byte(t: &[u8], off: usize) -> Result<u8, TokenError> {
+    t.get(off).copied().ok_or(TokenError::Truncated {
+        need: off + 1,
+        got: t.len(),
+    })
+}
+
+/// Big-endian u16 at `off`, if present.
+pub fn be16(t: &[u8], off: usize) -> Option<u16> {
+    let b = t.get(off..off.checked_add(2)?)?;
+    Some(u16::from_be_bytes([*b.first()?, *b.get(1)?]))
+}
+
+/// Length of the PKA section starting at `off`, tolerating the host-order
+/// (little-endian) length fields openCryptoki 3.8.1 leaves in RSA tokens on
+/// x86_64 (cca.md §9.1): big-endian is preferred when it fits; otherwise the
+/// swapped reading is used when that fits. `None` when neither reading fits.
+pub fn section_len(t: &[u8], off: usize) -> Option<usize> {
+    let raw = be16(t, off.checked_add(2)?)?;
+    let room = t.len().checked_sub(off)?;
+    [raw, raw.swap_bytes()]
+        .into_iter()
+        .map(usize::from)
+        .find(|&l| l >= 4 && l <= room)
+}
+
+/// Classifies an internal token and locates its MKVP (cca.md §1.1, §2.8).
+///
+/// Mirrors `cca_specific.c: analyse_cca_key_token()` in openCryptoki, with
+/// the HMAC checks relaxed to the fields that decide the kind.
+pub fn classify(t: &[u8]) -> Result<TokenInfo, TokenError> {
+    let id = byte(t, 0)?;
+    match id {
+        0x00 => Err(TokenError::Null),
+        0x02 | 0x1E => Err(TokenError::External),
+        0x01 => classify_symmetric(t),
+        0x1F => classify_pka(t),
+        other => Err(TokenError::UnknownIdentifier(other)),
+    }
+}
+
+fn classify_symmetric(t: &[u8]) -> Result<TokenInfo, TokenError> {
+    let version = byte(t, 4)?;
+    let fixed = |kind| {
+        if t.len() < FIXED_LEN {
+            Err(TokenError::Truncated {
+                need: FIXED_LEN,
+                got: t.len(),
+            })
+        } else if t.len() > FIXED_LEN {
+            Err(TokenError::BadLength)
+        } else {
+            Ok(TokenInfo {
+                kind,
+                mkvp_offset: 8,
+                mkvp_len: 8,
+                len: FIXED_LEN,
+            })
+        }
+    };
+    match version {
+        0x00 | 0x01 => fixed(TokenKind::Des),
+        0x04 => fixed(TokenKind::AesData),
+        0x05 => {
+            if t.len() < VAR_MIN_LEN {
+                return Err(TokenError::Truncated {
+                    need: VAR_MIN_LEN,
+                    got: t.len(),
+                });
+            }
+            let len = usize::from(be16(t, 2).ok_or(TokenError::BadLength)?);
+            if len < VAR_MIN_LEN {
+                return Err(TokenError::BadLength);
+            }
+            if len > t.len() {
+                return Err(TokenError::Truncated {
+                    need: len,
+                    got: t.len(),
+                });
+            }
+            let kind = match (byte(t, 41)?, be16(t, 42)) {
+                (0x02, Some(0x0001)) => TokenKind::AesCipher,
+                (0x03, Some(0x0002)) => TokenKind::Hmac,
+                _ => return Err(TokenError::UnsupportedVersion(version)),
+            };
+            let state = byte(t, 8)?;
+            if state != 0x03 {
+                return Err(TokenError::NotMkWrapped(state));
+            }
+            Ok(TokenInfo {
+                kind,
+                mkvp_offset: 10,
+                mkvp_len: 8,
+                len,
+            })
+        }
+        other => Err(TokenError::UnsupportedVersion(other)),
+    }
+}
+
+fn classify_pka(t: &[u8]) -> Result<TokenInfo, TokenError> {
+    use pka::*;
+    if t.len() > PKA_MAX_LEN {
+        return Err(TokenError::BadLength);
+    }
+    let sid = byte(t, FIRST_SECTION)?;
+    let (kind, rel, mkvp_len) = match sid {
+        0x08 => (TokenKind::RsaCrt, RSA_CRT_MKVP, 16),
+        0x30 => (TokenKind::RsaAesm, RSA_AESM_MKVP, 8),
+        0x31 => (TokenKind::RsaAesc, RSA_AESC_MKVP, 8),
+        0x20 => (TokenKind::Ecc, ECC_MKVP, 8),
+        0x50 => (TokenKind::Qsa, QSA_MKVP, 8),
+        0x04 | 0x21 | 0x51 => return Err(TokenError::PublicOnly),
+        other => return Err(TokenError::UnsupportedSection(other)),
+    };
+    let slen = section_len(t, FIRST_SECTION).ok_or(TokenError::BadLength)?;
+    let mkvp_offset = FIRST_SECTION + rel;
+    if rel + mkvp_len > slen {
+        return Err(TokenError::BadLength);
+    }
+    Ok(TokenInfo {
+        kind,
+        mkvp_offset,
+        mkvp_len,
+        len: t.len(),
+    })
+}
+
+/// Token validation value of a 64-byte token: the sum of the fifteen
+/// big-endian 32-bit words in bytes 0–59, modulo 2^32 (cca.md §1.4).
+pub fn tvv_compute(t: &[u8]) -> Option<u32> {
+    let body = t.get(..60)?;
+    Some(body.chunks_exact(4).fold(0u32, |acc, w| {
+        acc.wrapping_add(u32::from_be_bytes(w.try_into().unwrap_or_default()))
+    }))
+}
+
+/// True when bytes 60–63 hold the TVV of bytes 0–59.
+pub fn tvv_valid(t: &[u8]) -> bool {
+    match (tvv_compute(t), t.get(60..64)) {
+        (Some(v), Some(stored)) => stored == v.to_be_bytes(),
+        _ => false,
+    }
+}
+
+/// Writes the TVV into bytes 60–63; false if the token is shorter than 64 bytes.
+pub fn tvv_set(t: &mut [u8]) -> bool {
+    let Some(v) = tvv_compute(t) else {
+        return false;
+    };
+    match t.get_mut(60..64) {
+        Some(dst) => {
+            dst.copy_from_slice(&v.to_be_bytes());
+            true
+        }
+        None => false,
+    }
+}
+
+/// Key length in bytes of a 64-byte DES token (cca.md §1.2), or `None` for a
+/// key-form value CCA rejects.
+pub fn des_key_len(t: &[u8]) -> Option<usize> {
+    match *t.get(4)? {
+        0x01 => match *t.get(59)? {
+            0x10 => Some(16),
+            0x20 => Some(24),
+            _ => None,
+        },
+        0x00 => {
+            let cv = t.get(32..40)?;
+            let cv = u64::from_be_bytes(cv.try_into().ok()?);
+            match (cv >> 21) & 7 {
+                0 => Some(8),
+                2 | 6 => Some(16),
+                3 | 7 => Some(24),
+                _ => None,
+            }
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn des_token() -> Vec<u8> {
+        let mut t = vec![0u8; 64];
+        t[0] = 1;
+        t[6] = 0x80;
+        t[8..16].copy_from_slice(&[9; 8]);
+        assert!(tvv_set(&mut t));
+        t
+    }
+
+    #[test]
+    fn tvv_roundtrip_and_detects_change() {
+        let mut t = des_token();
+        assert!(tvv_valid(&t));
+        t[20] ^= 1;
+        assert!(!tvv_valid(&t));
+        assert!(!tvv_valid(&t[..40]));
+    }
+
+    #[test]
+    fn classify_fixed_and_pka() {
+        let t = des_token();
+        let info = classify(&t).unwrap();
+        assert_eq!(info.kind, TokenKind::Des);
+        assert_eq!(info.mkvp(&t), &[9; 8]);
+        assert_eq!(des_key_len(&t), Some(8));
+        assert_eq!(
+            classify(&t[..63]),
+            Err(TokenError::Truncated { need: 64, got: 63 })
+        );
+        let mut p = vec![0u8; 200];
+        p[0] = 0x1F;
+        p[8] = 0x20;
+        p[10..12].copy_from_slice(&100u16.to_le_bytes());
+        let info = classify(&p).unwrap();
+        assert_eq!((info.kind, info.mkvp_offset), (TokenKind::Ecc, 24));
+        p[8] = 0x04;
+        assert_eq!(classify(&p), Err(TokenError::PublicOnly));
+        assert_eq!(classify(&[0x1E]), Err(TokenError::External));
+        assert_eq!(
+            classify(&[]),
+            Err(TokenError::Truncated { need: 1, got: 0 })
+        );
+    }
+
+    #[test]
+    fn classify_never_panics_on_prefixes() {
+        let mut v = vec![0u8; 136];
+        v[0] = 1;
+        v[2..4].copy_from_slice(&136u16.to_be_bytes());
+        v[4] = 5;
+        v[8] = 3;
+        v[41] = 2;
+        v[43] = 1;
+        assert_eq!(classify(&v).unwrap().kind, TokenKind::AesCipher);
+        for n in 0..v.len() {
+            assert!(classify(&v[..n]).is_err());
+        }
+    }
+}

@@ -1,0 +1,1038 @@
+//! The C entry points of `libcsulcca.so`: the emulator's only unsafe code.
+//!
+//! Each export turns its pointer arguments into slices (NULL or a zero
+//! length reads as empty, cca.md §4.1/§7.2), runs the safe verb logic from
+//! [`crate::verbs`] under `catch_unwind` (a panic becomes 16/336 instead of
+//! aborting the host process), and copies outputs back only on success.
+//! Signatures are checked at compile time against the function-pointer
+//! types in `pkcscca::cca::abi`. Verbs not emulated answer 16/336.
+#![allow(unsafe_code)]
+#![allow(non_snake_case, reason = "CCA verb names are the C symbol names")]
+#![allow(
+    clippy::missing_safety_doc,
+    reason = "each export's contract is the CCA verb's C contract"
+)]
+
+use std::os::raw::{c_long, c_void};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use pkcscca::cca::abi::{self, PBytes, PLong};
+use pkcscca::cca::Verb;
+
+use crate::codes::*;
+use crate::state::Store;
+use crate::verbs::{self, keys, pka, query, usage};
+use crate::{knobs, Fail};
+
+/// Largest length we accept from a caller for any one buffer.
+const MAX_LEN: i64 = 1 << 24;
+
+/// Reads a `long *` (NULL reads as 0).
+///
+/// # Safety
+/// `p` is NULL or points to a readable `long`.
+unsafe fn rd(p: PLong) -> i64 {
+    if p.is_null() {
+        0
+    } else {
+        // SAFETY: non-NULL and readable per the caller's contract.
+        unsafe { *p }
+    }
+}
+
+/// Writes a `long *` if it is not NULL.
+///
+/// # Safety
+/// `p` is NULL or points to a writable `long`.
+unsafe fn wr(p: PLong, v: i64) {
+    if !p.is_null() {
+        // SAFETY: non-NULL and writable per the caller's contract.
+        unsafe { *p = v as c_long };
+    }
+}
+
+/// The `len` bytes at `p` as a slice (empty for NULL or `len <= 0`).
+///
+/// # Safety
+/// When `p` is non-NULL and `len > 0`, `p` points to at least `len`
+/// readable bytes that stay valid and unaliased by writes for `'a`.
+unsafe fn bytes<'a>(p: *const u8, len: i64) -> Result<&'a [u8], Fail> {
+    if p.is_null() || len <= 0 {
+        return Ok(&[]);
+    }
+    if len > MAX_LEN {
+        return Err(SHORT_BUFFER);
+    }
+    // SAFETY: per the function contract; the length is bounded above.
+    Ok(unsafe { std::slice::from_raw_parts(p, len as usize) })
+}
+
+/// Writes `src` to `p`, which the caller sized for at least `src.len()`.
+///
+/// # Safety
+/// `p` is NULL (then nothing is written) or points to `src.len()` writable
+/// bytes not overlapping `src`.
+unsafe fn put(p: *mut u8, src: &[u8]) {
+    if !p.is_null() && !src.is_empty() {
+        // SAFETY: per the function contract.
+        unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), p, src.len()) };
+    }
+}
+
+/// A rule array of `*count` keywords.
+///
+/// # Safety
+/// As for [`bytes`], with `count * 8` bytes.
+unsafe fn rule<'a>(count: PLong, p: *const u8) -> Result<(&'a [u8], i64), Fail> {
+    // SAFETY: forwarded contract.
+    let n = unsafe { rd(count) };
+    if !(0..=64).contains(&n) {
+        return Err(BAD_COUNT);
+    }
+    // SAFETY: forwarded contract.
+    Ok((unsafe { bytes(p, n * 8) }?, n))
+}
+
+/// Output buffer copied back only when it fits `cap` (else 8/72).
+fn fits(out: &[u8], cap: i64) -> Result<(), Fail> {
+    if i64::try_from(out.len()).unwrap_or(i64::MAX) > cap {
+        Err(SHORT_BUFFER)
+    } else {
+        Ok(())
+    }
+}
+
+/// Runs one verb: counts, latency, injected faults, panic guard, status.
+///
+/// # Safety
+/// `rc` and `reason` are NULL or writable `long`s.
+unsafe fn run(name: &str, rc: PLong, reason: PLong, body: impl FnOnce(&Store) -> Result<(), Fail>) {
+    let res = catch_unwind(AssertUnwindSafe(|| {
+        if let Some(f) = knobs::on_call(name) {
+            return Err(f);
+        }
+        body(&Store::from_env())
+    }));
+    let status = match res {
+        Ok(Ok(())) => Fail::new(0, 0),
+        Ok(Err(f)) => f,
+        Err(_) => COMPONENT,
+    };
+    // SAFETY: forwarded contract.
+    unsafe {
+        wr(rc, status.rc);
+        wr(reason, status.reason);
+    }
+}
+
+macro_rules! not_emulated {
+    ($($name:ident),* $(,)?) => {
+        /// Exported verbs that are not emulated (16/336).
+        pub const NOT_EMULATED: &[&str] = &[$(stringify!($name)),*];
+        $(
+        #[doc = concat!("`", stringify!($name), "`: not emulated, answers 16/336.")]
+        #[unsafe(no_mangle)]
+        pub unsafe extern "C" fn $name(rc: PLong, reason: PLong) {
+            log::debug!("csulcca-emu: {} is not emulated", stringify!($name));
+            // SAFETY: the first two parameters of every verb are the status pointers.
+            unsafe { run(stringify!($name), rc, reason, |_| Err(COMPONENT)) }
+        }
+        const _: abi::UnimplementedFn = $name;
+    )*};
+}
+
+/// Exported verbs with an implementation.
+pub const EMULATED: &[&str] = &[
+    "CSNBKTC", "CSNBKTC2", "CSNDKTC", "CSUACFQ", "CSUACFV", "CSUAACM", "CSUACRA", "CSUACRD",
+    "CSNBMKP", "CSNBENC", "CSNBDEC", "CSNBSAE", "CSNBSAD", "CSNDPKT", "CSNDPKX", "CSNBKGN",
+    "CSNBKGN2", "CSNBKTB", "CSNBKTB2", "CSNBCKM", "CSNBKPI2", "CSNDPKB", "CSNDPKG", "CSNBRNG",
+    "CSNBRNGL",
+];
+
+not_emulated!(
+    CSNBCKI, CSNBDKX, CSNBDKM, CSNBKEX, CSNBKIM, CSNBKPI, CSNBKSI, CSNBKRC, CSNBAKRC, CSNBKRD,
+    CSNBKRL, CSNBKRR, CSNBKRW, CSNDKRC, CSNDKRD, CSNDKRL, CSNDKRR, CSNDKRW, CSNBKYT, CSNBKYTX,
+    CSNBKTR, CSNBMGN, CSNBMVR, CSNBOWH, CSNDPKI, CSNDDSG, CSNDDSV, CSNDSYI, CSNDSYI2, CSNDSYX,
+    CSUACFC, CSNDSBC, CSNDSBD, CSUALCT, CSUAACI, CSNDPKH, CSNDPKR, CSUAMKD, CSNDRKD, CSNDRKL,
+    CSNDSYG, CSNBPTR, CSNBCPE, CSNBCPA, CSNBPGN, CSNBPVR, CSNBDKG, CSNBEPG, CSNBCVE, CSNBCSG,
+    CSNBCSV, CSNBCVG, CSNBKTP, CSNDPKE, CSNDPKD, CSNBPEX, CSNBPEXX, CSUARNT, CSNBCVT, CSNBMDG,
+    CSNBTRV, CSNBSKY, CSNBSPN, CSNBPCU, CSNDEDH, CSUAPRB, CSNDTBC, CSNDRKX, CSNBKET, CSNBHMG,
+    CSNBHMV, CSNBCTT2, CSNBRKA, CSNBKTR2, CSUADHK, CSUADHQ, CSUAPCV,
+);
+
+/// CSNBKTC: Key Token Change for 64-byte DES / AES DATA tokens.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn CSNBKTC(
+    rc: PLong,
+    reason: PLong,
+    _el: PLong,
+    _ed: PBytes,
+    count: PLong,
+    rule_a: PBytes,
+    key: PBytes,
+) {
+    // SAFETY: CCA contract: rule array of `*count` keywords, 64-byte token.
+    unsafe {
+        run("CSNBKTC", rc, reason, |st| {
+            let (r, n) = rule(count, rule_a)?;
+            let mut t = bytes(key, 64)?.to_vec();
+            knobs::on_token("CSNBKTC", &t)?;
+            if t.len() != 64 {
+                return Err(UNUSABLE);
+            }
+            verbs::key_token_change(st, Verb::Csnbktc, r, n, &mut t)?;
+            put(key, &t);
+            Ok(())
+        })
+    }
+}
+const _: abi::CsnbktcFn = CSNBKTC;
+
+/// Shared body of CSNBKTC2 and CSNDKTC.
+#[allow(clippy::too_many_arguments, reason = "mirrors the C parameter list")]
+///
+/// # Safety
+/// CCA contract: `*len` bytes at `key`, rule array of `*count` keywords.
+unsafe fn ktc_var(
+    name: &str,
+    verb: Verb,
+    rc: PLong,
+    reason: PLong,
+    count: PLong,
+    rule_a: PBytes,
+    len: PLong,
+    key: PBytes,
+) {
+    // SAFETY: forwarded contract.
+    unsafe {
+        run(name, rc, reason, |st| {
+            let (r, n) = rule(count, rule_a)?;
+            let mut t = bytes(key, rd(len))?.to_vec();
+            knobs::on_token(name, &t)?;
+            let out = verbs::key_token_change(st, verb, r, n, &mut t)?;
+            put(key, t.get(..out).ok_or(COMPONENT)?);
+            wr(len, out as i64);
+            Ok(())
+        })
+    }
+}
+
+/// CSNBKTC2: Key Token Change2 for variable-length AES CIPHER / HMAC tokens.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn CSNBKTC2(
+    rc: PLong,
+    reason: PLong,
+    _el: PLong,
+    _ed: PBytes,
+    count: PLong,
+    rule_a: PBytes,
+    len: PLong,
+    key: PBytes,
+) {
+    // SAFETY: CCA contract of CSNBKTC2.
+    unsafe {
+        ktc_var(
+            "CSNBKTC2",
+            Verb::Csnbktc2,
+            rc,
+            reason,
+            count,
+            rule_a,
+            len,
+            key,
+        )
+    }
+}
+const _: abi::Csnbktc2Fn = CSNBKTC2;
+
+/// CSNDKTC: PKA Key Token Change.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn CSNDKTC(
+    rc: PLong,
+    reason: PLong,
+    _el: PLong,
+    _ed: PBytes,
+    count: PLong,
+    rule_a: PBytes,
+    len: PLong,
+    key: PBytes,
+) {
+    // SAFETY: CCA contract of CSNDKTC.
+    unsafe {
+        ktc_var(
+            "CSNDKTC",
+            Verb::Csndktc,
+            rc,
+            reason,
+            count,
+            rule_a,
+            len,
+            key,
+        )
+    }
+}
+const _: abi::CsndktcFn = CSNDKTC;
+
+/// CSUACFQ: Cryptographic Facility Query.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn CSUACFQ(
+    rc: PLong,
+    reason: PLong,
+    _el: PLong,
+    _ed: PBytes,
+    count: PLong,
+    rule_a: PBytes,
+    vd_len: PLong,
+    vd: PBytes,
+) {
+    // SAFETY: CCA contract; the caller sizes the rule array for the
+    // documented output count of the keyword it asks for.
+    unsafe {
+        run("CSUACFQ", rc, reason, |st| {
+            let (r, n) = rule(count, rule_a)?;
+            let q = query::facility_query(st, r, n, usize::try_from(rd(vd_len)).unwrap_or(0))?;
+            if let Some(ra) = q.rule_array {
+                let flat: Vec<u8> = ra.iter().flat_map(|k| k.0).collect();
+                put(rule_a, &flat);
+                wr(count, ra.len() as i64);
+            }
+            if !q.verb_data.is_empty() {
+                put(vd, &q.verb_data);
+                wr(vd_len, q.verb_data.len() as i64);
+            }
+            Ok(())
+        })
+    }
+}
+const _: abi::CsuacfqFn = CSUACFQ;
+
+/// CSUACFV: Cryptographic Facility Version.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn CSUACFV(
+    rc: PLong,
+    reason: PLong,
+    _el: PLong,
+    _ed: PBytes,
+    len: PLong,
+    buf: PBytes,
+) {
+    // SAFETY: CCA contract: `*len` writable bytes at `buf`.
+    unsafe {
+        run("CSUACFV", rc, reason, |_| {
+            let mut v = query::VERSION.as_bytes().to_vec();
+            v.push(0);
+            fits(&v, rd(len))?;
+            put(buf, &v);
+            wr(len, v.len() as i64);
+            Ok(())
+        })
+    }
+}
+const _: abi::CsuacfvFn = CSUACFV;
+
+/// CSUAACM: Access Control Maintenance (`LSTROLES`, `GET-ROLE`).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn CSUAACM(
+    rc: PLong,
+    reason: PLong,
+    _el: PLong,
+    _ed: PBytes,
+    count: PLong,
+    rule_a: PBytes,
+    name: PBytes,
+    out_len: PLong,
+    out: PBytes,
+) {
+    // SAFETY: CCA contract: 8-byte name, `*out_len` writable bytes at `out`.
+    unsafe {
+        run("CSUAACM", rc, reason, |_| {
+            let (r, n) = rule(count, rule_a)?;
+            let o = query::access_control(r, n, bytes(name, 8)?)?;
+            fits(&o, rd(out_len))?;
+            put(out, &o);
+            wr(out_len, o.len() as i64);
+            Ok(())
+        })
+    }
+}
+const _: abi::CsuaacmFn = CSUAACM;
+
+/// CSUACRA: Cryptographic Resource Allocate.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn CSUACRA(
+    rc: PLong,
+    reason: PLong,
+    _el: PLong,
+    _ed: PBytes,
+    count: PLong,
+    rule_a: PBytes,
+    res_len: PLong,
+    res: PBytes,
+) {
+    // SAFETY: CCA contract.
+    unsafe {
+        run("CSUACRA", rc, reason, |_| {
+            let (r, n) = rule(count, rule_a)?;
+            query::resource(r, n, bytes(res, rd(res_len))?)
+        })
+    }
+}
+const _: abi::CsuacraFn = CSUACRA;
+
+/// CSUACRD: Cryptographic Resource Deallocate.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn CSUACRD(
+    rc: PLong,
+    reason: PLong,
+    _el: PLong,
+    _ed: PBytes,
+    count: PLong,
+    rule_a: PBytes,
+    res_len: PLong,
+    res: PBytes,
+) {
+    // SAFETY: CCA contract.
+    unsafe {
+        run("CSUACRD", rc, reason, |_| {
+            let (r, n) = rule(count, rule_a)?;
+            query::resource(r, n, bytes(res, rd(res_len))?)
+        })
+    }
+}
+const _: abi::CsuacraFn = CSUACRD;
+
+/// CSNBMKP: Master Key Process.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn CSNBMKP(
+    rc: PLong,
+    reason: PLong,
+    _el: PLong,
+    _ed: PBytes,
+    count: PLong,
+    rule_a: PBytes,
+    part: PBytes,
+) {
+    // SAFETY: CCA contract: key part of the register's size (24 or 32) when
+    // the action takes one.
+    unsafe {
+        run("CSNBMKP", rc, reason, |st| {
+            let (r, n) = rule(count, rule_a)?;
+            let has = |s: &[u8]| r.chunks_exact(8).any(|k| k.starts_with(s));
+            let len = if has(b"AES-MK") || has(b"APKA-MK") {
+                32
+            } else {
+                24
+            };
+            let takes = has(b"FIRST") || has(b"MIDDLE") || has(b"LAST");
+            let p = zeroize::Zeroizing::new(if takes {
+                bytes(part, len)?.to_vec()
+            } else {
+                Vec::new()
+            });
+            verbs::master_key_process(st, r, n, &p)
+        })
+    }
+}
+const _: abi::CsnbmkpFn = CSNBMKP;
+
+/// CSNBENC: Encipher (DES/TDES CBC).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn CSNBENC(
+    rc: PLong,
+    reason: PLong,
+    _el: PLong,
+    _ed: PBytes,
+    key: PBytes,
+    len: PLong,
+    text: PBytes,
+    iv: PBytes,
+    count: PLong,
+    rule_a: PBytes,
+    _pad: PLong,
+    _chain: PBytes,
+    out: PBytes,
+) {
+    // SAFETY: CCA contract: 64-byte key token, `*len` bytes in and out, 8-byte IV.
+    unsafe {
+        run("CSNBENC", rc, reason, |st| {
+            let (r, n) = rule(count, rule_a)?;
+            let k = bytes(key, 64)?;
+            knobs::on_token("CSNBENC", k)?;
+            let iv: [u8; 8] = bytes(iv, 8)?.try_into().map_err(|_| SHORT_BUFFER)?;
+            let o = usage::des_cipher(st, true, k, r, n, &iv, bytes(text, rd(len))?)?;
+            put(out, &o);
+            Ok(())
+        })
+    }
+}
+const _: abi::CsnbencFn = CSNBENC;
+
+/// CSNBDEC: Decipher (DES/TDES CBC).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn CSNBDEC(
+    rc: PLong,
+    reason: PLong,
+    _el: PLong,
+    _ed: PBytes,
+    key: PBytes,
+    len: PLong,
+    text: PBytes,
+    iv: PBytes,
+    count: PLong,
+    rule_a: PBytes,
+    _chain: PBytes,
+    out: PBytes,
+) {
+    // SAFETY: CCA contract: 64-byte key token, `*len` bytes in and out, 8-byte IV.
+    unsafe {
+        run("CSNBDEC", rc, reason, |st| {
+            let (r, n) = rule(count, rule_a)?;
+            let k = bytes(key, 64)?;
+            knobs::on_token("CSNBDEC", k)?;
+            let iv: [u8; 8] = bytes(iv, 8)?.try_into().map_err(|_| SHORT_BUFFER)?;
+            let o = usage::des_cipher(st, false, k, r, n, &iv, bytes(text, rd(len))?)?;
+            put(out, &o);
+            Ok(())
+        })
+    }
+}
+const _: abi::CsnbdecFn = CSNBDEC;
+
+/// Shared body of CSNBSAE / CSNBSAD.
+///
+/// # Safety
+/// CCA contract of CSNBSAE.
+#[allow(clippy::too_many_arguments, reason = "mirrors the C parameter list")]
+unsafe fn sae(
+    name: &str,
+    enc: bool,
+    rc: PLong,
+    reason: PLong,
+    count: PLong,
+    rule_a: PBytes,
+    key_len: PLong,
+    key: PBytes,
+    iv_len: PLong,
+    iv: PBytes,
+    text_len: PLong,
+    text: PBytes,
+    out_len: PLong,
+    out: PBytes,
+) {
+    // SAFETY: forwarded contract.
+    unsafe {
+        run(name, rc, reason, |st| {
+            let (r, n) = rule(count, rule_a)?;
+            let k = bytes(key, rd(key_len))?;
+            knobs::on_token(name, k)?;
+            let o = usage::aes_cipher(
+                st,
+                enc,
+                k,
+                r,
+                n,
+                bytes(iv, rd(iv_len))?,
+                bytes(text, rd(text_len))?,
+            )?;
+            fits(&o, rd(out_len))?;
+            put(out, &o);
+            wr(out_len, o.len() as i64);
+            Ok(())
+        })
+    }
+}
+
+/// CSNBSAE: Symmetric Algorithm Encipher (AES).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn CSNBSAE(
+    rc: PLong,
+    reason: PLong,
+    _el: PLong,
+    _ed: PBytes,
+    count: PLong,
+    rule_a: PBytes,
+    key_len: PLong,
+    key: PBytes,
+    _kp_len: PLong,
+    _kp: PBytes,
+    _bs_len: PLong,
+    _bs: PBytes,
+    iv_len: PLong,
+    iv: PBytes,
+    text_len: PLong,
+    text: PBytes,
+    _ch_len: PLong,
+    _ch: PBytes,
+    out_len: PLong,
+    out: PBytes,
+) {
+    // SAFETY: CCA contract of CSNBSAE.
+    unsafe {
+        sae(
+            "CSNBSAE", true, rc, reason, count, rule_a, key_len, key, iv_len, iv, text_len, text,
+            out_len, out,
+        )
+    }
+}
+const _: abi::CsnbsaeFn = CSNBSAE;
+
+/// CSNBSAD: Symmetric Algorithm Decipher (AES).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn CSNBSAD(
+    rc: PLong,
+    reason: PLong,
+    _el: PLong,
+    _ed: PBytes,
+    count: PLong,
+    rule_a: PBytes,
+    key_len: PLong,
+    key: PBytes,
+    _kp_len: PLong,
+    _kp: PBytes,
+    _bs_len: PLong,
+    _bs: PBytes,
+    iv_len: PLong,
+    iv: PBytes,
+    text_len: PLong,
+    text: PBytes,
+    _ch_len: PLong,
+    _ch: PBytes,
+    out_len: PLong,
+    out: PBytes,
+) {
+    // SAFETY: CCA contract of CSNBSAD.
+    unsafe {
+        sae(
+            "CSNBSAD", false, rc, reason, count, rule_a, key_len, key, iv_len, iv, text_len, text,
+            out_len, out,
+        )
+    }
+}
+const _: abi::CsnbsaeFn = CSNBSAD;
+
+/// CSNDPKT: PKA Key Translate (`INTDWAKW`).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn CSNDPKT(
+    rc: PLong,
+    reason: PLong,
+    _el: PLong,
+    _ed: PBytes,
+    count: PLong,
+    rule_a: PBytes,
+    src_len: PLong,
+    src: PBytes,
+    _s_len: PLong,
+    _s: PBytes,
+    _t_len: PLong,
+    _t: PBytes,
+    out_len: PLong,
+    out: PBytes,
+) {
+    // SAFETY: CCA contract of CSNDPKT.
+    unsafe {
+        run("CSNDPKT", rc, reason, |st| {
+            let (r, n) = rule(count, rule_a)?;
+            let s = bytes(src, rd(src_len))?;
+            knobs::on_token("CSNDPKT", s)?;
+            let o = pka::key_translate(st, r, n, s)?;
+            fits(&o, rd(out_len))?;
+            put(out, &o);
+            wr(out_len, o.len() as i64);
+            Ok(())
+        })
+    }
+}
+const _: abi::CsndpktFn = CSNDPKT;
+
+/// CSNDPKX: PKA Public Key Extract.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn CSNDPKX(
+    rc: PLong,
+    reason: PLong,
+    _el: PLong,
+    _ed: PBytes,
+    count: PLong,
+    rule_a: PBytes,
+    src_len: PLong,
+    src: PBytes,
+    out_len: PLong,
+    out: PBytes,
+) {
+    // SAFETY: CCA contract of CSNDPKX.
+    unsafe {
+        run("CSNDPKX", rc, reason, |_| {
+            let (r, n) = rule(count, rule_a)?;
+            let s = bytes(src, rd(src_len))?;
+            knobs::on_token("CSNDPKX", s)?;
+            let o = pka::public_key_extract(r, n, s)?;
+            fits(&o, rd(out_len))?;
+            put(out, &o);
+            wr(out_len, o.len() as i64);
+            Ok(())
+        })
+    }
+}
+const _: abi::CsndpkxFn = CSNDPKX;
+
+/// CSNBKGN: Key Generate (DES `DATA`, AES `AESTOKEN`).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn CSNBKGN(
+    rc: PLong,
+    reason: PLong,
+    _el: PLong,
+    _ed: PBytes,
+    form: PBytes,
+    length: PBytes,
+    ty1: PBytes,
+    _ty2: PBytes,
+    _kek1: PBytes,
+    _kek2: PBytes,
+    gen1: PBytes,
+    _gen2: PBytes,
+) {
+    // SAFETY: CCA contract: 4-byte key form, 8-byte keywords, 64-byte tokens.
+    unsafe {
+        run("CSNBKGN", rc, reason, |st| {
+            let mut t = [0u8; 64];
+            t.copy_from_slice(bytes(gen1, 64)?.get(..64).ok_or(SHORT_BUFFER)?);
+            keys::key_generate(
+                st,
+                bytes(form, 4)?,
+                bytes(length, 8)?,
+                bytes(ty1, 8)?,
+                &mut t,
+            )?;
+            put(gen1, &t);
+            Ok(())
+        })
+    }
+}
+const _: abi::CsnbkgnFn = CSNBKGN;
+
+/// CSNBKGN2: Key Generate2 (AES CIPHER, HMAC).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn CSNBKGN2(
+    rc: PLong,
+    reason: PLong,
+    _el: PLong,
+    _ed: PBytes,
+    count: PLong,
+    rule_a: PBytes,
+    bits: PLong,
+    _ty1: PBytes,
+    _ty2: PBytes,
+    _n1l: PLong,
+    _n1: PBytes,
+    _n2l: PLong,
+    _n2: PBytes,
+    _u1l: PLong,
+    _u1: PBytes,
+    _u2l: PLong,
+    _u2: PBytes,
+    _k1l: PLong,
+    _k1: PBytes,
+    _k2l: PLong,
+    _k2: PBytes,
+    g1_len: PLong,
+    g1: PBytes,
+    _g2l: PLong,
+    _g2: PBytes,
+) {
+    // SAFETY: CCA contract of CSNBKGN2.
+    unsafe {
+        run("CSNBKGN2", rc, reason, |st| {
+            let (r, n) = rule(count, rule_a)?;
+            let cap = rd(g1_len);
+            let o = keys::key_generate2(st, r, n, rd(bits), bytes(g1, cap)?)?;
+            fits(&o, cap)?;
+            put(g1, &o);
+            wr(g1_len, o.len() as i64);
+            Ok(())
+        })
+    }
+}
+const _: abi::Csnbkgn2Fn = CSNBKGN2;
+
+/// CSNBKTB: Key Token Build (AES DATA skeletons).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn CSNBKTB(
+    rc: PLong,
+    reason: PLong,
+    _el: PLong,
+    _ed: PBytes,
+    token: PBytes,
+    ty: PBytes,
+    count: PLong,
+    rule_a: PBytes,
+    _kv: PBytes,
+    _r1: *mut c_void,
+    _r2: PLong,
+    _r3: PBytes,
+    _cv: PBytes,
+    _r4: PBytes,
+    _r5: PLong,
+    _r6: PBytes,
+    _mkvp: PBytes,
+) {
+    // SAFETY: CCA contract: 64-byte token, 8-byte key type.
+    unsafe {
+        run("CSNBKTB", rc, reason, |_| {
+            let (r, n) = rule(count, rule_a)?;
+            let t = keys::key_token_build(bytes(ty, 8)?, r, n)?;
+            put(token, &t);
+            Ok(())
+        })
+    }
+}
+const _: abi::CsnbktbFn = CSNBKTB;
+
+/// CSNBKTB2: Key Token Build2 (AES CIPHER / HMAC skeletons).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn CSNBKTB2(
+    rc: PLong,
+    reason: PLong,
+    _el: PLong,
+    _ed: PBytes,
+    count: PLong,
+    rule_a: PBytes,
+    bits: PLong,
+    _clr: PBytes,
+    _nl: PLong,
+    _n: PBytes,
+    _ul: PLong,
+    _u: PBytes,
+    _tdl: PLong,
+    _td: PBytes,
+    _vdl: PLong,
+    _vd: PBytes,
+    out_len: PLong,
+    out: PBytes,
+) {
+    // SAFETY: CCA contract of CSNBKTB2.
+    unsafe {
+        run("CSNBKTB2", rc, reason, |_| {
+            let (r, n) = rule(count, rule_a)?;
+            let o = keys::key_token_build2(r, n, rd(bits))?;
+            fits(&o, rd(out_len))?;
+            put(out, &o);
+            wr(out_len, o.len() as i64);
+            Ok(())
+        })
+    }
+}
+const _: abi::Csnbktb2Fn = CSNBKTB2;
+
+/// CSNBCKM: Multiple Clear Key Import.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn CSNBCKM(
+    rc: PLong,
+    reason: PLong,
+    _el: PLong,
+    _ed: PBytes,
+    count: PLong,
+    rule_a: PBytes,
+    clr_len: PLong,
+    clr: PBytes,
+    target: PBytes,
+) {
+    // SAFETY: CCA contract: `*clr_len` bytes of clear key, 64-byte target.
+    unsafe {
+        run("CSNBCKM", rc, reason, |st| {
+            let (r, n) = rule(count, rule_a)?;
+            let t = keys::clear_key_import(st, r, n, bytes(clr, rd(clr_len))?)?;
+            put(target, &t);
+            Ok(())
+        })
+    }
+}
+const _: abi::CsnbckmFn = CSNBCKM;
+
+/// CSNBKPI2: Key Part Import2 (HMAC/AES; part length in bits).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn CSNBKPI2(
+    rc: PLong,
+    reason: PLong,
+    _el: PLong,
+    _ed: PBytes,
+    count: PLong,
+    rule_a: PBytes,
+    part_bits: PLong,
+    part: PBytes,
+    key_len: PLong,
+    key: PBytes,
+) {
+    // SAFETY: CCA contract of CSNBKPI2.
+    unsafe {
+        run("CSNBKPI2", rc, reason, |st| {
+            let (r, n) = rule(count, rule_a)?;
+            let pb = rd(part_bits);
+            let p = bytes(part, (pb + 7) / 8)?;
+            let cap = rd(key_len);
+            let o = keys::key_part_import2(st, r, n, pb, p, bytes(key, cap)?)?;
+            fits(&o, cap)?;
+            put(key, &o);
+            wr(key_len, o.len() as i64);
+            Ok(())
+        })
+    }
+}
+const _: abi::Csnbkpi2Fn = CSNBKPI2;
+
+/// CSNDPKB: PKA Key Token Build (skeletons for CSNDPKG).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn CSNDPKB(
+    rc: PLong,
+    reason: PLong,
+    _el: PLong,
+    _ed: PBytes,
+    count: PLong,
+    rule_a: PBytes,
+    kvs_len: PLong,
+    kvs: PBytes,
+    _nl: PLong,
+    _n: PBytes,
+    _cl: PLong,
+    _c: PBytes,
+    _r2l: PLong,
+    _r2: PBytes,
+    _r3l: PLong,
+    _r3: PBytes,
+    _r4l: PLong,
+    _r4: PBytes,
+    _r5l: PLong,
+    _r5: PBytes,
+    out_len: PLong,
+    out: PBytes,
+) {
+    // SAFETY: CCA contract of CSNDPKB (NULL length pointers read as 0).
+    unsafe {
+        run("CSNDPKB", rc, reason, |_| {
+            let (r, n) = rule(count, rule_a)?;
+            let o = pka::token_build(r, n, bytes(kvs, rd(kvs_len))?)?;
+            fits(&o, rd(out_len))?;
+            put(out, &o);
+            wr(out_len, o.len() as i64);
+            Ok(())
+        })
+    }
+}
+const _: abi::CsndpkbFn = CSNDPKB;
+
+/// CSNDPKG: PKA Key Generate.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn CSNDPKG(
+    rc: PLong,
+    reason: PLong,
+    _el: PLong,
+    _ed: PBytes,
+    count: PLong,
+    rule_a: PBytes,
+    _rgl: PLong,
+    _rg: PBytes,
+    skel_len: PLong,
+    skel: PBytes,
+    _tk: PBytes,
+    out_len: PLong,
+    out: PBytes,
+) {
+    // SAFETY: CCA contract of CSNDPKG.
+    unsafe {
+        run("CSNDPKG", rc, reason, |st| {
+            let (r, n) = rule(count, rule_a)?;
+            let o = pka::key_generate(st, r, n, bytes(skel, rd(skel_len))?)?;
+            fits(&o, rd(out_len))?;
+            put(out, &o);
+            wr(out_len, o.len() as i64);
+            Ok(())
+        })
+    }
+}
+const _: abi::CsndpkgFn = CSNDPKG;
+
+/// CSNBRNG: 8 random bytes (`RANDOM`, `ODD`, `EVEN`).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn CSNBRNG(
+    rc: PLong,
+    reason: PLong,
+    _el: PLong,
+    _ed: PBytes,
+    form: PBytes,
+    out: PBytes,
+) {
+    // SAFETY: CCA contract: 8-byte keyword, 8-byte output.
+    unsafe {
+        run("CSNBRNG", rc, reason, |_| {
+            let v = keys::random_number(bytes(form, 8)?, 8)?;
+            put(out, &v);
+            Ok(())
+        })
+    }
+}
+const _: abi::CsnbrngFn = CSNBRNG;
+
+/// CSNBRNGL: up to 8192 random bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn CSNBRNGL(
+    rc: PLong,
+    reason: PLong,
+    _el: PLong,
+    _ed: PBytes,
+    count: PLong,
+    rule_a: PBytes,
+    _rl: PLong,
+    _r: PBytes,
+    len: PLong,
+    out: PBytes,
+) {
+    // SAFETY: CCA contract: `*len` writable bytes at `out`.
+    unsafe {
+        run("CSNBRNGL", rc, reason, |_| {
+            let (r, n) = rule(count, rule_a)?;
+            let form = if n == 0 {
+                &b"RANDOM  "[..]
+            } else {
+                r.get(..8).ok_or(BAD_COUNT)?
+            };
+            let l = rd(len);
+            if !(0..=8192).contains(&l) {
+                return Err(SHORT_BUFFER);
+            }
+            let v = keys::random_number(form, l as usize)?;
+            put(out, &v);
+            Ok(())
+        })
+    }
+}
+const _: abi::CsnbrnglFn = CSNBRNGL;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exports_are_exactly_the_upstream_union() {
+        let mut ours: Vec<&str> = EMULATED.iter().chain(NOT_EMULATED).copied().collect();
+        let mut want = abi::ALL_VERBS.to_vec();
+        ours.sort_unstable();
+        want.sort_unstable();
+        assert_eq!(ours, want);
+    }
+
+    #[test]
+    fn unimplemented_verb_answers_16_336_and_accepts_null() {
+        let (mut rc, mut reason) = (0, 0);
+        // SAFETY: valid pointers to locals.
+        unsafe { CSNDDSG(&mut rc, &mut reason) };
+        assert_eq!((rc, reason), (16, 336));
+        // SAFETY: NULL status pointers are tolerated.
+        unsafe { CSNDDSG(std::ptr::null_mut(), std::ptr::null_mut()) };
+    }
+
+    #[test]
+    fn panics_become_component_errors() {
+        let (mut rc, mut reason) = (0, 0);
+        // SAFETY: valid pointers to locals.
+        unsafe { run("TEST", &mut rc, &mut reason, |_| panic!("boom")) };
+        assert_eq!((rc, reason), (16, 336));
+    }
+}

@@ -1,0 +1,311 @@
+//! PKA verbs: CSNDPKB (skeletons), CSNDPKG (key pairs), CSNDPKX (public
+//! key extract) and CSNDPKT (`INTDWAKW`, RSA-CRT → RSA-AESC).
+//!
+//! EC keys on P-256 are real (private scalar and its public point); other
+//! curves, RSA and QSA carry random key material in the exact layouts
+//! (tier 1 of cca.md §7.5): enough for openCryptoki to read modulus,
+//! exponent and point and for re-encipherment to be checked, not for
+//! signatures. Requests from openCryptoki 3.8.1 with host-order length
+//! fields are accepted and answered in kind (§9.1).
+
+use p256::elliptic_curve::sec1::ToEncodedPoint;
+use pkcscca::cca::rules::Keyword;
+use pkcscca::cca::token::{self, MkType, TokenKind};
+use zeroize::Zeroizing;
+
+use super::{current, parse_rules, token_key};
+use crate::codes::*;
+use crate::crypto;
+use crate::state::Store;
+use crate::tokens::{self, RsaParts};
+use crate::Fail;
+
+/// Emulator skeleton private section: id, 0, len 12, usage, host-order flag,
+/// curve type / QSA algorithm, p bits or QSA parameters (BE), modulus bits.
+const SKEL_LEN: usize = 12;
+
+fn u16_either(b: &[u8], off: usize, ok: impl Fn(u16) -> bool) -> Option<(u16, bool)> {
+    let v = token::be16(b, off)?;
+    if ok(v) {
+        Some((v, false))
+    } else if ok(v.swap_bytes()) {
+        Some((v.swap_bytes(), true))
+    } else {
+        None
+    }
+}
+
+fn rsa_bits_ok(v: u16) -> bool {
+    (512..=4096).contains(&v) && v.is_multiple_of(8)
+}
+
+fn ecc_bits_ok(v: u16) -> bool {
+    matches!(v, 160 | 192 | 224 | 255 | 256 | 320 | 384 | 448 | 512 | 521)
+}
+
+/// CSNDPKB: a skeleton token for CSNDPKG (RSA-CRT / RSA-AESM / RSA-AESC /
+/// ECC-PAIR / QSA-PAIR). Clear-key imports and public-only builds are not
+/// emulated (16/336).
+#[allow(
+    clippy::indexing_slicing,
+    reason = "builder: every index is into a buffer allocated above with room for all fields"
+)]
+pub fn token_build(rule_bytes: &[u8], count: i64, kvs: &[u8]) -> Result<Vec<u8>, Fail> {
+    let kws = parse_rules(rule_bytes, count, 1, 6)?;
+    let mut kind = None;
+    let mut usage = 0u8;
+    for k in &kws {
+        let s = k.as_str();
+        let sid = match s.as_str() {
+            "RSA-CRT" => Some(0x08),
+            "RSA-AESM" => Some(0x30),
+            "RSA-AESC" => Some(0x31),
+            "ECC-PAIR" => Some(0x20),
+            "QSA-PAIR" => Some(0x50),
+            "RSA-PUBL" | "ECC-PUBL" | "QSA-PUBL" => return Err(COMPONENT),
+            "KEY-MGMT" | "KEY-PAIR" | "ECC-VER1" | "U-DATENC" | "XPRTCPAC" | "NOEXPORT" => None,
+            "SIG-ONLY" | "U-DIGSIG" => {
+                usage = 0x80;
+                None
+            }
+            _ => return Err(BAD_KEYWORD),
+        };
+        if let Some(id) = sid {
+            if kind.replace(id).is_some() {
+                return Err(BAD_COMBINATION);
+            }
+        }
+    }
+    let sid = kind.ok_or(BAD_COMBINATION)?;
+    let mut sec = [0u8; SKEL_LEN];
+    sec[0] = sid;
+    sec[2..4].copy_from_slice(&(SKEL_LEN as u16).to_be_bytes());
+    sec[4] = usage;
+    let mut public = Vec::new();
+    match sid {
+        0x08 | 0x30 | 0x31 => {
+            let (bits, host) = u16_either(kvs, 0, rsa_bits_ok).ok_or(PKB_KEY_SIZE)?;
+            let (elen, _) = u16_either(kvs, 4, |v| v <= 256).ok_or(PKB_KEY_SIZE)?;
+            let e = kvs.get(18..18 + usize::from(elen)).ok_or(PKB_KEY_SIZE)?;
+            sec[5] = u8::from(host);
+            sec[10..12].copy_from_slice(&bits.to_be_bytes());
+            public = tokens::rsa_public_section(e, &vec![0; usize::from(bits) / 8], false, false);
+        }
+        0x20 => {
+            let ct = *kvs.first().ok_or(PKB_KEY_SIZE)?;
+            let (bits, _) = u16_either(kvs, 2, ecc_bits_ok).ok_or(PKB_KEY_SIZE)?;
+            sec[6] = ct;
+            sec[8..10].copy_from_slice(&bits.to_be_bytes());
+        }
+        _ => {
+            let alg = *kvs.first().ok_or(PKB_KEY_SIZE)?;
+            let params = token::be16(kvs, 2).ok_or(PKB_KEY_SIZE)?;
+            qsa_sizes(alg, params).ok_or(PKB_KEY_SIZE)?;
+            sec[6] = alg;
+            sec[8..10].copy_from_slice(&params.to_be_bytes());
+        }
+    }
+    Ok(tokens::pka_token(0x1F, &[&sec, &public]))
+}
+
+/// Public/private sizes of a QSA algorithm: (rho or pk length, t1 or seed
+/// length, private length).
+fn qsa_sizes(alg: u8, params: u16) -> Option<(usize, usize, usize)> {
+    match (alg, params) {
+        (0x01 | 0x03 | 0x05 | 0x07, 0x0404 | 0x0605 | 0x0807) => {
+            let k = usize::from(params >> 8);
+            Some((32, 320 * k, 32 + 32 + 64 + 96 * k + 416 * k))
+        }
+        (0x06, 0x0512 | 0x0768 | 0x1024) => {
+            let k = match params {
+                0x0512 => 2,
+                0x0768 => 3,
+                _ => 4,
+            };
+            Some((384 * k + 32, 0, 768 * k + 96))
+        }
+        _ => None,
+    }
+}
+
+fn random_odd_top(n: usize) -> Result<Vec<u8>, Fail> {
+    let mut v = crypto::random(n)?.to_vec();
+    if let Some(b) = v.first_mut() {
+        *b |= 0xC0;
+    }
+    if let Some(b) = v.last_mut() {
+        *b |= 1;
+    }
+    Ok(v)
+}
+
+/// CSNDPKG (`MASTER`): a key pair from an emulator skeleton, wrapped under
+/// the CURRENT ASYM (RSA-CRT) or APKA master key.
+pub fn key_generate(
+    store: &Store,
+    rule_bytes: &[u8],
+    count: i64,
+    skel: &[u8],
+) -> Result<Vec<u8>, Fail> {
+    let kws = parse_rules(rule_bytes, count, 0, 2)?;
+    for k in &kws {
+        if !matches!(k.as_str().as_str(), "MASTER" | "XPRTCPAC") {
+            return Err(BAD_KEYWORD);
+        }
+    }
+    if skel.first() != Some(&0x1F) {
+        return Err(UNUSABLE);
+    }
+    let sec: [u8; SKEL_LEN] = skel
+        .get(8..8 + SKEL_LEN)
+        .and_then(|s| s.try_into().ok())
+        .ok_or(UNUSABLE)?;
+    let sid = sec[0];
+    let state = store.read()?;
+    match sid {
+        0x08 | 0x30 | 0x31 => {
+            let bits = usize::from(u16::from_be_bytes([sec[10], sec[11]]));
+            let host = sec[5] == 1;
+            let pubsec = skel.get(8 + SKEL_LEN..).ok_or(UNUSABLE)?;
+            let elen = usize::from(token::be16(pubsec, 6).ok_or(UNUSABLE)?);
+            let mut e = pubsec.get(12..12 + elen).ok_or(UNUSABLE)?.to_vec();
+            if e.iter().all(|&b| b == 0) {
+                e = vec![0x01, 0x00, 0x01];
+            }
+            let nb = bits / 8;
+            let half = nb / 2;
+            let mut crt: [Zeroizing<Vec<u8>>; 5] = Default::default();
+            for c in crt.iter_mut() {
+                *c = Zeroizing::new(random_odd_top(half)?);
+            }
+            let parts = RsaParts {
+                n: random_odd_top(nb)?,
+                e,
+                d: Zeroizing::new(random_odd_top(nb)?),
+                crt,
+            };
+            let (kind, t) = match sid {
+                0x08 => (TokenKind::RsaCrt, MkType::Asym),
+                0x30 => (TokenKind::RsaAesm, MkType::Apka),
+                _ => (TokenKind::RsaAesc, MkType::Apka),
+            };
+            let (mk, vp) = current(&state, t)?;
+            tokens::rsa_build(kind, &parts, &mk, &vp, host)
+        }
+        0x20 => {
+            let (mk, vp) = current(&state, MkType::Apka)?;
+            let ct = sec[6];
+            let bits = u16::from_be_bytes([sec[8], sec[9]]);
+            let (d, q) = ec_pair(ct, bits)?;
+            tokens::ecc_build(ct, bits, sec[4], &d, &q, &mk, &vp)
+        }
+        0x50 => {
+            let (mk, vp) = current(&state, MkType::Apka)?;
+            let params = u16::from_be_bytes([sec[8], sec[9]]);
+            qsa_build(sec[6], params, &mk, &vp)
+        }
+        _ => Err(UNUSABLE),
+    }
+}
+
+/// An EC key pair: real on P-256, random bytes of the right sizes elsewhere.
+fn ec_pair(curve_type: u8, bits: u16) -> Result<(Zeroizing<Vec<u8>>, Vec<u8>), Fail> {
+    if curve_type == 0 && bits == 256 {
+        for _ in 0..8 {
+            let d = crypto::random(32)?;
+            if let Ok(sk) = p256::SecretKey::from_slice(&d) {
+                let q = sk.public_key().to_encoded_point(false).as_bytes().to_vec();
+                return Ok((d, q));
+            }
+        }
+        return Err(COMPONENT);
+    }
+    let n = usize::from(bits).div_ceil(8);
+    let d = crypto::random(n)?;
+    let q = if curve_type == 2 {
+        crypto::random(n)?.to_vec()
+    } else {
+        let mut q = vec![0x04];
+        q.extend_from_slice(&crypto::random(2 * n)?);
+        q
+    };
+    Ok((d, q))
+}
+
+#[allow(
+    clippy::indexing_slicing,
+    reason = "builder: every index is into a buffer allocated above with room for all fields"
+)]
+fn qsa_build(alg: u8, params: u16, mk: &[u8], vp: &[u8]) -> Result<Vec<u8>, Fail> {
+    use pkcscca::cca::token::pka;
+    let (l1, l2, lpriv) = qsa_sizes(alg, params).ok_or(UNUSABLE)?;
+    let blob = crypto::random(48)?;
+    let secret = crypto::random(lpriv)?;
+    let payload = crypto::kwp_wrap(&blob[16..], &secret)?;
+    let len = 128 + payload.len();
+    let mut s = vec![0u8; len];
+    s[0] = 0x50;
+    s[2..4].copy_from_slice(&(len as u16).to_be_bytes());
+    s[6..8].copy_from_slice(&(payload.len() as u16).to_be_bytes());
+    s[9] = alg;
+    s[10..12].copy_from_slice(&params.to_be_bytes());
+    let sealed = tokens::opk_seal(&blob, mk, true)?;
+    s[pka::QSA_OPK..pka::QSA_OPK + 48].copy_from_slice(&sealed);
+    s[pka::QSA_MKVP..pka::QSA_MKVP + 8].copy_from_slice(vp.get(..8).ok_or(COMPONENT)?);
+    s[128..].copy_from_slice(&payload);
+    let plen = 24 + l1 + l2;
+    let mut p = vec![0u8; plen];
+    p[0] = 0x51;
+    p[2..4].copy_from_slice(&(plen as u16).to_be_bytes());
+    p[5] = alg;
+    p[6..8].copy_from_slice(&params.to_be_bytes());
+    p[10..12].copy_from_slice(&(l1 as u16).to_be_bytes());
+    p[12..14].copy_from_slice(&(l2 as u16).to_be_bytes());
+    p[24..].copy_from_slice(&crypto::random(l1 + l2)?);
+    Ok(tokens::pka_token(0x1F, &[&s, &p]))
+}
+
+/// CSNDPKX: the external public token (`X'1E'` + public section, with the
+/// modulus for RSA) of an internal or external PKA token.
+pub fn public_key_extract(rule_bytes: &[u8], count: i64, src: &[u8]) -> Result<Vec<u8>, Fail> {
+    parse_rules(rule_bytes, count, 0, 0)?;
+    match token::classify(src) {
+        Ok(info)
+            if matches!(
+                info.kind,
+                TokenKind::RsaCrt | TokenKind::RsaAesm | TokenKind::RsaAesc
+            ) =>
+        {
+            let (n, e) = tokens::rsa_public(src, &info)?;
+            let sec = tokens::rsa_public_section(&e, &n, true, false);
+            Ok(tokens::pka_token(0x1E, &[&sec]))
+        }
+        Ok(_) | Err(token::TokenError::External) | Err(token::TokenError::PublicOnly) => {
+            let sec = tokens::public_section(src)?.to_vec();
+            Ok(tokens::pka_token(0x1E, &[&sec]))
+        }
+        Err(_) => Err(UNUSABLE),
+    }
+}
+
+/// CSNDPKT `INTDWAKW`: an internal RSA-CRT `X'08'` token (under CURRENT or
+/// OLD ASYM) becomes an RSA-AESC `X'31'` token under CURRENT APKA.
+pub fn key_translate(
+    store: &Store,
+    rule_bytes: &[u8],
+    count: i64,
+    src: &[u8],
+) -> Result<Vec<u8>, Fail> {
+    let kws = parse_rules(rule_bytes, count, 1, 1)?;
+    if kws.first() != Some(&Keyword::new("INTDWAKW")) {
+        return Err(BAD_KEYWORD);
+    }
+    let state = store.read()?;
+    let (info, mk) = token_key(&state, src)?;
+    if info.kind != TokenKind::RsaCrt {
+        return Err(UNUSABLE);
+    }
+    let parts = tokens::rsa_private(src, &info, &mk)?;
+    let (amk, avp) = current(&state, MkType::Apka)?;
+    tokens::rsa_build(TokenKind::RsaAesc, &parts, &amk, &avp, false)
+}
