@@ -284,8 +284,8 @@ admin status || fail "csulcca-emu-admin status failed"
 # value into NEW, then SET (CURRENT -> OLD, NEW -> CURRENT).
 mk_change() {
     local t
-    for t in SYM AES; do admin load-new "$t" || fail "csulcca-emu-admin load-new $t"; done
-    for t in SYM AES; do admin set "$t" || fail "csulcca-emu-admin set $t"; done
+    for t in sym aes; do admin load-new "$t" --random || fail "csulcca-emu-admin load-new $t --random"; done
+    for t in sym aes; do admin set "$t" || fail "csulcca-emu-admin set $t"; done
 }
 
 start_slotd() {
