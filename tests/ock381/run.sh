@@ -85,6 +85,7 @@ need=()
 pkg_ok() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
 for p in opencryptoki python3; do pkg_ok "$p" || need+=("$p"); done
 command -v cc >/dev/null || need+=(gcc libc6-dev)   # for the verb tracer
+command -v nm >/dev/null || need+=(binutils)         # export check
 installed_now=0
 if ((${#need[@]})); then
     log "installing: ${need[*]}"
@@ -240,6 +241,10 @@ if [[ ! -e $SYSLOG_SOCK ]]; then
     for _ in $(seq 50); do [[ -S $SYSLOG_SOCK ]] && break; sleep 0.05; done
 fi
 mkdir -p "$LOG_DIR"
+# The lock root comes from tmpfiles.d, which a container without systemd may
+# never have applied (and /run is emptied at boot); pkcsslotd needs it for
+# LCK..APIlock and does not create it (3.8.1 mutex.c).
+[[ -d $LOCK_DIR ]] || install -d -m 0770 -o root -g pkcs11 "$LOCK_DIR"
 cat >"$CONF_DIR/opencryptoki.conf" <<EOF
 version opencryptoki-3.8.1
 # Written by pkcscca-rs tests/ock381/run.sh; the original is restored on exit.
