@@ -3,8 +3,8 @@
 # (libcsulcca.so from tests/csulcca-emu), end to end:
 #
 #   pkcsslotd + CCA STDLL -> init token, PINs, generate keys, encrypt
-#   emulated master key change (csulcca-emu-admin: load NEW SYM/AES, SET)
-#   real /usr/sbin/pkcscca -m keys (sym, aes) driven through a pty
+#   emulated master key change (csulcca-emu-admin: load NEW SYM/AES/APKA, SET)
+#   real /usr/sbin/pkcscca -m keys (sym, aes, apka) driven through a pty
 #   restart -> the migrated keys decrypt the data encrypted before the change
 #
 # Needs root on Debian bookworm x86_64; installs opencryptoki and python3 when
@@ -285,17 +285,17 @@ admin() {
 }
 admin status || fail "csulcca-emu-admin status failed"
 
-# An emulated master key change for the SYM and AES registers: a new random
-# value into NEW, then SET (CURRENT -> OLD, NEW -> CURRENT).
+# An emulated master key change for the SYM, AES and APKA registers: a new
+# random value into NEW, then SET (CURRENT -> OLD, NEW -> CURRENT).
 mk_change() {
     local t
-    for t in sym aes; do admin load-new "$t" --random || fail "csulcca-emu-admin load-new $t --random"; done
-    for t in sym aes; do admin set "$t" || fail "csulcca-emu-admin set $t"; done
+    for t in sym aes apka; do admin load-new "$t" --random || fail "csulcca-emu-admin load-new $t --random"; done
+    for t in sym aes apka; do admin set "$t" || fail "csulcca-emu-admin set $t"; done
 }
 
 start_slotd() {
     rm -f "$PID_FILE"
-    "${CLIENT_ENV[@]}" /usr/sbin/pkcsslotd || fail "pkcsslotd exited with $?"
+    timeout 60 "${CLIENT_ENV[@]}" /usr/sbin/pkcsslotd || fail "pkcsslotd exited with $?"
     for _ in $(seq 100); do
         SLOTD_PID=$(slotd_running_pid) && break
         sleep 0.05
@@ -309,7 +309,7 @@ start_slotd() {
 
 drill() {
     log "ock-drill $*"
-    "${CLIENT_ENV[@]}" "$DRILL" --lib "$P11_LIB" "$@" 2>&1 | sed 's/^/    /'
+    timeout 120 "${CLIENT_ENV[@]}" "$DRILL" --lib "$P11_LIB" "$@" 2>&1 | sed 's/^/    /'
     return "${PIPESTATUS[0]}"
 }
 
@@ -339,7 +339,7 @@ drill info || fail "cannot list slots"
 drill setup --slot "$CCA_SLOT" --label "ock381 cca" --state "$WORK/drill.state" \
     || fail "token setup through PKCS#11 failed (see the ock-drill line above)"
 
-step "master key change (emulated: load NEW SYM and AES, SET)"
+step "master key change (emulated: load NEW SYM, AES and APKA, SET)"
 mk_change
 admin status || fail "status after SET"
 
@@ -371,13 +371,22 @@ out="$WORK/pkcscca-aes.out.txt"
 grep -q 'Successfully migrated: AES: 2\. HMAC: 1\.' "$out" \
     || fail "pkcscca -k aes did not report 'Successfully migrated: AES: 2. HMAC: 1.'"
 ! grep -q 'Failed to migrate' "$out" || fail "pkcscca -k aes reported failures"
+
+step "pkcscca -m keys -k apka"
+pkcscca_keys apka || fail "pkcscca -k apka exited $?"
+out="$WORK/pkcscca-apka.out.txt"
+# Only the private half of the EC pair: the public object (which in 3.8.1
+# holds the same full secure token) has no CKA_EXTRACTABLE and is not found.
+grep -q 'Successfully migrated: ECC: 1\.' "$out" \
+    || fail "pkcscca -k apka did not report 'Successfully migrated: ECC: 1.'"
+! grep -q 'Failed to migrate' "$out" || fail "pkcscca -k apka reported failures"
 stop_slotd
 
 step "restart and decrypt with the migrated keys"
 start_slotd
 drill verify --slot "$CCA_SLOT" --state "$WORK/drill.state" \
-    --migrated des-gen,des3-gen,aes128-gen,aes256-gen,hmac-gen \
-    --untouched aes128-noextract,ec-p256 \
+    --migrated des-gen,des3-gen,aes128-gen,aes256-gen,hmac-gen,ec-p256 \
+    --untouched aes128-noextract,ec-p256-pub \
     || fail "verification after migration failed (see the ock-drill lines above)"
 stop_slotd
 
@@ -388,8 +397,8 @@ step "second master key change: what pkcscca skipped is lost"
 mk_change
 start_slotd
 drill verify --slot "$CCA_SLOT" --state "$WORK/drill.state" \
-    --migrated des-gen,des3-gen,aes128-gen,aes256-gen,hmac-gen \
-    --untouched aes128-noextract,ec-p256 --lost aes128-noextract \
+    --migrated des-gen,des3-gen,aes128-gen,aes256-gen,hmac-gen,ec-p256 \
+    --untouched aes128-noextract,ec-p256-pub --lost aes128-noextract \
     || fail "after a second master key change (see the ock-drill lines above)"
 stop_slotd
 

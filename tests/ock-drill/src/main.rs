@@ -58,9 +58,42 @@ trait Context<T> {
     fn step(self, what: &str) -> Result<T, Failure>;
 }
 
-impl<T, E: std::fmt::Display> Context<T> for Result<T, E> {
+impl<T, E: Brief> Context<T> for Result<T, E> {
     fn step(self, what: &str) -> Result<T, Failure> {
-        self.map_err(|e| Failure(format!("{what}: {e}")))
+        self.map_err(|e| Failure(format!("{what}: {}", e.brief())))
+    }
+}
+
+/// One-line text of an error. For a PKCS#11 error that is the function and
+/// the `CKR_` name, not `cryptoki`'s paragraph from the specification.
+trait Brief {
+    fn brief(&self) -> String;
+}
+
+impl Brief for cryptoki::error::Error {
+    fn brief(&self) -> String {
+        match self {
+            cryptoki::error::Error::Pkcs11(rv, function) => format!("{function}: {rv:?}"),
+            other => other.to_string(),
+        }
+    }
+}
+
+impl Brief for std::io::Error {
+    fn brief(&self) -> String {
+        self.to_string()
+    }
+}
+
+impl Brief for Failure {
+    fn brief(&self) -> String {
+        self.0.clone()
+    }
+}
+
+impl Brief for std::num::ParseIntError {
+    fn brief(&self) -> String {
+        self.to_string()
     }
 }
 
@@ -283,7 +316,7 @@ fn info(p11: &Pkcs11) -> Result<(), Failure> {
                 ti.token_initialized(),
                 ti.user_pin_initialized()
             ),
-            Err(e) => println!(" (C_GetTokenInfo unreadable: {e})"),
+            Err(e) => println!(" (C_GetTokenInfo unreadable: {})", e.brief()),
         }
     }
     Ok(())
@@ -316,16 +349,17 @@ fn setup(p11: &Pkcs11, args: &Args) -> Result<(), Failure> {
     let mut state = String::new();
     let mut handles = BTreeMap::new();
     for k in KEYS {
-        let h = generate(&s, k).step(&format!("generate {}", k.label))?;
-        let opaque = opaque(&s, h).step(&format!("read CKA_IBM_OPAQUE of {}", k.label))?;
-        println!(
-            "generated {:<17} opaque {} bytes{}",
-            k.label,
-            opaque.len(),
-            mkvp_note(&opaque)
-        );
-        let _ = writeln!(state, "key {} {}", k.label, hex(&opaque));
-        handles.insert(k.label, h);
+        for (label, h) in generate(&s, k).step(&format!("generate {}", k.label))? {
+            let opaque = opaque(&s, h).step(&format!("read CKA_IBM_OPAQUE of {label}"))?;
+            println!(
+                "generated {:<17} opaque {} bytes{}",
+                label,
+                opaque.len(),
+                mkvp_note(&opaque)
+            );
+            let _ = writeln!(state, "key {label} {}", hex(&opaque));
+            handles.insert(label, h);
+        }
     }
     for c in CIPHERS {
         let h = *handles
@@ -364,16 +398,20 @@ fn setup(p11: &Pkcs11, args: &Args) -> Result<(), Failure> {
     Ok(())
 }
 
-fn generate(s: &Session, k: &KeySpec) -> cryptoki::error::Result<ObjectHandle> {
-    let common = |class: ObjectClass, private: bool| {
+/// Generates one key (or key pair) and returns its objects by label: the
+/// public half of a pair is labelled `<label>-pub`. In 3.8.1 both halves of a
+/// CCA key pair carry the whole secure key token in `CKA_IBM_OPAQUE`.
+fn generate(s: &Session, k: &KeySpec) -> cryptoki::error::Result<Vec<(String, ObjectHandle)>> {
+    let common = |class: ObjectClass, private: bool, label: &str| {
         vec![
             Attribute::Class(class),
             Attribute::Token(true),
             Attribute::Private(private),
-            Attribute::Label(k.label.as_bytes().to_vec()),
+            Attribute::Label(label.as_bytes().to_vec()),
         ]
     };
-    let mut t = common(ObjectClass::SECRET_KEY, true);
+    let one = |h| vec![(k.label.to_owned(), h)];
+    let mut t = common(ObjectClass::SECRET_KEY, true, k.label);
     t.push(Attribute::Extractable(k.extractable));
     match k.kind {
         KeyKind::Des | KeyKind::Des3 | KeyKind::Aes(_) => {
@@ -387,25 +425,26 @@ fn generate(s: &Session, k: &KeySpec) -> cryptoki::error::Result<ObjectHandle> {
         KeyKind::EcP256 => {}
     }
     match k.kind {
-        KeyKind::Des => s.generate_key(&Mechanism::DesKeyGen, &t),
-        KeyKind::Des3 => s.generate_key(&Mechanism::Des3KeyGen, &t),
+        KeyKind::Des => s.generate_key(&Mechanism::DesKeyGen, &t).map(one),
+        KeyKind::Des3 => s.generate_key(&Mechanism::Des3KeyGen, &t).map(one),
         KeyKind::Aes(n) => {
             t.push(Attribute::ValueLen(n.into()));
-            s.generate_key(&Mechanism::AesKeyGen, &t)
+            s.generate_key(&Mechanism::AesKeyGen, &t).map(one)
         }
         KeyKind::Generic(n) => {
             t.push(Attribute::ValueLen(n.into()));
-            s.generate_key(&Mechanism::GenericSecretKeyGen, &t)
+            s.generate_key(&Mechanism::GenericSecretKeyGen, &t).map(one)
         }
         KeyKind::EcP256 => {
-            let mut public = common(ObjectClass::PUBLIC_KEY, false);
+            let public_label = format!("{}-pub", k.label);
+            let mut public = common(ObjectClass::PUBLIC_KEY, false, &public_label);
             public.push(Attribute::EcParams(P256_PARAMS.to_vec()));
             public.push(Attribute::Verify(true));
-            let mut private = common(ObjectClass::PRIVATE_KEY, true);
+            let mut private = common(ObjectClass::PRIVATE_KEY, true, k.label);
             private.push(Attribute::Sign(true));
             private.push(Attribute::Extractable(k.extractable));
             s.generate_key_pair(&Mechanism::EccKeyPairGen, &public, &private)
-                .map(|(_, pr)| pr)
+                .map(|(pu, pr)| vec![(k.label.to_owned(), pr), (public_label, pu)])
         }
     }
 }
@@ -455,29 +494,14 @@ fn unhex(s: &str) -> Result<Vec<u8>, Failure> {
         .collect()
 }
 
-/// Finds exactly one private token key with the given label.
+/// Finds exactly one token object with the given label (the drill gives every
+/// object its own label).
 fn find(s: &Session, label: &str) -> Result<ObjectHandle, Failure> {
     let t = [
         Attribute::Token(true),
         Attribute::Label(label.as_bytes().to_vec()),
     ];
-    let mut found = s.find_objects(&t).step(&format!("C_FindObjects {label}"))?;
-    // The EC pair shares its label; the private half holds the secure token.
-    if found.len() > 1 {
-        let mut private = Vec::new();
-        for h in found {
-            let cls = s
-                .get_attributes(h, &[AttributeType::Class])
-                .step("C_GetAttributeValue")?;
-            if cls
-                .iter()
-                .any(|a| matches!(a, Attribute::Class(ObjectClass::PRIVATE_KEY)))
-            {
-                private.push(h);
-            }
-        }
-        found = private;
-    }
+    let found = s.find_objects(&t).step(&format!("C_FindObjects {label}"))?;
     match found.as_slice() {
         [h] => Ok(*h),
         other => Err(Failure(format!(
@@ -501,13 +525,13 @@ fn verify(p11: &Pkcs11, args: &Args) -> Result<(), Failure> {
         .step("C_Login(USER)")?;
 
     let mut problems = Vec::new();
-    let mut seen_keys = 0usize;
+    let mut recorded: Vec<String> = Vec::new();
     let mut seen_cts = 0usize;
     for line in text.lines() {
         let f: Vec<&str> = line.split(' ').collect();
         match f.as_slice() {
             ["key", label, before] => {
-                seen_keys += 1;
+                recorded.push((*label).to_owned());
                 let h = find(&s, label)?;
                 let now = opaque(&s, h)?;
                 let before = unhex(before)?;
@@ -545,7 +569,7 @@ fn verify(p11: &Pkcs11, args: &Args) -> Result<(), Failure> {
                     // Its secure key is wrapped by a master key the card no
                     // longer holds: the library must refuse to use it.
                     match result {
-                        Err(e) => println!("{label:<17} is unusable, as expected ({e})"),
+                        Err(e) => println!("{label:<17} is unusable, as expected ({})", e.brief()),
                         Ok(_) => problems
                             .push(format!("{label}: expected to be lost, it still decrypts")),
                     }
@@ -556,15 +580,16 @@ fn verify(p11: &Pkcs11, args: &Args) -> Result<(), Failure> {
                         println!("{label:<17} decrypts the data encrypted before the change")
                     }
                     Ok(_) => problems.push(format!("{label}: decrypts to different data")),
-                    Err(e) => problems.push(format!("{label}: C_Decrypt failed: {e}")),
+                    Err(e) => problems.push(format!("{label}: C_Decrypt failed: {}", e.brief())),
                 }
             }
             _ => return Err(Failure(format!("{state_path}: unreadable line {line:?}"))),
         }
     }
-    if seen_keys != KEYS.len() || seen_cts != CIPHERS.len() {
+    if recorded.len() < KEYS.len() || seen_cts != CIPHERS.len() {
         return Err(Failure(format!(
-            "{state_path}: incomplete ({seen_keys} keys, {seen_cts} ciphertexts)"
+            "{state_path}: incomplete ({} keys, {seen_cts} ciphertexts)",
+            recorded.len()
         )));
     }
     for m in args
@@ -573,8 +598,8 @@ fn verify(p11: &Pkcs11, args: &Args) -> Result<(), Failure> {
         .chain(&args.untouched)
         .chain(&args.lost)
     {
-        if !KEYS.iter().any(|k| k.label == m) {
-            return Err(Failure(format!("no key labelled {m} in the drill")));
+        if !recorded.contains(m) {
+            return Err(Failure(format!("no key labelled {m} in {state_path}")));
         }
     }
     s.logout().step("C_Logout(USER)")?;
