@@ -386,3 +386,54 @@ fn concurrent_threads_and_processes_keep_state_consistent() {
     let st = cca.mk_status(MkType::Aes).unwrap();
     assert_eq!((st.current.state, st.old.state), (2, 2));
 }
+
+fn kws(list: &[&str]) -> RuleArray {
+    RuleArray::new(&list.iter().map(|k| Keyword::new(k)).collect::<Vec<_>>())
+}
+
+#[test]
+fn variable_length_tokens_migrate_via_csnbktc2() {
+    let s = EmuSession::new("ktc2");
+    let cca = s.open();
+    let skel = cca
+        .csnbktb2(&kws(&["INTERNAL", "AES", "CIPHER", "NO-KEY", "ANY-MODE"]))
+        .unwrap();
+    assert_eq!(skel.len(), 56);
+    let cipher = cca.csnbkgn2(&kws(&["AES", "OP"]), 256, &skel).unwrap();
+    assert_eq!(cipher.len(), 136);
+    let hskel = cca
+        .csnbktb2(&kws(&["INTERNAL", "HMAC", "MAC", "GENERATE"]))
+        .unwrap();
+    let hmac = cca.csnbkgn2(&kws(&["HMAC", "OP"]), 512, &hskel).unwrap();
+    assert_eq!(hmac.len(), 56 + 112, "12+32+64 bytes rounded to 8");
+    let iv = [9u8; 16];
+    let data = [0xC3u8; 32];
+    let ct = cca.csnbsae(&cipher, &iv, &data).unwrap();
+
+    new_mk(&cca, MkType::Aes);
+    let vp = current_vp(&cca, MkType::Aes);
+    for (alg, orig) in [(rules::AES, &cipher), (rules::HMAC, &hmac)] {
+        let mut t = orig.clone();
+        t.extend_from_slice(&[0xEE; 40]); // caller's buffer larger than the token
+        cca.csnbktc2(&RuleArray::new(&[alg, rules::RTCMK]), &mut t)
+            .unwrap();
+        assert_eq!(t.len(), orig.len(), "{alg}: length");
+        assert_eq!(&t[10..18], &vp[..], "{alg}: MKVP");
+        assert_eq!(&t[30..56], &orig[30..56], "{alg}: AD unchanged");
+        let mut again = t.clone();
+        cca.csnbktc2(&RuleArray::new(&[rules::RTCMK, alg]), &mut again)
+            .unwrap();
+        assert_eq!(again, t, "{alg}: already CURRENT");
+        if alg == rules::AES {
+            assert_eq!(cca.csnbsad(&t, &iv, &ct).unwrap(), data);
+        }
+        let e = cca
+            .csnbktc2(&RuleArray::new(&[rules::RTCMK]), &mut t.clone())
+            .unwrap_err();
+        assert_eq!(
+            (e.rc, e.reason),
+            (8, 35),
+            "CSNBKTC2 takes exactly two keywords"
+        );
+    }
+}

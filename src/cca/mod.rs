@@ -54,6 +54,10 @@ pub enum Verb {
     Csndpkb,
     /// PKA Key Generate.
     Csndpkg,
+    /// Key Token Build2.
+    Csnbktb2,
+    /// Key Generate2.
+    Csnbkgn2,
 }
 
 impl Verb {
@@ -76,6 +80,8 @@ impl Verb {
             Verb::Csnbktb => "CSNBKTB",
             Verb::Csndpkb => "CSNDPKB",
             Verb::Csndpkg => "CSNDPKG",
+            Verb::Csnbktb2 => "CSNBKTB2",
+            Verb::Csnbkgn2 => "CSNBKGN2",
         }
     }
 }
@@ -414,6 +420,28 @@ impl Csulcca {
     pub fn csndpkg(&self, skeleton: &[u8]) -> Result<Vec<u8>, CcaError> {
         let (raw, out) = self.lib.csndpkg(&rules::MASTER.0, skeleton);
         check(Verb::Csndpkg, raw)?;
+        Ok(out)
+    }
+
+    /// CSNBKTB2: a keyless AES CIPHER / HMAC skeleton
+    /// (e.g. `INTERNAL AES CIPHER NO-KEY ANY-MODE`).
+    pub fn csnbktb2(&self, rule: &RuleArray) -> Result<Vec<u8>, CcaError> {
+        let (raw, out) = self.lib.csnbktb2(rule.as_bytes());
+        check(Verb::Csnbktb2, raw)?;
+        Ok(out)
+    }
+
+    /// CSNBKGN2 (`AES OP` / `HMAC OP`): a `bits`-bit key into `skeleton`.
+    pub fn csnbkgn2(
+        &self,
+        rule: &RuleArray,
+        bits: u32,
+        skeleton: &[u8],
+    ) -> Result<Vec<u8>, CcaError> {
+        let (raw, out) =
+            self.lib
+                .csnbkgn2(rule.as_bytes(), std::os::raw::c_long::from(bits), skeleton);
+        check(Verb::Csnbkgn2, raw)?;
         Ok(out)
     }
 }

@@ -17,6 +17,7 @@ use aes::Aes256;
 use des::TdesEde3;
 use zeroize::Zeroizing;
 
+use crate::codes::{SHORT_BUFFER, UNUSABLE};
 use crate::Fail;
 
 /// Bytes from the operating system's random source.
@@ -117,22 +118,35 @@ pub fn aes256_cbc0(key: &[u8], data: &mut [u8], enc: bool) -> Result<(), Fail> {
     aes_cbc(key, &[0u8; 16], data, enc)
 }
 
-/// RFC 3394 AES key wrap of `buf[8..]` with initial value `buf[..8]`; the
-/// result replaces `buf` and has the same length (cca.md §7.5).
-pub fn aeskw_wrap_inplace(kek: &[u8], buf: &mut [u8]) -> Result<(), Fail> {
-    let c = aes256(kek)?;
-    let n = buf.len() / 8 - 1;
-    if !buf.len().is_multiple_of(8) || n < 2 {
-        return Err(Fail::new(8, 72));
+/// Splits a key-wrap buffer into its integrity register A and 8-byte blocks.
+fn kw_split(buf: &[u8], bad: Fail) -> Result<([u8; 8], Vec<[u8; 8]>), Fail> {
+    if !buf.len().is_multiple_of(8) || buf.len() < 24 {
+        return Err(bad);
     }
     let mut a = [0u8; 8];
-    a.copy_from_slice(buf.get(..8).ok_or(Fail::new(8, 72))?);
-    let mut r: Vec<[u8; 8]> = buf
+    a.copy_from_slice(buf.get(..8).ok_or(bad)?);
+    let r = buf
         .get(8..)
         .unwrap_or(&[])
         .chunks_exact(8)
         .map(|c| c.try_into().unwrap_or([0; 8]))
         .collect();
+    Ok((a, r))
+}
+
+/// Writes A ‖ blocks back over `buf` (same length as split).
+fn kw_join(buf: &mut [u8], a: &[u8; 8], r: &mut [[u8; 8]]) {
+    let out: Zeroizing<Vec<u8>> =
+        Zeroizing::new(a.iter().chain(r.iter().flatten()).copied().collect());
+    r.iter_mut().for_each(|x| *x = [0; 8]);
+    buf.copy_from_slice(&out);
+}
+
+/// RFC 3394 AES key wrap of `buf[8..]` with initial value `buf[..8]`; the
+/// result replaces `buf` and has the same length (cca.md §7.5).
+pub fn aeskw_wrap_inplace(kek: &[u8], buf: &mut [u8]) -> Result<(), Fail> {
+    let c = aes256(kek)?;
+    let (mut a, mut r) = kw_split(buf, SHORT_BUFFER)?;
     let mut t = 0u64;
     for _ in 0..6 {
         for ri in r.iter_mut() {
@@ -148,31 +162,15 @@ pub fn aeskw_wrap_inplace(kek: &[u8], buf: &mut [u8]) -> Result<(), Fail> {
             ri.copy_from_slice(&b[8..]);
         }
     }
-    let out: Vec<u8> = a
-        .iter()
-        .copied()
-        .chain(r.iter().flatten().copied())
-        .collect();
-    buf.copy_from_slice(&out);
+    kw_join(buf, &a, &mut r);
     Ok(())
 }
 
 /// Inverse of [`aeskw_wrap_inplace`]: recovers initial value and data in place.
 pub fn aeskw_unwrap_inplace(kek: &[u8], buf: &mut [u8]) -> Result<(), Fail> {
     let c = aes256(kek)?;
-    let n = buf.len() / 8 - 1;
-    if !buf.len().is_multiple_of(8) || n < 2 {
-        return Err(Fail::new(8, 47));
-    }
-    let mut a = [0u8; 8];
-    a.copy_from_slice(buf.get(..8).ok_or(Fail::new(8, 47))?);
-    let mut r: Vec<[u8; 8]> = buf
-        .get(8..)
-        .unwrap_or(&[])
-        .chunks_exact(8)
-        .map(|c| c.try_into().unwrap_or([0; 8]))
-        .collect();
-    let mut t = (6 * n) as u64;
+    let (mut a, mut r) = kw_split(buf, UNUSABLE)?;
+    let mut t = 6 * r.len() as u64;
     for _ in 0..6 {
         for ri in r.iter_mut().rev() {
             let mut b = [0u8; 16];
@@ -187,14 +185,7 @@ pub fn aeskw_unwrap_inplace(kek: &[u8], buf: &mut [u8]) -> Result<(), Fail> {
             t -= 1;
         }
     }
-    let out: Zeroizing<Vec<u8>> = Zeroizing::new(
-        a.iter()
-            .copied()
-            .chain(r.iter().flatten().copied())
-            .collect(),
-    );
-    r.iter_mut().for_each(|x| *x = [0; 8]);
-    buf.copy_from_slice(&out);
+    kw_join(buf, &a, &mut r);
     Ok(())
 }
 

@@ -102,6 +102,22 @@ fn fits(out: &[u8], cap: i64) -> Result<(), Fail> {
     }
 }
 
+/// Copies a variable-length output to `out` and its length to `*len`,
+/// when it fits the caller's buffer (`*len` on input); else 8/72.
+///
+/// # Safety
+/// `len` is NULL or a readable and writable `long`; `out` points to `*len`
+/// writable bytes.
+unsafe fn put_out(out: *mut u8, len: PLong, o: &[u8]) -> Result<(), Fail> {
+    // SAFETY: forwarded contract.
+    unsafe {
+        fits(o, rd(len))?;
+        put(out, o);
+        wr(len, o.len() as i64);
+    }
+    Ok(())
+}
+
 /// Runs one verb: counts, latency, injected faults, panic guard, status.
 ///
 /// # Safety
@@ -321,9 +337,7 @@ pub unsafe extern "C" fn CSUACFV(
         run("CSUACFV", rc, reason, |_| {
             let mut v = query::VERSION.as_bytes().to_vec();
             v.push(0);
-            fits(&v, rd(len))?;
-            put(buf, &v);
-            wr(len, v.len() as i64);
+            put_out(buf, len, &v)?;
             Ok(())
         })
     }
@@ -348,9 +362,7 @@ pub unsafe extern "C" fn CSUAACM(
         run("CSUAACM", rc, reason, |_| {
             let (r, n) = rule(count, rule_a)?;
             let o = query::access_control(r, n, bytes(name, 8)?)?;
-            fits(&o, rd(out_len))?;
-            put(out, &o);
-            wr(out_len, o.len() as i64);
+            put_out(out, out_len, &o)?;
             Ok(())
         })
     }
@@ -534,9 +546,7 @@ unsafe fn sae(
                 bytes(iv, rd(iv_len))?,
                 bytes(text, rd(text_len))?,
             )?;
-            fits(&o, rd(out_len))?;
-            put(out, &o);
-            wr(out_len, o.len() as i64);
+            put_out(out, out_len, &o)?;
             Ok(())
         })
     }
@@ -637,9 +647,7 @@ pub unsafe extern "C" fn CSNDPKT(
             let s = bytes(src, rd(src_len))?;
             knobs::on_token("CSNDPKT", s)?;
             let o = pka::key_translate(st, r, n, s)?;
-            fits(&o, rd(out_len))?;
-            put(out, &o);
-            wr(out_len, o.len() as i64);
+            put_out(out, out_len, &o)?;
             Ok(())
         })
     }
@@ -667,9 +675,7 @@ pub unsafe extern "C" fn CSNDPKX(
             let s = bytes(src, rd(src_len))?;
             knobs::on_token("CSNDPKX", s)?;
             let o = pka::public_key_extract(r, n, s)?;
-            fits(&o, rd(out_len))?;
-            put(out, &o);
-            wr(out_len, o.len() as i64);
+            put_out(out, out_len, &o)?;
             Ok(())
         })
     }
@@ -815,9 +821,7 @@ pub unsafe extern "C" fn CSNBKTB2(
         run("CSNBKTB2", rc, reason, |_| {
             let (r, n) = rule(count, rule_a)?;
             let o = keys::key_token_build2(r, n, rd(bits))?;
-            fits(&o, rd(out_len))?;
-            put(out, &o);
-            wr(out_len, o.len() as i64);
+            put_out(out, out_len, &o)?;
             Ok(())
         })
     }
@@ -911,9 +915,7 @@ pub unsafe extern "C" fn CSNDPKB(
         run("CSNDPKB", rc, reason, |_| {
             let (r, n) = rule(count, rule_a)?;
             let o = pka::token_build(r, n, bytes(kvs, rd(kvs_len))?)?;
-            fits(&o, rd(out_len))?;
-            put(out, &o);
-            wr(out_len, o.len() as i64);
+            put_out(out, out_len, &o)?;
             Ok(())
         })
     }
@@ -942,9 +944,7 @@ pub unsafe extern "C" fn CSNDPKG(
         run("CSNDPKG", rc, reason, |st| {
             let (r, n) = rule(count, rule_a)?;
             let o = pka::key_generate(st, r, n, bytes(skel, rd(skel_len))?)?;
-            fits(&o, rd(out_len))?;
-            put(out, &o);
-            wr(out_len, o.len() as i64);
+            put_out(out, out_len, &o)?;
             Ok(())
         })
     }

@@ -13,7 +13,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use pkcscca::cca::MkType;
@@ -28,6 +28,10 @@ pub const DEFAULT_STATE_PATH: &str = "/var/lib/csulcca-emu/state";
 /// Seed used when `CSULCCA_EMU_SEED` is not set.
 pub const DEFAULT_SEED: &str = "csulcca-emu";
 const MAGIC: &str = "csulcca-emu-state 1";
+/// Mode of the state and lock files, set explicitly (not subject to the
+/// umask): readable and writable by the owner and the group, so the
+/// openCryptoki token group can use the card created by another user.
+pub const STATE_MODE: u32 = 0o660;
 
 /// The verification pattern the emulator computes for a master key
 /// (cca.md §3.3, §7.4). AES and APKA: first 8 bytes of SHA-256(`01` ‖ MK);
@@ -363,8 +367,11 @@ impl Store {
             .write(true)
             .create(true)
             .truncate(false)
-            .mode(0o600)
+            .mode(STATE_MODE)
             .open(self.lock_path())
+            .inspect(|f| {
+                let _ = f.set_permissions(fs::Permissions::from_mode(STATE_MODE));
+            })
             .ok()
     }
 
@@ -388,8 +395,9 @@ impl Store {
                 .write(true)
                 .create(true)
                 .truncate(true)
-                .mode(0o600)
+                .mode(STATE_MODE)
                 .open(&tmp)?;
+            f.set_permissions(fs::Permissions::from_mode(STATE_MODE))?;
             f.write_all(s.to_text().as_bytes())?;
             f.sync_all()?;
             fs::rename(&tmp, &self.path)
@@ -511,6 +519,6 @@ mod tests {
         assert_ne!(s.set(t).cur_vp(t), before);
         let mode =
             std::os::unix::fs::PermissionsExt::mode(&fs::metadata(&p).unwrap().permissions());
-        assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(mode & 0o777, STATE_MODE);
     }
 }

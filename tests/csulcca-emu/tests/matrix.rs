@@ -403,6 +403,14 @@ fn error_paths() {
         verbs::key_token_change(&s, Verb::Csnbktc2, ra.as_bytes(), 2, &mut short),
         Err(SHORT_BUFFER)
     );
+    // PKA token longer than the caller's length.
+    let ec = gen_pka(&s, &["ECC-PAIR"], &[0, 0, 1, 0, 0, 0, 0, 0]);
+    let mut cut = ec[..ec.len() - 1].to_vec();
+    let ecc_ra = RuleArray::new(&[rules::RTCMK, rules::ECC]);
+    assert_eq!(
+        verbs::key_token_change(&s, Verb::Csndktc, ecc_ra.as_bytes(), 2, &mut cut),
+        Err(SHORT_BUFFER)
+    );
     // External token.
     let ext = pka::public_key_extract(
         b"",
@@ -441,6 +449,17 @@ fn pkt_pkx_and_host_order_rsa() {
     let info = token::classify(&crt).unwrap();
     let (n, e) = tokens::rsa_public(&crt, &info).unwrap();
     assert_eq!((n.len(), e), (256, vec![1, 0, 1]));
+    // A real key pair: n = p·q and the CRT values are consistent.
+    let st = s.read().unwrap();
+    let (_, mk) = verbs::token_key(&st, &crt).unwrap();
+    let parts = tokens::rsa_private(&crt, &info, &mk).unwrap();
+    let big = |v: &[u8]| rsa::BigUint::from_bytes_be(v);
+    let (p, q) = (big(&parts.crt[0]), big(&parts.crt[1]));
+    assert_eq!(&p * &q, big(&n));
+    let one = rsa::BigUint::from(1u8);
+    assert_eq!((big(&parts.crt[4]) * &q) % &p, one, "U = q^-1 mod p");
+    let e_big = big(&[1, 0, 1]);
+    assert_eq!((big(&parts.crt[2]) * &e_big) % (&p - &one), one, "dp");
     // CSNDPKT INTDWAKW: same key under APKA as RSA-AESC.
     let ra = RuleArray::new(&[Keyword::new("INTDWAKW")]);
     let aesc = pka::key_translate(&s, ra.as_bytes(), 1, &crt).unwrap();

@@ -124,7 +124,7 @@ pub fn key_token_change(
         }
     }
     let method = method.ok_or(BAD_COMBINATION)?;
-    let tlen = pka_len(token);
+    let tlen = pka_len(token)?;
     let token = token.get_mut(..tlen).ok_or(UNUSABLE)?;
     let info = match token::classify(token) {
         Ok(i) => i,
@@ -176,16 +176,20 @@ pub fn key_token_change(
 
 /// Length of a PKA token in a caller's buffer: the header length (bytes
 /// 2–3) when it covers the first section and fits the buffer, else the
-/// buffer length. Other tokens: the buffer length.
-fn pka_len(t: &[u8]) -> usize {
+/// buffer length. A header length beyond the buffer is 8/72 (the caller's
+/// length is too small, cca.md §7.6). Other tokens: the buffer length.
+fn pka_len(t: &[u8]) -> Result<usize, Fail> {
     if matches!(t.first(), Some(0x1E | 0x1F)) {
         let hl = token::be16(t, 2).map(usize::from).unwrap_or(0);
+        if hl > t.len() {
+            return Err(SHORT_BUFFER);
+        }
         let first = token::section_len(t, token::pka::FIRST_SECTION).unwrap_or(usize::MAX);
-        if hl <= t.len() && first != usize::MAX && hl >= token::pka::FIRST_SECTION + first {
-            return hl;
+        if first != usize::MAX && hl >= token::pka::FIRST_SECTION + first {
+            return Ok(hl);
         }
     }
-    t.len()
+    Ok(t.len())
 }
 
 /// CSNBMKP (cca.md §7.3): optional `ADAPTER`, one class keyword, one action.

@@ -1,11 +1,10 @@
 //! PKA verbs: CSNDPKB (skeletons), CSNDPKG (key pairs), CSNDPKX (public
 //! key extract) and CSNDPKT (`INTDWAKW`, RSA-CRT → RSA-AESC).
 //!
-//! EC keys on P-256 are real (private scalar and its public point); other
-//! curves, RSA and QSA carry random key material in the exact layouts
-//! (tier 1 of cca.md §7.5): enough for openCryptoki to read modulus,
-//! exponent and point and for re-encipherment to be checked, not for
-//! signatures. Requests from openCryptoki 3.8.1 with host-order length
+//! RSA keys and EC keys on P-256 are real key pairs; other curves and QSA
+//! carry random key material in the exact layouts (tier 1 of cca.md §7.5):
+//! enough for openCryptoki to read the point and for re-encipherment to be
+//! checked, not for signatures. Requests from openCryptoki 3.8.1 with host-order length
 //! fields are accepted and answered in kind (§9.1).
 
 use p256::elliptic_curve::sec1::ToEncodedPoint;
@@ -128,15 +127,32 @@ fn qsa_sizes(alg: u8, params: u16) -> Option<(usize, usize, usize)> {
     }
 }
 
-fn random_odd_top(n: usize) -> Result<Vec<u8>, Fail> {
-    let mut v = crypto::random(n)?.to_vec();
-    if let Some(b) = v.first_mut() {
-        *b |= 0xC0;
-    }
-    if let Some(b) = v.last_mut() {
-        *b |= 1;
-    }
-    Ok(v)
+/// A real RSA key pair of `bits` with public exponent `e`: modulus, private
+/// exponent and the CRT components p, q, dp, dq, U = q⁻¹ mod p.
+fn rsa_pair(bits: usize, e: Vec<u8>) -> Result<RsaParts, Fail> {
+    use rsa::traits::{PrivateKeyParts, PublicKeyParts};
+    let exp = rsa::BigUint::from_bytes_be(&e);
+    let key = rsa::RsaPrivateKey::new_with_exp(&mut rand_core::OsRng, bits, &exp)
+        .map_err(|_| Fail::new(8, 121))?;
+    let (p, q) = match key.primes() {
+        [p, q] => (p, q),
+        _ => return Err(COMPONENT),
+    };
+    let z = |v: Vec<u8>| Zeroizing::new(v);
+    let qinv = key.qinv().ok_or(COMPONENT)?.to_bytes_be().1;
+    let crt = [
+        z(p.to_bytes_be()),
+        z(q.to_bytes_be()),
+        z(key.dp().ok_or(COMPONENT)?.to_bytes_be()),
+        z(key.dq().ok_or(COMPONENT)?.to_bytes_be()),
+        z(qinv),
+    ];
+    Ok(RsaParts {
+        n: key.n().to_bytes_be(),
+        e,
+        d: z(key.d().to_bytes_be()),
+        crt,
+    })
 }
 
 /// CSNDPKG (`MASTER`): a key pair from an emulator skeleton, wrapped under
@@ -172,18 +188,7 @@ pub fn key_generate(
             if e.iter().all(|&b| b == 0) {
                 e = vec![0x01, 0x00, 0x01];
             }
-            let nb = bits / 8;
-            let half = nb / 2;
-            let mut crt: [Zeroizing<Vec<u8>>; 5] = Default::default();
-            for c in crt.iter_mut() {
-                *c = Zeroizing::new(random_odd_top(half)?);
-            }
-            let parts = RsaParts {
-                n: random_odd_top(nb)?,
-                e,
-                d: Zeroizing::new(random_odd_top(nb)?),
-                crt,
-            };
+            let parts = rsa_pair(bits, e)?;
             let (kind, t) = match sid {
                 0x08 => (TokenKind::RsaCrt, MkType::Asym),
                 0x30 => (TokenKind::RsaAesm, MkType::Apka),
