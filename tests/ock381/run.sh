@@ -295,21 +295,20 @@ mk_change() {
 
 start_slotd() {
     rm -f "$PID_FILE"
-    timeout 60 "${CLIENT_ENV[@]}" /usr/sbin/pkcsslotd || fail "pkcsslotd exited with $?"
+    # No LD_LIBRARY_PATH: 3.8.1's pkcsslotd loads no STDLL and no CCA library
+    # (the STDLL runs inside each PKCS#11 application).
+    timeout 60 env -u LD_LIBRARY_PATH /usr/sbin/pkcsslotd || fail "pkcsslotd exited with $?"
     for _ in $(seq 100); do
         SLOTD_PID=$(slotd_running_pid) && break
         sleep 0.05
     done
     [[ -n $SLOTD_PID ]] || fail "pkcsslotd did not write $PID_FILE"
     log "pkcsslotd running, pid $SLOTD_PID"
-    if grep -q libcsulcca /proc/"$SLOTD_PID"/maps; then
-        log "note: pkcsslotd has libcsulcca.so mapped"
-    fi
 }
 
 drill() {
     log "ock-drill $*"
-    timeout 120 "${CLIENT_ENV[@]}" "$DRILL" --lib "$P11_LIB" "$@" 2>&1 | sed 's/^/    /'
+    timeout 120 "${CLIENT_ENV[@]}" "$DRILL" --lib "$P11_LIB" "$@" 2>&1 | tee "$WORK/drill.out" | sed 's/^/    /'
     return "${PIPESTATUS[0]}"
 }
 
@@ -340,6 +339,12 @@ drill setup --slot "$CCA_SLOT" --label "ock381 cca" --state "$WORK/drill.state" 
     || fail "token setup through PKCS#11 failed (see the ock-drill line above)"
 
 step "master key change (emulated: load NEW SYM, AES and APKA, SET)"
+# CURRENT register's MKVP of a type, as csulcca-emu-admin status shows it.
+current_mkvp() {
+    "$EMU_ADMIN" status | sed -n "s/^$1 .*CURRENT 2 \([0-9A-F]*\).*/\1/p" | tr A-F a-f
+}
+OLD_SYM=$(current_mkvp SYM)
+OLD_AES=$(current_mkvp AES)
 mk_change
 admin status || fail "status after SET"
 
@@ -383,6 +388,16 @@ drill verify --slot "$CCA_SLOT" --state "$WORK/drill.state" \
     --migrated des-gen,des3-gen,aes128-gen,aes256-gen,hmac-gen,ec-p256 \
     --untouched aes128-noextract,ec-p256-pub \
     || fail "verification after migration failed (see the ock-drill lines above)"
+# The re-enciphered fixed-length tokens carry the new CURRENT MKVP (cca.md
+# 1.2/1.3, bytes 8..16); the key pkcscca never saw still carries the old one.
+NEW_SYM=$(current_mkvp SYM)
+NEW_AES=$(current_mkvp AES)
+for pair in des-gen:$NEW_SYM des3-gen:$NEW_SYM aes128-gen:$NEW_AES aes256-gen:$NEW_AES \
+    aes128-noextract:$OLD_AES; do
+    grep -q "^${pair%%:*} .* MKVP ${pair#*:}\$" "$WORK/drill.out" \
+        || fail "${pair%%:*}: token does not carry MKVP ${pair#*:}"
+done
+log "token MKVPs: DES/DES3 $NEW_SYM, AES $NEW_AES (new CURRENT); aes128-noextract $OLD_AES (old)"
 stop_slotd
 
 step "second master key change: what pkcscca skipped is lost"
