@@ -3,8 +3,8 @@
 # (libcsulcca.so from tests/csulcca-emu), end to end:
 #
 #   pkcsslotd + CCA STDLL -> init token, PINs, generate keys, encrypt
-#   emulated master key change (csulcca-emu-admin: load NEW SYM/AES/APKA, SET)
-#   real /usr/sbin/pkcscca -m keys (sym, aes, apka) driven through a pty
+#   emulated master key change (csulcca-emu-admin: load NEW SYM/ASYM/AES/APKA, SET)
+#   real /usr/sbin/pkcscca -m keys (sym, aes, apka, asym) driven through a pty
 #   restart -> the migrated keys decrypt the data encrypted before the change
 #
 # Needs root on Debian bookworm x86_64; installs opencryptoki and python3 when
@@ -285,12 +285,12 @@ admin() {
 }
 admin status || fail "csulcca-emu-admin status failed"
 
-# An emulated master key change for the SYM, AES and APKA registers: a new
+# An emulated master key change for the SYM, ASYM, AES and APKA registers: a new
 # random value into NEW, then SET (CURRENT -> OLD, NEW -> CURRENT).
 mk_change() {
     local t
-    for t in sym aes apka; do admin load-new "$t" --random || fail "csulcca-emu-admin load-new $t --random"; done
-    for t in sym aes apka; do admin set "$t" || fail "csulcca-emu-admin set $t"; done
+    for t in sym asym aes apka; do admin load-new "$t" --random || fail "csulcca-emu-admin load-new $t --random"; done
+    for t in sym asym aes apka; do admin set "$t" || fail "csulcca-emu-admin set $t"; done
 }
 
 start_slotd() {
@@ -338,7 +338,7 @@ drill info || fail "cannot list slots"
 drill setup --slot "$CCA_SLOT" --label "ock381 cca" --state "$WORK/drill.state" \
     || fail "token setup through PKCS#11 failed (see the ock-drill line above)"
 
-step "master key change (emulated: load NEW SYM, AES and APKA, SET)"
+step "master key change (emulated: load NEW SYM, ASYM, AES and APKA, SET)"
 # CURRENT register's MKVP of a type, as csulcca-emu-admin status shows it.
 current_mkvp() {
     "$EMU_ADMIN" status | sed -n "s/^$1 .*CURRENT 2 \([0-9A-F]*\).*/\1/p" | tr A-F a-f
@@ -380,13 +380,16 @@ migrate aes "AES: 2. HMAC: 1."
 # Only the private half of the EC pair: the public object (which in 3.8.1
 # holds the same full secure token) has no CKA_EXTRACTABLE and is not found.
 migrate apka "ECC: 1."
+# The RSA pair (3.8.1's RSA-CRT token, wrapped under the ASYM master key):
+# again only the private object.
+migrate asym "RSA: 1."
 stop_slotd
 
 step "restart and decrypt with the migrated keys"
 start_slotd
 drill verify --slot "$CCA_SLOT" --state "$WORK/drill.state" \
-    --migrated des-gen,des3-gen,aes128-gen,aes256-gen,hmac-gen,ec-p256 \
-    --untouched aes128-noextract,ec-p256-pub \
+    --migrated des-gen,des3-gen,aes128-gen,aes256-gen,hmac-gen,ec-p256,rsa2048 \
+    --untouched aes128-noextract,ec-p256-pub,rsa2048-pub \
     || fail "verification after migration failed (see the ock-drill lines above)"
 # The re-enciphered fixed-length tokens carry the new CURRENT MKVP (cca.md
 # 1.2/1.3, bytes 8..16); the key pkcscca never saw still carries the old one.
@@ -407,8 +410,8 @@ step "second master key change: what pkcscca skipped is lost"
 mk_change
 start_slotd
 drill verify --slot "$CCA_SLOT" --state "$WORK/drill.state" \
-    --migrated des-gen,des3-gen,aes128-gen,aes256-gen,hmac-gen,ec-p256 \
-    --untouched aes128-noextract,ec-p256-pub --lost aes128-noextract \
+    --migrated des-gen,des3-gen,aes128-gen,aes256-gen,hmac-gen,ec-p256,rsa2048 \
+    --untouched aes128-noextract,ec-p256-pub,rsa2048-pub --lost aes128-noextract \
     || fail "after a second master key change (see the ock-drill lines above)"
 stop_slotd
 

@@ -113,6 +113,13 @@ enum KeyKind {
     Aes(u64),
     Generic(u64),
     EcP256,
+    /// RSA with this many modulus bits. The public exponent attribute is a
+    /// single 0x00 byte ("let the card choose"): 3.8.1 on a little-endian
+    /// host compares the exponent bytes right-aligned into a native
+    /// CK_ULONG, so 3 or 65537 never match and anything else but 0 is
+    /// CKR_TEMPLATE_INCONSISTENT (cca_specific.c
+    /// token_specific_rsa_generate_keypair).
+    Rsa(u64),
 }
 
 /// The keys `setup` generates. The non-extractable AES key is there on
@@ -152,6 +159,11 @@ const KEYS: &[KeySpec] = &[
     KeySpec {
         label: "ec-p256",
         kind: KeyKind::EcP256,
+        extractable: true,
+    },
+    KeySpec {
+        label: "rsa2048",
+        kind: KeyKind::Rsa(2048),
         extractable: true,
     },
 ];
@@ -422,7 +434,7 @@ fn generate(s: &Session, k: &KeySpec) -> cryptoki::error::Result<Vec<(String, Ob
             t.push(Attribute::Sign(true));
             t.push(Attribute::Verify(true));
         }
-        KeyKind::EcP256 => {}
+        KeyKind::EcP256 | KeyKind::Rsa(_) => {}
     }
     match k.kind {
         KeyKind::Des => s.generate_key(&Mechanism::DesKeyGen, &t).map(one),
@@ -444,6 +456,18 @@ fn generate(s: &Session, k: &KeySpec) -> cryptoki::error::Result<Vec<(String, Ob
             private.push(Attribute::Sign(true));
             private.push(Attribute::Extractable(k.extractable));
             s.generate_key_pair(&Mechanism::EccKeyPairGen, &public, &private)
+                .map(|(pu, pr)| vec![(k.label.to_owned(), pr), (public_label, pu)])
+        }
+        KeyKind::Rsa(bits) => {
+            let public_label = format!("{}-pub", k.label);
+            let mut public = common(ObjectClass::PUBLIC_KEY, false, &public_label);
+            public.push(Attribute::ModulusBits(bits.into()));
+            public.push(Attribute::PublicExponent(vec![0x00]));
+            public.push(Attribute::Verify(true));
+            let mut private = common(ObjectClass::PRIVATE_KEY, true, k.label);
+            private.push(Attribute::Sign(true));
+            private.push(Attribute::Extractable(k.extractable));
+            s.generate_key_pair(&Mechanism::RsaPkcsKeyPairGen, &public, &private)
                 .map(|(pu, pr)| vec![(k.label.to_owned(), pr), (public_label, pu)])
         }
     }
