@@ -10,8 +10,9 @@ use std::process::Command;
 /// Runs `tests/ock381/run.sh`: pkcsslotd and the CCA STDLL of openCryptoki
 /// 3.8.1 over `libcsulcca.so`, token initialisation, key generation and
 /// encryption through PKCS#11, an emulated master key change, the real
-/// `/usr/sbin/pkcscca -m keys` for `sym` and `aes`, and decryption of the old
-/// ciphertexts with the migrated keys.
+/// `/usr/sbin/pkcscca -m keys` for `sym`, `aes`, `apka` and `asym`,
+/// decryption of the old ciphertexts with the migrated keys, and a second
+/// change that shows the keys 3.8.1's pkcscca skips are lost.
 ///
 /// The script needs root and the Debian package registry, installs
 /// `opencryptoki` and `python3` when missing, and temporarily replaces
