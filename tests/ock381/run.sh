@@ -74,10 +74,6 @@ step "preconditions"
 [[ $(uname -m) == x86_64 ]] || fail "written for x86_64 (3.8.1's byte-order quirks are host-specific)"
 [[ -r /etc/debian_version ]] || fail "needs Debian (bookworm ships openCryptoki 3.8.1)"
 
-# One run at a time on a machine: the system paths are shared.
-exec 9>/run/lock/pkcscca-ock381.lock
-flock -w 600 9 || fail "another ock381 run holds /run/lock/pkcscca-ock381.lock"
-
 # --------------------------------------------------------------- install ---
 
 step "install"
@@ -100,6 +96,11 @@ OCK_VER=$(dpkg-query -W -f='${Version}' opencryptoki)
 PY=/usr/bin/python3
 [[ -x $PY ]] || fail "$PY missing after install"
 log "opencryptoki $OCK_VER"
+
+# One run at a time on a machine: the system paths are shared. The lock is
+# taken on the daemon's own binary (opened read-only), so no file is left.
+exec 9</usr/sbin/pkcsslotd || fail "no /usr/sbin/pkcsslotd after install"
+flock -w 600 9 || fail "another ock381 run holds the lock on /usr/sbin/pkcsslotd"
 
 slotd_running_pid() {
     local pid
@@ -124,7 +125,8 @@ fi
 step "build emulator and drill"
 CARGO=${CARGO:-cargo}
 (cd "$ROOT" && "$CARGO" build -q -p csulcca-emu -p ock-drill) || fail "cargo build failed"
-TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+TARGET_DIR=${CARGO_TARGET_DIR:-target}
+[[ $TARGET_DIR == /* ]] || TARGET_DIR="$ROOT/$TARGET_DIR"
 BIN="$TARGET_DIR/debug"
 EMU_LIB="$BIN/libcsulcca.so"
 EMU_ADMIN="$BIN/csulcca-emu-admin"
@@ -235,7 +237,7 @@ trap 'exit 130' INT TERM
 
 step "configure"
 if [[ ! -e $SYSLOG_SOCK ]]; then
-    "$PY" "$HERE/syslog_catch.py" "$SYSLOG_SOCK" "$WORK/syslog" &
+    "$PY" "$HERE/syslog_catch.py" "$SYSLOG_SOCK" "$WORK/syslog" 9<&- &
     SYSLOG_PID=$!
     SYSLOG_OURS=1
     for _ in $(seq 50); do [[ -S $SYSLOG_SOCK ]] && break; sleep 0.05; done
@@ -297,7 +299,7 @@ start_slotd() {
     rm -f "$PID_FILE"
     # No LD_LIBRARY_PATH: 3.8.1's pkcsslotd loads no STDLL and no CCA library
     # (the STDLL runs inside each PKCS#11 application).
-    timeout 60 env -u LD_LIBRARY_PATH /usr/sbin/pkcsslotd || fail "pkcsslotd exited with $?"
+    timeout 60 env -u LD_LIBRARY_PATH /usr/sbin/pkcsslotd 9<&- || fail "pkcsslotd exited with $?"
     for _ in $(seq 100); do
         SLOTD_PID=$(slotd_running_pid) && break
         sleep 0.05
