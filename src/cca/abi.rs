@@ -252,6 +252,71 @@ pub type CsnbrngFn = unsafe extern "C" fn(PLong, PLong, PLong, PBytes, PBytes, P
 /// CSNBRNGL (Random Number Generate Long).
 pub type CsnbrnglFn =
     unsafe extern "C" fn(PLong, PLong, PLong, PBytes, PLong, PBytes, PLong, PBytes, PLong, PBytes);
+/// CSNDDSG (Digital Signature Generate).
+pub type CsnddsgFn = unsafe extern "C" fn(
+    PLong,
+    PLong,
+    PLong,
+    PBytes,
+    PLong,
+    PBytes,
+    PLong,
+    PBytes,
+    PLong,
+    PBytes,
+    PLong,
+    PLong,
+    PBytes,
+);
+/// CSNDDSV (Digital Signature Verify).
+pub type CsnddsvFn = unsafe extern "C" fn(
+    PLong,
+    PLong,
+    PLong,
+    PBytes,
+    PLong,
+    PBytes,
+    PLong,
+    PBytes,
+    PLong,
+    PBytes,
+    PLong,
+    PBytes,
+);
+/// CSNDPKE / CSNDPKD (PKA Encrypt / Decrypt).
+pub type CsndpkeFn = unsafe extern "C" fn(
+    PLong,
+    PLong,
+    PLong,
+    PBytes,
+    PLong,
+    PBytes,
+    PLong,
+    PBytes,
+    PLong,
+    PBytes,
+    PLong,
+    PBytes,
+    PLong,
+    PBytes,
+);
+/// CSNBHMG / CSNBHMV (HMAC Generate / Verify).
+pub type CsnbhmgFn = unsafe extern "C" fn(
+    PLong,
+    PLong,
+    PLong,
+    PBytes,
+    PLong,
+    PBytes,
+    PLong,
+    PBytes,
+    PLong,
+    PBytes,
+    PLong,
+    PBytes,
+    PLong,
+    PBytes,
+);
 /// Shape used by the emulator for verbs it does not implement: only the
 /// common status prefix is touched (the C caller may pass more arguments,
 /// which the System V calling convention lets the callee ignore).

@@ -21,7 +21,7 @@ use pkcscca::cca::Verb;
 
 use crate::codes::*;
 use crate::state::Store;
-use crate::verbs::{self, keys, pka, query, usage};
+use crate::verbs::{self, keys, pka, query, sign, usage};
 use crate::{knobs, Fail};
 
 /// Largest length we accept from a caller for any one buffer.
@@ -162,18 +162,18 @@ pub const EMULATED: &[&str] = &[
     "CSNBKTC", "CSNBKTC2", "CSNDKTC", "CSUACFQ", "CSUACFV", "CSUAACM", "CSUACRA", "CSUACRD",
     "CSNBMKP", "CSNBENC", "CSNBDEC", "CSNBSAE", "CSNBSAD", "CSNDPKT", "CSNDPKX", "CSNBKGN",
     "CSNBKGN2", "CSNBKTB", "CSNBKTB2", "CSNBCKM", "CSNBKPI2", "CSNDPKB", "CSNDPKG", "CSNBRNG",
-    "CSNBRNGL",
+    "CSNBRNGL", "CSNDDSG", "CSNDDSV", "CSNDPKE", "CSNDPKD", "CSNBHMG", "CSNBHMV",
 ];
 
 not_emulated!(
     CSNBCKI, CSNBDKX, CSNBDKM, CSNBKEX, CSNBKIM, CSNBKPI, CSNBKSI, CSNBKRC, CSNBAKRC, CSNBKRD,
     CSNBKRL, CSNBKRR, CSNBKRW, CSNDKRC, CSNDKRD, CSNDKRL, CSNDKRR, CSNDKRW, CSNBKYT, CSNBKYTX,
-    CSNBKTR, CSNBMGN, CSNBMVR, CSNBOWH, CSNDPKI, CSNDDSG, CSNDDSV, CSNDSYI, CSNDSYI2, CSNDSYX,
-    CSUACFC, CSNDSBC, CSNDSBD, CSUALCT, CSUAACI, CSNDPKH, CSNDPKR, CSUAMKD, CSNDRKD, CSNDRKL,
-    CSNDSYG, CSNBPTR, CSNBCPE, CSNBCPA, CSNBPGN, CSNBPVR, CSNBDKG, CSNBEPG, CSNBCVE, CSNBCSG,
-    CSNBCSV, CSNBCVG, CSNBKTP, CSNDPKE, CSNDPKD, CSNBPEX, CSNBPEXX, CSUARNT, CSNBCVT, CSNBMDG,
-    CSNBTRV, CSNBSKY, CSNBSPN, CSNBPCU, CSNDEDH, CSUAPRB, CSNDTBC, CSNDRKX, CSNBKET, CSNBHMG,
-    CSNBHMV, CSNBCTT2, CSNBRKA, CSNBKTR2, CSUADHK, CSUADHQ, CSUAPCV,
+    CSNBKTR, CSNBMGN, CSNBMVR, CSNBOWH, CSNDPKI, CSNDSYI, CSNDSYI2, CSNDSYX, CSUACFC, CSNDSBC,
+    CSNDSBD, CSUALCT, CSUAACI, CSNDPKH, CSNDPKR, CSUAMKD, CSNDRKD, CSNDRKL, CSNDSYG, CSNBPTR,
+    CSNBCPE, CSNBCPA, CSNBPGN, CSNBPVR, CSNBDKG, CSNBEPG, CSNBCVE, CSNBCSG, CSNBCSV, CSNBCVG,
+    CSNBKTP, CSNBPEX, CSNBPEXX, CSUARNT, CSNBCVT, CSNBMDG, CSNBTRV, CSNBSKY, CSNBSPN, CSNBPCU,
+    CSNDEDH, CSUAPRB, CSNDTBC, CSNDRKX, CSNBKET, CSNBCTT2, CSNBRKA, CSNBKTR2, CSUADHK, CSUADHQ,
+    CSUAPCV,
 );
 
 /// CSNBKTC: Key Token Change for 64-byte DES / AES DATA tokens.
@@ -1007,6 +1007,196 @@ pub unsafe extern "C" fn CSNBRNGL(
 }
 const _: abi::CsnbrnglFn = CSNBRNGL;
 
+/// CSNDDSG: Digital Signature Generate (`PKCS-1.1`, `ECDSA`).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn CSNDDSG(
+    rc: PLong,
+    reason: PLong,
+    _el: PLong,
+    _ed: PBytes,
+    count: PLong,
+    rule_a: PBytes,
+    key_len: PLong,
+    key: PBytes,
+    hash_len: PLong,
+    hash: PBytes,
+    sig_len: PLong,
+    sig_bits: PLong,
+    sig: PBytes,
+) {
+    // SAFETY: CCA contract of CSNDDSG.
+    unsafe {
+        run("CSNDDSG", rc, reason, |st| {
+            let (r, n) = rule(count, rule_a)?;
+            let k = bytes(key, rd(key_len))?;
+            knobs::on_token("CSNDDSG", k)?;
+            let o = sign::sign(st, r, n, k, bytes(hash, rd(hash_len))?)?;
+            put_out(sig, sig_len, &o)?;
+            wr(sig_bits, o.len() as i64 * 8);
+            Ok(())
+        })
+    }
+}
+const _: abi::CsnddsgFn = CSNDDSG;
+
+/// CSNDDSV: Digital Signature Verify (4/429 when the signature is bad).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn CSNDDSV(
+    rc: PLong,
+    reason: PLong,
+    _el: PLong,
+    _ed: PBytes,
+    count: PLong,
+    rule_a: PBytes,
+    key_len: PLong,
+    key: PBytes,
+    hash_len: PLong,
+    hash: PBytes,
+    sig_len: PLong,
+    sig: PBytes,
+) {
+    // SAFETY: CCA contract of CSNDDSV.
+    unsafe {
+        run("CSNDDSV", rc, reason, |_| {
+            let (r, n) = rule(count, rule_a)?;
+            let k = bytes(key, rd(key_len))?;
+            let h = bytes(hash, rd(hash_len))?;
+            sign::verify(r, n, k, h, bytes(sig, rd(sig_len))?)
+        })
+    }
+}
+const _: abi::CsnddsvFn = CSNDDSV;
+
+/// CSNDPKE: PKA Encrypt (`PKCS-1.2`).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn CSNDPKE(
+    rc: PLong,
+    reason: PLong,
+    _el: PLong,
+    _ed: PBytes,
+    count: PLong,
+    rule_a: PBytes,
+    data_len: PLong,
+    data: PBytes,
+    _ds_len: PLong,
+    _ds: PBytes,
+    key_len: PLong,
+    key: PBytes,
+    out_len: PLong,
+    out: PBytes,
+) {
+    // SAFETY: CCA contract of CSNDPKE.
+    unsafe {
+        run("CSNDPKE", rc, reason, |_| {
+            let (r, n) = rule(count, rule_a)?;
+            let k = bytes(key, rd(key_len))?;
+            let o = sign::encrypt(r, n, k, bytes(data, rd(data_len))?)?;
+            put_out(out, out_len, &o)
+        })
+    }
+}
+const _: abi::CsndpkeFn = CSNDPKE;
+
+/// CSNDPKD: PKA Decrypt (`PKCS-1.2`).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn CSNDPKD(
+    rc: PLong,
+    reason: PLong,
+    _el: PLong,
+    _ed: PBytes,
+    count: PLong,
+    rule_a: PBytes,
+    data_len: PLong,
+    data: PBytes,
+    _ds_len: PLong,
+    _ds: PBytes,
+    key_len: PLong,
+    key: PBytes,
+    out_len: PLong,
+    out: PBytes,
+) {
+    // SAFETY: CCA contract of CSNDPKD.
+    unsafe {
+        run("CSNDPKD", rc, reason, |st| {
+            let (r, n) = rule(count, rule_a)?;
+            let k = bytes(key, rd(key_len))?;
+            knobs::on_token("CSNDPKD", k)?;
+            let o = sign::decrypt(st, r, n, k, bytes(data, rd(data_len))?)?;
+            put_out(out, out_len, &o)
+        })
+    }
+}
+const _: abi::CsndpkeFn = CSNDPKD;
+
+/// CSNBHMG: HMAC Generate (single part).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn CSNBHMG(
+    rc: PLong,
+    reason: PLong,
+    _el: PLong,
+    _ed: PBytes,
+    count: PLong,
+    rule_a: PBytes,
+    key_len: PLong,
+    key: PBytes,
+    msg_len: PLong,
+    msg: PBytes,
+    _cv_len: PLong,
+    _cv: PBytes,
+    mac_len: PLong,
+    mac: PBytes,
+) {
+    // SAFETY: CCA contract of CSNBHMG.
+    unsafe {
+        run("CSNBHMG", rc, reason, |st| {
+            let (r, n) = rule(count, rule_a)?;
+            let k = bytes(key, rd(key_len))?;
+            knobs::on_token("CSNBHMG", k)?;
+            let mut o = sign::hmac(st, r, n, k, bytes(msg, rd(msg_len))?)?;
+            let want = usize::try_from(rd(mac_len)).unwrap_or(0);
+            if want > 0 && want < o.len() {
+                o.truncate(want);
+            }
+            put_out(mac, mac_len, &o)
+        })
+    }
+}
+const _: abi::CsnbhmgFn = CSNBHMG;
+
+/// CSNBHMV: HMAC Verify (single part; 4/429 on mismatch).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn CSNBHMV(
+    rc: PLong,
+    reason: PLong,
+    _el: PLong,
+    _ed: PBytes,
+    count: PLong,
+    rule_a: PBytes,
+    key_len: PLong,
+    key: PBytes,
+    msg_len: PLong,
+    msg: PBytes,
+    _cv_len: PLong,
+    _cv: PBytes,
+    mac_len: PLong,
+    mac: PBytes,
+) {
+    // SAFETY: CCA contract of CSNBHMV.
+    unsafe {
+        run("CSNBHMV", rc, reason, |st| {
+            let (r, n) = rule(count, rule_a)?;
+            let k = bytes(key, rd(key_len))?;
+            let o = sign::hmac(st, r, n, k, bytes(msg, rd(msg_len))?)?;
+            let given = bytes(mac, rd(mac_len))?;
+            if given.is_empty() || o.get(..given.len()) != Some(given) {
+                return Err(sign::BAD_SIGNATURE);
+            }
+            Ok(())
+        })
+    }
+}
+const _: abi::CsnbhmgFn = CSNBHMV;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1024,10 +1214,10 @@ mod tests {
     fn unimplemented_verb_answers_16_336_and_accepts_null() {
         let (mut rc, mut reason) = (0, 0);
         // SAFETY: valid pointers to locals.
-        unsafe { CSNDDSG(&mut rc, &mut reason) };
+        unsafe { CSNBMGN(&mut rc, &mut reason) };
         assert_eq!((rc, reason), (16, 336));
         // SAFETY: NULL status pointers are tolerated.
-        unsafe { CSNDDSG(std::ptr::null_mut(), std::ptr::null_mut()) };
+        unsafe { CSNBMGN(std::ptr::null_mut(), std::ptr::null_mut()) };
     }
 
     #[test]

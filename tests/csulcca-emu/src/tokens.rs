@@ -684,3 +684,72 @@ pub fn rsa_private(t: &[u8], info: &TokenInfo, mk: &[u8]) -> Result<RsaParts, Fa
         crt,
     })
 }
+
+/// The private exponent of an RSA-AESM `X'30'` token under `mk`.
+pub fn rsa_aesm_d(t: &[u8], info: &TokenInfo, mk: &[u8]) -> Result<Zeroizing<Vec<u8>>, Fail> {
+    if info.kind != TokenKind::RsaAesm {
+        return Err(UNUSABLE);
+    }
+    let opk = pka_opk(t, info, mk)?;
+    let s0 = pka::FIRST_SECTION;
+    let slen = token::section_len(t, s0).ok_or(UNUSABLE)?;
+    let sec = get(t, s0, slen)?;
+    let nlen = be16(sec, 52)?;
+    let plen = be16(sec, 6)?;
+    crypto::kwp_unwrap(&opk, get(sec, 122 + nlen, plen)?)
+}
+
+/// Public key of a PKA token (internal private or external public).
+pub enum PublicKey {
+    /// RSA modulus and exponent.
+    Rsa {
+        /// Modulus.
+        n: Vec<u8>,
+        /// Public exponent.
+        e: Vec<u8>,
+    },
+    /// EC curve type, prime bits and point.
+    Ec {
+        /// Curve type (0 prime, 1 Brainpool, 2 Edwards).
+        curve: u8,
+        /// Prime length in bits.
+        bits: u16,
+        /// The point (uncompressed `04 ‖ x ‖ y` for prime curves).
+        q: Vec<u8>,
+    },
+}
+
+/// The public key of an internal or external PKA token.
+pub fn public_key(t: &[u8]) -> Result<PublicKey, Fail> {
+    if let Ok(info) = token::classify(t) {
+        if matches!(
+            info.kind,
+            TokenKind::RsaCrt | TokenKind::RsaAesm | TokenKind::RsaAesc
+        ) {
+            let (n, e) = rsa_public(t, &info)?;
+            return Ok(PublicKey::Rsa { n, e });
+        }
+    }
+    let p = public_section(t)?;
+    match p.first() {
+        Some(0x04) => {
+            let elen = be16(p, 6)?;
+            let nlen = be16(p, 10)?;
+            let e = get(p, 12, elen)?.to_vec();
+            let n = get(p, 12 + elen, nlen)?.to_vec();
+            if n.is_empty() {
+                return Err(UNUSABLE);
+            }
+            Ok(PublicKey::Rsa { n, e })
+        }
+        Some(0x21) => {
+            let qlen = be16(p, 12)?;
+            Ok(PublicKey::Ec {
+                curve: *p.get(8).ok_or(UNUSABLE)?,
+                bits: u16::try_from(be16(p, 10)?).map_err(|_| UNUSABLE)?,
+                q: get(p, 14, qlen)?.to_vec(),
+            })
+        }
+        _ => Err(UNUSABLE),
+    }
+}

@@ -555,3 +555,73 @@ fn clear_key_import_roundtrip() {
     assert_eq!(token::des_key_len(&t), Some(16));
     assert_eq!(&keys::symmetric_key(&s, &t).unwrap().1[..], &[9; 16]);
 }
+
+#[test]
+fn migrated_pka_keys_still_sign_and_decrypt() {
+    use csulcca::verbs::sign;
+    let (_d, s) = store();
+    let hash = [0x42u8; 32];
+    let kinds: Vec<(&str, Maker)> = vec![
+        (
+            "RSA-CRT",
+            Box::new(|s: &Store| gen_pka(s, &["RSA-CRT", "KEY-MGMT"], &rsa_kvs(1024, true))),
+        ),
+        (
+            "RSA-AESM",
+            Box::new(|s: &Store| gen_pka(s, &["RSA-AESM", "KEY-MGMT"], &rsa_kvs(1024, false))),
+        ),
+        (
+            "RSA-AESC",
+            Box::new(|s: &Store| gen_pka(s, &["RSA-AESC", "KEY-MGMT"], &rsa_kvs(1024, false))),
+        ),
+        (
+            "ECC P-256",
+            Box::new(|s: &Store| gen_pka(s, &["ECC-PAIR"], &[0, 0, 1, 0, 0, 0, 0, 0])),
+        ),
+    ];
+    for (name, make) in kinds {
+        let key = make(&s);
+        let rsa = !name.starts_with("ECC");
+        let rule: &[u8] = if rsa { b"PKCS-1.1" } else { b"ECDSA   " };
+        let public = pka::public_key_extract(b"", 0, &key).unwrap();
+        let sig = sign::sign(&s, rule, 1, &key, &hash).unwrap();
+        assert_eq!(
+            sign::verify(rule, 1, &public, &hash, &sig),
+            Ok(()),
+            "{name}"
+        );
+        let mut bad = sig.clone();
+        bad[5] ^= 1;
+        assert_eq!(
+            sign::verify(rule, 1, &public, &hash, &bad),
+            Err(sign::BAD_SIGNATURE),
+            "{name}"
+        );
+        let ct = rsa.then(|| sign::encrypt(b"PKCS-1.2", 1, &public, b"secret").unwrap());
+
+        let t = token::classify(&key).unwrap().mk_type();
+        change_mk(&s, t);
+        let mut migrated = key.clone();
+        rtcmk(&s, &mut migrated).unwrap();
+        let sig2 = sign::sign(&s, rule, 1, &migrated, &hash).unwrap();
+        assert_eq!(
+            sign::verify(rule, 1, &public, &hash, &sig2),
+            Ok(()),
+            "{name}: migrated key signs"
+        );
+        if let Some(ct) = ct {
+            assert_eq!(
+                sig2, sig,
+                "{name}: PKCS#1 v1.5 signatures are deterministic"
+            );
+            let pt = sign::decrypt(&s, b"PKCS-1.2", 1, &migrated, &ct).unwrap();
+            assert_eq!(&pt[..], b"secret", "{name}: migrated key decrypts");
+        }
+        change_mk(&s, t);
+        assert_eq!(
+            sign::sign(&s, rule, 1, &key, &hash),
+            Err(UNKNOWN_MK),
+            "{name}: lost key"
+        );
+    }
+}

@@ -9,6 +9,7 @@
 pub mod keys;
 pub mod pka;
 pub mod query;
+pub mod sign;
 pub mod usage;
 
 use pkcscca::cca::rules::{self, Keyword};
