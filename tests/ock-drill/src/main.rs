@@ -175,9 +175,11 @@ struct CipherSpec {
     plaintext: &'static [u8],
 }
 
-/// Known data, encrypted with the AES and DES3 keys. The AES-256 case is not a
-/// multiple of the block size, so 3.8.1 takes its `PKCS-PAD` path; the others
-/// take the `KEYIDENT INITIAL` (AES) and CBC (DES3) paths.
+/// Known data, encrypted with the AES and DES3 keys and MACed with the
+/// generic secret. The AES-256 case (`CKM_AES_CBC_PAD`, 39 bytes) is padded
+/// by 3.8.1's common code, which then still calls CSNBSAE with
+/// `KEYIDENT INITIAL` on 48 bytes; DES3 goes through CSNBENC `CBC`, HMAC
+/// through CSNBHMG/CSNBHMV `HMAC SHA-256 ONLY`.
 const CIPHERS: &[CipherSpec] = &[
     CipherSpec {
         label: "aes128-gen",
@@ -199,6 +201,11 @@ const CIPHERS: &[CipherSpec] = &[
         mech: "des3-cbc",
         plaintext: b"ock381 drill: DES3 CBC data (32)",
     },
+    CipherSpec {
+        label: "hmac-gen",
+        mech: "sha256-hmac",
+        plaintext: b"ock381 drill: data under an HMAC-SHA-256",
+    },
 ];
 
 /// Fixed IVs: the point is decrypting after migration, not IV hygiene.
@@ -210,9 +217,51 @@ fn mechanism(name: &str) -> Result<Mechanism<'static>, Failure> {
         "aes-cbc" => Ok(Mechanism::AesCbc(IV16)),
         "aes-cbc-pad" => Ok(Mechanism::AesCbcPad(IV16)),
         "des3-cbc" => Ok(Mechanism::Des3Cbc(IV8)),
+        "sha256-hmac" => Ok(Mechanism::Sha256Hmac),
         other => Err(Failure(format!(
             "unknown mechanism {other:?} in the state file"
         ))),
+    }
+}
+
+/// True for the mechanisms that MAC rather than encrypt.
+fn is_mac(name: &str) -> bool {
+    name.ends_with("-hmac")
+}
+
+/// Encrypts (or MACs) `data`: the output the drill records.
+fn protect(s: &Session, mech: &str, key: ObjectHandle, data: &[u8]) -> Result<Vec<u8>, Failure> {
+    let m = mechanism(mech)?;
+    if is_mac(mech) {
+        s.sign(&m, key, data).step(&format!("C_Sign {mech}"))
+    } else {
+        s.encrypt(&m, key, data).step(&format!("C_Encrypt {mech}"))
+    }
+}
+
+/// Checks a recorded output against `data`: decrypts to it, or verifies as
+/// its MAC. `Ok(false)` when the key works but the result does not match.
+fn check(
+    s: &Session,
+    mech: &str,
+    key: ObjectHandle,
+    data: &[u8],
+    recorded: &[u8],
+) -> Result<bool, Failure> {
+    let m = mechanism(mech)?;
+    if is_mac(mech) {
+        match s.verify(&m, key, data, recorded) {
+            Ok(()) => Ok(true),
+            Err(cryptoki::error::Error::Pkcs11(cryptoki::error::RvError::SignatureInvalid, _)) => {
+                Ok(false)
+            }
+            Err(e) => Err(Failure(format!("C_Verify {mech}: {}", e.brief()))),
+        }
+    } else {
+        let back = s
+            .decrypt(&m, key, recorded)
+            .step(&format!("C_Decrypt {mech}"))?;
+        Ok(back == data)
     }
 }
 
@@ -377,21 +426,18 @@ fn setup(p11: &Pkcs11, args: &Args) -> Result<(), Failure> {
         let h = *handles
             .get(c.label)
             .ok_or_else(|| Failure(format!("no key {}", c.label)))?;
-        let ct = s
-            .encrypt(&mechanism(c.mech)?, h, c.plaintext)
-            .step(&format!("C_Encrypt {} with {}", c.mech, c.label))?;
-        let back = s.decrypt(&mechanism(c.mech)?, h, &ct).step(&format!(
-            "C_Decrypt {} with {} (before the change)",
-            c.mech, c.label
-        ))?;
-        if back != c.plaintext {
+        let ct = protect(&s, c.mech, h, c.plaintext)
+            .map_err(|Failure(e)| Failure(format!("{} with {}", e, c.label)))?;
+        if !check(&s, c.mech, h, c.plaintext, &ct)
+            .map_err(|Failure(e)| Failure(format!("{e} with {} (before the change)", c.label)))?
+        {
             return Err(Failure(format!(
-                "{} does not decrypt its own ciphertext",
-                c.label
+                "{} does not undo its own {}",
+                c.label, c.mech
             )));
         }
         println!(
-            "encrypted {} bytes with {} ({})",
+            "protected {} bytes with {} ({})",
             c.plaintext.len(),
             c.label,
             c.mech
@@ -588,23 +634,29 @@ fn verify(p11: &Pkcs11, args: &Args) -> Result<(), Failure> {
             ["ct", label, mech, pt, ct] => {
                 seen_cts += 1;
                 let h = find(&s, label)?;
-                let result = s.decrypt(&mechanism(mech)?, h, &unhex(ct)?);
+                let result = check(&s, mech, h, &unhex(pt)?, &unhex(ct)?);
                 if args.lost.iter().any(|m| m == label) {
                     // Its secure key is wrapped by a master key the card no
                     // longer holds: the library must refuse to use it.
                     match result {
-                        Err(e) => println!("{label:<17} is unusable, as expected ({})", e.brief()),
-                        Ok(_) => problems
-                            .push(format!("{label}: expected to be lost, it still decrypts")),
+                        Err(Failure(e)) => println!("{label:<17} is unusable, as expected ({e})"),
+                        Ok(_) => {
+                            problems.push(format!("{label}: expected to be lost, it still works"))
+                        }
                     }
                     continue;
                 }
+                let what = if is_mac(mech) {
+                    "verifies the MAC made"
+                } else {
+                    "decrypts the data encrypted"
+                };
                 match result {
-                    Ok(back) if back == unhex(pt)? => {
-                        println!("{label:<17} decrypts the data encrypted before the change")
+                    Ok(true) => println!("{label:<17} {what} before the change"),
+                    Ok(false) => {
+                        problems.push(format!("{label}: no longer {what} before the change"))
                     }
-                    Ok(_) => problems.push(format!("{label}: decrypts to different data")),
-                    Err(e) => problems.push(format!("{label}: C_Decrypt failed: {}", e.brief())),
+                    Err(Failure(e)) => problems.push(format!("{label}: {e}")),
                 }
             }
             _ => return Err(Failure(format!("{state_path}: unreadable line {line:?}"))),
