@@ -206,6 +206,16 @@ const CIPHERS: &[CipherSpec] = &[
         mech: "sha256-hmac",
         plaintext: b"ock381 drill: data under an HMAC-SHA-256",
     },
+    CipherSpec {
+        label: "ec-p256",
+        mech: "ecdsa",
+        plaintext: b"ock381 drill: a 32-byte digest..",
+    },
+    CipherSpec {
+        label: "rsa2048",
+        mech: "rsa-pkcs",
+        plaintext: b"ock381 drill: signed with RSA PKCS #1 v1.5",
+    },
 ];
 
 /// Fixed IVs: the point is decrypting after migration, not IV hygiene.
@@ -218,50 +228,94 @@ fn mechanism(name: &str) -> Result<Mechanism<'static>, Failure> {
         "aes-cbc-pad" => Ok(Mechanism::AesCbcPad(IV16)),
         "des3-cbc" => Ok(Mechanism::Des3Cbc(IV8)),
         "sha256-hmac" => Ok(Mechanism::Sha256Hmac),
+        "ecdsa" => Ok(Mechanism::Ecdsa),
+        "rsa-pkcs" => Ok(Mechanism::RsaPkcs),
         other => Err(Failure(format!(
             "unknown mechanism {other:?} in the state file"
         ))),
     }
 }
 
-/// True for the mechanisms that MAC rather than encrypt.
-fn is_mac(name: &str) -> bool {
-    name.ends_with("-hmac")
+/// How a mechanism is used: encrypt/decrypt with one secret key, MAC with
+/// one secret key, or sign with a private key and verify with its public
+/// half (the object labelled `<label>-pub`).
+#[derive(Clone, Copy, PartialEq)]
+enum Use {
+    Cipher,
+    Mac,
+    Signature,
 }
 
-/// Encrypts (or MACs) `data`: the output the drill records.
-fn protect(s: &Session, mech: &str, key: ObjectHandle, data: &[u8]) -> Result<Vec<u8>, Failure> {
-    let m = mechanism(mech)?;
-    if is_mac(mech) {
-        s.sign(&m, key, data).step(&format!("C_Sign {mech}"))
-    } else {
-        s.encrypt(&m, key, data).step(&format!("C_Encrypt {mech}"))
+fn use_of(mech: &str) -> Use {
+    match mech {
+        "sha256-hmac" => Use::Mac,
+        "ecdsa" | "rsa-pkcs" => Use::Signature,
+        _ => Use::Cipher,
     }
 }
 
-/// Checks a recorded output against `data`: decrypts to it, or verifies as
-/// its MAC. `Ok(false)` when the key works but the result does not match.
+/// The key (secret or private) and, for signatures, the public key object.
+#[derive(Clone, Copy)]
+struct KeyPair {
+    key: ObjectHandle,
+    public: Option<ObjectHandle>,
+}
+
+/// Encrypts, MACs or signs `data`: the output the drill records.
+fn protect(s: &Session, mech: &str, k: KeyPair, data: &[u8]) -> Result<Vec<u8>, Failure> {
+    let m = mechanism(mech)?;
+    match use_of(mech) {
+        Use::Cipher => s
+            .encrypt(&m, k.key, data)
+            .step(&format!("C_Encrypt {mech}")),
+        Use::Mac | Use::Signature => s.sign(&m, k.key, data).step(&format!("C_Sign {mech}")),
+    }
+}
+
+/// `C_Verify`, with a bad signature as `Ok(false)`.
+fn verifies(
+    s: &Session,
+    m: &Mechanism,
+    key: ObjectHandle,
+    data: &[u8],
+    sig: &[u8],
+) -> Result<bool, Failure> {
+    match s.verify(m, key, data, sig) {
+        Ok(()) => Ok(true),
+        Err(cryptoki::error::Error::Pkcs11(cryptoki::error::RvError::SignatureInvalid, _)) => {
+            Ok(false)
+        }
+        Err(e) => Err(Failure(format!("C_Verify: {}", e.brief()))),
+    }
+}
+
+/// Checks a recorded output against `data`: it decrypts to `data`, or
+/// verifies as its MAC, or (signatures) verifies with the public key AND the
+/// private key makes a new signature that verifies too. `Ok(false)` when the
+/// keys work but the result does not match.
 fn check(
     s: &Session,
     mech: &str,
-    key: ObjectHandle,
+    k: KeyPair,
     data: &[u8],
     recorded: &[u8],
 ) -> Result<bool, Failure> {
     let m = mechanism(mech)?;
-    if is_mac(mech) {
-        match s.verify(&m, key, data, recorded) {
-            Ok(()) => Ok(true),
-            Err(cryptoki::error::Error::Pkcs11(cryptoki::error::RvError::SignatureInvalid, _)) => {
-                Ok(false)
-            }
-            Err(e) => Err(Failure(format!("C_Verify {mech}: {}", e.brief()))),
+    match use_of(mech) {
+        Use::Cipher => {
+            let back = s
+                .decrypt(&m, k.key, recorded)
+                .step(&format!("C_Decrypt {mech}"))?;
+            Ok(back == data)
         }
-    } else {
-        let back = s
-            .decrypt(&m, key, recorded)
-            .step(&format!("C_Decrypt {mech}"))?;
-        Ok(back == data)
+        Use::Mac => verifies(s, &m, k.key, data, recorded),
+        Use::Signature => {
+            let public = k
+                .public
+                .ok_or_else(|| Failure(format!("{mech} needs a public key")))?;
+            let fresh = s.sign(&m, k.key, data).step(&format!("C_Sign {mech}"))?;
+            Ok(verifies(s, &m, public, data, recorded)? && verifies(s, &m, public, data, &fresh)?)
+        }
     }
 }
 
@@ -426,6 +480,8 @@ fn setup(p11: &Pkcs11, args: &Args) -> Result<(), Failure> {
         let h = *handles
             .get(c.label)
             .ok_or_else(|| Failure(format!("no key {}", c.label)))?;
+        let public = handles.get(format!("{}-pub", c.label).as_str()).copied();
+        let h = KeyPair { key: h, public };
         let ct = protect(&s, c.mech, h, c.plaintext)
             .map_err(|Failure(e)| Failure(format!("{} with {}", e, c.label)))?;
         if !check(&s, c.mech, h, c.plaintext, &ct)
@@ -633,7 +689,14 @@ fn verify(p11: &Pkcs11, args: &Args) -> Result<(), Failure> {
             }
             ["ct", label, mech, pt, ct] => {
                 seen_cts += 1;
-                let h = find(&s, label)?;
+                let public = match use_of(mech) {
+                    Use::Signature => Some(find(&s, &format!("{label}-pub"))?),
+                    _ => None,
+                };
+                let h = KeyPair {
+                    key: find(&s, label)?,
+                    public,
+                };
                 let result = check(&s, mech, h, &unhex(pt)?, &unhex(ct)?);
                 if args.lost.iter().any(|m| m == label) {
                     // Its secure key is wrapped by a master key the card no
@@ -646,10 +709,10 @@ fn verify(p11: &Pkcs11, args: &Args) -> Result<(), Failure> {
                     }
                     continue;
                 }
-                let what = if is_mac(mech) {
-                    "verifies the MAC made"
-                } else {
-                    "decrypts the data encrypted"
+                let what = match use_of(mech) {
+                    Use::Cipher => "decrypts the data encrypted",
+                    Use::Mac => "verifies the MAC made",
+                    Use::Signature => "signs, and its public key verifies the signature made",
                 };
                 match result {
                     Ok(true) => println!("{label:<17} {what} before the change"),
