@@ -564,16 +564,17 @@ pub unsafe extern "C" fn CSNBSAE(
     key: PBytes,
     _kp_len: PLong,
     _kp: PBytes,
-    _bs_len: PLong,
-    _bs: PBytes,
+    _block_size: PLong,
     iv_len: PLong,
     iv: PBytes,
-    text_len: PLong,
-    text: PBytes,
     _ch_len: PLong,
     _ch: PBytes,
+    text_len: PLong,
+    text: PBytes,
     out_len: PLong,
     out: PBytes,
+    _opt_len: PLong,
+    _opt: PBytes,
 ) {
     // SAFETY: CCA contract of CSNBSAE.
     unsafe {
@@ -598,16 +599,17 @@ pub unsafe extern "C" fn CSNBSAD(
     key: PBytes,
     _kp_len: PLong,
     _kp: PBytes,
-    _bs_len: PLong,
-    _bs: PBytes,
+    _block_size: PLong,
     iv_len: PLong,
     iv: PBytes,
-    text_len: PLong,
-    text: PBytes,
     _ch_len: PLong,
     _ch: PBytes,
+    text_len: PLong,
+    text: PBytes,
     out_len: PLong,
     out: PBytes,
+    _opt_len: PLong,
+    _opt: PBytes,
 ) {
     // SAFETY: CCA contract of CSNBSAD.
     unsafe {
