@@ -3,6 +3,9 @@
 //! changed), hex. Keep it generic; add helpers for other areas freely.
 #![allow(dead_code, clippy::unwrap_used, clippy::indexing_slicing)]
 
+/// The software CCA library (`libcsulcca.so`) for tests.
+pub mod emu;
+
 use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
