@@ -1,0 +1,250 @@
+#!/usr/bin/env bash
+# Interop suite: real openCryptoki 3.8.1 (Debian bookworm) writes, reads and
+# uses the stores our pkcscca and store layer read and rewrite (issue 5).
+#
+# One run, one backup/restore of the system (tests/ock381/lib.sh), then four
+# named checks, each in a subshell so one failing does not hide the others:
+#
+#   reader_matches_pkcs11       soft-token and CCA stores made by openCryptoki:
+#                               our store layer sees exactly the objects and
+#                               attributes PKCS#11 reports
+#   mk_change_drill             MK change; OUR pkcscca -m keys per type (pkcsslotd
+#                               stopped); openCryptoki decrypts, verifies MACs
+#                               and signs with the migrated keys, also after a
+#                               second change
+#   differential_vs_pkcscca_381 the same store migrated by Debian's pkcscca
+#                               (online, pty) and by ours (offline): identical
+#                               key tokens except the documented set
+#   writer_roundtrip_accepted   after our migration and a no-op rewrite of every
+#                               object (TokenStore::commit), openCryptoki finds
+#                               every object and attribute unchanged except
+#                               CKA_IBM_OPAQUE of migrated keys
+#
+# Each check appends "RESULT <name> PASS|FAIL <why>" to $INTEROP_RESULTS
+# (tests/interop.rs reads it); the log ends with the suite's timing line.
+# Needs root on Debian bookworm x86_64; fails, never skips, when openCryptoki
+# cannot be installed or started.
+#
+# Environment:
+#   INTEROP_RESULTS  file for the RESULT lines (default: $WORK/results, printed)
+#   INTEROP_KEEP=1   keep the work directory (logs, snapshots, stores)
+#   CARGO            cargo to build the tools (default: cargo)
+set -euo pipefail
+exec 2>&1
+
+H_NAME=interop
+H_PASS="interop suite (real openCryptoki 3.8.1)"
+H_KEEP=${INTEROP_KEEP:-0}
+EXTRA_PACKAGES=pkcscca
+# shellcheck source=../ock381/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../ock381/lib.sh"
+
+RESULTS=${INTEROP_RESULTS:-}
+CHECKS=(reader_matches_pkcs11 mk_change_drill differential_vs_pkcscca_381 writer_roundtrip_accepted)
+
+result() {
+    log "RESULT $*"
+    [[ -n $RESULTS ]] && printf 'RESULT %s\n' "$*" >>"$RESULTS"
+    return 0
+}
+
+# If the run ends before a check reported (install, setup, restore failed),
+# that check fails with the reason; then the timing line.
+harness_on_exit() {
+    local rc=$1 c
+    for c in "${CHECKS[@]}"; do
+        [[ -n $RESULTS ]] && grep -q "^RESULT $c " "$RESULTS" 2>/dev/null && continue
+        result "$c FAIL the suite stopped before this check (exit $rc, step \"$STEP\"); see the log"
+    done
+    log "TIMING interop suite: $(($(date +%s) - START_TS))s in total (install, build, checks, restore)"
+}
+
+# run_check NAME: runs check_NAME in a subshell with its own pkcsslotd
+# bookkeeping; records PASS or FAIL with the reason fail() gave.
+run_check() {
+    local name=$1 t0 note
+    t0=$(date +%s)
+    note="$WORK/$name.why"
+    : >"$note"
+    step "check $name"
+    # Not in an `if`: errexit must stay on inside the subshell.
+    set +e
+    (set -e; FAIL_NOTE="$note"; trap stop_slotd EXIT; "check_$name")
+    local rc=$?
+    set -e
+    if ((rc == 0)); then
+        result "$name PASS $(($(date +%s) - t0))s"
+    else
+        result "$name FAIL $(tr '\n' ' ' <"$note" | cut -c1-2000)"
+    fi
+    # A failed check may leave the daemon of its subshell behind.
+    if pid=$(slotd_running_pid); then kill "$pid"; sleep 0.5; fi
+}
+
+harness_preconditions
+harness_install
+harness_lock
+harness_build
+harness_backup
+[[ -n $RESULTS ]] || RESULTS="$WORK/results"
+harness_configure
+OURS="$BIN/pkcscca"
+[[ -x $OURS ]] || fail "missing $OURS after build"
+
+# Our pkcscca, offline: PINs piped, the real emulator, openCryptoki's own lock
+# directory (so it serialises with openCryptoki).
+our_pkcscca() {
+    log "our pkcscca $*"
+    printf '%s\n%s\n' "$SO_PIN" "$USER_PIN" \
+        | env LD_LIBRARY_PATH="$BIN" PKCSCCA_LOCK_DIR="$LOCK_DIR" "$OURS" "$@" 2>&1 \
+        | tee "$WORK/ours.out" | sed 's/^/    /'
+    return "${PIPESTATUS[1]}"
+}
+
+store_snapshot() { drill store-snapshot --store "$1" --out "$2"; }
+
+# ------------------------------------------------------------------ setup ---
+# Not a check: if openCryptoki cannot be started or fill its tokens, every
+# check fails (harness_on_exit) with this step named.
+
+step "start pkcsslotd"
+start_slotd
+drill info || fail "cannot list slots"
+
+step "fill the CCA token (slot $CCA_SLOT) through PKCS#11"
+drill setup --slot "$CCA_SLOT" --label "interop cca" --state "$WORK/cca.state" \
+    || fail "CCA token setup through PKCS#11 failed"
+step "fill the soft token (slot $SW_SLOT) through PKCS#11"
+drill setup --profile sw --slot "$SW_SLOT" --label "interop sw" --state "$WORK/sw.state" \
+    || fail "soft token setup through PKCS#11 failed"
+
+step "PKCS#11 snapshots"
+drill snapshot --slot "$CCA_SLOT" --out "$WORK/cca.p11.pre" || fail "PKCS#11 snapshot of the CCA token"
+drill snapshot --slot "$SW_SLOT" --out "$WORK/sw.p11.pre" || fail "PKCS#11 snapshot of the soft token"
+stop_slotd
+
+# ----------------------------------------------------------------- checks ---
+
+check_reader_matches_pkcs11() {
+    store_snapshot "$SW_DIR" "$WORK/sw.store" || fail "our store layer cannot read $SW_DIR"
+    store_snapshot "$CCA_DIR" "$WORK/cca.store" || fail "our store layer cannot read $CCA_DIR"
+    drill compare --a "$WORK/sw.p11.pre" --b "$WORK/sw.store" \
+        || fail "soft token: $(grep -m3 '^DIFF' "$WORK/drill.out" | tr '\n' ' ')"
+    drill compare --a "$WORK/cca.p11.pre" --b "$WORK/cca.store" \
+        || fail "CCA token: $(grep -m3 '^DIFF' "$WORK/drill.out" | tr '\n' ' ')"
+}
+run_check reader_matches_pkcs11
+
+step "master key change (emulated: load NEW SYM, ASYM, AES and APKA, SET)"
+mk_change
+
+# The differential's first half: Debian's pkcscca 3.8.1 migrates the live
+# store online (it needs pkcsslotd), then the live store goes back to its
+# pre-migration copy for our tool. Labels of the CCA token's keys, by how
+# 3.8.1 treats them (it finds only CKA_EXTRACTABLE = TRUE objects).
+CCA_EXTRACTABLE="des-gen,des3-gen,aes128-gen,aes256-gen,hmac-gen,ec-p256,rsa2048"
+LONG_LABEL=$(sed -n 's/^key \(imported-aes-with-a-long-label[^ ]*\) .*/\1/p' "$WORK/cca.state")
+[[ -n $LONG_LABEL ]] || fail "no imported key in $WORK/cca.state"
+CCA_EXTRACTABLE+=",$LONG_LABEL"
+CCA_NOT_FOUND_BY_381="aes128-noextract,ec-p256-pub,rsa2048-pub"
+
+step "copy the CCA store before any migration"
+cp -a "$CCA_DIR" "$WORK/cca-orig"
+store_snapshot "$WORK/cca-orig" "$WORK/orig.store" || fail "our store layer cannot read the copy"
+
+differential_phase1() {
+    start_slotd
+    pkcscca_381_migrate sym "DES: 2."
+    pkcscca_381_migrate aes "AES: 3. HMAC: 1."
+    pkcscca_381_migrate apka "ECC: 1."
+    pkcscca_381_migrate asym "RSA: 1."
+    stop_slotd
+    store_snapshot "$CCA_DIR" "$WORK/theirs.store" || fail "our store layer cannot read 3.8.1's result"
+}
+step "differential, first half: Debian's pkcscca 3.8.1 migrates the store"
+: >"$WORK/phase1.why"
+set +e
+(set -e; FAIL_NOTE="$WORK/phase1.why"; trap stop_slotd EXIT; differential_phase1)
+phase1_rc=$?
+set -e
+if ((phase1_rc == 0)); then PHASE1=ok; else PHASE1=failed; fi
+step "put back the unmigrated store for our pkcscca"
+rm -rf "$CCA_DIR"
+cp -a "$WORK/cca-orig" "$CCA_DIR"
+# The token's shared memory describes the objects 3.8.1 wrote; drop it.
+rm -f "/dev/shm/var.lib.opencryptoki.$CCA_TOK"
+
+check_mk_change_drill() {
+    step "our pkcscca refuses while pkcsslotd runs"
+    start_slotd
+    if our_pkcscca -m keys -s "$CCA_SLOT" -k sym; then
+        fail "our pkcscca migrated with pkcsslotd running"
+    fi
+    grep -q 'pkcsslotd is running' "$WORK/ours.out" || fail "our pkcscca failed with pkcsslotd running, but not saying so"
+    stop_slotd
+    local k
+    for k in sym aes apka asym; do
+        step "our pkcscca -m keys -s $CCA_SLOT -k $k (offline)"
+        our_pkcscca -m keys -s "$CCA_SLOT" -k "$k" -v || fail "our pkcscca -k $k exited $?"
+        ! grep -q 'Failed to migrate' "$WORK/ours.out" || fail "our pkcscca -k $k reported failures"
+    done
+    # Snapshot for the differential before anything else touches the store.
+    store_snapshot "$CCA_DIR" "$WORK/ours.store" || fail "our store layer cannot read its own result"
+    step "openCryptoki uses the keys our pkcscca migrated"
+    start_slotd
+    drill snapshot --slot "$CCA_SLOT" --out "$WORK/cca.p11.migrated" || fail "PKCS#11 snapshot after our migration"
+    drill verify --slot "$CCA_SLOT" --state "$WORK/cca.state" \
+        --migrated "$CCA_EXTRACTABLE,$CCA_NOT_FOUND_BY_381" \
+        || fail "after our migration: $(grep -m1 'FAILED' "$WORK/drill.out")"
+    stop_slotd
+    step "second master key change: nothing our pkcscca migrated is lost"
+    mk_change
+    start_slotd
+    drill verify --slot "$CCA_SLOT" --state "$WORK/cca.state" \
+        --migrated "$CCA_EXTRACTABLE,$CCA_NOT_FOUND_BY_381" \
+        || fail "after a second master key change: $(grep -m1 'FAILED' "$WORK/drill.out")"
+    stop_slotd
+}
+run_check mk_change_drill
+
+check_differential_vs_pkcscca_381() {
+    [[ $PHASE1 == ok ]] || fail "Debian's pkcscca 3.8.1 run failed: $(cat "$WORK/phase1.why")"
+    [[ -s $WORK/ours.store ]] || fail "no store snapshot after our migration (see mk_change_drill)"
+    drill differential --a "$WORK/orig.store" --b "$WORK/theirs.store" --c "$WORK/ours.store" \
+        || fail "$(grep -m3 '^DIFF' "$WORK/drill.out" | tr '\n' ' ')"
+    # Exactly the documented set: non-extractable keys and public-key objects.
+    local want got
+    want=$(tr ',' '\n' <<<"$CCA_NOT_FOUND_BY_381" | sort)
+    got=$(sed -n 's/^deliberate: object "\([^"]*\)".*/\1/p' "$WORK/drill.out" | sort)
+    [[ $want == "$got" ]] || fail "deliberate differences are {$(echo $got)}, expected {$(echo $want)}"
+}
+run_check differential_vs_pkcscca_381
+
+check_writer_roundtrip_accepted() {
+    [[ -s $WORK/cca.p11.migrated ]] || fail "no PKCS#11 snapshot after our migration (see mk_change_drill)"
+    step "after our migration: every attribute as before except CKA_IBM_OPAQUE of the migrated keys"
+    drill compare --a "$WORK/cca.p11.pre" --b "$WORK/cca.p11.migrated" --changed-opaque all \
+        || fail "CCA token after our migration: $(grep -m3 '^DIFF' "$WORK/drill.out" | tr '\n' ' ')"
+    step "no-op rewrite of every object by our store layer"
+    drill store-rewrite --slot "$SW_SLOT" || fail "store-rewrite of the soft token"
+    drill store-rewrite --slot "$CCA_SLOT" || fail "store-rewrite of the CCA token"
+    step "openCryptoki reads the rewritten stores"
+    start_slotd
+    drill snapshot --slot "$SW_SLOT" --out "$WORK/sw.p11.rewritten" || fail "PKCS#11 snapshot of the rewritten soft token"
+    drill snapshot --slot "$CCA_SLOT" --out "$WORK/cca.p11.rewritten" || fail "PKCS#11 snapshot of the rewritten CCA token"
+    drill compare --a "$WORK/sw.p11.pre" --b "$WORK/sw.p11.rewritten" \
+        || fail "soft token after the rewrite: $(grep -m3 '^DIFF' "$WORK/drill.out" | tr '\n' ' ')"
+    drill compare --a "$WORK/cca.p11.migrated" --b "$WORK/cca.p11.rewritten" \
+        || fail "CCA token after the rewrite: $(grep -m3 '^DIFF' "$WORK/drill.out" | tr '\n' ' ')"
+    drill verify --slot "$CCA_SLOT" --state "$WORK/cca.state" \
+        --migrated "$CCA_EXTRACTABLE,$CCA_NOT_FOUND_BY_381" \
+        || fail "CCA keys after the rewrite: $(grep -m1 'FAILED' "$WORK/drill.out")"
+    stop_slotd
+}
+run_check writer_roundtrip_accepted
+
+harness_collect
+STEP="done"
+failed=$(grep -c ' FAIL ' "$RESULTS" || true)
+((failed == 0)) || fail "$failed check(s) failed"
+exit 0
