@@ -112,10 +112,10 @@ start_slotd
 drill info || fail "cannot list slots"
 
 step "fill the CCA token (slot $CCA_SLOT) through PKCS#11"
-drill setup --slot "$CCA_SLOT" --label "interop cca" --state "$WORK/cca.state" \
+drill setup --extras --slot "$CCA_SLOT" --label "interop cca" --state "$WORK/cca.state" \
     || fail "CCA token setup through PKCS#11 failed"
 step "fill the soft token (slot $SW_SLOT) through PKCS#11"
-drill setup --profile sw --slot "$SW_SLOT" --label "interop sw" --state "$WORK/sw.state" \
+drill setup --extras --profile sw --slot "$SW_SLOT" --label "interop sw" --state "$WORK/sw.state" \
     || fail "soft token setup through PKCS#11 failed"
 
 step "PKCS#11 snapshots"
@@ -193,14 +193,14 @@ check_mk_change_drill() {
     step "openCryptoki uses the keys our pkcscca migrated"
     start_slotd
     drill snapshot --slot "$CCA_SLOT" --out "$WORK/cca.p11.migrated" || fail "PKCS#11 snapshot after our migration"
-    drill verify --slot "$CCA_SLOT" --state "$WORK/cca.state" \
+    drill verify --slot "$CCA_SLOT" --state "$WORK/cca.state" --extras \
         --migrated "$CCA_EXTRACTABLE,$CCA_NOT_FOUND_BY_381" \
         || fail "after our migration: $(grep -m1 'FAILED' "$WORK/drill.out")"
     stop_slotd
     step "second master key change: nothing our pkcscca migrated is lost"
     mk_change
     start_slotd
-    drill verify --slot "$CCA_SLOT" --state "$WORK/cca.state" \
+    drill verify --slot "$CCA_SLOT" --state "$WORK/cca.state" --extras \
         --migrated "$CCA_EXTRACTABLE,$CCA_NOT_FOUND_BY_381" \
         || fail "after a second master key change: $(grep -m1 'FAILED' "$WORK/drill.out")"
     stop_slotd
@@ -236,7 +236,7 @@ check_writer_roundtrip_accepted() {
         || fail "soft token after the rewrite: $(grep -m3 '^DIFF' "$WORK/drill.out" | tr '\n' ' ')"
     drill compare --a "$WORK/cca.p11.migrated" --b "$WORK/cca.p11.rewritten" \
         || fail "CCA token after the rewrite: $(grep -m3 '^DIFF' "$WORK/drill.out" | tr '\n' ' ')"
-    drill verify --slot "$CCA_SLOT" --state "$WORK/cca.state" \
+    drill verify --slot "$CCA_SLOT" --state "$WORK/cca.state" --extras \
         --migrated "$CCA_EXTRACTABLE,$CCA_NOT_FOUND_BY_381" \
         || fail "CCA keys after the rewrite: $(grep -m1 'FAILED' "$WORK/drill.out")"
     stop_slotd

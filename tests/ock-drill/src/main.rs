@@ -26,8 +26,8 @@
 //!   unchanged (`TokenStore::commit`), under the token lock.
 //!
 //! `setup --profile sw` fills a soft token instead (no secure key tokens, RSA
-//! with exponent 65537, a sensitive key); both profiles add data objects and
-//! an imported AES key with a 220-byte label.
+//! with exponent 65537, a sensitive key); `--extras` adds, in both profiles,
+//! data objects and an imported AES key with a 220-byte label.
 //! It is a test tool: errors end the process with a one-line message naming
 //! the PKCS#11 call that failed; PINs are the fixed test PINs of the harness.
 
@@ -260,14 +260,16 @@ const DATA_OBJECTS: &[(&str, bool, &[u8])] = &[
     ("data-private", true, b"private data object of the interop suite"),
 ];
 
-/// The keys of a profile: `cca` (default) or `sw`, then [`EXTRA_KEYS`].
-fn keys_of(profile: &str) -> Result<Vec<&'static KeySpec>, Failure> {
+/// The keys of a profile: `cca` (default) or `sw`, then, with `--extras`,
+/// [`EXTRA_KEYS`].
+fn keys_of(profile: &str, extras: bool) -> Result<Vec<&'static KeySpec>, Failure> {
     let base = match profile {
         "cca" => KEYS,
         "sw" => SW_KEYS,
         other => return Err(Failure(format!("unknown profile {other:?} (cca, sw)"))),
     };
-    Ok(base.iter().chain(EXTRA_KEYS).collect())
+    let extra: &[KeySpec] = if extras { EXTRA_KEYS } else { &[] };
+    Ok(base.iter().chain(extra).collect())
 }
 
 /// Known data, encrypted with the AES and DES3 keys and MACed with the
@@ -463,6 +465,7 @@ struct Args {
     b: Option<String>,
     c: Option<String>,
     changed_opaque: Option<String>,
+    extras: bool,
 }
 
 fn parse(args: &[String]) -> Result<Args, Failure> {
@@ -482,6 +485,7 @@ fn parse(args: &[String]) -> Result<Args, Failure> {
         b: None,
         c: None,
         changed_opaque: None,
+        extras: false,
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -499,6 +503,7 @@ fn parse(args: &[String]) -> Result<Args, Failure> {
             "--untouched" => out.untouched = list(&value("--untouched")?),
             "--lost" => out.lost = list(&value("--lost")?),
             "--profile" => out.profile = value("--profile")?,
+            "--extras" => out.extras = true,
             "--out" => out.out = Some(value("--out")?),
             "--store" => out.store = Some(value("--store")?),
             "--a" => out.a = Some(value("--a")?),
@@ -741,7 +746,7 @@ fn setup(p11: &Pkcs11, args: &Args) -> Result<(), Failure> {
     let mut state = String::new();
     let mut handles = BTreeMap::new();
     let cca = args.profile == "cca";
-    for k in keys_of(&args.profile)? {
+    for k in keys_of(&args.profile, args.extras)? {
         for (label, h) in generate(&s, k).step(&format!("generate {}", k.label))? {
             if cca {
                 let opaque = opaque(&s, h).step(&format!("read CKA_IBM_OPAQUE of {label}"))?;
@@ -758,7 +763,8 @@ fn setup(p11: &Pkcs11, args: &Args) -> Result<(), Failure> {
             handles.insert(label, h);
         }
     }
-    for &(label, private, value) in DATA_OBJECTS {
+    let data_objects: &[(&str, bool, &[u8])] = if args.extras { DATA_OBJECTS } else { &[] };
+    for &(label, private, value) in data_objects {
         s.create_object(&[
             Attribute::Class(ObjectClass::DATA),
             Attribute::Token(true),
@@ -1037,7 +1043,7 @@ fn verify(p11: &Pkcs11, args: &Args) -> Result<(), Failure> {
             _ => return Err(Failure(format!("{state_path}: unreadable line {line:?}"))),
         }
     }
-    let profile_keys = keys_of(&args.profile)?;
+    let profile_keys = keys_of(&args.profile, args.extras)?;
     let want_cts = CIPHERS
         .iter()
         .filter(|c| profile_keys.iter().any(|k| k.label == c.label))
