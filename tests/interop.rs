@@ -139,7 +139,8 @@ fn differential_vs_pkcscca_381() {
 fn suite_restores_the_system() {
     let s = suite();
     assert!(
-        s.log.contains("system state restored and verified against the manifest"),
+        s.log
+            .contains("system state restored and verified against the manifest"),
         "tests/interop/run.sh did not verify the restore ({}):\n{}",
         s.status,
         s.log
@@ -149,5 +150,9 @@ fn suite_restores_the_system() {
         "no timing line in the log:\n{}",
         s.log
     );
-    assert!(s.ok, "tests/interop/run.sh failed ({}):\n{}", s.status, s.log);
+    assert!(
+        s.ok,
+        "tests/interop/run.sh failed ({}):\n{}",
+        s.status, s.log
+    );
 }

@@ -256,8 +256,16 @@ const SW_KEYS: &[KeySpec] = &[
 
 /// Data objects both profiles create: (label, private, value).
 const DATA_OBJECTS: &[(&str, bool, &[u8])] = &[
-    ("data-public", false, b"public data object of the interop suite"),
-    ("data-private", true, b"private data object of the interop suite"),
+    (
+        "data-public",
+        false,
+        b"public data object of the interop suite",
+    ),
+    (
+        "data-private",
+        true,
+        b"private data object of the interop suite",
+    ),
 ];
 
 /// The keys of a profile: `cca` (default) or `sw`, then, with `--extras`,
@@ -661,8 +669,7 @@ fn store_rewrite(args: &Args) -> Result<(), Failure> {
     let paths = SystemPaths::from_env();
     let slot = u32::try_from(args.slot).map_err(|_| Failure("slot out of range".into()))?;
     let loc = locate_token(&paths, slot).map_err(|e| Failure(format!("slot {slot}: {e}")))?;
-    let _lock =
-        lock::lock_token(&loc, &paths).map_err(|e| Failure(format!("token lock: {e}")))?;
+    let _lock = lock::lock_token(&loc, &paths).map_err(|e| Failure(format!("token lock: {e}")))?;
     let dir = loc.dir.display().to_string();
     let store = TokenStore::open_with(&loc.dir, loc.open_options())
         .map_err(|e| Failure(format!("open {dir}: {e}")))?;

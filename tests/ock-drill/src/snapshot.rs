@@ -277,13 +277,13 @@ pub fn compare(a: &Snapshot, an: &str, b: &Snapshot, bn: &str, rule: &OpaqueRule
             match (x.get(&ty), y.get(&ty)) {
                 (Some(_), None) => out.push(format!("{what}: in {an}, missing in {bn}")),
                 (None, Some(_)) => out.push(format!("{what}: in {bn}, missing in {an}")),
-                (Some(v), Some(w)) if ty == IBM_OPAQUE && must_change => {
-                    if v == w {
-                        out.push(format!(
+                (Some(v), Some(w)) if ty == IBM_OPAQUE && must_change => out.extend(
+                    (v == w).then(|| {
+                        format!(
                             "{what}: expected a re-enciphered key token, {an} and {bn} hold the same"
-                        ));
-                    }
-                }
+                        )
+                    }),
+                ),
                 (Some(v), Some(w)) if !same(v, w) => out.push(format!(
                     "{what} differs: {an} {}, {bn} {}",
                     show_value(v),
@@ -307,7 +307,11 @@ pub fn compare(a: &Snapshot, an: &str, b: &Snapshot, bn: &str, rule: &OpaqueRule
 /// left as it was by 3.8.1 and re-enciphered by ours. Any other difference is
 /// reported. Returns the differences and, separately, the deliberate ones
 /// found (for the log).
-pub fn differential(orig: &Snapshot, theirs: &Snapshot, ours: &Snapshot) -> (Vec<String>, Vec<String>) {
+pub fn differential(
+    orig: &Snapshot,
+    theirs: &Snapshot,
+    ours: &Snapshot,
+) -> (Vec<String>, Vec<String>) {
     let mut bad = compare(
         theirs,
         "3.8.1's result",
