@@ -369,3 +369,116 @@ pub fn differential(
     }
     (bad, deliberate)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snap(objects: &[(&str, &[(u32, &str)])]) -> Snapshot {
+        let mut s = Snapshot::default();
+        for (label, attrs) in objects {
+            s.objects.insert(
+                label.as_bytes().to_vec(),
+                attrs.iter().map(|(t, v)| (*t, (*v).to_owned())).collect(),
+            );
+        }
+        s
+    }
+
+    #[test]
+    fn render_matches_what_cryptoki_makes_of_pkcs11_values() {
+        assert_eq!(render(0x1, &[1]), "Token(true)");
+        assert_eq!(
+            render(0x161, &16u64.to_ne_bytes()),
+            "ValueLen(Ulong { val: 16 })"
+        );
+        assert_eq!(render(0x3, b"k"), "Label([107])");
+        // A boolean of the wrong length cannot be parsed: its length is shown.
+        assert_eq!(render(0x1, &[1, 0]), "? len 2");
+    }
+
+    #[test]
+    fn compare_names_object_and_attribute() {
+        let a = snap(&[("k1", &[(0x104, "Encrypt(true)"), (0x11, SENSITIVE)])]);
+        let b = snap(&[("k1", &[(0x104, "Encrypt(false)"), (0x11, "Value([1])")])]);
+        let d = compare(&a, "p11", &b, "store", &OpaqueRule::Unchanged);
+        assert_eq!(
+            d,
+            ["object \"k1\": attribute CKA_ENCRYPT (0x104) differs: p11 Encrypt(true), store Encrypt(false)"]
+        );
+        let c = snap(&[("k1", &[(0x104, "Encrypt(true)")]), ("k2", &[])]);
+        let d = compare(&a, "p11", &c, "store", &OpaqueRule::Unchanged);
+        assert_eq!(
+            d,
+            [
+                "object \"k2\": in store, missing in p11",
+                "object \"k1\": attribute CKA_VALUE (0x11): in p11, missing in store"
+            ]
+        );
+    }
+
+    #[test]
+    fn changed_opaque_rule_requires_a_new_token() {
+        let a = snap(&[("k", &[(IBM_OPAQUE, "A")]), ("d", &[(0x11, "V")])]);
+        let same = compare(&a, "a", &a, "b", &OpaqueRule::Changed(None));
+        assert_eq!(same.len(), 1, "{same:?}");
+        assert!(same[0].contains("expected a re-enciphered key token"));
+        let b = snap(&[("k", &[(IBM_OPAQUE, "B")]), ("d", &[(0x11, "V")])]);
+        assert!(compare(&a, "a", &b, "b", &OpaqueRule::Changed(None)).is_empty());
+        assert_eq!(compare(&a, "a", &b, "b", &OpaqueRule::Unchanged).len(), 1);
+    }
+
+    #[test]
+    fn differential_accepts_only_the_documented_differences() {
+        let orig = snap(&[
+            (
+                "x",
+                &[(IBM_OPAQUE, "old-x"), (EXTRACTABLE, "Extractable(true)")],
+            ),
+            (
+                "n",
+                &[(IBM_OPAQUE, "old-n"), (EXTRACTABLE, "Extractable(false)")],
+            ),
+            ("pub", &[(IBM_OPAQUE, "old-p")]),
+        ]);
+        let theirs = snap(&[
+            (
+                "x",
+                &[(IBM_OPAQUE, "new-x"), (EXTRACTABLE, "Extractable(true)")],
+            ),
+            (
+                "n",
+                &[(IBM_OPAQUE, "old-n"), (EXTRACTABLE, "Extractable(false)")],
+            ),
+            ("pub", &[(IBM_OPAQUE, "old-p")]),
+        ]);
+        let ours = snap(&[
+            (
+                "x",
+                &[(IBM_OPAQUE, "new-x"), (EXTRACTABLE, "Extractable(true)")],
+            ),
+            (
+                "n",
+                &[(IBM_OPAQUE, "new-n"), (EXTRACTABLE, "Extractable(false)")],
+            ),
+            ("pub", &[(IBM_OPAQUE, "new-p")]),
+        ]);
+        let (bad, deliberate) = differential(&orig, &theirs, &ours);
+        assert!(bad.is_empty(), "{bad:?}");
+        assert_eq!(deliberate.len(), 2);
+
+        // Ours re-enciphered an extractable key to other bytes than 3.8.1.
+        let mut wrong = snap(&[]);
+        wrong.objects.clone_from(&ours.objects);
+        if let Some(x) = wrong.objects.get_mut(b"x".as_slice()) {
+            x.insert(IBM_OPAQUE, "other".into());
+        }
+        let (bad, _) = differential(&orig, &theirs, &wrong);
+        assert_eq!(bad.len(), 1, "{bad:?}");
+        assert!(bad[0].starts_with("object \"x\": attribute CKA_IBM_OPAQUE"));
+
+        // Ours left a non-extractable key alone.
+        let (bad, _) = differential(&orig, &theirs, &theirs);
+        assert_eq!(bad.len(), 2, "{bad:?}");
+    }
+}
