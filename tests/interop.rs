@@ -93,7 +93,9 @@ fn check(name: &str) {
 /// (public and private objects, every key type the token generates or
 /// imports, a 220-byte label, non-extractable and sensitive keys, data
 /// objects): our store layer's view (`pkcscca::store`) lists exactly the
-/// objects and attribute values that `C_GetAttributeValue` reports.
+/// objects and attribute values that `C_GetAttributeValue` reports; and for
+/// every `-k`, `pkcscca -m keys --dry-run --json` lists exactly the CCA keys
+/// of the searched types and writes nothing.
 #[test]
 #[ignore = "needs root and apt; run by .ci/run"]
 fn reader_matches_pkcs11() {

@@ -88,6 +88,7 @@ harness_build
 harness_backup
 [[ -n $RESULTS ]] || RESULTS="$WORK/results"
 harness_configure
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 OURS="$BIN/pkcscca"
 [[ -x $OURS ]] || fail "missing $OURS after build"
 
@@ -132,6 +133,22 @@ check_reader_matches_pkcs11() {
         || fail "soft token: $(grep -m3 '^DIFF' "$WORK/drill.out" | tr '\n' ' ')"
     drill compare --a "$WORK/cca.p11.pre" --b "$WORK/cca.store" \
         || fail "CCA token: $(grep -m3 '^DIFF' "$WORK/drill.out" | tr '\n' ' ')"
+    # Our pkcscca --dry-run --json lists, per -k, exactly the CCA keys of the
+    # CKK_ types that -k searches, as PKCS#11 reports them, and writes nothing.
+    local k types before
+    before=$(find "$CCA_DIR" -type f -exec sha256sum {} + | sort)
+    for k in sym:13,14,15 aes:1f,10,2b,2c,2d,2e apka:3,0,40,41,4a,4b,49,4c asym:0; do
+        types=${k#*:}; k=${k%%:*}
+        step "our pkcscca -m keys -k $k --dry-run --json lists what PKCS#11 reports"
+        printf '%s\n%s\n' "$SO_PIN" "$USER_PIN" \
+            | env LD_LIBRARY_PATH="$BIN" PKCSCCA_LOCK_DIR="$LOCK_DIR" \
+                "$OURS" -m keys -s "$CCA_SLOT" -k "$k" --dry-run --json >"$WORK/dry-$k.json" 2>"$WORK/dry-$k.err" \
+            || fail "our pkcscca -k $k --dry-run --json exited $?: $(tr '\n' ' ' <"$WORK/dry-$k.err")"
+        "$PY" "$HERE/json_keys.py" "$WORK/cca.p11.pre" "$WORK/dry-$k.json" "$types" \
+            || fail "-k $k --dry-run --json: $(tail -n1 "$WORK/dry-$k.json.diff" 2>/dev/null)"
+    done
+    [[ $before == "$(find "$CCA_DIR" -type f -exec sha256sum {} + | sort)" ]] \
+        || fail "--dry-run changed files in $CCA_DIR"
 }
 run_check reader_matches_pkcs11
 
@@ -145,7 +162,7 @@ mk_change
 CCA_EXTRACTABLE="des-gen,des3-gen,aes128-gen,aes256-gen,hmac-gen,ec-p256,rsa2048"
 LONG_LABEL=$(sed -n 's/^key \(imported-aes-with-a-long-label[^ ]*\) .*/\1/p' "$WORK/cca.state")
 [[ -n $LONG_LABEL ]] || fail "no imported key in $WORK/cca.state"
-CCA_EXTRACTABLE+=",$LONG_LABEL"
+CCA_EXTRACTABLE+=",$LONG_LABEL,des3-imported,generic-imported"
 CCA_NOT_FOUND_BY_381="aes128-noextract,ec-p256-pub,rsa2048-pub"
 
 step "copy the CCA store before any migration"
@@ -154,8 +171,8 @@ store_snapshot "$WORK/cca-orig" "$WORK/orig.store" || fail "our store layer cann
 
 differential_phase1() {
     start_slotd
-    pkcscca_381_migrate sym "DES: 2."
-    pkcscca_381_migrate aes "AES: 3. HMAC: 1."
+    pkcscca_381_migrate sym "DES: 3."
+    pkcscca_381_migrate aes "AES: 3. HMAC: 2."
     pkcscca_381_migrate apka "ECC: 1."
     pkcscca_381_migrate asym "RSA: 1."
     stop_slotd

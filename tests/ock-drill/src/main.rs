@@ -141,6 +141,10 @@ enum KeyKind {
     AesSensitive(u64),
     /// AES of this many bytes imported with `C_CreateObject` (`CKA_VALUE`).
     AesImported(u64),
+    /// A DES3 key imported with `C_CreateObject` (fixed odd-parity bytes).
+    Des3Imported,
+    /// A generic secret of this many bytes imported with `C_CreateObject`.
+    GenericImported(u64),
 }
 
 /// The keys `setup` generates. The non-extractable AES key is there on
@@ -203,11 +207,29 @@ ABCDEFGHIJKLMNOPQRSTUVWXYZ-0123456789-abcdefghijklmnopqrstuvwxyz-\
 ABCDEFGHIJKLMNOPQRSTUVWXYZ-0123456789-abcdefghijklmnopqrstuvwxyz-end";
 
 /// Keys added in both profiles after the generated ones.
-const EXTRA_KEYS: &[KeySpec] = &[KeySpec {
-    label: LONG_LABEL,
-    kind: KeyKind::AesImported(16),
-    extractable: true,
-}];
+const EXTRA_KEYS: &[KeySpec] = &[
+    KeySpec {
+        label: LONG_LABEL,
+        kind: KeyKind::AesImported(16),
+        extractable: true,
+    },
+    KeySpec {
+        label: "des3-imported",
+        kind: KeyKind::Des3Imported,
+        extractable: true,
+    },
+    KeySpec {
+        label: "generic-imported",
+        kind: KeyKind::GenericImported(32),
+        extractable: true,
+    },
+];
+
+/// 24 bytes with odd parity, for the imported DES3 key.
+const DES3_VALUE: [u8; 24] = [
+    0x01, 0x02, 0x04, 0x07, 0x08, 0x0b, 0x0d, 0x0e, 0x10, 0x13, 0x15, 0x16, 0x19, 0x1a, 0x1c,
+    0x1f, 0x20, 0x23, 0x25, 0x26, 0x29, 0x2a, 0x2c, 0x2f,
+];
 
 /// The soft token's keys (`setup --profile sw`). No EC: Debian's 3.8.1 soft
 /// token answers `CKM_EC_KEY_PAIR_GEN` with `CKR_MECHANISM_INVALID`.
@@ -325,6 +347,16 @@ const CIPHERS: &[CipherSpec] = &[
         label: LONG_LABEL,
         mech: "aes-cbc",
         plaintext: b"imported AES key, 220-byte label",
+    },
+    CipherSpec {
+        label: "des3-imported",
+        mech: "des3-cbc",
+        plaintext: b"imported DES3 key: CBC data (32)",
+    },
+    CipherSpec {
+        label: "generic-imported",
+        mech: "sha256-hmac",
+        plaintext: b"imported generic secret: HMAC-SHA-256 data",
     },
     CipherSpec {
         label: "sw-aes128",
@@ -839,11 +871,12 @@ fn generate(s: &Session, k: &KeySpec) -> cryptoki::error::Result<Vec<(String, Ob
         | KeyKind::Des3
         | KeyKind::Aes(_)
         | KeyKind::AesSensitive(_)
-        | KeyKind::AesImported(_) => {
+        | KeyKind::AesImported(_)
+        | KeyKind::Des3Imported => {
             t.push(Attribute::Encrypt(true));
             t.push(Attribute::Decrypt(true));
         }
-        KeyKind::Generic(_) => {
+        KeyKind::Generic(_) | KeyKind::GenericImported(_) => {
             t.push(Attribute::Sign(true));
             t.push(Attribute::Verify(true));
         }
@@ -865,6 +898,16 @@ fn generate(s: &Session, k: &KeySpec) -> cryptoki::error::Result<Vec<(String, Ob
             t.push(Attribute::KeyType(cryptoki::object::KeyType::AES));
             // Fixed, recognisable key bytes: 0x40, 0x41, ...
             t.push(Attribute::Value((0..n).map(|i| 0x40 + i as u8).collect()));
+            s.create_object(&t).map(one)
+        }
+        KeyKind::Des3Imported => {
+            t.push(Attribute::KeyType(cryptoki::object::KeyType::DES3));
+            t.push(Attribute::Value(DES3_VALUE.to_vec()));
+            s.create_object(&t).map(one)
+        }
+        KeyKind::GenericImported(n) => {
+            t.push(Attribute::KeyType(cryptoki::object::KeyType::GENERIC_SECRET));
+            t.push(Attribute::Value((0..n).map(|i| 0x60 + i as u8).collect()));
             s.create_object(&t).map(one)
         }
         KeyKind::Generic(n) => {
