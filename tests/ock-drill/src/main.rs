@@ -227,8 +227,8 @@ const EXTRA_KEYS: &[KeySpec] = &[
 
 /// 24 bytes with odd parity, for the imported DES3 key.
 const DES3_VALUE: [u8; 24] = [
-    0x01, 0x02, 0x04, 0x07, 0x08, 0x0b, 0x0d, 0x0e, 0x10, 0x13, 0x15, 0x16, 0x19, 0x1a, 0x1c,
-    0x1f, 0x20, 0x23, 0x25, 0x26, 0x29, 0x2a, 0x2c, 0x2f,
+    0x01, 0x02, 0x04, 0x07, 0x08, 0x0b, 0x0d, 0x0e, 0x10, 0x13, 0x15, 0x16, 0x19, 0x1a, 0x1c, 0x1f,
+    0x20, 0x23, 0x25, 0x26, 0x29, 0x2a, 0x2c, 0x2f,
 ];
 
 /// The soft token's keys (`setup --profile sw`). No EC: Debian's 3.8.1 soft
@@ -906,7 +906,9 @@ fn generate(s: &Session, k: &KeySpec) -> cryptoki::error::Result<Vec<(String, Ob
             s.create_object(&t).map(one)
         }
         KeyKind::GenericImported(n) => {
-            t.push(Attribute::KeyType(cryptoki::object::KeyType::GENERIC_SECRET));
+            t.push(Attribute::KeyType(
+                cryptoki::object::KeyType::GENERIC_SECRET,
+            ));
             t.push(Attribute::Value((0..n).map(|i| 0x60 + i as u8).collect()));
             s.create_object(&t).map(one)
         }
