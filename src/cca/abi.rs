@@ -3,7 +3,7 @@
 //! Every CCA verb returns `void` and reports status through its first two
 //! parameters; every integer is a `long *` (64 bits on LP64 Linux) and every
 //! byte string an `unsigned char *` (cca.md §4.1, openCryptoki `csulincl.h`).
-//! The loader in [`super::ffi`] resolves symbols to these types, and the
+//! The loader in `cca::ffi` resolves symbols to these types, and the
 //! software emulator checks each export against them at compile time
 //! (`const _: CsnbktcFn = CSNBKTC;`), so both sides of the ABI share one
 //! definition.
@@ -21,16 +21,19 @@ pub type CsnbktcFn = unsafe extern "C" fn(PLong, PLong, PLong, PBytes, PLong, PB
 pub type Csnbktc2Fn =
     unsafe extern "C" fn(PLong, PLong, PLong, PBytes, PLong, PBytes, PLong, PBytes);
 /// CSNDKTC (PKA Key Token Change): RSA, ECC and QSA private tokens.
-pub type CsndktcFn = unsafe extern "C" fn(PLong, PLong, PLong, PBytes, PLong, PBytes, PLong, PBytes);
+pub type CsndktcFn =
+    unsafe extern "C" fn(PLong, PLong, PLong, PBytes, PLong, PBytes, PLong, PBytes);
 /// CSUACFQ (Cryptographic Facility Query).
-pub type CsuacfqFn = unsafe extern "C" fn(PLong, PLong, PLong, PBytes, PLong, PBytes, PLong, PBytes);
+pub type CsuacfqFn =
+    unsafe extern "C" fn(PLong, PLong, PLong, PBytes, PLong, PBytes, PLong, PBytes);
 /// CSUACFV (Cryptographic Facility Version).
 pub type CsuacfvFn = unsafe extern "C" fn(PLong, PLong, PLong, PBytes, PLong, PBytes);
 /// CSUAACM (Access Control Maintenance).
 pub type CsuaacmFn =
     unsafe extern "C" fn(PLong, PLong, PLong, PBytes, PLong, PBytes, PBytes, PLong, PBytes);
 /// CSUACRA / CSUACRD (Cryptographic Resource Allocate / Deallocate).
-pub type CsuacraFn = unsafe extern "C" fn(PLong, PLong, PLong, PBytes, PLong, PBytes, PLong, PBytes);
+pub type CsuacraFn =
+    unsafe extern "C" fn(PLong, PLong, PLong, PBytes, PLong, PBytes, PLong, PBytes);
 /// CSNBMKP (Master Key Process).
 pub type CsnbmkpFn = unsafe extern "C" fn(PLong, PLong, PLong, PBytes, PLong, PBytes, PBytes);
 /// CSNBDEC (Decipher, DES/TDES).
@@ -192,7 +195,8 @@ pub type Csnbktb2Fn = unsafe extern "C" fn(
     PBytes,
 );
 /// CSNBCKM (Multiple Clear Key Import).
-pub type CsnbckmFn = unsafe extern "C" fn(PLong, PLong, PLong, PBytes, PLong, PBytes, PLong, PBytes, PBytes);
+pub type CsnbckmFn =
+    unsafe extern "C" fn(PLong, PLong, PLong, PBytes, PLong, PBytes, PLong, PBytes, PBytes);
 /// CSNBKPI2 (Key Part Import2).
 pub type Csnbkpi2Fn =
     unsafe extern "C" fn(PLong, PLong, PLong, PBytes, PLong, PBytes, PLong, PBytes, PLong, PBytes);
@@ -242,6 +246,71 @@ pub type CsnbrngFn = unsafe extern "C" fn(PLong, PLong, PLong, PBytes, PBytes, P
 /// CSNBRNGL (Random Number Generate Long).
 pub type CsnbrnglFn =
     unsafe extern "C" fn(PLong, PLong, PLong, PBytes, PLong, PBytes, PLong, PBytes, PLong, PBytes);
+/// CSNDDSG (Digital Signature Generate).
+pub type CsnddsgFn = unsafe extern "C" fn(
+    PLong,
+    PLong,
+    PLong,
+    PBytes,
+    PLong,
+    PBytes,
+    PLong,
+    PBytes,
+    PLong,
+    PBytes,
+    PLong,
+    PLong,
+    PBytes,
+);
+/// CSNDDSV (Digital Signature Verify).
+pub type CsnddsvFn = unsafe extern "C" fn(
+    PLong,
+    PLong,
+    PLong,
+    PBytes,
+    PLong,
+    PBytes,
+    PLong,
+    PBytes,
+    PLong,
+    PBytes,
+    PLong,
+    PBytes,
+);
+/// CSNDPKE / CSNDPKD (PKA Encrypt / Decrypt).
+pub type CsndpkeFn = unsafe extern "C" fn(
+    PLong,
+    PLong,
+    PLong,
+    PBytes,
+    PLong,
+    PBytes,
+    PLong,
+    PBytes,
+    PLong,
+    PBytes,
+    PLong,
+    PBytes,
+    PLong,
+    PBytes,
+);
+/// CSNBHMG / CSNBHMV (HMAC Generate / Verify).
+pub type CsnbhmgFn = unsafe extern "C" fn(
+    PLong,
+    PLong,
+    PLong,
+    PBytes,
+    PLong,
+    PBytes,
+    PLong,
+    PBytes,
+    PLong,
+    PBytes,
+    PLong,
+    PBytes,
+    PLong,
+    PBytes,
+);
 /// Shape used by the emulator for verbs it does not implement: only the
 /// common status prefix is touched (the C caller may pass more arguments,
 /// which the System V calling convention lets the callee ignore).

@@ -67,6 +67,8 @@ verbs! {
     csnbktb: CsnbktbFn = "CSNBKTB",
     csndpkb: CsndpkbFn = "CSNDPKB",
     csndpkg: CsndpkgFn = "CSNDPKG",
+    csnbktb2: Csnbktb2Fn = "CSNBKTB2",
+    csnbkgn2: Csnbkgn2Fn = "CSNBKGN2",
 }
 
 /// The loaded library and its resolved verbs. Field order keeps the pointers
@@ -125,7 +127,11 @@ impl Lib {
         let mut count = len_of(rule) / 8;
         let mut rule = rule.to_vec();
         let mut len = len_of(token);
-        let f = if pka { self.verbs.csndktc } else { self.verbs.csnbktc2 };
+        let f = if pka {
+            self.verbs.csndktc
+        } else {
+            self.verbs.csnbktc2
+        };
         // SAFETY: pointers valid for the call; `len` is the token buffer's
         // true size, so the verb never writes past it.
         unsafe {
@@ -302,7 +308,11 @@ impl Lib {
         let mut chain_len: c_long = 128;
         let mut zero: c_long = 0;
         let mut zero2: c_long = 0;
-        let f = if enc { self.verbs.csnbsae } else { self.verbs.csnbsad };
+        let f = if enc {
+            self.verbs.csnbsae
+        } else {
+            self.verbs.csnbsad
+        };
         // SAFETY: every buffer is passed with its true length.
         unsafe {
             f(
@@ -541,6 +551,92 @@ impl Lib {
             )
         };
         out.truncate(clamp(out_len, 8000));
+        (r, out)
+    }
+
+    /// CSNBKTB2: a variable-length skeleton (no clear key).
+    pub(crate) fn csnbktb2(&self, rule: &[u8]) -> (Raw, Vec<u8>) {
+        let mut r = Raw { rc: 0, reason: 0 };
+        let mut count = len_of(rule) / 8;
+        let mut rule = rule.to_vec();
+        let mut zero = [0 as c_long; 5];
+        let mut out = vec![0u8; 725];
+        let mut out_len = len_of(&out);
+        let [z0, z1, z2, z3, z4] = &mut zero;
+        // SAFETY: the target buffer is passed with its true length; every
+        // other buffer has length 0 and a NULL pointer.
+        unsafe {
+            (self.verbs.csnbktb2)(
+                &mut r.rc,
+                &mut r.reason,
+                ptr::null_mut(),
+                ptr::null_mut(),
+                &mut count,
+                rule.as_mut_ptr(),
+                z0,
+                ptr::null_mut(),
+                z1,
+                ptr::null_mut(),
+                z2,
+                ptr::null_mut(),
+                z3,
+                ptr::null_mut(),
+                z4,
+                ptr::null_mut(),
+                &mut out_len,
+                out.as_mut_ptr(),
+            )
+        };
+        out.truncate(clamp(out_len, 725));
+        (r, out)
+    }
+
+    /// CSNBKGN2: generate a `bits`-bit key into `skeleton` (key type `TOKEN`).
+    pub(crate) fn csnbkgn2(&self, rule: &[u8], bits: c_long, skeleton: &[u8]) -> (Raw, Vec<u8>) {
+        let mut r = Raw { rc: 0, reason: 0 };
+        let mut count = len_of(rule) / 8;
+        let mut rule = rule.to_vec();
+        let mut bits = bits;
+        let mut ty1 = *b"TOKEN   ";
+        let mut ty2 = *b"        ";
+        let mut zero = [0 as c_long; 7];
+        let mut out = skeleton.to_vec();
+        out.resize(725, 0);
+        let mut out_len = len_of(&out);
+        let [z0, z1, z2, z3, z4, z5, z6] = &mut zero;
+        // SAFETY: the generated-key buffer is passed with its true length
+        // (725, the largest variable-length token); names, user data and
+        // KEKs have length 0 and NULL pointers.
+        unsafe {
+            (self.verbs.csnbkgn2)(
+                &mut r.rc,
+                &mut r.reason,
+                ptr::null_mut(),
+                ptr::null_mut(),
+                &mut count,
+                rule.as_mut_ptr(),
+                &mut bits,
+                ty1.as_mut_ptr(),
+                ty2.as_mut_ptr(),
+                z0,
+                ptr::null_mut(),
+                z1,
+                ptr::null_mut(),
+                z2,
+                ptr::null_mut(),
+                z3,
+                ptr::null_mut(),
+                z4,
+                ptr::null_mut(),
+                z5,
+                ptr::null_mut(),
+                &mut out_len,
+                out.as_mut_ptr(),
+                z6,
+                ptr::null_mut(),
+            )
+        };
+        out.truncate(clamp(out_len, 725));
         (r, out)
     }
 }

@@ -3,9 +3,9 @@
 //! [`Csulcca`] is the safe face of `libcsulcca.so`: one method per verb, each
 //! returning `Result<_, CcaError>` where the error names the verb and carries
 //! CCA's return and reason codes. The conversion from the raw pair happens in
-//! one place, [`check`]; callers never compare return codes themselves.
+//! one place, `check`; callers never compare return codes themselves.
 //! Layouts of the tokens the verbs work on live in [`token`], keywords in
-//! [`rules`], C signatures in [`abi`]; [`ffi`] is the only unsafe code.
+//! [`rules`], C signatures in [`abi`]; `ffi` is the only unsafe code.
 
 pub mod abi;
 mod ffi;
@@ -54,6 +54,10 @@ pub enum Verb {
     Csndpkb,
     /// PKA Key Generate.
     Csndpkg,
+    /// Key Token Build2.
+    Csnbktb2,
+    /// Key Generate2.
+    Csnbkgn2,
 }
 
 impl Verb {
@@ -76,6 +80,8 @@ impl Verb {
             Verb::Csnbktb => "CSNBKTB",
             Verb::Csndpkb => "CSNDPKB",
             Verb::Csndpkg => "CSNDPKG",
+            Verb::Csnbktb2 => "CSNBKTB2",
+            Verb::Csnbkgn2 => "CSNBKGN2",
         }
     }
 }
@@ -234,10 +240,14 @@ impl Csulcca {
         let shown = name.to_string_lossy().into_owned();
         match ffi::Lib::open(name) {
             Ok(lib) => Ok(Csulcca { lib }),
-            Err(ffi::OpenError::Open(detail)) => Err(LoadError::Open { name: shown, detail }),
-            Err(ffi::OpenError::Missing(symbol)) => {
-                Err(LoadError::MissingSymbol { name: shown, symbol })
-            }
+            Err(ffi::OpenError::Open(detail)) => Err(LoadError::Open {
+                name: shown,
+                detail,
+            }),
+            Err(ffi::OpenError::Missing(symbol)) => Err(LoadError::MissingSymbol {
+                name: shown,
+                symbol,
+            }),
         }
     }
 
@@ -268,7 +278,11 @@ impl Csulcca {
         let (raw, ra, vd) = self.lib.csuacfq(rule.as_bytes(), verb_data_len);
         let status = check(Verb::Csuacfq, raw)?;
         let rule_array = rules::parse(&ra, ra.len() / 8).unwrap_or_default();
-        Ok(Query { rule_array, verb_data: vd, status })
+        Ok(Query {
+            rule_array,
+            verb_data: vd,
+            status,
+        })
     }
 
     /// NEW/CURRENT/OLD states and MKVPs of one master-key type: states from
@@ -291,9 +305,18 @@ impl Csulcca {
             (state >= 2).then(|| v.to_vec())
         };
         Ok(MkStatus {
-            old: Register { state: os, mkvp: vp(0, os) },
-            current: Register { state: cs, mkvp: vp(1, cs) },
-            new: Register { state: ns, mkvp: vp(2, ns.saturating_sub(1)) },
+            old: Register {
+                state: os,
+                mkvp: vp(0, os),
+            },
+            current: Register {
+                state: cs,
+                mkvp: vp(1, cs),
+            },
+            new: Register {
+                state: ns,
+                mkvp: vp(2, ns.saturating_sub(1)),
+            },
         })
     }
 
@@ -370,14 +393,19 @@ impl Csulcca {
         key_type: Keyword,
         token: &mut [u8; 64],
     ) -> Result<Status, CcaError> {
-        let raw = self.lib.csnbkgn(&Keyword::new("OP").0, &length.0, &key_type.0, token);
+        let raw = self
+            .lib
+            .csnbkgn(&Keyword::new("OP").0, &length.0, &key_type.0, token);
         check(Verb::Csnbkgn, raw)
     }
 
     /// CSNBKTB: builds a 64-byte skeleton token.
     pub fn csnbktb(&self, key_type: Keyword, rule: &RuleArray) -> Result<[u8; 64], CcaError> {
         let mut t = [0u8; 64];
-        check(Verb::Csnbktb, self.lib.csnbktb(&key_type.0, rule.as_bytes(), &mut t))?;
+        check(
+            Verb::Csnbktb,
+            self.lib.csnbktb(&key_type.0, rule.as_bytes(), &mut t),
+        )?;
         Ok(t)
     }
 
@@ -392,6 +420,28 @@ impl Csulcca {
     pub fn csndpkg(&self, skeleton: &[u8]) -> Result<Vec<u8>, CcaError> {
         let (raw, out) = self.lib.csndpkg(&rules::MASTER.0, skeleton);
         check(Verb::Csndpkg, raw)?;
+        Ok(out)
+    }
+
+    /// CSNBKTB2: a keyless AES CIPHER / HMAC skeleton
+    /// (e.g. `INTERNAL AES CIPHER NO-KEY ANY-MODE`).
+    pub fn csnbktb2(&self, rule: &RuleArray) -> Result<Vec<u8>, CcaError> {
+        let (raw, out) = self.lib.csnbktb2(rule.as_bytes());
+        check(Verb::Csnbktb2, raw)?;
+        Ok(out)
+    }
+
+    /// CSNBKGN2 (`AES OP` / `HMAC OP`): a `bits`-bit key into `skeleton`.
+    pub fn csnbkgn2(
+        &self,
+        rule: &RuleArray,
+        bits: u32,
+        skeleton: &[u8],
+    ) -> Result<Vec<u8>, CcaError> {
+        let (raw, out) =
+            self.lib
+                .csnbkgn2(rule.as_bytes(), std::os::raw::c_long::from(bits), skeleton);
+        check(Verb::Csnbkgn2, raw)?;
         Ok(out)
     }
 }

@@ -57,7 +57,9 @@ impl MkType {
 
     /// Parses a type name (case-insensitive).
     pub fn from_name(s: &str) -> Option<MkType> {
-        MkType::ALL.into_iter().find(|t| t.name().eq_ignore_ascii_case(s))
+        MkType::ALL
+            .into_iter()
+            .find(|t| t.name().eq_ignore_ascii_case(s))
     }
 
     /// The CSNBMKP class keyword.
@@ -162,7 +164,9 @@ impl TokenInfo {
 
     /// The MKVP bytes of `token` (empty if the token is shorter than classified).
     pub fn mkvp<'a>(&self, token: &'a [u8]) -> &'a [u8] {
-        token.get(self.mkvp_offset..self.mkvp_offset + self.mkvp_len).unwrap_or(&[])
+        token
+            .get(self.mkvp_offset..self.mkvp_offset + self.mkvp_len)
+            .unwrap_or(&[])
     }
 }
 
@@ -252,7 +256,10 @@ pub mod pka {
 }
 
 fn byte(t: &[u8], off: usize) -> Result<u8, TokenError> {
-    t.get(off).copied().ok_or(TokenError::Truncated { need: off + 1, got: t.len() })
+    t.get(off).copied().ok_or(TokenError::Truncated {
+        need: off + 1,
+        got: t.len(),
+    })
 }
 
 /// Big-endian u16 at `off`, if present.
@@ -293,11 +300,19 @@ fn classify_symmetric(t: &[u8]) -> Result<TokenInfo, TokenError> {
     let version = byte(t, 4)?;
     let fixed = |kind| {
         if t.len() < FIXED_LEN {
-            Err(TokenError::Truncated { need: FIXED_LEN, got: t.len() })
+            Err(TokenError::Truncated {
+                need: FIXED_LEN,
+                got: t.len(),
+            })
         } else if t.len() > FIXED_LEN {
             Err(TokenError::BadLength)
         } else {
-            Ok(TokenInfo { kind, mkvp_offset: 8, mkvp_len: 8, len: FIXED_LEN })
+            Ok(TokenInfo {
+                kind,
+                mkvp_offset: 8,
+                mkvp_len: 8,
+                len: FIXED_LEN,
+            })
         }
     };
     match version {
@@ -305,14 +320,20 @@ fn classify_symmetric(t: &[u8]) -> Result<TokenInfo, TokenError> {
         0x04 => fixed(TokenKind::AesData),
         0x05 => {
             if t.len() < VAR_MIN_LEN {
-                return Err(TokenError::Truncated { need: VAR_MIN_LEN, got: t.len() });
+                return Err(TokenError::Truncated {
+                    need: VAR_MIN_LEN,
+                    got: t.len(),
+                });
             }
             let len = usize::from(be16(t, 2).ok_or(TokenError::BadLength)?);
             if len < VAR_MIN_LEN {
                 return Err(TokenError::BadLength);
             }
             if len > t.len() {
-                return Err(TokenError::Truncated { need: len, got: t.len() });
+                return Err(TokenError::Truncated {
+                    need: len,
+                    got: t.len(),
+                });
             }
             let kind = match (byte(t, 41)?, be16(t, 42)) {
                 (0x02, Some(0x0001)) => TokenKind::AesCipher,
@@ -323,7 +344,12 @@ fn classify_symmetric(t: &[u8]) -> Result<TokenInfo, TokenError> {
             if state != 0x03 {
                 return Err(TokenError::NotMkWrapped(state));
             }
-            Ok(TokenInfo { kind, mkvp_offset: 10, mkvp_len: 8, len })
+            Ok(TokenInfo {
+                kind,
+                mkvp_offset: 10,
+                mkvp_len: 8,
+                len,
+            })
         }
         other => Err(TokenError::UnsupportedVersion(other)),
     }
@@ -349,7 +375,12 @@ fn classify_pka(t: &[u8]) -> Result<TokenInfo, TokenError> {
     if rel + mkvp_len > slen {
         return Err(TokenError::BadLength);
     }
-    Ok(TokenInfo { kind, mkvp_offset, mkvp_len, len: t.len() })
+    Ok(TokenInfo {
+        kind,
+        mkvp_offset,
+        mkvp_len,
+        len: t.len(),
+    })
 }
 
 /// Token validation value of a 64-byte token: the sum of the fifteen
@@ -371,7 +402,9 @@ pub fn tvv_valid(t: &[u8]) -> bool {
 
 /// Writes the TVV into bytes 60–63; false if the token is shorter than 64 bytes.
 pub fn tvv_set(t: &mut [u8]) -> bool {
-    let Some(v) = tvv_compute(t) else { return false };
+    let Some(v) = tvv_compute(t) else {
+        return false;
+    };
     match t.get_mut(60..64) {
         Some(dst) => {
             dst.copy_from_slice(&v.to_be_bytes());
@@ -433,7 +466,10 @@ mod tests {
         assert_eq!(info.kind, TokenKind::Des);
         assert_eq!(info.mkvp(&t), &[9; 8]);
         assert_eq!(des_key_len(&t), Some(8));
-        assert_eq!(classify(&t[..63]), Err(TokenError::Truncated { need: 64, got: 63 }));
+        assert_eq!(
+            classify(&t[..63]),
+            Err(TokenError::Truncated { need: 64, got: 63 })
+        );
         let mut p = vec![0u8; 200];
         p[0] = 0x1F;
         p[8] = 0x20;
@@ -443,7 +479,10 @@ mod tests {
         p[8] = 0x04;
         assert_eq!(classify(&p), Err(TokenError::PublicOnly));
         assert_eq!(classify(&[0x1E]), Err(TokenError::External));
-        assert_eq!(classify(&[]), Err(TokenError::Truncated { need: 1, got: 0 }));
+        assert_eq!(
+            classify(&[]),
+            Err(TokenError::Truncated { need: 1, got: 0 })
+        );
     }
 
     #[test]

@@ -2,6 +2,12 @@
 //! token directories, snapshots of a directory tree (to prove nothing
 //! changed), hex. Keep it generic; add helpers for other areas freely.
 #![allow(dead_code, clippy::unwrap_used, clippy::indexing_slicing)]
+#![allow(
+    clippy::expect_used,
+    reason = "test helpers: a panic is a test failure"
+)]
+
+pub mod emu;
 
 use std::collections::BTreeMap;
 use std::fs;

@@ -17,6 +17,7 @@ use aes::Aes256;
 use des::TdesEde3;
 use zeroize::Zeroizing;
 
+use crate::codes::{SHORT_BUFFER, UNUSABLE};
 use crate::Fail;
 
 /// Bytes from the operating system's random source.
@@ -67,7 +68,7 @@ fn cbc<C: BlockEncrypt + BlockDecrypt>(c: &C, bs: usize, iv: &[u8], data: &mut [
 
 /// TDES-EDE3-CBC in place; `data` a multiple of 8 bytes.
 pub fn tdes_cbc(key: &[u8], iv: &[u8; 8], data: &mut [u8], enc: bool) -> Result<(), Fail> {
-    if data.len() % 8 != 0 {
+    if !data.len().is_multiple_of(8) {
         return Err(Fail::new(8, 72));
     }
     cbc(&tdes(key)?, 8, iv, data, enc);
@@ -76,12 +77,24 @@ pub fn tdes_cbc(key: &[u8], iv: &[u8; 8], data: &mut [u8], enc: bool) -> Result<
 
 /// AES-CBC (128/192/256 by key length) in place; `data` a multiple of 16.
 pub fn aes_cbc(key: &[u8], iv: &[u8; 16], data: &mut [u8], enc: bool) -> Result<(), Fail> {
-    if data.len() % 16 != 0 {
+    if !data.len().is_multiple_of(16) {
         return Err(Fail::new(8, 72));
     }
     match key.len() {
-        16 => cbc(&aes::Aes128::new_from_slice(key).map_err(|_| Fail::new(16, 336))?, 16, iv, data, enc),
-        24 => cbc(&aes::Aes192::new_from_slice(key).map_err(|_| Fail::new(16, 336))?, 16, iv, data, enc),
+        16 => cbc(
+            &aes::Aes128::new_from_slice(key).map_err(|_| Fail::new(16, 336))?,
+            16,
+            iv,
+            data,
+            enc,
+        ),
+        24 => cbc(
+            &aes::Aes192::new_from_slice(key).map_err(|_| Fail::new(16, 336))?,
+            16,
+            iv,
+            data,
+            enc,
+        ),
         32 => cbc(&aes256(key)?, 16, iv, data, enc),
         _ => return Err(Fail::new(8, 47)),
     }
@@ -90,7 +103,7 @@ pub fn aes_cbc(key: &[u8], iv: &[u8; 16], data: &mut [u8], enc: bool) -> Result<
 
 /// AES-ECB (128/192/256) in place; `data` a multiple of 16.
 pub fn aes_ecb(key: &[u8], data: &mut [u8], enc: bool) -> Result<(), Fail> {
-    if data.len() % 16 != 0 {
+    if !data.len().is_multiple_of(16) {
         return Err(Fail::new(8, 72));
     }
     for b in data.chunks_exact_mut(16) {
@@ -105,22 +118,35 @@ pub fn aes256_cbc0(key: &[u8], data: &mut [u8], enc: bool) -> Result<(), Fail> {
     aes_cbc(key, &[0u8; 16], data, enc)
 }
 
-/// RFC 3394 AES key wrap of `buf[8..]` with initial value `buf[..8]`; the
-/// result replaces `buf` and has the same length (cca.md §7.5).
-pub fn aeskw_wrap_inplace(kek: &[u8], buf: &mut [u8]) -> Result<(), Fail> {
-    let c = aes256(kek)?;
-    let n = buf.len() / 8 - 1;
-    if buf.len() % 8 != 0 || n < 2 {
-        return Err(Fail::new(8, 72));
+/// Splits a key-wrap buffer into its integrity register A and 8-byte blocks.
+fn kw_split(buf: &[u8], bad: Fail) -> Result<([u8; 8], Vec<[u8; 8]>), Fail> {
+    if !buf.len().is_multiple_of(8) || buf.len() < 24 {
+        return Err(bad);
     }
     let mut a = [0u8; 8];
-    a.copy_from_slice(buf.get(..8).ok_or(Fail::new(8, 72))?);
-    let mut r: Vec<[u8; 8]> = buf
+    a.copy_from_slice(buf.get(..8).ok_or(bad)?);
+    let r = buf
         .get(8..)
         .unwrap_or(&[])
         .chunks_exact(8)
         .map(|c| c.try_into().unwrap_or([0; 8]))
         .collect();
+    Ok((a, r))
+}
+
+/// Writes A ‖ blocks back over `buf` (same length as split).
+fn kw_join(buf: &mut [u8], a: &[u8; 8], r: &mut [[u8; 8]]) {
+    let out: Zeroizing<Vec<u8>> =
+        Zeroizing::new(a.iter().chain(r.iter().flatten()).copied().collect());
+    r.iter_mut().for_each(|x| *x = [0; 8]);
+    buf.copy_from_slice(&out);
+}
+
+/// RFC 3394 AES key wrap of `buf[8..]` with initial value `buf[..8]`; the
+/// result replaces `buf` and has the same length (cca.md §7.5).
+pub fn aeskw_wrap_inplace(kek: &[u8], buf: &mut [u8]) -> Result<(), Fail> {
+    let c = aes256(kek)?;
+    let (mut a, mut r) = kw_split(buf, SHORT_BUFFER)?;
     let mut t = 0u64;
     for _ in 0..6 {
         for ri in r.iter_mut() {
@@ -128,62 +154,54 @@ pub fn aeskw_wrap_inplace(kek: &[u8], buf: &mut [u8]) -> Result<(), Fail> {
             let mut b = [0u8; 16];
             b[..8].copy_from_slice(&a);
             b[8..].copy_from_slice(ri);
-            c.encrypt_block(aes::cipher::generic_array::GenericArray::from_mut_slice(&mut b));
+            c.encrypt_block(aes::cipher::generic_array::GenericArray::from_mut_slice(
+                &mut b,
+            ));
             a.copy_from_slice(&b[..8]);
             a.iter_mut().zip(t.to_be_bytes()).for_each(|(x, y)| *x ^= y);
             ri.copy_from_slice(&b[8..]);
         }
     }
-    let out: Vec<u8> = a.iter().copied().chain(r.iter().flatten().copied()).collect();
-    buf.copy_from_slice(&out);
+    kw_join(buf, &a, &mut r);
     Ok(())
 }
 
 /// Inverse of [`aeskw_wrap_inplace`]: recovers initial value and data in place.
 pub fn aeskw_unwrap_inplace(kek: &[u8], buf: &mut [u8]) -> Result<(), Fail> {
     let c = aes256(kek)?;
-    let n = buf.len() / 8 - 1;
-    if buf.len() % 8 != 0 || n < 2 {
-        return Err(Fail::new(8, 47));
-    }
-    let mut a = [0u8; 8];
-    a.copy_from_slice(buf.get(..8).ok_or(Fail::new(8, 47))?);
-    let mut r: Vec<[u8; 8]> = buf
-        .get(8..)
-        .unwrap_or(&[])
-        .chunks_exact(8)
-        .map(|c| c.try_into().unwrap_or([0; 8]))
-        .collect();
-    let mut t = (6 * n) as u64;
+    let (mut a, mut r) = kw_split(buf, UNUSABLE)?;
+    let mut t = 6 * r.len() as u64;
     for _ in 0..6 {
         for ri in r.iter_mut().rev() {
             let mut b = [0u8; 16];
             a.iter_mut().zip(t.to_be_bytes()).for_each(|(x, y)| *x ^= y);
             b[..8].copy_from_slice(&a);
             b[8..].copy_from_slice(ri);
-            c.decrypt_block(aes::cipher::generic_array::GenericArray::from_mut_slice(&mut b));
+            c.decrypt_block(aes::cipher::generic_array::GenericArray::from_mut_slice(
+                &mut b,
+            ));
             a.copy_from_slice(&b[..8]);
             ri.copy_from_slice(&b[8..]);
             t -= 1;
         }
     }
-    let out: Zeroizing<Vec<u8>> =
-        Zeroizing::new(a.iter().copied().chain(r.iter().flatten().copied()).collect());
-    r.iter_mut().for_each(|x| *x = [0; 8]);
-    buf.copy_from_slice(&out);
+    kw_join(buf, &a, &mut r);
     Ok(())
 }
 
 /// RFC 5649 AES key wrap with padding under a 32-byte OPK.
 pub fn kwp_wrap(kek: &[u8], data: &[u8]) -> Result<Vec<u8>, Fail> {
     let k = aes_kw::KekAes256::try_from(kek).map_err(|_| Fail::new(16, 336))?;
-    k.wrap_with_padding_vec(data).map_err(|_| Fail::new(16, 336))
+    k.wrap_with_padding_vec(data)
+        .map_err(|_| Fail::new(16, 336))
 }
 
 /// RFC 5649 unwrap; an integrity failure is 8/47 (token content invalid).
 pub fn kwp_unwrap(kek: &[u8], data: &[u8]) -> Result<Zeroizing<Vec<u8>>, Fail> {
     let k = aes_kw::KekAes256::try_from(kek).map_err(|_| Fail::new(16, 336))?;
-    k.unwrap_with_padding_vec(data).map(Zeroizing::new).map_err(|_| Fail::new(8, 47))
+    k.unwrap_with_padding_vec(data)
+        .map(Zeroizing::new)
+        .map_err(|_| Fail::new(8, 47))
 }
 
 #[cfg(test)]
@@ -194,11 +212,15 @@ mod tests {
     fn rfc3394_vector_256() {
         // RFC 3394 §4.6: 256-bit data with a 256-bit KEK.
         let kek = unhex("000102030405060708090A0B0C0D0E0F101112131415161718191A1B1C1D1E1F");
-        let mut buf = unhex("A6A6A6A6A6A6A6A600112233445566778899AABBCCDDEEFF000102030405060708090A0B0C0D0E0F");
+        let mut buf = unhex(
+            "A6A6A6A6A6A6A6A600112233445566778899AABBCCDDEEFF000102030405060708090A0B0C0D0E0F",
+        );
         aeskw_wrap_inplace(&kek, &mut buf).unwrap();
         assert_eq!(
             buf,
-            unhex("28C9F404C4B810F4CBCCB35CFB87F8263F5786E2D80ED326CBC7F0E71A99F43BFB988B9B7A02DD21")
+            unhex(
+                "28C9F404C4B810F4CBCCB35CFB87F8263F5786E2D80ED326CBC7F0E71A99F43BFB988B9B7A02DD21"
+            )
         );
         aeskw_unwrap_inplace(&kek, &mut buf).unwrap();
         assert_eq!(&buf[..8], &[0xA6; 8]);

@@ -8,7 +8,10 @@
 //! types in `pkcscca::cca::abi`. Verbs not emulated answer 16/336.
 #![allow(unsafe_code)]
 #![allow(non_snake_case, reason = "CCA verb names are the C symbol names")]
-#![allow(clippy::missing_safety_doc, reason = "each export's contract is the CCA verb's C contract")]
+#![allow(
+    clippy::missing_safety_doc,
+    reason = "each export's contract is the CCA verb's C contract"
+)]
 
 use std::os::raw::{c_long, c_void};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -18,7 +21,7 @@ use pkcscca::cca::Verb;
 
 use crate::codes::*;
 use crate::state::Store;
-use crate::verbs::{self, keys, pka, query, usage};
+use crate::verbs::{self, keys, pka, query, sign, usage};
 use crate::{knobs, Fail};
 
 /// Largest length we accept from a caller for any one buffer.
@@ -33,7 +36,7 @@ unsafe fn rd(p: PLong) -> i64 {
         0
     } else {
         // SAFETY: non-NULL and readable per the caller's contract.
-        i64::from(unsafe { *p })
+        unsafe { *p }
     }
 }
 
@@ -99,6 +102,22 @@ fn fits(out: &[u8], cap: i64) -> Result<(), Fail> {
     }
 }
 
+/// Copies a variable-length output to `out` and its length to `*len`,
+/// when it fits the caller's buffer (`*len` on input); else 8/72.
+///
+/// # Safety
+/// `len` is NULL or a readable and writable `long`; `out` points to `*len`
+/// writable bytes.
+unsafe fn put_out(out: *mut u8, len: PLong, o: &[u8]) -> Result<(), Fail> {
+    // SAFETY: forwarded contract.
+    unsafe {
+        fits(o, rd(len))?;
+        put(out, o);
+        wr(len, o.len() as i64);
+    }
+    Ok(())
+}
+
 /// Runs one verb: counts, latency, injected faults, panic guard, status.
 ///
 /// # Safety
@@ -123,7 +142,10 @@ unsafe fn run(name: &str, rc: PLong, reason: PLong, body: impl FnOnce(&Store) ->
 }
 
 macro_rules! not_emulated {
-    ($($name:ident),* $(,)?) => {$(
+    ($($name:ident),* $(,)?) => {
+        /// Exported verbs that are not emulated (16/336).
+        pub const NOT_EMULATED: &[&str] = &[$(stringify!($name)),*];
+        $(
         #[doc = concat!("`", stringify!($name), "`: not emulated, answers 16/336.")]
         #[unsafe(no_mangle)]
         pub unsafe extern "C" fn $name(rc: PLong, reason: PLong) {
@@ -135,20 +157,36 @@ macro_rules! not_emulated {
     )*};
 }
 
+/// Exported verbs with an implementation.
+pub const EMULATED: &[&str] = &[
+    "CSNBKTC", "CSNBKTC2", "CSNDKTC", "CSUACFQ", "CSUACFV", "CSUAACM", "CSUACRA", "CSUACRD",
+    "CSNBMKP", "CSNBENC", "CSNBDEC", "CSNBSAE", "CSNBSAD", "CSNDPKT", "CSNDPKX", "CSNBKGN",
+    "CSNBKGN2", "CSNBKTB", "CSNBKTB2", "CSNBCKM", "CSNBKPI2", "CSNDPKB", "CSNDPKG", "CSNBRNG",
+    "CSNBRNGL", "CSNDDSG", "CSNDDSV", "CSNDPKE", "CSNDPKD", "CSNBHMG", "CSNBHMV",
+];
+
 not_emulated!(
     CSNBCKI, CSNBDKX, CSNBDKM, CSNBKEX, CSNBKIM, CSNBKPI, CSNBKSI, CSNBKRC, CSNBAKRC, CSNBKRD,
     CSNBKRL, CSNBKRR, CSNBKRW, CSNDKRC, CSNDKRD, CSNDKRL, CSNDKRR, CSNDKRW, CSNBKYT, CSNBKYTX,
-    CSNBKTR, CSNBMGN, CSNBMVR, CSNBOWH, CSNDPKI, CSNDDSG, CSNDDSV, CSNDSYI, CSNDSYI2, CSNDSYX,
-    CSUACFC, CSNDSBC, CSNDSBD, CSUALCT, CSUAACI, CSNDPKH, CSNDPKR, CSUAMKD, CSNDRKD, CSNDRKL,
-    CSNDSYG, CSNBPTR, CSNBCPE, CSNBCPA, CSNBPGN, CSNBPVR, CSNBDKG, CSNBEPG, CSNBCVE, CSNBCSG,
-    CSNBCSV, CSNBCVG, CSNBKTP, CSNDPKE, CSNDPKD, CSNBPEX, CSNBPEXX, CSUARNT, CSNBCVT, CSNBMDG,
-    CSNBTRV, CSNBSKY, CSNBSPN, CSNBPCU, CSNDEDH, CSUAPRB, CSNDTBC, CSNDRKX, CSNBKET, CSNBHMG,
-    CSNBHMV, CSNBCTT2, CSNBRKA, CSNBKTR2, CSUADHK, CSUADHQ, CSUAPCV,
+    CSNBKTR, CSNBMGN, CSNBMVR, CSNBOWH, CSNDPKI, CSNDSYI, CSNDSYI2, CSNDSYX, CSUACFC, CSNDSBC,
+    CSNDSBD, CSUALCT, CSUAACI, CSNDPKH, CSNDPKR, CSUAMKD, CSNDRKD, CSNDRKL, CSNDSYG, CSNBPTR,
+    CSNBCPE, CSNBCPA, CSNBPGN, CSNBPVR, CSNBDKG, CSNBEPG, CSNBCVE, CSNBCSG, CSNBCSV, CSNBCVG,
+    CSNBKTP, CSNBPEX, CSNBPEXX, CSUARNT, CSNBCVT, CSNBMDG, CSNBTRV, CSNBSKY, CSNBSPN, CSNBPCU,
+    CSNDEDH, CSUAPRB, CSNDTBC, CSNDRKX, CSNBKET, CSNBCTT2, CSNBRKA, CSNBKTR2, CSUADHK, CSUADHQ,
+    CSUAPCV,
 );
 
 /// CSNBKTC: Key Token Change for 64-byte DES / AES DATA tokens.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn CSNBKTC(rc: PLong, reason: PLong, _el: PLong, _ed: PBytes, count: PLong, rule_a: PBytes, key: PBytes) {
+pub unsafe extern "C" fn CSNBKTC(
+    rc: PLong,
+    reason: PLong,
+    _el: PLong,
+    _ed: PBytes,
+    count: PLong,
+    rule_a: PBytes,
+    key: PBytes,
+) {
     // SAFETY: CCA contract: rule array of `*count` keywords, 64-byte token.
     unsafe {
         run("CSNBKTC", rc, reason, |st| {
@@ -167,10 +205,20 @@ pub unsafe extern "C" fn CSNBKTC(rc: PLong, reason: PLong, _el: PLong, _ed: PByt
 const _: abi::CsnbktcFn = CSNBKTC;
 
 /// Shared body of CSNBKTC2 and CSNDKTC.
+#[allow(clippy::too_many_arguments, reason = "mirrors the C parameter list")]
 ///
 /// # Safety
 /// CCA contract: `*len` bytes at `key`, rule array of `*count` keywords.
-unsafe fn ktc_var(name: &str, verb: Verb, rc: PLong, reason: PLong, count: PLong, rule_a: PBytes, len: PLong, key: PBytes) {
+unsafe fn ktc_var(
+    name: &str,
+    verb: Verb,
+    rc: PLong,
+    reason: PLong,
+    count: PLong,
+    rule_a: PBytes,
+    len: PLong,
+    key: PBytes,
+) {
     // SAFETY: forwarded contract.
     unsafe {
         run(name, rc, reason, |st| {
@@ -187,23 +235,72 @@ unsafe fn ktc_var(name: &str, verb: Verb, rc: PLong, reason: PLong, count: PLong
 
 /// CSNBKTC2: Key Token Change2 for variable-length AES CIPHER / HMAC tokens.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn CSNBKTC2(rc: PLong, reason: PLong, _el: PLong, _ed: PBytes, count: PLong, rule_a: PBytes, len: PLong, key: PBytes) {
+pub unsafe extern "C" fn CSNBKTC2(
+    rc: PLong,
+    reason: PLong,
+    _el: PLong,
+    _ed: PBytes,
+    count: PLong,
+    rule_a: PBytes,
+    len: PLong,
+    key: PBytes,
+) {
     // SAFETY: CCA contract of CSNBKTC2.
-    unsafe { ktc_var("CSNBKTC2", Verb::Csnbktc2, rc, reason, count, rule_a, len, key) }
+    unsafe {
+        ktc_var(
+            "CSNBKTC2",
+            Verb::Csnbktc2,
+            rc,
+            reason,
+            count,
+            rule_a,
+            len,
+            key,
+        )
+    }
 }
 const _: abi::Csnbktc2Fn = CSNBKTC2;
 
 /// CSNDKTC: PKA Key Token Change.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn CSNDKTC(rc: PLong, reason: PLong, _el: PLong, _ed: PBytes, count: PLong, rule_a: PBytes, len: PLong, key: PBytes) {
+pub unsafe extern "C" fn CSNDKTC(
+    rc: PLong,
+    reason: PLong,
+    _el: PLong,
+    _ed: PBytes,
+    count: PLong,
+    rule_a: PBytes,
+    len: PLong,
+    key: PBytes,
+) {
     // SAFETY: CCA contract of CSNDKTC.
-    unsafe { ktc_var("CSNDKTC", Verb::Csndktc, rc, reason, count, rule_a, len, key) }
+    unsafe {
+        ktc_var(
+            "CSNDKTC",
+            Verb::Csndktc,
+            rc,
+            reason,
+            count,
+            rule_a,
+            len,
+            key,
+        )
+    }
 }
 const _: abi::CsndktcFn = CSNDKTC;
 
 /// CSUACFQ: Cryptographic Facility Query.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn CSUACFQ(rc: PLong, reason: PLong, _el: PLong, _ed: PBytes, count: PLong, rule_a: PBytes, vd_len: PLong, vd: PBytes) {
+pub unsafe extern "C" fn CSUACFQ(
+    rc: PLong,
+    reason: PLong,
+    _el: PLong,
+    _ed: PBytes,
+    count: PLong,
+    rule_a: PBytes,
+    vd_len: PLong,
+    vd: PBytes,
+) {
     // SAFETY: CCA contract; the caller sizes the rule array for the
     // documented output count of the keyword it asks for.
     unsafe {
@@ -227,15 +324,20 @@ const _: abi::CsuacfqFn = CSUACFQ;
 
 /// CSUACFV: Cryptographic Facility Version.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn CSUACFV(rc: PLong, reason: PLong, _el: PLong, _ed: PBytes, len: PLong, buf: PBytes) {
+pub unsafe extern "C" fn CSUACFV(
+    rc: PLong,
+    reason: PLong,
+    _el: PLong,
+    _ed: PBytes,
+    len: PLong,
+    buf: PBytes,
+) {
     // SAFETY: CCA contract: `*len` writable bytes at `buf`.
     unsafe {
         run("CSUACFV", rc, reason, |_| {
             let mut v = query::VERSION.as_bytes().to_vec();
             v.push(0);
-            fits(&v, rd(len))?;
-            put(buf, &v);
-            wr(len, v.len() as i64);
+            put_out(buf, len, &v)?;
             Ok(())
         })
     }
@@ -244,15 +346,23 @@ const _: abi::CsuacfvFn = CSUACFV;
 
 /// CSUAACM: Access Control Maintenance (`LSTROLES`, `GET-ROLE`).
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn CSUAACM(rc: PLong, reason: PLong, _el: PLong, _ed: PBytes, count: PLong, rule_a: PBytes, name: PBytes, out_len: PLong, out: PBytes) {
+pub unsafe extern "C" fn CSUAACM(
+    rc: PLong,
+    reason: PLong,
+    _el: PLong,
+    _ed: PBytes,
+    count: PLong,
+    rule_a: PBytes,
+    name: PBytes,
+    out_len: PLong,
+    out: PBytes,
+) {
     // SAFETY: CCA contract: 8-byte name, `*out_len` writable bytes at `out`.
     unsafe {
         run("CSUAACM", rc, reason, |_| {
             let (r, n) = rule(count, rule_a)?;
             let o = query::access_control(r, n, bytes(name, 8)?)?;
-            fits(&o, rd(out_len))?;
-            put(out, &o);
-            wr(out_len, o.len() as i64);
+            put_out(out, out_len, &o)?;
             Ok(())
         })
     }
@@ -261,7 +371,16 @@ const _: abi::CsuaacmFn = CSUAACM;
 
 /// CSUACRA: Cryptographic Resource Allocate.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn CSUACRA(rc: PLong, reason: PLong, _el: PLong, _ed: PBytes, count: PLong, rule_a: PBytes, res_len: PLong, res: PBytes) {
+pub unsafe extern "C" fn CSUACRA(
+    rc: PLong,
+    reason: PLong,
+    _el: PLong,
+    _ed: PBytes,
+    count: PLong,
+    rule_a: PBytes,
+    res_len: PLong,
+    res: PBytes,
+) {
     // SAFETY: CCA contract.
     unsafe {
         run("CSUACRA", rc, reason, |_| {
@@ -274,7 +393,16 @@ const _: abi::CsuacraFn = CSUACRA;
 
 /// CSUACRD: Cryptographic Resource Deallocate.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn CSUACRD(rc: PLong, reason: PLong, _el: PLong, _ed: PBytes, count: PLong, rule_a: PBytes, res_len: PLong, res: PBytes) {
+pub unsafe extern "C" fn CSUACRD(
+    rc: PLong,
+    reason: PLong,
+    _el: PLong,
+    _ed: PBytes,
+    count: PLong,
+    rule_a: PBytes,
+    res_len: PLong,
+    res: PBytes,
+) {
     // SAFETY: CCA contract.
     unsafe {
         run("CSUACRD", rc, reason, |_| {
@@ -287,16 +415,32 @@ const _: abi::CsuacraFn = CSUACRD;
 
 /// CSNBMKP: Master Key Process.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn CSNBMKP(rc: PLong, reason: PLong, _el: PLong, _ed: PBytes, count: PLong, rule_a: PBytes, part: PBytes) {
+pub unsafe extern "C" fn CSNBMKP(
+    rc: PLong,
+    reason: PLong,
+    _el: PLong,
+    _ed: PBytes,
+    count: PLong,
+    rule_a: PBytes,
+    part: PBytes,
+) {
     // SAFETY: CCA contract: key part of the register's size (24 or 32) when
     // the action takes one.
     unsafe {
         run("CSNBMKP", rc, reason, |st| {
             let (r, n) = rule(count, rule_a)?;
             let has = |s: &[u8]| r.chunks_exact(8).any(|k| k.starts_with(s));
-            let len = if has(b"AES-MK") || has(b"APKA-MK") { 32 } else { 24 };
+            let len = if has(b"AES-MK") || has(b"APKA-MK") {
+                32
+            } else {
+                24
+            };
             let takes = has(b"FIRST") || has(b"MIDDLE") || has(b"LAST");
-            let p = zeroize::Zeroizing::new(if takes { bytes(part, len)?.to_vec() } else { Vec::new() });
+            let p = zeroize::Zeroizing::new(if takes {
+                bytes(part, len)?.to_vec()
+            } else {
+                Vec::new()
+            });
             verbs::master_key_process(st, r, n, &p)
         })
     }
@@ -305,7 +449,21 @@ const _: abi::CsnbmkpFn = CSNBMKP;
 
 /// CSNBENC: Encipher (DES/TDES CBC).
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn CSNBENC(rc: PLong, reason: PLong, _el: PLong, _ed: PBytes, key: PBytes, len: PLong, text: PBytes, iv: PBytes, count: PLong, rule_a: PBytes, _pad: PLong, _chain: PBytes, out: PBytes) {
+pub unsafe extern "C" fn CSNBENC(
+    rc: PLong,
+    reason: PLong,
+    _el: PLong,
+    _ed: PBytes,
+    key: PBytes,
+    len: PLong,
+    text: PBytes,
+    iv: PBytes,
+    count: PLong,
+    rule_a: PBytes,
+    _pad: PLong,
+    _chain: PBytes,
+    out: PBytes,
+) {
     // SAFETY: CCA contract: 64-byte key token, `*len` bytes in and out, 8-byte IV.
     unsafe {
         run("CSNBENC", rc, reason, |st| {
@@ -323,7 +481,20 @@ const _: abi::CsnbencFn = CSNBENC;
 
 /// CSNBDEC: Decipher (DES/TDES CBC).
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn CSNBDEC(rc: PLong, reason: PLong, _el: PLong, _ed: PBytes, key: PBytes, len: PLong, text: PBytes, iv: PBytes, count: PLong, rule_a: PBytes, _chain: PBytes, out: PBytes) {
+pub unsafe extern "C" fn CSNBDEC(
+    rc: PLong,
+    reason: PLong,
+    _el: PLong,
+    _ed: PBytes,
+    key: PBytes,
+    len: PLong,
+    text: PBytes,
+    iv: PBytes,
+    count: PLong,
+    rule_a: PBytes,
+    _chain: PBytes,
+    out: PBytes,
+) {
     // SAFETY: CCA contract: 64-byte key token, `*len` bytes in and out, 8-byte IV.
     unsafe {
         run("CSNBDEC", rc, reason, |st| {
@@ -344,17 +515,38 @@ const _: abi::CsnbdecFn = CSNBDEC;
 /// # Safety
 /// CCA contract of CSNBSAE.
 #[allow(clippy::too_many_arguments, reason = "mirrors the C parameter list")]
-unsafe fn sae(name: &str, enc: bool, rc: PLong, reason: PLong, count: PLong, rule_a: PBytes, key_len: PLong, key: PBytes, iv_len: PLong, iv: PBytes, text_len: PLong, text: PBytes, out_len: PLong, out: PBytes) {
+unsafe fn sae(
+    name: &str,
+    enc: bool,
+    rc: PLong,
+    reason: PLong,
+    count: PLong,
+    rule_a: PBytes,
+    key_len: PLong,
+    key: PBytes,
+    iv_len: PLong,
+    iv: PBytes,
+    text_len: PLong,
+    text: PBytes,
+    out_len: PLong,
+    out: PBytes,
+) {
     // SAFETY: forwarded contract.
     unsafe {
         run(name, rc, reason, |st| {
             let (r, n) = rule(count, rule_a)?;
             let k = bytes(key, rd(key_len))?;
             knobs::on_token(name, k)?;
-            let o = usage::aes_cipher(st, enc, k, r, n, bytes(iv, rd(iv_len))?, bytes(text, rd(text_len))?)?;
-            fits(&o, rd(out_len))?;
-            put(out, &o);
-            wr(out_len, o.len() as i64);
+            let o = usage::aes_cipher(
+                st,
+                enc,
+                k,
+                r,
+                n,
+                bytes(iv, rd(iv_len))?,
+                bytes(text, rd(text_len))?,
+            )?;
+            put_out(out, out_len, &o)?;
             Ok(())
         })
     }
@@ -362,23 +554,90 @@ unsafe fn sae(name: &str, enc: bool, rc: PLong, reason: PLong, count: PLong, rul
 
 /// CSNBSAE: Symmetric Algorithm Encipher (AES).
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn CSNBSAE(rc: PLong, reason: PLong, _el: PLong, _ed: PBytes, count: PLong, rule_a: PBytes, key_len: PLong, key: PBytes, _kp_len: PLong, _kp: PBytes, _bs_len: PLong, _bs: PBytes, iv_len: PLong, iv: PBytes, text_len: PLong, text: PBytes, _ch_len: PLong, _ch: PBytes, out_len: PLong, out: PBytes) {
+pub unsafe extern "C" fn CSNBSAE(
+    rc: PLong,
+    reason: PLong,
+    _el: PLong,
+    _ed: PBytes,
+    count: PLong,
+    rule_a: PBytes,
+    key_len: PLong,
+    key: PBytes,
+    _kp_len: PLong,
+    _kp: PBytes,
+    _bs_len: PLong,
+    _bs: PBytes,
+    iv_len: PLong,
+    iv: PBytes,
+    text_len: PLong,
+    text: PBytes,
+    _ch_len: PLong,
+    _ch: PBytes,
+    out_len: PLong,
+    out: PBytes,
+) {
     // SAFETY: CCA contract of CSNBSAE.
-    unsafe { sae("CSNBSAE", true, rc, reason, count, rule_a, key_len, key, iv_len, iv, text_len, text, out_len, out) }
+    unsafe {
+        sae(
+            "CSNBSAE", true, rc, reason, count, rule_a, key_len, key, iv_len, iv, text_len, text,
+            out_len, out,
+        )
+    }
 }
 const _: abi::CsnbsaeFn = CSNBSAE;
 
 /// CSNBSAD: Symmetric Algorithm Decipher (AES).
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn CSNBSAD(rc: PLong, reason: PLong, _el: PLong, _ed: PBytes, count: PLong, rule_a: PBytes, key_len: PLong, key: PBytes, _kp_len: PLong, _kp: PBytes, _bs_len: PLong, _bs: PBytes, iv_len: PLong, iv: PBytes, text_len: PLong, text: PBytes, _ch_len: PLong, _ch: PBytes, out_len: PLong, out: PBytes) {
+pub unsafe extern "C" fn CSNBSAD(
+    rc: PLong,
+    reason: PLong,
+    _el: PLong,
+    _ed: PBytes,
+    count: PLong,
+    rule_a: PBytes,
+    key_len: PLong,
+    key: PBytes,
+    _kp_len: PLong,
+    _kp: PBytes,
+    _bs_len: PLong,
+    _bs: PBytes,
+    iv_len: PLong,
+    iv: PBytes,
+    text_len: PLong,
+    text: PBytes,
+    _ch_len: PLong,
+    _ch: PBytes,
+    out_len: PLong,
+    out: PBytes,
+) {
     // SAFETY: CCA contract of CSNBSAD.
-    unsafe { sae("CSNBSAD", false, rc, reason, count, rule_a, key_len, key, iv_len, iv, text_len, text, out_len, out) }
+    unsafe {
+        sae(
+            "CSNBSAD", false, rc, reason, count, rule_a, key_len, key, iv_len, iv, text_len, text,
+            out_len, out,
+        )
+    }
 }
 const _: abi::CsnbsaeFn = CSNBSAD;
 
 /// CSNDPKT: PKA Key Translate (`INTDWAKW`).
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn CSNDPKT(rc: PLong, reason: PLong, _el: PLong, _ed: PBytes, count: PLong, rule_a: PBytes, src_len: PLong, src: PBytes, _s_len: PLong, _s: PBytes, _t_len: PLong, _t: PBytes, out_len: PLong, out: PBytes) {
+pub unsafe extern "C" fn CSNDPKT(
+    rc: PLong,
+    reason: PLong,
+    _el: PLong,
+    _ed: PBytes,
+    count: PLong,
+    rule_a: PBytes,
+    src_len: PLong,
+    src: PBytes,
+    _s_len: PLong,
+    _s: PBytes,
+    _t_len: PLong,
+    _t: PBytes,
+    out_len: PLong,
+    out: PBytes,
+) {
     // SAFETY: CCA contract of CSNDPKT.
     unsafe {
         run("CSNDPKT", rc, reason, |st| {
@@ -386,9 +645,7 @@ pub unsafe extern "C" fn CSNDPKT(rc: PLong, reason: PLong, _el: PLong, _ed: PByt
             let s = bytes(src, rd(src_len))?;
             knobs::on_token("CSNDPKT", s)?;
             let o = pka::key_translate(st, r, n, s)?;
-            fits(&o, rd(out_len))?;
-            put(out, &o);
-            wr(out_len, o.len() as i64);
+            put_out(out, out_len, &o)?;
             Ok(())
         })
     }
@@ -397,7 +654,18 @@ const _: abi::CsndpktFn = CSNDPKT;
 
 /// CSNDPKX: PKA Public Key Extract.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn CSNDPKX(rc: PLong, reason: PLong, _el: PLong, _ed: PBytes, count: PLong, rule_a: PBytes, src_len: PLong, src: PBytes, out_len: PLong, out: PBytes) {
+pub unsafe extern "C" fn CSNDPKX(
+    rc: PLong,
+    reason: PLong,
+    _el: PLong,
+    _ed: PBytes,
+    count: PLong,
+    rule_a: PBytes,
+    src_len: PLong,
+    src: PBytes,
+    out_len: PLong,
+    out: PBytes,
+) {
     // SAFETY: CCA contract of CSNDPKX.
     unsafe {
         run("CSNDPKX", rc, reason, |_| {
@@ -405,9 +673,7 @@ pub unsafe extern "C" fn CSNDPKX(rc: PLong, reason: PLong, _el: PLong, _ed: PByt
             let s = bytes(src, rd(src_len))?;
             knobs::on_token("CSNDPKX", s)?;
             let o = pka::public_key_extract(r, n, s)?;
-            fits(&o, rd(out_len))?;
-            put(out, &o);
-            wr(out_len, o.len() as i64);
+            put_out(out, out_len, &o)?;
             Ok(())
         })
     }
@@ -416,13 +682,32 @@ const _: abi::CsndpkxFn = CSNDPKX;
 
 /// CSNBKGN: Key Generate (DES `DATA`, AES `AESTOKEN`).
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn CSNBKGN(rc: PLong, reason: PLong, _el: PLong, _ed: PBytes, form: PBytes, length: PBytes, ty1: PBytes, _ty2: PBytes, _kek1: PBytes, _kek2: PBytes, gen1: PBytes, _gen2: PBytes) {
+pub unsafe extern "C" fn CSNBKGN(
+    rc: PLong,
+    reason: PLong,
+    _el: PLong,
+    _ed: PBytes,
+    form: PBytes,
+    length: PBytes,
+    ty1: PBytes,
+    _ty2: PBytes,
+    _kek1: PBytes,
+    _kek2: PBytes,
+    gen1: PBytes,
+    _gen2: PBytes,
+) {
     // SAFETY: CCA contract: 4-byte key form, 8-byte keywords, 64-byte tokens.
     unsafe {
         run("CSNBKGN", rc, reason, |st| {
             let mut t = [0u8; 64];
             t.copy_from_slice(bytes(gen1, 64)?.get(..64).ok_or(SHORT_BUFFER)?);
-            keys::key_generate(st, bytes(form, 4)?, bytes(length, 8)?, bytes(ty1, 8)?, &mut t)?;
+            keys::key_generate(
+                st,
+                bytes(form, 4)?,
+                bytes(length, 8)?,
+                bytes(ty1, 8)?,
+                &mut t,
+            )?;
             put(gen1, &t);
             Ok(())
         })
@@ -432,7 +717,33 @@ const _: abi::CsnbkgnFn = CSNBKGN;
 
 /// CSNBKGN2: Key Generate2 (AES CIPHER, HMAC).
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn CSNBKGN2(rc: PLong, reason: PLong, _el: PLong, _ed: PBytes, count: PLong, rule_a: PBytes, bits: PLong, _ty1: PBytes, _ty2: PBytes, _n1l: PLong, _n1: PBytes, _n2l: PLong, _n2: PBytes, _u1l: PLong, _u1: PBytes, _u2l: PLong, _u2: PBytes, _k1l: PLong, _k1: PBytes, _k2l: PLong, _k2: PBytes, g1_len: PLong, g1: PBytes, _g2l: PLong, _g2: PBytes) {
+pub unsafe extern "C" fn CSNBKGN2(
+    rc: PLong,
+    reason: PLong,
+    _el: PLong,
+    _ed: PBytes,
+    count: PLong,
+    rule_a: PBytes,
+    bits: PLong,
+    _ty1: PBytes,
+    _ty2: PBytes,
+    _n1l: PLong,
+    _n1: PBytes,
+    _n2l: PLong,
+    _n2: PBytes,
+    _u1l: PLong,
+    _u1: PBytes,
+    _u2l: PLong,
+    _u2: PBytes,
+    _k1l: PLong,
+    _k1: PBytes,
+    _k2l: PLong,
+    _k2: PBytes,
+    g1_len: PLong,
+    g1: PBytes,
+    _g2l: PLong,
+    _g2: PBytes,
+) {
     // SAFETY: CCA contract of CSNBKGN2.
     unsafe {
         run("CSNBKGN2", rc, reason, |st| {
@@ -450,7 +761,25 @@ const _: abi::Csnbkgn2Fn = CSNBKGN2;
 
 /// CSNBKTB: Key Token Build (AES DATA skeletons).
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn CSNBKTB(rc: PLong, reason: PLong, _el: PLong, _ed: PBytes, token: PBytes, ty: PBytes, count: PLong, rule_a: PBytes, _kv: PBytes, _r1: *mut c_void, _r2: PLong, _r3: PBytes, _cv: PBytes, _r4: PBytes, _r5: PLong, _r6: PBytes, _mkvp: PBytes) {
+pub unsafe extern "C" fn CSNBKTB(
+    rc: PLong,
+    reason: PLong,
+    _el: PLong,
+    _ed: PBytes,
+    token: PBytes,
+    ty: PBytes,
+    count: PLong,
+    rule_a: PBytes,
+    _kv: PBytes,
+    _r1: *mut c_void,
+    _r2: PLong,
+    _r3: PBytes,
+    _cv: PBytes,
+    _r4: PBytes,
+    _r5: PLong,
+    _r6: PBytes,
+    _mkvp: PBytes,
+) {
     // SAFETY: CCA contract: 64-byte token, 8-byte key type.
     unsafe {
         run("CSNBKTB", rc, reason, |_| {
@@ -465,15 +794,32 @@ const _: abi::CsnbktbFn = CSNBKTB;
 
 /// CSNBKTB2: Key Token Build2 (AES CIPHER / HMAC skeletons).
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn CSNBKTB2(rc: PLong, reason: PLong, _el: PLong, _ed: PBytes, count: PLong, rule_a: PBytes, bits: PLong, _clr: PBytes, _nl: PLong, _n: PBytes, _ul: PLong, _u: PBytes, _tdl: PLong, _td: PBytes, _vdl: PLong, _vd: PBytes, out_len: PLong, out: PBytes) {
+pub unsafe extern "C" fn CSNBKTB2(
+    rc: PLong,
+    reason: PLong,
+    _el: PLong,
+    _ed: PBytes,
+    count: PLong,
+    rule_a: PBytes,
+    bits: PLong,
+    _clr: PBytes,
+    _nl: PLong,
+    _n: PBytes,
+    _ul: PLong,
+    _u: PBytes,
+    _tdl: PLong,
+    _td: PBytes,
+    _vdl: PLong,
+    _vd: PBytes,
+    out_len: PLong,
+    out: PBytes,
+) {
     // SAFETY: CCA contract of CSNBKTB2.
     unsafe {
         run("CSNBKTB2", rc, reason, |_| {
             let (r, n) = rule(count, rule_a)?;
             let o = keys::key_token_build2(r, n, rd(bits))?;
-            fits(&o, rd(out_len))?;
-            put(out, &o);
-            wr(out_len, o.len() as i64);
+            put_out(out, out_len, &o)?;
             Ok(())
         })
     }
@@ -482,7 +828,17 @@ const _: abi::Csnbktb2Fn = CSNBKTB2;
 
 /// CSNBCKM: Multiple Clear Key Import.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn CSNBCKM(rc: PLong, reason: PLong, _el: PLong, _ed: PBytes, count: PLong, rule_a: PBytes, clr_len: PLong, clr: PBytes, target: PBytes) {
+pub unsafe extern "C" fn CSNBCKM(
+    rc: PLong,
+    reason: PLong,
+    _el: PLong,
+    _ed: PBytes,
+    count: PLong,
+    rule_a: PBytes,
+    clr_len: PLong,
+    clr: PBytes,
+    target: PBytes,
+) {
     // SAFETY: CCA contract: `*clr_len` bytes of clear key, 64-byte target.
     unsafe {
         run("CSNBCKM", rc, reason, |st| {
@@ -497,7 +853,18 @@ const _: abi::CsnbckmFn = CSNBCKM;
 
 /// CSNBKPI2: Key Part Import2 (HMAC/AES; part length in bits).
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn CSNBKPI2(rc: PLong, reason: PLong, _el: PLong, _ed: PBytes, count: PLong, rule_a: PBytes, part_bits: PLong, part: PBytes, key_len: PLong, key: PBytes) {
+pub unsafe extern "C" fn CSNBKPI2(
+    rc: PLong,
+    reason: PLong,
+    _el: PLong,
+    _ed: PBytes,
+    count: PLong,
+    rule_a: PBytes,
+    part_bits: PLong,
+    part: PBytes,
+    key_len: PLong,
+    key: PBytes,
+) {
     // SAFETY: CCA contract of CSNBKPI2.
     unsafe {
         run("CSNBKPI2", rc, reason, |st| {
@@ -517,15 +884,36 @@ const _: abi::Csnbkpi2Fn = CSNBKPI2;
 
 /// CSNDPKB: PKA Key Token Build (skeletons for CSNDPKG).
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn CSNDPKB(rc: PLong, reason: PLong, _el: PLong, _ed: PBytes, count: PLong, rule_a: PBytes, kvs_len: PLong, kvs: PBytes, _nl: PLong, _n: PBytes, _cl: PLong, _c: PBytes, _r2l: PLong, _r2: PBytes, _r3l: PLong, _r3: PBytes, _r4l: PLong, _r4: PBytes, _r5l: PLong, _r5: PBytes, out_len: PLong, out: PBytes) {
+pub unsafe extern "C" fn CSNDPKB(
+    rc: PLong,
+    reason: PLong,
+    _el: PLong,
+    _ed: PBytes,
+    count: PLong,
+    rule_a: PBytes,
+    kvs_len: PLong,
+    kvs: PBytes,
+    _nl: PLong,
+    _n: PBytes,
+    _cl: PLong,
+    _c: PBytes,
+    _r2l: PLong,
+    _r2: PBytes,
+    _r3l: PLong,
+    _r3: PBytes,
+    _r4l: PLong,
+    _r4: PBytes,
+    _r5l: PLong,
+    _r5: PBytes,
+    out_len: PLong,
+    out: PBytes,
+) {
     // SAFETY: CCA contract of CSNDPKB (NULL length pointers read as 0).
     unsafe {
         run("CSNDPKB", rc, reason, |_| {
             let (r, n) = rule(count, rule_a)?;
             let o = pka::token_build(r, n, bytes(kvs, rd(kvs_len))?)?;
-            fits(&o, rd(out_len))?;
-            put(out, &o);
-            wr(out_len, o.len() as i64);
+            put_out(out, out_len, &o)?;
             Ok(())
         })
     }
@@ -534,15 +922,27 @@ const _: abi::CsndpkbFn = CSNDPKB;
 
 /// CSNDPKG: PKA Key Generate.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn CSNDPKG(rc: PLong, reason: PLong, _el: PLong, _ed: PBytes, count: PLong, rule_a: PBytes, _rgl: PLong, _rg: PBytes, skel_len: PLong, skel: PBytes, _tk: PBytes, out_len: PLong, out: PBytes) {
+pub unsafe extern "C" fn CSNDPKG(
+    rc: PLong,
+    reason: PLong,
+    _el: PLong,
+    _ed: PBytes,
+    count: PLong,
+    rule_a: PBytes,
+    _rgl: PLong,
+    _rg: PBytes,
+    skel_len: PLong,
+    skel: PBytes,
+    _tk: PBytes,
+    out_len: PLong,
+    out: PBytes,
+) {
     // SAFETY: CCA contract of CSNDPKG.
     unsafe {
         run("CSNDPKG", rc, reason, |st| {
             let (r, n) = rule(count, rule_a)?;
             let o = pka::key_generate(st, r, n, bytes(skel, rd(skel_len))?)?;
-            fits(&o, rd(out_len))?;
-            put(out, &o);
-            wr(out_len, o.len() as i64);
+            put_out(out, out_len, &o)?;
             Ok(())
         })
     }
@@ -551,7 +951,14 @@ const _: abi::CsndpkgFn = CSNDPKG;
 
 /// CSNBRNG: 8 random bytes (`RANDOM`, `ODD`, `EVEN`).
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn CSNBRNG(rc: PLong, reason: PLong, _el: PLong, _ed: PBytes, form: PBytes, out: PBytes) {
+pub unsafe extern "C" fn CSNBRNG(
+    rc: PLong,
+    reason: PLong,
+    _el: PLong,
+    _ed: PBytes,
+    form: PBytes,
+    out: PBytes,
+) {
     // SAFETY: CCA contract: 8-byte keyword, 8-byte output.
     unsafe {
         run("CSNBRNG", rc, reason, |_| {
@@ -565,12 +972,27 @@ const _: abi::CsnbrngFn = CSNBRNG;
 
 /// CSNBRNGL: up to 8192 random bytes.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn CSNBRNGL(rc: PLong, reason: PLong, _el: PLong, _ed: PBytes, count: PLong, rule_a: PBytes, _rl: PLong, _r: PBytes, len: PLong, out: PBytes) {
+pub unsafe extern "C" fn CSNBRNGL(
+    rc: PLong,
+    reason: PLong,
+    _el: PLong,
+    _ed: PBytes,
+    count: PLong,
+    rule_a: PBytes,
+    _rl: PLong,
+    _r: PBytes,
+    len: PLong,
+    out: PBytes,
+) {
     // SAFETY: CCA contract: `*len` writable bytes at `out`.
     unsafe {
         run("CSNBRNGL", rc, reason, |_| {
             let (r, n) = rule(count, rule_a)?;
-            let form = if n == 0 { &b"RANDOM  "[..] } else { r.get(..8).ok_or(BAD_COUNT)? };
+            let form = if n == 0 {
+                &b"RANDOM  "[..]
+            } else {
+                r.get(..8).ok_or(BAD_COUNT)?
+            };
             let l = rd(len);
             if !(0..=8192).contains(&l) {
                 return Err(SHORT_BUFFER);
@@ -582,3 +1004,225 @@ pub unsafe extern "C" fn CSNBRNGL(rc: PLong, reason: PLong, _el: PLong, _ed: PBy
     }
 }
 const _: abi::CsnbrnglFn = CSNBRNGL;
+
+/// CSNDDSG: Digital Signature Generate (`PKCS-1.1`, `ECDSA`).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn CSNDDSG(
+    rc: PLong,
+    reason: PLong,
+    _el: PLong,
+    _ed: PBytes,
+    count: PLong,
+    rule_a: PBytes,
+    key_len: PLong,
+    key: PBytes,
+    hash_len: PLong,
+    hash: PBytes,
+    sig_len: PLong,
+    sig_bits: PLong,
+    sig: PBytes,
+) {
+    // SAFETY: CCA contract of CSNDDSG.
+    unsafe {
+        run("CSNDDSG", rc, reason, |st| {
+            let (r, n) = rule(count, rule_a)?;
+            let k = bytes(key, rd(key_len))?;
+            knobs::on_token("CSNDDSG", k)?;
+            let o = sign::sign(st, r, n, k, bytes(hash, rd(hash_len))?)?;
+            put_out(sig, sig_len, &o)?;
+            wr(sig_bits, o.len() as i64 * 8);
+            Ok(())
+        })
+    }
+}
+const _: abi::CsnddsgFn = CSNDDSG;
+
+/// CSNDDSV: Digital Signature Verify (4/429 when the signature is bad).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn CSNDDSV(
+    rc: PLong,
+    reason: PLong,
+    _el: PLong,
+    _ed: PBytes,
+    count: PLong,
+    rule_a: PBytes,
+    key_len: PLong,
+    key: PBytes,
+    hash_len: PLong,
+    hash: PBytes,
+    sig_len: PLong,
+    sig: PBytes,
+) {
+    // SAFETY: CCA contract of CSNDDSV.
+    unsafe {
+        run("CSNDDSV", rc, reason, |_| {
+            let (r, n) = rule(count, rule_a)?;
+            let k = bytes(key, rd(key_len))?;
+            let h = bytes(hash, rd(hash_len))?;
+            sign::verify(r, n, k, h, bytes(sig, rd(sig_len))?)
+        })
+    }
+}
+const _: abi::CsnddsvFn = CSNDDSV;
+
+/// CSNDPKE: PKA Encrypt (`PKCS-1.2`).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn CSNDPKE(
+    rc: PLong,
+    reason: PLong,
+    _el: PLong,
+    _ed: PBytes,
+    count: PLong,
+    rule_a: PBytes,
+    data_len: PLong,
+    data: PBytes,
+    _ds_len: PLong,
+    _ds: PBytes,
+    key_len: PLong,
+    key: PBytes,
+    out_len: PLong,
+    out: PBytes,
+) {
+    // SAFETY: CCA contract of CSNDPKE.
+    unsafe {
+        run("CSNDPKE", rc, reason, |_| {
+            let (r, n) = rule(count, rule_a)?;
+            let k = bytes(key, rd(key_len))?;
+            let o = sign::encrypt(r, n, k, bytes(data, rd(data_len))?)?;
+            put_out(out, out_len, &o)
+        })
+    }
+}
+const _: abi::CsndpkeFn = CSNDPKE;
+
+/// CSNDPKD: PKA Decrypt (`PKCS-1.2`).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn CSNDPKD(
+    rc: PLong,
+    reason: PLong,
+    _el: PLong,
+    _ed: PBytes,
+    count: PLong,
+    rule_a: PBytes,
+    data_len: PLong,
+    data: PBytes,
+    _ds_len: PLong,
+    _ds: PBytes,
+    key_len: PLong,
+    key: PBytes,
+    out_len: PLong,
+    out: PBytes,
+) {
+    // SAFETY: CCA contract of CSNDPKD.
+    unsafe {
+        run("CSNDPKD", rc, reason, |st| {
+            let (r, n) = rule(count, rule_a)?;
+            let k = bytes(key, rd(key_len))?;
+            knobs::on_token("CSNDPKD", k)?;
+            let o = sign::decrypt(st, r, n, k, bytes(data, rd(data_len))?)?;
+            put_out(out, out_len, &o)
+        })
+    }
+}
+const _: abi::CsndpkeFn = CSNDPKD;
+
+/// CSNBHMG: HMAC Generate (single part).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn CSNBHMG(
+    rc: PLong,
+    reason: PLong,
+    _el: PLong,
+    _ed: PBytes,
+    count: PLong,
+    rule_a: PBytes,
+    key_len: PLong,
+    key: PBytes,
+    msg_len: PLong,
+    msg: PBytes,
+    _cv_len: PLong,
+    _cv: PBytes,
+    mac_len: PLong,
+    mac: PBytes,
+) {
+    // SAFETY: CCA contract of CSNBHMG.
+    unsafe {
+        run("CSNBHMG", rc, reason, |st| {
+            let (r, n) = rule(count, rule_a)?;
+            let k = bytes(key, rd(key_len))?;
+            knobs::on_token("CSNBHMG", k)?;
+            let mut o = sign::hmac(st, r, n, k, bytes(msg, rd(msg_len))?)?;
+            let want = usize::try_from(rd(mac_len)).unwrap_or(0);
+            if want > 0 && want < o.len() {
+                o.truncate(want);
+            }
+            put_out(mac, mac_len, &o)
+        })
+    }
+}
+const _: abi::CsnbhmgFn = CSNBHMG;
+
+/// CSNBHMV: HMAC Verify (single part; 4/429 on mismatch).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn CSNBHMV(
+    rc: PLong,
+    reason: PLong,
+    _el: PLong,
+    _ed: PBytes,
+    count: PLong,
+    rule_a: PBytes,
+    key_len: PLong,
+    key: PBytes,
+    msg_len: PLong,
+    msg: PBytes,
+    _cv_len: PLong,
+    _cv: PBytes,
+    mac_len: PLong,
+    mac: PBytes,
+) {
+    // SAFETY: CCA contract of CSNBHMV.
+    unsafe {
+        run("CSNBHMV", rc, reason, |st| {
+            let (r, n) = rule(count, rule_a)?;
+            let k = bytes(key, rd(key_len))?;
+            let o = sign::hmac(st, r, n, k, bytes(msg, rd(msg_len))?)?;
+            let given = bytes(mac, rd(mac_len))?;
+            if given.is_empty() || o.get(..given.len()) != Some(given) {
+                return Err(sign::BAD_SIGNATURE);
+            }
+            Ok(())
+        })
+    }
+}
+const _: abi::CsnbhmgFn = CSNBHMV;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exports_are_exactly_the_upstream_union() {
+        let mut ours: Vec<&str> = EMULATED.iter().chain(NOT_EMULATED).copied().collect();
+        let mut want = abi::ALL_VERBS.to_vec();
+        ours.sort_unstable();
+        want.sort_unstable();
+        assert_eq!(ours, want);
+    }
+
+    #[test]
+    fn unimplemented_verb_answers_16_336_and_accepts_null() {
+        let (mut rc, mut reason) = (0, 0);
+        // SAFETY: valid pointers to locals.
+        unsafe { CSNBMGN(&mut rc, &mut reason) };
+        assert_eq!((rc, reason), (16, 336));
+        // SAFETY: NULL status pointers are tolerated.
+        unsafe { CSNBMGN(std::ptr::null_mut(), std::ptr::null_mut()) };
+    }
+
+    #[test]
+    fn panics_become_component_errors() {
+        let (mut rc, mut reason) = (0, 0);
+        // SAFETY: valid pointers to locals.
+        unsafe { run("TEST", &mut rc, &mut reason, |_| panic!("boom")) };
+        assert_eq!((rc, reason), (16, 336));
+    }
+}

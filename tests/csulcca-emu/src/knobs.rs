@@ -9,11 +9,14 @@
 //!   - `VERB:*:RC:REASON`: every call of VERB fails;
 //!   - `VERB:token=HEX:RC:REASON`: every call of VERB whose key token
 //!     contains the bytes HEX (an MKVP, or a token prefix) fails.
+//!
 //!   `VERB` may be `*` for any verb. A failing call leaves its buffers
 //!   untouched, like a real failure.
 //!
 //! Call counters are per process and count every call of an exported verb,
-//! whether it fails or not.
+//! whether it fails or not. They restart from zero whenever the value of
+//! `CSULCCA_EMU_FAIL` changes, so "the N-th call" means the N-th call since
+//! the current fault plan was set (tests set it, then count).
 
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
@@ -22,7 +25,10 @@ use std::time::Duration;
 use crate::state::unhex;
 use crate::Fail;
 
-static COUNTERS: Mutex<Option<HashMap<String, u64>>> = Mutex::new(None);
+/// Per-verb call counts, and the `CSULCCA_EMU_FAIL` value they were counted
+/// under.
+type Counters = (Option<String>, HashMap<String, u64>);
+static COUNTERS: Mutex<Option<Counters>> = Mutex::new(None);
 
 /// One fault-injection rule.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -51,7 +57,9 @@ pub fn parse_faults(s: &str) -> Vec<Fault> {
     s.split([',', ';'])
         .filter_map(|e| {
             let f: Vec<&str> = e.trim().split(':').collect();
-            let [verb, when, rc, reason] = f.as_slice() else { return None };
+            let [verb, when, rc, reason] = f.as_slice() else {
+                return None;
+            };
             let when = if *when == "*" {
                 Trigger::Always
             } else if let Some(h) = when.strip_prefix("token=") {
@@ -89,15 +97,27 @@ pub fn parse_latency(s: &str, verb: &str) -> u64 {
 }
 
 fn faults() -> Vec<Fault> {
-    std::env::var("CSULCCA_EMU_FAIL").map(|s| parse_faults(&s)).unwrap_or_default()
+    std::env::var("CSULCCA_EMU_FAIL")
+        .map(|s| parse_faults(&s))
+        .unwrap_or_default()
+}
+
+fn faults_from(plan: Option<&str>) -> Vec<Fault> {
+    plan.map(parse_faults).unwrap_or_default()
 }
 
 /// Called on entry to every exported verb: counts the call, sleeps the
 /// configured latency, and returns an injected N-th-call / every-call fault.
 pub fn on_call(verb: &str) -> Option<Fail> {
+    let plan = std::env::var("CSULCCA_EMU_FAIL").ok();
     let n = {
         let mut g = COUNTERS.lock().unwrap_or_else(PoisonError::into_inner);
-        let c = g.get_or_insert_with(HashMap::new).entry(verb.to_string()).or_insert(0);
+        let (seen, map) = g.get_or_insert_with(|| (plan.clone(), HashMap::new()));
+        if *seen != plan {
+            *seen = plan.clone();
+            map.clear();
+        }
+        let c = map.entry(verb.to_string()).or_insert(0);
         *c += 1;
         *c
     };
@@ -107,7 +127,7 @@ pub fn on_call(verb: &str) -> Option<Fail> {
             std::thread::sleep(Duration::from_micros(us));
         }
     }
-    faults().into_iter().find_map(|f| {
+    faults_from(plan.as_deref()).into_iter().find_map(|f| {
         let hit = (f.verb == "*" || f.verb == verb)
             && match f.when {
                 Trigger::Nth(k) => k == n,
@@ -122,7 +142,8 @@ pub fn on_call(verb: &str) -> Option<Fail> {
 pub fn on_token(verb: &str, token: &[u8]) -> Result<(), Fail> {
     for f in faults() {
         if let Trigger::Token(pat) = &f.when {
-            if (f.verb == "*" || f.verb == verb) && token.windows(pat.len()).any(|w| w == &pat[..]) {
+            if (f.verb == "*" || f.verb == verb) && token.windows(pat.len()).any(|w| w == &pat[..])
+            {
                 return Err(f.fail);
             }
         }
@@ -133,7 +154,9 @@ pub fn on_token(verb: &str, token: &[u8]) -> Result<(), Fail> {
 /// Number of calls of `verb` so far in this process.
 pub fn calls(verb: &str) -> u64 {
     let g = COUNTERS.lock().unwrap_or_else(PoisonError::into_inner);
-    g.as_ref().and_then(|m| m.get(verb).copied()).unwrap_or(0)
+    g.as_ref()
+        .and_then(|(_, m)| m.get(verb).copied())
+        .unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -144,7 +167,14 @@ mod tests {
     fn fault_syntax() {
         let f = parse_faults("CSNBKTC:3:8:48, CSNDKTC:token=0a0B:8:48;*:*:16:336;junk");
         assert_eq!(f.len(), 3);
-        assert_eq!(f[0], Fault { verb: "CSNBKTC".into(), when: Trigger::Nth(3), fail: Fail::new(8, 48) });
+        assert_eq!(
+            f[0],
+            Fault {
+                verb: "CSNBKTC".into(),
+                when: Trigger::Nth(3),
+                fail: Fail::new(8, 48)
+            }
+        );
         assert_eq!(f[1].when, Trigger::Token(vec![0x0a, 0x0b]));
         assert_eq!(f[2].when, Trigger::Always);
     }

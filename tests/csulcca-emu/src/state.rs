@@ -13,7 +13,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use pkcscca::cca::MkType;
@@ -28,6 +28,10 @@ pub const DEFAULT_STATE_PATH: &str = "/var/lib/csulcca-emu/state";
 /// Seed used when `CSULCCA_EMU_SEED` is not set.
 pub const DEFAULT_SEED: &str = "csulcca-emu";
 const MAGIC: &str = "csulcca-emu-state 1";
+/// Mode of the state and lock files, set explicitly (not subject to the
+/// umask): readable and writable by the owner and the group, so the
+/// openCryptoki token group can use the card created by another user.
+pub const STATE_MODE: u32 = 0o660;
 
 /// The verification pattern the emulator computes for a master key
 /// (cca.md §3.3, §7.4). AES and APKA: first 8 bytes of SHA-256(`01` ‖ MK);
@@ -57,8 +61,9 @@ pub fn mkvp(t: MkType, key: &[u8]) -> Vec<u8> {
     }
 }
 
-/// One register: a state digit and (when not empty) the key value.
-#[derive(Clone, Default)]
+/// One register: a state digit and (when not empty) the key value. The
+/// default is an empty register (state 1).
+#[derive(Clone)]
 pub struct Register {
     /// State digit (1 empty; NEW 2 partial, 3 full; CURRENT/OLD 2 valid).
     pub state: u8,
@@ -66,9 +71,19 @@ pub struct Register {
     pub value: Zeroizing<Vec<u8>>,
 }
 
+impl Default for Register {
+    fn default() -> Register {
+        Register::empty()
+    }
+}
+
 impl Register {
-    fn empty() -> Register {
-        Register { state: 1, value: Zeroizing::new(Vec::new()) }
+    /// An empty register (state 1).
+    pub fn empty() -> Register {
+        Register {
+            state: 1,
+            value: Zeroizing::new(Vec::new()),
+        }
     }
 
     /// True when CURRENT/OLD is valid (state 2) or NEW is full (state 3)
@@ -120,7 +135,7 @@ fn hex(b: &[u8]) -> String {
 /// Parses hex text (no separators) into bytes.
 pub fn unhex(s: &str) -> Option<Vec<u8>> {
     let s = s.trim();
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     (0..s.len())
@@ -203,7 +218,10 @@ impl State {
             MkAction::Clear => set.new = Register::empty(),
             MkAction::First => {
                 let p = part.get(..len).ok_or(Fail::new(8, 72))?;
-                set.new = Register { state: 2, value: Zeroizing::new(p.to_vec()) };
+                set.new = Register {
+                    state: 2,
+                    value: Zeroizing::new(p.to_vec()),
+                };
             }
             MkAction::Middle | MkAction::Last => {
                 let p = part.get(..len).ok_or(Fail::new(8, 72))?;
@@ -227,8 +245,14 @@ impl State {
                 if set.cur_vp(t).as_ref() == Some(&nvp) || set.old_vp(t).as_ref() == Some(&nvp) {
                     return Err(Fail::new(8, REASON_DUPLICATE_MK));
                 }
-                let new = std::mem::replace(&mut set.new, Register::empty());
-                let cur = std::mem::replace(&mut set.cur, Register { state: 2, value: new.value });
+                let new = std::mem::take(&mut set.new);
+                let cur = std::mem::replace(
+                    &mut set.cur,
+                    Register {
+                        state: 2,
+                        value: new.value,
+                    },
+                );
                 set.old = if cur.valid() { cur } else { Register::empty() };
             }
         }
@@ -240,7 +264,13 @@ impl State {
         for t in MkType::ALL {
             let s = self.set(t);
             for (name, r) in [("NEW", &s.new), ("CUR", &s.cur), ("OLD", &s.old)] {
-                out.push_str(&format!("{} {} {} {}\n", t.name(), name, r.state, hex(&r.value)));
+                out.push_str(&format!(
+                    "{} {} {} {}\n",
+                    t.name(),
+                    name,
+                    r.state,
+                    hex(&r.value)
+                ));
             }
         }
         out
@@ -291,7 +321,10 @@ pub struct Store {
 
 /// Error rc/reason when the state file cannot be read or written: the
 /// "coprocessor" is not usable (12/338).
-const STATE_IO: Fail = Fail { rc: 12, reason: 338 };
+const STATE_IO: Fail = Fail {
+    rc: 12,
+    reason: 338,
+};
 
 impl Store {
     /// The store named by `CSULCCA_EMU_STATE` / `CSULCCA_EMU_SEED`.
@@ -306,7 +339,10 @@ impl Store {
 
     /// A store at `path` with `seed` for its initial state.
     pub fn new(path: &Path, seed: &str) -> Store {
-        Store { path: path.to_path_buf(), seed: seed.to_string() }
+        Store {
+            path: path.to_path_buf(),
+            seed: seed.to_string(),
+        }
     }
 
     /// The state file's path.
@@ -331,8 +367,11 @@ impl Store {
             .write(true)
             .create(true)
             .truncate(false)
-            .mode(0o600)
+            .mode(STATE_MODE)
             .open(self.lock_path())
+            .inspect(|f| {
+                let _ = f.set_permissions(fs::Permissions::from_mode(STATE_MODE));
+            })
             .ok()
     }
 
@@ -356,8 +395,9 @@ impl Store {
                 .write(true)
                 .create(true)
                 .truncate(true)
-                .mode(0o600)
+                .mode(STATE_MODE)
                 .open(&tmp)?;
+            f.set_permissions(fs::Permissions::from_mode(STATE_MODE))?;
             f.write_all(s.to_text().as_bytes())?;
             f.sync_all()?;
             fs::rename(&tmp, &self.path)
@@ -430,8 +470,14 @@ mod tests {
         let mut s = State::from_seed("x");
         let t = MkType::Aes;
         let cur = s.set(t).cur_vp(t);
-        assert_eq!(s.mkp(t, MkAction::Set, &[]), Err(Fail::new(8, REASON_NMK_STATE)));
-        assert_eq!(s.mkp(t, MkAction::Middle, &[1; 32]), Err(Fail::new(8, REASON_NMK_STATE)));
+        assert_eq!(
+            s.mkp(t, MkAction::Set, &[]),
+            Err(Fail::new(8, REASON_NMK_STATE))
+        );
+        assert_eq!(
+            s.mkp(t, MkAction::Middle, &[1; 32]),
+            Err(Fail::new(8, REASON_NMK_STATE))
+        );
         s.mkp(t, MkAction::First, &[1; 32]).unwrap();
         assert_eq!(s.set(t).new.state, 2);
         s.mkp(t, MkAction::Last, &[3; 32]).unwrap();
@@ -445,7 +491,10 @@ mod tests {
         for k in [[2u8; 32], cur_key(&State::from_seed("x"), t)] {
             s.mkp(t, MkAction::First, &k).unwrap();
             s.mkp(t, MkAction::Last, &[0; 32]).unwrap();
-            assert_eq!(s.mkp(t, MkAction::Set, &[]), Err(Fail::new(8, REASON_DUPLICATE_MK)));
+            assert_eq!(
+                s.mkp(t, MkAction::Set, &[]),
+                Err(Fail::new(8, REASON_DUPLICATE_MK))
+            );
         }
     }
 
@@ -468,7 +517,8 @@ mod tests {
         let s = other.read().unwrap();
         assert_eq!(s.set(t).old_vp(t), before);
         assert_ne!(s.set(t).cur_vp(t), before);
-        let mode = std::os::unix::fs::PermissionsExt::mode(&fs::metadata(&p).unwrap().permissions());
-        assert_eq!(mode & 0o777, 0o600);
+        let mode =
+            std::os::unix::fs::PermissionsExt::mode(&fs::metadata(&p).unwrap().permissions());
+        assert_eq!(mode & 0o777, STATE_MODE);
     }
 }

@@ -22,7 +22,9 @@ fn put16(t: &mut [u8], off: usize, v: u16) {
 }
 
 fn put(t: &mut [u8], off: usize, src: &[u8]) -> Result<(), Fail> {
-    t.get_mut(off..off + src.len()).ok_or(UNUSABLE)?.copy_from_slice(src);
+    t.get_mut(off..off + src.len())
+        .ok_or(UNUSABLE)?
+        .copy_from_slice(src);
     Ok(())
 }
 
@@ -44,12 +46,18 @@ fn des_variant(mk: &[u8], t: &[u8]) -> Result<Zeroizing<Vec<u8>>, Fail> {
     let cv_l = get(t, 32, 8)?;
     let cv_r = get(t, 40, 8)?;
     let pad = cv_l.iter().chain(cv_r).chain(cv_l);
-    Ok(Zeroizing::new(mk.iter().zip(pad).map(|(a, b)| a ^ b).collect()))
+    Ok(Zeroizing::new(
+        mk.iter().zip(pad).map(|(a, b)| a ^ b).collect(),
+    ))
 }
 
 /// A fresh internal DES DATA token for `clear` (8, 16 or 24 bytes): version
 /// `X'00'` with a zero CV for single length, version `X'01'` (zero CV, length
 /// mark at byte 59) for double and triple length.
+#[allow(
+    clippy::indexing_slicing,
+    reason = "builder: every index is into a buffer allocated above with room for all fields"
+)]
 pub fn des_build(mk: &[u8], vp: &[u8], clear: &[u8]) -> Result<[u8; 64], Fail> {
     let mut t = [0u8; 64];
     t[0] = 0x01;
@@ -106,6 +114,10 @@ pub fn des_unwrap(t: &[u8], mk: &[u8]) -> Result<Zeroizing<Vec<u8>>, Fail> {
 // ----------------------------------------------------------- AES DATA ----
 
 /// A keyless AES DATA skeleton for a `bits`-bit key (CSNBKTB `NO-KEY`).
+#[allow(
+    clippy::indexing_slicing,
+    reason = "builder: every index is into a buffer allocated above with room for all fields"
+)]
 pub fn aes_data_skeleton(bits: u16) -> [u8; 64] {
     let mut t = [0u8; 64];
     t[0] = 0x01;
@@ -123,7 +135,9 @@ pub fn aes_data_fill(t: &mut [u8], mk: &[u8], vp: &[u8], clear: &[u8]) -> Result
         return Err(BAD_KEY_LENGTH);
     }
     let mut buf = Zeroizing::new([0u8; 32]);
-    buf.get_mut(..clear.len()).ok_or(BAD_KEY_LENGTH)?.copy_from_slice(clear);
+    buf.get_mut(..clear.len())
+        .ok_or(BAD_KEY_LENGTH)?
+        .copy_from_slice(clear);
     crypto::aes256_cbc0(mk, &mut buf[..], true)?;
     let lrc = clear.iter().fold(0u8, |a, b| a ^ b);
     put(t, 0, &[0x01, 0, 0, 0, 0x04, 0, 0xC0, lrc])?;
@@ -173,6 +187,10 @@ pub struct VarParams {
 }
 
 /// Keyless skeleton (state `X'00'`, no MKVP, no payload).
+#[allow(
+    clippy::indexing_slicing,
+    reason = "builder: every index is into a buffer allocated above with room for all fields"
+)]
 pub fn var_skeleton(p: &VarParams) -> Vec<u8> {
     let adl = 16 + 2 * p.kuf.len() + 2 * p.kmf.len();
     let total = 30 + adl;
@@ -210,6 +228,10 @@ fn var_ad_range(t: &[u8]) -> Result<(usize, usize), Fail> {
 
 /// Wraps `key` into a variable-length token under the AES MK: state `X'03'`,
 /// MKVP type 1, AESKW/SHA-256, payload per cca.md §1.5 and §7.5.
+#[allow(
+    clippy::indexing_slicing,
+    reason = "builder: every index is into a buffer allocated above with room for all fields"
+)]
 pub fn var_fill(t: &mut Vec<u8>, mk: &[u8], vp: &[u8], key: &[u8]) -> Result<(), Fail> {
     let (ad0, ad1) = var_ad_range(t)?;
     let v1 = t.get(28) == Some(&1) && t.get(41) == Some(&2);
@@ -256,7 +278,9 @@ pub fn var_unwrap(t: &[u8], mk: &[u8]) -> Result<Zeroizing<Vec<u8>>, Fail> {
     if !ok {
         return Err(UNUSABLE);
     }
-    Ok(Zeroizing::new(get(&payload, 44, total - 44 - pad)?.to_vec()))
+    Ok(Zeroizing::new(
+        get(&payload, 44, total - 44 - pad)?.to_vec(),
+    ))
 }
 
 // ---------------------------------------------------------------- PKA ----
@@ -309,7 +333,13 @@ pub fn pka_opk(t: &[u8], info: &TokenInfo, mk: &[u8]) -> Result<Zeroizing<Vec<u8
 /// Re-enciphers any internal token from `from` to `to` (MKVP `to_vp`) in
 /// place: unwrap, wrap, write the MKVP, recompute the TVV. Lengths, AD and
 /// confounders stay as they are, so the result is deterministic.
-pub fn rewrap(t: &mut [u8], info: &TokenInfo, from: &[u8], to: &[u8], to_vp: &[u8]) -> Result<(), Fail> {
+pub fn rewrap(
+    t: &mut [u8],
+    info: &TokenInfo,
+    from: &[u8],
+    to: &[u8],
+    to_vp: &[u8],
+) -> Result<(), Fail> {
     match info.kind {
         TokenKind::Des => {
             let clear = des_unwrap(t, from)?;
@@ -337,7 +367,11 @@ pub fn rewrap(t: &mut [u8], info: &TokenInfo, from: &[u8], to: &[u8], to_vp: &[u
             let clear = opk_open(get(t, off, len)?, from, apka)?;
             let sealed = opk_seal(&clear, to, apka)?;
             put(t, off, &sealed)?;
-            let field = if info.kind == TokenKind::RsaCrt { 16 } else { info.mkvp_len };
+            let field = if info.kind == TokenKind::RsaCrt {
+                16
+            } else {
+                info.mkvp_len
+            };
             let mut vpf = vec![0u8; field.max(to_vp.len())];
             put(&mut vpf, 0, to_vp)?;
             if matches!(info.kind, TokenKind::RsaAesm | TokenKind::RsaAesc) {
@@ -363,6 +397,10 @@ pub fn pka_token(id: u8, sections: &[&[u8]]) -> Vec<u8> {
 }
 
 /// ECC public section `X'21'` with point `q`.
+#[allow(
+    clippy::indexing_slicing,
+    reason = "builder: every index is into a buffer allocated above with room for all fields"
+)]
 pub fn ecc_public_section(curve_type: u8, pbits: u16, q: &[u8]) -> Vec<u8> {
     let len = 14 + q.len();
     let mut s = vec![0u8; len];
@@ -377,6 +415,10 @@ pub fn ecc_public_section(curve_type: u8, pbits: u16, q: &[u8]) -> Vec<u8> {
 
 /// Internal ECC token: private `X'20'` (private scalar wrapped under a fresh
 /// OPK, OPK under the APKA MK) + public `X'21'`.
+#[allow(
+    clippy::indexing_slicing,
+    reason = "builder: every index is into a buffer allocated above with room for all fields"
+)]
 pub fn ecc_build(
     curve_type: u8,
     pbits: u16,
@@ -403,7 +445,10 @@ pub fn ecc_build(
     put(&mut s, 24, &opk_seal(&blob, mk, true)?)?;
     put16(&mut s, 74, payload.len() as u16);
     put(&mut s, 76, &payload)?;
-    Ok(pka_token(0x1F, &[&s, &ecc_public_section(curve_type, pbits, q)]))
+    Ok(pka_token(
+        0x1F,
+        &[&s, &ecc_public_section(curve_type, pbits, q)],
+    ))
 }
 
 /// The private scalar of an internal ECC token under `mk`.
@@ -427,6 +472,10 @@ pub struct RsaParts {
 }
 
 /// RSA public section `X'04'`; `with_n` puts the modulus in (external token).
+#[allow(
+    clippy::indexing_slicing,
+    reason = "builder: every index is into a buffer allocated above with room for all fields"
+)]
 pub fn rsa_public_section(e: &[u8], n: &[u8], with_n: bool, host_order: bool) -> Vec<u8> {
     let nf = if with_n { n.len() } else { 0 };
     let len = 12 + e.len() + nf;
@@ -434,7 +483,11 @@ pub fn rsa_public_section(e: &[u8], n: &[u8], with_n: bool, host_order: bool) ->
     s[0] = 0x04;
     put16(&mut s, 2, len as u16);
     let elen = e.len() as u16;
-    s[6..8].copy_from_slice(&if host_order { elen.to_le_bytes() } else { elen.to_be_bytes() });
+    s[6..8].copy_from_slice(&if host_order {
+        elen.to_le_bytes()
+    } else {
+        elen.to_be_bytes()
+    });
     put16(&mut s, 8, (n.len() * 8) as u16);
     put16(&mut s, 10, nf as u16);
     s[12..12 + e.len()].copy_from_slice(e);
@@ -451,7 +504,17 @@ fn crt_concat(k: &RsaParts) -> Zeroizing<Vec<u8>> {
 /// Internal RSA token with a private section of `kind` (`X'08'`, `X'30'` or
 /// `X'31'`) and the public section. `host_order` writes the three fields
 /// openCryptoki 3.8.1 reads in host byte order little-endian (cca.md §9.1).
-pub fn rsa_build(kind: TokenKind, k: &RsaParts, mk: &[u8], vp: &[u8], host_order: bool) -> Result<Vec<u8>, Fail> {
+#[allow(
+    clippy::indexing_slicing,
+    reason = "builder: every index is into a buffer allocated above with room for all fields"
+)]
+pub fn rsa_build(
+    kind: TokenKind,
+    k: &RsaParts,
+    mk: &[u8],
+    vp: &[u8],
+    host_order: bool,
+) -> Result<Vec<u8>, Fail> {
     let n = &k.n;
     let nlen = n.len() as u16;
     let sec = match kind {
@@ -468,14 +531,22 @@ pub fn rsa_build(kind: TokenKind, k: &RsaParts, mk: &[u8], vp: &[u8], host_order
             let mut s = vec![0u8; len];
             s[0] = 0x08;
             let l = len as u16;
-            s[2..4].copy_from_slice(&if host_order { l.to_le_bytes() } else { l.to_be_bytes() });
+            s[2..4].copy_from_slice(&if host_order {
+                l.to_le_bytes()
+            } else {
+                l.to_be_bytes()
+            });
             s[4..24].copy_from_slice(&sha);
             s[28] = 0x08;
             s[29] = 0x24;
             for (i, c) in k.crt.iter().enumerate() {
                 put16(&mut s, 54 + 2 * i, c.len() as u16);
             }
-            s[64..66].copy_from_slice(&if host_order { nlen.to_le_bytes() } else { nlen.to_be_bytes() });
+            s[64..66].copy_from_slice(&if host_order {
+                nlen.to_le_bytes()
+            } else {
+                nlen.to_be_bytes()
+            });
             put16(&mut s, 70, pad as u16);
             put(&mut s, 76, vp)?;
             put(&mut s, 92, &opk_seal(&blob, mk, false)?)?;
@@ -517,14 +588,21 @@ pub fn rsa_build(kind: TokenKind, k: &RsaParts, mk: &[u8], vp: &[u8], host_order
         }
         _ => return Err(UNUSABLE),
     };
-    Ok(pka_token(0x1F, &[&sec, &rsa_public_section(&k.e, n, false, host_order)]))
+    Ok(pka_token(
+        0x1F,
+        &[&sec, &rsa_public_section(&k.e, n, false, host_order)],
+    ))
 }
 
 /// Reads a 16-bit field that 3.8.1 may have written in host order: the
 /// big-endian reading when it is at most `max`, else the swapped one.
-fn either16(t: &[u8], off: usize, max: usize) -> Result<usize, Fail> {
+fn either16(t: &[u8], off: usize, ok: impl Fn(usize) -> bool) -> Result<usize, Fail> {
     let v = token::be16(t, off).ok_or(UNUSABLE)?;
-    [v, v.swap_bytes()].into_iter().map(usize::from).find(|&x| x > 0 && x <= max).ok_or(UNUSABLE)
+    [v, v.swap_bytes()]
+        .into_iter()
+        .map(usize::from)
+        .find(|&x| ok(x))
+        .ok_or(UNUSABLE)
 }
 
 /// The public section following the private section of an internal token,
@@ -555,7 +633,8 @@ pub fn rsa_public(t: &[u8], info: &TokenInfo) -> Result<(Vec<u8>, Vec<u8>), Fail
     let sec = get(t, s0, slen)?;
     let n = match info.kind {
         TokenKind::RsaCrt => {
-            let nlen = either16(sec, 64, slen.saturating_sub(124))?;
+            let room = slen.saturating_sub(124);
+            let nlen = either16(sec, 64, |x| x >= 32 && x <= room && (room - x) % 8 == 0)?;
             get(sec, slen - nlen, nlen)?.to_vec()
         }
         TokenKind::RsaAesm => get(sec, 122, be16(sec, 52)?)?.to_vec(),
@@ -563,7 +642,8 @@ pub fn rsa_public(t: &[u8], info: &TokenInfo) -> Result<(Vec<u8>, Vec<u8>), Fail
         _ => return Err(UNUSABLE),
     };
     let p = public_section(t)?;
-    let elen = either16(p, 6, p.len().saturating_sub(12))?;
+    let room = p.len().saturating_sub(12);
+    let elen = either16(p, 6, |x| x > 0 && x <= room)?;
     Ok((n, get(p, 12, elen)?.to_vec()))
 }
 
@@ -583,7 +663,10 @@ pub fn rsa_private(t: &[u8], info: &TokenInfo, mk: &[u8]) -> Result<RsaParts, Fa
         }
         TokenKind::RsaAesc => {
             let plen = be16(sec, 6)?;
-            (52, crypto::kwp_unwrap(&opk, get(sec, 134 + n.len(), plen)?)?)
+            (
+                52,
+                crypto::kwp_unwrap(&opk, get(sec, 134 + n.len(), plen)?)?,
+            )
         }
         _ => return Err(UNUSABLE),
     };
@@ -594,5 +677,79 @@ pub fn rsa_private(t: &[u8], info: &TokenInfo, mk: &[u8]) -> Result<RsaParts, Fa
         *c = Zeroizing::new(get(&clear, off, l)?.to_vec());
         off += l;
     }
-    Ok(RsaParts { n, e, d: Zeroizing::new(Vec::new()), crt })
+    Ok(RsaParts {
+        n,
+        e,
+        d: Zeroizing::new(Vec::new()),
+        crt,
+    })
+}
+
+/// The private exponent of an RSA-AESM `X'30'` token under `mk`.
+pub fn rsa_aesm_d(t: &[u8], info: &TokenInfo, mk: &[u8]) -> Result<Zeroizing<Vec<u8>>, Fail> {
+    if info.kind != TokenKind::RsaAesm {
+        return Err(UNUSABLE);
+    }
+    let opk = pka_opk(t, info, mk)?;
+    let s0 = pka::FIRST_SECTION;
+    let slen = token::section_len(t, s0).ok_or(UNUSABLE)?;
+    let sec = get(t, s0, slen)?;
+    let nlen = be16(sec, 52)?;
+    let plen = be16(sec, 6)?;
+    crypto::kwp_unwrap(&opk, get(sec, 122 + nlen, plen)?)
+}
+
+/// Public key of a PKA token (internal private or external public).
+pub enum PublicKey {
+    /// RSA modulus and exponent.
+    Rsa {
+        /// Modulus.
+        n: Vec<u8>,
+        /// Public exponent.
+        e: Vec<u8>,
+    },
+    /// EC curve type, prime bits and point.
+    Ec {
+        /// Curve type (0 prime, 1 Brainpool, 2 Edwards).
+        curve: u8,
+        /// Prime length in bits.
+        bits: u16,
+        /// The point (uncompressed `04 ‖ x ‖ y` for prime curves).
+        q: Vec<u8>,
+    },
+}
+
+/// The public key of an internal or external PKA token.
+pub fn public_key(t: &[u8]) -> Result<PublicKey, Fail> {
+    if let Ok(info) = token::classify(t) {
+        if matches!(
+            info.kind,
+            TokenKind::RsaCrt | TokenKind::RsaAesm | TokenKind::RsaAesc
+        ) {
+            let (n, e) = rsa_public(t, &info)?;
+            return Ok(PublicKey::Rsa { n, e });
+        }
+    }
+    let p = public_section(t)?;
+    match p.first() {
+        Some(0x04) => {
+            let elen = be16(p, 6)?;
+            let nlen = be16(p, 10)?;
+            let e = get(p, 12, elen)?.to_vec();
+            let n = get(p, 12 + elen, nlen)?.to_vec();
+            if n.is_empty() {
+                return Err(UNUSABLE);
+            }
+            Ok(PublicKey::Rsa { n, e })
+        }
+        Some(0x21) => {
+            let qlen = be16(p, 12)?;
+            Ok(PublicKey::Ec {
+                curve: *p.get(8).ok_or(UNUSABLE)?,
+                bits: u16::try_from(be16(p, 10)?).map_err(|_| UNUSABLE)?,
+                q: get(p, 14, qlen)?.to_vec(),
+            })
+        }
+        _ => Err(UNUSABLE),
+    }
 }

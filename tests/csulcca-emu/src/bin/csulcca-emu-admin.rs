@@ -31,7 +31,8 @@ fn hex(v: &[u8]) -> String {
 }
 
 fn ty(s: Option<&String>) -> Result<MkType, String> {
-    s.and_then(|s| MkType::from_name(s)).ok_or_else(|| "missing or unknown master-key TYPE".to_string())
+    s.and_then(|s| MkType::from_name(s))
+        .ok_or_else(|| "missing or unknown master-key TYPE".to_string())
 }
 
 fn fail(f: Fail) -> String {
@@ -66,10 +67,13 @@ fn run(args: &[String]) -> Result<String, String> {
             let (action, part) = match args.get(2).map(String::as_str) {
                 Some("--random") => (MkAction::Random, Zeroizing::new(Vec::new())),
                 Some(flag @ ("--first" | "--middle" | "--last")) => {
-                    let p = args.get(3).and_then(|h| state::unhex(h)).map(Zeroizing::new);
-                    let p = p.filter(|p| p.len() == t.key_len()).ok_or_else(|| {
-                        format!("key part must be {} bytes of hex", t.key_len())
-                    })?;
+                    let p = args
+                        .get(3)
+                        .and_then(|h| state::unhex(h))
+                        .map(Zeroizing::new);
+                    let p = p
+                        .filter(|p| p.len() == t.key_len())
+                        .ok_or_else(|| format!("key part must be {} bytes of hex", t.key_len()))?;
                     let a = match flag {
                         "--first" => MkAction::First,
                         "--middle" => MkAction::Middle,
@@ -84,7 +88,9 @@ fn run(args: &[String]) -> Result<String, String> {
         }
         "set" => {
             let t = ty(args.get(1))?;
-            store.update(|s| s.mkp(t, MkAction::Set, &[])).map_err(fail)?;
+            store
+                .update(|s| s.mkp(t, MkAction::Set, &[]))
+                .map_err(fail)?;
             Ok(String::new())
         }
         "clear-new" | "clear-old" | "clear-current" => {
@@ -97,7 +103,10 @@ fn run(args: &[String]) -> Result<String, String> {
                         "clear-old" => &mut set.old,
                         _ => &mut set.cur,
                     };
-                    *r = state::Register { state: 1, value: Zeroizing::new(Vec::new()) };
+                    *r = state::Register {
+                        state: 1,
+                        value: Zeroizing::new(Vec::new()),
+                    };
                     Ok(())
                 })
                 .map_err(fail)?;
@@ -106,7 +115,9 @@ fn run(args: &[String]) -> Result<String, String> {
         "init" => {
             let seed = match (args.get(1).map(String::as_str), args.get(2)) {
                 (Some("--seed"), Some(s)) => s.clone(),
-                (None, _) => std::env::var("CSULCCA_EMU_SEED").unwrap_or_else(|_| state::DEFAULT_SEED.into()),
+                (None, _) => {
+                    std::env::var("CSULCCA_EMU_SEED").unwrap_or_else(|_| state::DEFAULT_SEED.into())
+                }
                 _ => return Err(USAGE.into()),
             };
             store.init(&seed).map_err(fail)?;

@@ -95,7 +95,11 @@ pub fn key_token_build(key_type: &[u8], rule_bytes: &[u8], count: i64) -> Result
     if !aes {
         return Err(COMPONENT);
     }
-    Ok(tokens::aes_data_skeleton(if bits == 0 { 256 } else { bits }))
+    Ok(tokens::aes_data_skeleton(if bits == 0 {
+        256
+    } else {
+        bits
+    }))
 }
 
 /// Parameters of a CSNBKTB2 skeleton from its keywords.
@@ -119,9 +123,21 @@ fn var_params(kws: &[Keyword]) -> Result<VarParams, Fail> {
         }
     }
     Ok(if hmac {
-        VarParams { alg: 3, key_type: 2, kuf: vec![0xC000, 0xF800], kmf: vec![kmf1, 0, 0], v1: false }
+        VarParams {
+            alg: 3,
+            key_type: 2,
+            kuf: vec![0xC000, 0xF800],
+            kmf: vec![kmf1, 0, 0],
+            v1: false,
+        }
     } else if has(kws, "AES") {
-        VarParams { alg: 2, key_type: 1, kuf: vec![0xC000, 0xFF00], kmf: vec![kmf1, 0, 0], v1 }
+        VarParams {
+            alg: 2,
+            key_type: 1,
+            kuf: vec![0xC000, 0xFF00],
+            kmf: vec![kmf1, 0, 0],
+            v1,
+        }
     } else {
         return Err(BAD_COMBINATION);
     })
@@ -140,7 +156,13 @@ pub fn key_token_build2(rule_bytes: &[u8], count: i64, clear_bits: i64) -> Resul
 
 /// CSNBKGN2 (`AES OP` / `HMAC OP`, key type `TOKEN`): generate a key of
 /// `bits` into the skeleton `skel` (or a default skeleton when none).
-pub fn key_generate2(store: &Store, rule_bytes: &[u8], count: i64, bits: i64, skel: &[u8]) -> Result<Vec<u8>, Fail> {
+pub fn key_generate2(
+    store: &Store,
+    rule_bytes: &[u8],
+    count: i64,
+    bits: i64,
+    skel: &[u8],
+) -> Result<Vec<u8>, Fail> {
     let kws = parse_rules(rule_bytes, count, 1, 4)?;
     for k in &kws {
         if !matches!(k.as_str().as_str(), "AES" | "HMAC" | "OP") {
@@ -149,7 +171,11 @@ pub fn key_generate2(store: &Store, rule_bytes: &[u8], count: i64, bits: i64, sk
     }
     let hmac = has(&kws, "HMAC");
     let bits = usize::try_from(bits).map_err(|_| BAD_KEY_LENGTH)?;
-    let ok = if hmac { (80..=2048).contains(&bits) } else { matches!(bits, 128 | 192 | 256) };
+    let ok = if hmac {
+        (80..=2048).contains(&bits)
+    } else {
+        matches!(bits, 128 | 192 | 256)
+    };
     if !ok {
         return Err(BAD_KEY_LENGTH);
     }
@@ -158,7 +184,11 @@ pub fn key_generate2(store: &Store, rule_bytes: &[u8], count: i64, bits: i64, sk
             let l = token::be16(skel, 2).map(usize::from).ok_or(UNUSABLE)?;
             skel.get(..l).ok_or(UNUSABLE)?.to_vec()
         }
-        _ => tokens::var_skeleton(&var_params(&[Keyword::new(if hmac { "HMAC" } else { "AES" })])?),
+        _ => tokens::var_skeleton(&var_params(&[Keyword::new(if hmac {
+            "HMAC"
+        } else {
+            "AES"
+        })])?),
     };
     if t.get(41) != Some(&if hmac { 3 } else { 2 }) {
         return Err(UNUSABLE);
@@ -171,7 +201,12 @@ pub fn key_generate2(store: &Store, rule_bytes: &[u8], count: i64, bits: i64, sk
 }
 
 /// CSNBCKM: clear key (`AES` or `DES`) to an internal 64-byte token.
-pub fn clear_key_import(store: &Store, rule_bytes: &[u8], count: i64, clear: &[u8]) -> Result<[u8; 64], Fail> {
+pub fn clear_key_import(
+    store: &Store,
+    rule_bytes: &[u8],
+    count: i64,
+    clear: &[u8],
+) -> Result<[u8; 64], Fail> {
     let kws = parse_rules(rule_bytes, count, 0, 1)?;
     let aes = match kws.first().map(|k| k.as_str()) {
         None => false,
@@ -192,7 +227,14 @@ pub fn clear_key_import(store: &Store, rule_bytes: &[u8], count: i64, clear: &[u
 /// CSNBKPI2 (`HMAC|AES` + `FIRST|MIDDLE|LAST|COMPLETE` [+ `MINnPART`]):
 /// FIRST puts the part (length in **bits**) into a skeleton; MIDDLE/LAST XOR
 /// further parts in; COMPLETE checks the token. Returns the new token.
-pub fn key_part_import2(store: &Store, rule_bytes: &[u8], count: i64, part_bits: i64, part: &[u8], tok: &[u8]) -> Result<Vec<u8>, Fail> {
+pub fn key_part_import2(
+    store: &Store,
+    rule_bytes: &[u8],
+    count: i64,
+    part_bits: i64,
+    part: &[u8],
+    tok: &[u8],
+) -> Result<Vec<u8>, Fail> {
     let kws = parse_rules(rule_bytes, count, 2, 3)?;
     let mut action = None;
     for k in &kws {
@@ -205,7 +247,9 @@ pub fn key_part_import2(store: &Store, rule_bytes: &[u8], count: i64, part_bits:
     let action = action.ok_or(BAD_COMBINATION)?;
     let len = token::be16(tok, 2).map(usize::from).ok_or(UNUSABLE)?;
     let mut t = tok.get(..len).ok_or(UNUSABLE)?.to_vec();
-    let bytes = usize::try_from(part_bits).map_err(|_| BAD_KEY_LENGTH)?.div_ceil(8);
+    let bytes = usize::try_from(part_bits)
+        .map_err(|_| BAD_KEY_LENGTH)?
+        .div_ceil(8);
     let part = part.get(..bytes).ok_or(BAD_KEY_LENGTH)?;
     let state = store.read()?;
     let (mk, vp) = current(&state, MkType::Aes)?;

@@ -9,6 +9,7 @@
 pub mod keys;
 pub mod pka;
 pub mod query;
+pub mod sign;
 pub mod usage;
 
 use pkcscca::cca::rules::{self, Keyword};
@@ -124,7 +125,7 @@ pub fn key_token_change(
         }
     }
     let method = method.ok_or(BAD_COMBINATION)?;
-    let tlen = pka_len(token);
+    let tlen = pka_len(token)?;
     let token = token.get_mut(..tlen).ok_or(UNUSABLE)?;
     let info = match token::classify(token) {
         Ok(i) => i,
@@ -143,7 +144,8 @@ pub fn key_token_change(
     let state = store.read()?;
     let set = state.set(t);
     let tok_vp = info.mkvp(token).to_vec();
-    let is = |vp: &Option<Vec<u8>>| vp.as_ref().and_then(|v| v.get(..tok_vp.len())) == Some(&tok_vp[..]);
+    let is =
+        |vp: &Option<Vec<u8>>| vp.as_ref().and_then(|v| v.get(..tok_vp.len())) == Some(&tok_vp[..]);
     let (cur_vp, old_vp, new_vp) = (set.cur_vp(t), set.old_vp(t), set.new_vp(t));
     if cur_vp.is_none() {
         return Err(MK_NOT_LOADED);
@@ -175,20 +177,29 @@ pub fn key_token_change(
 
 /// Length of a PKA token in a caller's buffer: the header length (bytes
 /// 2–3) when it covers the first section and fits the buffer, else the
-/// buffer length. Other tokens: the buffer length.
-fn pka_len(t: &[u8]) -> usize {
+/// buffer length. A header length beyond the buffer is 8/72 (the caller's
+/// length is too small, cca.md §7.6). Other tokens: the buffer length.
+fn pka_len(t: &[u8]) -> Result<usize, Fail> {
     if matches!(t.first(), Some(0x1E | 0x1F)) {
         let hl = token::be16(t, 2).map(usize::from).unwrap_or(0);
+        if hl > t.len() {
+            return Err(SHORT_BUFFER);
+        }
         let first = token::section_len(t, token::pka::FIRST_SECTION).unwrap_or(usize::MAX);
-        if hl <= t.len() && first != usize::MAX && hl >= token::pka::FIRST_SECTION + first {
-            return hl;
+        if first != usize::MAX && hl >= token::pka::FIRST_SECTION + first {
+            return Ok(hl);
         }
     }
-    t.len()
+    Ok(t.len())
 }
 
 /// CSNBMKP (cca.md §7.3): optional `ADAPTER`, one class keyword, one action.
-pub fn master_key_process(store: &Store, rule_bytes: &[u8], count: i64, part: &[u8]) -> Result<(), Fail> {
+pub fn master_key_process(
+    store: &Store,
+    rule_bytes: &[u8],
+    count: i64,
+    part: &[u8],
+) -> Result<(), Fail> {
     let kws = parse_rules(rule_bytes, count, 2, 3)?;
     let mut class = None;
     let mut action = None;
@@ -215,6 +226,9 @@ pub fn master_key_process(store: &Store, rule_bytes: &[u8], count: i64, part: &[
             _ => {}
         }
     }
-    let (t, a) = (class.ok_or(BAD_COMBINATION)?, action.ok_or(BAD_COMBINATION)?);
+    let (t, a) = (
+        class.ok_or(BAD_COMBINATION)?,
+        action.ok_or(BAD_COMBINATION)?,
+    );
     store.update(|s| s.mkp(t, a, part))
 }

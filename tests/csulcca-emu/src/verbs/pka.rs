@@ -1,11 +1,10 @@
 //! PKA verbs: CSNDPKB (skeletons), CSNDPKG (key pairs), CSNDPKX (public
 //! key extract) and CSNDPKT (`INTDWAKW`, RSA-CRT → RSA-AESC).
 //!
-//! EC keys on P-256 are real (private scalar and its public point); other
-//! curves, RSA and QSA carry random key material in the exact layouts
-//! (tier 1 of cca.md §7.5): enough for openCryptoki to read modulus,
-//! exponent and point and for re-encipherment to be checked, not for
-//! signatures. Requests from openCryptoki 3.8.1 with host-order length
+//! RSA keys and EC keys on P-256 are real key pairs; other curves and QSA
+//! carry random key material in the exact layouts (tier 1 of cca.md §7.5):
+//! enough for openCryptoki to read the point and for re-encipherment to be
+//! checked, not for signatures. Requests from openCryptoki 3.8.1 with host-order length
 //! fields are accepted and answered in kind (§9.1).
 
 use p256::elliptic_curve::sec1::ToEncodedPoint;
@@ -36,7 +35,7 @@ fn u16_either(b: &[u8], off: usize, ok: impl Fn(u16) -> bool) -> Option<(u16, bo
 }
 
 fn rsa_bits_ok(v: u16) -> bool {
-    (512..=4096).contains(&v) && v % 8 == 0
+    (512..=4096).contains(&v) && v.is_multiple_of(8)
 }
 
 fn ecc_bits_ok(v: u16) -> bool {
@@ -46,6 +45,10 @@ fn ecc_bits_ok(v: u16) -> bool {
 /// CSNDPKB: a skeleton token for CSNDPKG (RSA-CRT / RSA-AESM / RSA-AESC /
 /// ECC-PAIR / QSA-PAIR). Clear-key imports and public-only builds are not
 /// emulated (16/336).
+#[allow(
+    clippy::indexing_slicing,
+    reason = "builder: every index is into a buffer allocated above with room for all fields"
+)]
 pub fn token_build(rule_bytes: &[u8], count: i64, kvs: &[u8]) -> Result<Vec<u8>, Fail> {
     let kws = parse_rules(rule_bytes, count, 1, 6)?;
     let mut kind = None;
@@ -124,20 +127,42 @@ fn qsa_sizes(alg: u8, params: u16) -> Option<(usize, usize, usize)> {
     }
 }
 
-fn random_odd_top(n: usize) -> Result<Vec<u8>, Fail> {
-    let mut v = crypto::random(n)?.to_vec();
-    if let Some(b) = v.first_mut() {
-        *b |= 0xC0;
-    }
-    if let Some(b) = v.last_mut() {
-        *b |= 1;
-    }
-    Ok(v)
+/// A real RSA key pair of `bits` with public exponent `e`: modulus, private
+/// exponent and the CRT components p, q, dp, dq, U = q⁻¹ mod p.
+fn rsa_pair(bits: usize, e: Vec<u8>) -> Result<RsaParts, Fail> {
+    use rsa::traits::{PrivateKeyParts, PublicKeyParts};
+    let exp = rsa::BigUint::from_bytes_be(&e);
+    let key = rsa::RsaPrivateKey::new_with_exp(&mut rand_core::OsRng, bits, &exp)
+        .map_err(|_| Fail::new(8, 121))?;
+    let (p, q) = match key.primes() {
+        [p, q] => (p, q),
+        _ => return Err(COMPONENT),
+    };
+    let z = |v: Vec<u8>| Zeroizing::new(v);
+    let qinv = key.qinv().ok_or(COMPONENT)?.to_bytes_be().1;
+    let crt = [
+        z(p.to_bytes_be()),
+        z(q.to_bytes_be()),
+        z(key.dp().ok_or(COMPONENT)?.to_bytes_be()),
+        z(key.dq().ok_or(COMPONENT)?.to_bytes_be()),
+        z(qinv),
+    ];
+    Ok(RsaParts {
+        n: key.n().to_bytes_be(),
+        e,
+        d: z(key.d().to_bytes_be()),
+        crt,
+    })
 }
 
 /// CSNDPKG (`MASTER`): a key pair from an emulator skeleton, wrapped under
 /// the CURRENT ASYM (RSA-CRT) or APKA master key.
-pub fn key_generate(store: &Store, rule_bytes: &[u8], count: i64, skel: &[u8]) -> Result<Vec<u8>, Fail> {
+pub fn key_generate(
+    store: &Store,
+    rule_bytes: &[u8],
+    count: i64,
+    skel: &[u8],
+) -> Result<Vec<u8>, Fail> {
     let kws = parse_rules(rule_bytes, count, 0, 2)?;
     for k in &kws {
         if !matches!(k.as_str().as_str(), "MASTER" | "XPRTCPAC") {
@@ -147,7 +172,10 @@ pub fn key_generate(store: &Store, rule_bytes: &[u8], count: i64, skel: &[u8]) -
     if skel.first() != Some(&0x1F) {
         return Err(UNUSABLE);
     }
-    let sec = skel.get(8..8 + SKEL_LEN).ok_or(UNUSABLE)?;
+    let sec: [u8; SKEL_LEN] = skel
+        .get(8..8 + SKEL_LEN)
+        .and_then(|s| s.try_into().ok())
+        .ok_or(UNUSABLE)?;
     let sid = sec[0];
     let state = store.read()?;
     match sid {
@@ -160,18 +188,7 @@ pub fn key_generate(store: &Store, rule_bytes: &[u8], count: i64, skel: &[u8]) -
             if e.iter().all(|&b| b == 0) {
                 e = vec![0x01, 0x00, 0x01];
             }
-            let nb = bits / 8;
-            let half = nb / 2;
-            let mut crt: [Zeroizing<Vec<u8>>; 5] = Default::default();
-            for c in crt.iter_mut() {
-                *c = Zeroizing::new(random_odd_top(half)?);
-            }
-            let parts = RsaParts {
-                n: random_odd_top(nb)?,
-                e,
-                d: Zeroizing::new(random_odd_top(nb)?),
-                crt,
-            };
+            let parts = rsa_pair(bits, e)?;
             let (kind, t) = match sid {
                 0x08 => (TokenKind::RsaCrt, MkType::Asym),
                 0x30 => (TokenKind::RsaAesm, MkType::Apka),
@@ -220,6 +237,10 @@ fn ec_pair(curve_type: u8, bits: u16) -> Result<(Zeroizing<Vec<u8>>, Vec<u8>), F
     Ok((d, q))
 }
 
+#[allow(
+    clippy::indexing_slicing,
+    reason = "builder: every index is into a buffer allocated above with room for all fields"
+)]
 fn qsa_build(alg: u8, params: u16, mk: &[u8], vp: &[u8]) -> Result<Vec<u8>, Fail> {
     use pkcscca::cca::token::pka;
     let (l1, l2, lpriv) = qsa_sizes(alg, params).ok_or(UNUSABLE)?;
@@ -254,7 +275,12 @@ fn qsa_build(alg: u8, params: u16, mk: &[u8], vp: &[u8]) -> Result<Vec<u8>, Fail
 pub fn public_key_extract(rule_bytes: &[u8], count: i64, src: &[u8]) -> Result<Vec<u8>, Fail> {
     parse_rules(rule_bytes, count, 0, 0)?;
     match token::classify(src) {
-        Ok(info) if matches!(info.kind, TokenKind::RsaCrt | TokenKind::RsaAesm | TokenKind::RsaAesc) => {
+        Ok(info)
+            if matches!(
+                info.kind,
+                TokenKind::RsaCrt | TokenKind::RsaAesm | TokenKind::RsaAesc
+            ) =>
+        {
             let (n, e) = tokens::rsa_public(src, &info)?;
             let sec = tokens::rsa_public_section(&e, &n, true, false);
             Ok(tokens::pka_token(0x1E, &[&sec]))
@@ -269,7 +295,12 @@ pub fn public_key_extract(rule_bytes: &[u8], count: i64, src: &[u8]) -> Result<V
 
 /// CSNDPKT `INTDWAKW`: an internal RSA-CRT `X'08'` token (under CURRENT or
 /// OLD ASYM) becomes an RSA-AESC `X'31'` token under CURRENT APKA.
-pub fn key_translate(store: &Store, rule_bytes: &[u8], count: i64, src: &[u8]) -> Result<Vec<u8>, Fail> {
+pub fn key_translate(
+    store: &Store,
+    rule_bytes: &[u8],
+    count: i64,
+    src: &[u8],
+) -> Result<Vec<u8>, Fail> {
     let kws = parse_rules(rule_bytes, count, 1, 1)?;
     if kws.first() != Some(&Keyword::new("INTDWAKW")) {
         return Err(BAD_KEYWORD);

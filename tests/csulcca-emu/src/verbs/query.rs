@@ -50,7 +50,11 @@ fn block(out: &mut Vec<u8>, id: u16, value: &[u8]) {
 
 /// MKVP of a register (zeros when empty), `len` bytes.
 fn vp(t: MkType, r: &Register, len: usize) -> Vec<u8> {
-    let mut v = if r.value.is_empty() || r.state < 2 { vec![0u8; len] } else { mkvp(t, &r.value) };
+    let mut v = if r.value.is_empty() || r.state < 2 {
+        vec![0u8; len]
+    } else {
+        mkvp(t, &r.value)
+    };
     v.resize(len, 0);
     v
 }
@@ -86,16 +90,30 @@ pub fn staticsb(s: &State) -> Vec<u8> {
 }
 
 /// CSUACFQ. `vd_cap` is the caller's verb-data buffer size.
-pub fn facility_query(store: &Store, rule_bytes: &[u8], count: i64, vd_cap: usize) -> Result<QueryOut, Fail> {
+pub fn facility_query(
+    store: &Store,
+    rule_bytes: &[u8],
+    count: i64,
+    vd_cap: usize,
+) -> Result<QueryOut, Fail> {
     let kws = parse_rules(rule_bytes, count, 1, 2)?;
     let kw = *kws.first().ok_or(BAD_COUNT)?;
     let s = store.read()?;
     let sp = Keyword::new("");
     let serial = Keyword::new(SERIAL);
-    let out = |ra: Vec<Keyword>| Ok(QueryOut { rule_array: Some(ra), verb_data: Vec::new() });
+    let out = |ra: Vec<Keyword>| {
+        Ok(QueryOut {
+            rule_array: Some(ra),
+            verb_data: Vec::new(),
+        })
+    };
     let [sn, sc, so] = states(&s, MkType::Sym);
     let [an, ac, ao] = states(&s, MkType::Asym);
-    let info = [Keyword::new(FIRMWARE), Keyword::new(BUILD_DATE), Keyword::new(ROLE)];
+    let info = [
+        Keyword::new(FIRMWARE),
+        Keyword::new(BUILD_DATE),
+        Keyword::new(ROLE),
+    ];
     if kw == rules::STATCCA {
         out([sn, sc, so, info[0], info[1], info[2]].to_vec())
     } else if kw == rules::STATCCAE {
@@ -126,17 +144,26 @@ pub fn facility_query(store: &Store, rule_bytes: &[u8], count: i64, vd_cap: usiz
         if b {
             ra.extend(states(&s, MkType::Apka));
         }
-        Ok(QueryOut { rule_array: Some(ra), verb_data: vd })
+        Ok(QueryOut {
+            rule_array: Some(ra),
+            verb_data: vd,
+        })
     } else if kw == rules::DOM_NUMS {
         if vd_cap < 4 {
             return Err(SHORT_BUFFER);
         }
-        Ok(QueryOut { rule_array: None, verb_data: 1u32.to_be_bytes().to_vec() })
+        Ok(QueryOut {
+            rule_array: None,
+            verb_data: 1u32.to_be_bytes().to_vec(),
+        })
     } else if kw == rules::DOM_USAG {
         if vd_cap < 4 {
             return Err(SHORT_BUFFER);
         }
-        Ok(QueryOut { rule_array: None, verb_data: 0u32.to_be_bytes().to_vec() })
+        Ok(QueryOut {
+            rule_array: None,
+            verb_data: 0u32.to_be_bytes().to_vec(),
+        })
     } else {
         Err(BAD_KEYWORD)
     }
@@ -180,13 +207,17 @@ pub fn resource(rule_bytes: &[u8], count: i64, resource: &[u8]) -> Result<(), Fa
     let kws = parse_rules(rule_bytes, count, 1, 2)?;
     for k in kws {
         let s = k.as_str();
-        let ok = matches!(s.as_str(), "DEVICE" | "DEV-ANY" | "SERIAL" | "DOMN-DEF" | "DOM-ANY")
-            || s.starts_with("DOMN");
+        let ok = matches!(
+            s.as_str(),
+            "DEVICE" | "DEV-ANY" | "SERIAL" | "DOMN-DEF" | "DOM-ANY"
+        ) || s.starts_with("DOMN");
         if !ok {
             return Err(BAD_KEYWORD);
         }
         if s == "DEVICE" {
-            let r = String::from_utf8_lossy(resource).trim_end_matches(['\0', ' ']).to_string();
+            let r = String::from_utf8_lossy(resource)
+                .trim_end_matches(['\0', ' '])
+                .to_string();
             if r != "CRP01" && !r.is_empty() {
                 return Err(Fail::new(12, 338));
             }

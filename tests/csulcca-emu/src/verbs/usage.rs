@@ -14,7 +14,15 @@ use crate::state::Store;
 use crate::Fail;
 
 /// CSNBENC (`encrypt`) / CSNBDEC with rule `CBC` (default) and an 8-byte IV.
-pub fn des_cipher(store: &Store, encrypt: bool, key_tok: &[u8], rule_bytes: &[u8], count: i64, iv: &[u8; 8], data: &[u8]) -> Result<Vec<u8>, Fail> {
+pub fn des_cipher(
+    store: &Store,
+    encrypt: bool,
+    key_tok: &[u8],
+    rule_bytes: &[u8],
+    count: i64,
+    iv: &[u8; 8],
+    data: &[u8],
+) -> Result<Vec<u8>, Fail> {
     let kws = parse_rules(rule_bytes, count, 0, 2)?;
     for k in &kws {
         if k.as_str() != "CBC" {
@@ -26,8 +34,17 @@ pub fn des_cipher(store: &Store, encrypt: bool, key_tok: &[u8], rule_bytes: &[u8
         return Err(UNUSABLE);
     }
     let k3: Vec<u8> = match key.len() {
-        8 => key.iter().chain(key.iter()).chain(key.iter()).copied().collect(),
-        16 => key.iter().chain(key.get(..8).unwrap_or(&[])).copied().collect(),
+        8 => key
+            .iter()
+            .chain(key.iter())
+            .chain(key.iter())
+            .copied()
+            .collect(),
+        16 => key
+            .iter()
+            .chain(key.get(..8).unwrap_or(&[]))
+            .copied()
+            .collect(),
         _ => key.to_vec(),
     };
     let k3 = zeroize::Zeroizing::new(k3);
@@ -38,7 +55,15 @@ pub fn des_cipher(store: &Store, encrypt: bool, key_tok: &[u8], rule_bytes: &[u8
 
 /// CSNBSAE / CSNBSAD: `AES` + `CBC` (default) | `ECB` | `PKCS-PAD` +
 /// `KEYIDENT` + `INITIAL`/`CONTINUE`.
-pub fn aes_cipher(store: &Store, encrypt: bool, key_tok: &[u8], rule_bytes: &[u8], count: i64, iv: &[u8], data: &[u8]) -> Result<Vec<u8>, Fail> {
+pub fn aes_cipher(
+    store: &Store,
+    encrypt: bool,
+    key_tok: &[u8],
+    rule_bytes: &[u8],
+    count: i64,
+    iv: &[u8],
+    data: &[u8],
+) -> Result<Vec<u8>, Fail> {
     let kws = parse_rules(rule_bytes, count, 1, 5)?;
     let mut ecb = false;
     let mut pad = false;
@@ -65,7 +90,10 @@ pub fn aes_cipher(store: &Store, encrypt: bool, key_tok: &[u8], rule_bytes: &[u8
     if ecb {
         crypto::aes_ecb(&key, &mut buf, encrypt)?;
     } else {
-        let iv: [u8; 16] = iv.get(..16).and_then(|s| s.try_into().ok()).ok_or(SHORT_BUFFER)?;
+        let iv: [u8; 16] = iv
+            .get(..16)
+            .and_then(|s| s.try_into().ok())
+            .ok_or(SHORT_BUFFER)?;
         crypto::aes_cbc(&key, &iv, &mut buf, encrypt)?;
     }
     if pad && !encrypt {
