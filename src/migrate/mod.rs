@@ -260,7 +260,14 @@ fn run_keys(
     let lib = match Csulcca::open() {
         Ok(lib) => lib,
         Err(e) => {
-            out.dlopen_failed(Csulcca::LIBRARY, e);
+            // The loader's own text already names the library: print it alone
+            // after upstream's `dlopen(libcsulcca.so) failed: `.
+            match e {
+                crate::cca::LoadError::Open { detail, .. } => {
+                    out.dlopen_failed(Csulcca::LIBRARY, detail)
+                }
+                e => out.dlopen_failed(Csulcca::LIBRARY, e),
+            }
             return Exit::Failure;
         }
     };
