@@ -8,6 +8,7 @@
 )]
 
 pub mod emu;
+pub mod lab;
 
 use std::collections::BTreeMap;
 use std::fs;

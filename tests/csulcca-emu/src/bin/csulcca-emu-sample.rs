@@ -1,7 +1,7 @@
 //! `csulcca-emu-sample`: sample openCryptoki CCA token stores over the emulator.
 //!
 //! * `create --dir DIR --format old|new [--byte-order little|big]
-//!   [--openCryptoki-3.8.1-style] [--pbkdf2-iterations N] --checks FILE`
+//!   [--openCryptoki-3.8.1-style] [--pbkdf2-iterations N] [--only-data] --checks FILE`
 //!   builds a data store with [`pkcscca::store::TokenStore::create`] holding
 //!   the objects openCryptoki's CCA token makes (secret keys of every CCA
 //!   kind, RSA `X'08'` and `X'31'` and EC key pairs with their public objects
@@ -36,7 +36,7 @@ use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
 const USAGE: &str = "usage: csulcca-emu-sample create --dir DIR --format old|new [--byte-order little|big]
-           [--openCryptoki-3.8.1-style] [--pbkdf2-iterations N] --checks FILE
+           [--openCryptoki-3.8.1-style] [--pbkdf2-iterations N] [--only-data] --checks FILE
        csulcca-emu-sample check --dir DIR --checks FILE [--expect-mk current] [--mk-type sym|asym|aes|apka]
 PINs: CSULCCA_SAMPLE_SO_PIN and CSULCCA_SAMPLE_USER_PIN, else two lines on stdin (SO, USER);
 card: CSULCCA_EMU_STATE";
@@ -197,8 +197,8 @@ fn gen_aes_data(card: &Card, len: &str) -> Result<Vec<u8>, String> {
 
 fn gen_var(card: &Card, skel: &[&str], gen: &[&str], bits: i64) -> Result<Vec<u8>, String> {
     let s = rule(skel);
-    let sk = keys::key_token_build2(s.as_bytes(), s.count() as i64, 0)
-        .map_err(card_err("CSNBKTB2"))?;
+    let sk =
+        keys::key_token_build2(s.as_bytes(), s.count() as i64, 0).map_err(card_err("CSNBKTB2"))?;
     let g = rule(gen);
     keys::key_generate2(card, g.as_bytes(), g.count() as i64, bits, &sk)
         .map_err(card_err("CSNBKGN2"))
@@ -206,7 +206,8 @@ fn gen_var(card: &Card, skel: &[&str], gen: &[&str], bits: i64) -> Result<Vec<u8
 
 fn gen_pka(card: &Card, kws: &[&str], kvs: &[u8]) -> Result<Vec<u8>, String> {
     let r = rule(kws);
-    let skel = pka::token_build(r.as_bytes(), r.count() as i64, kvs).map_err(card_err("CSNDPKB"))?;
+    let skel =
+        pka::token_build(r.as_bytes(), r.count() as i64, kvs).map_err(card_err("CSNDPKB"))?;
     pka::key_generate(card, b"MASTER  ", 1, &skel).map_err(card_err("CSNDPKG"))
 }
 
@@ -226,15 +227,17 @@ fn public_token(tok: &[u8]) -> Result<Vec<u8>, String> {
 /// `CKA_MODULUS`/`CKA_PUBLIC_EXPONENT` or `CKA_EC_PARAMS`/`CKA_EC_POINT` of a PKA token.
 fn public_attrs(tok: &[u8]) -> Result<Vec<(AttrType, Vec<u8>)>, String> {
     match tokens::public_key(tok).map_err(card_err("public key"))? {
-        tokens::PublicKey::Rsa { n, e } => Ok(vec![
-            (AttrType::MODULUS, n),
-            (AttrType::PUBLIC_EXPONENT, e),
-        ]),
+        tokens::PublicKey::Rsa { n, e } => {
+            Ok(vec![(AttrType::MODULUS, n), (AttrType::PUBLIC_EXPONENT, e)])
+        }
         tokens::PublicKey::Ec { q, .. } => {
             let prime256v1 = vec![0x06, 0x08, 0x2A, 0x86, 0x48, 0xCE, 0x3D, 0x03, 0x01, 0x07];
             let mut point = vec![0x04, u8::try_from(q.len()).unwrap_or(0)];
             point.extend_from_slice(&q);
-            Ok(vec![(AttrType::EC_PARAMS, prime256v1), (AttrType::EC_POINT, point)])
+            Ok(vec![
+                (AttrType::EC_PARAMS, prime256v1),
+                (AttrType::EC_POINT, point),
+            ])
         }
     }
 }
@@ -249,7 +252,9 @@ fn samples(card: &Card, order: ByteOrder) -> Result<Vec<Sample>, String> {
         ];
         if proof == Proof::Hmac {
             // openCryptoki's CCA token keeps no clear value for HMAC keys.
-            extra[0].1.clear();
+            if let Some((_, v)) = extra.first_mut() {
+                v.clear();
+            }
         }
         Sample {
             label,
@@ -311,34 +316,185 @@ fn samples(card: &Card, order: ByteOrder) -> Result<Vec<Sample>, String> {
     };
     Ok(vec![
         data("data-priv", true, b"private application data"),
-        secret("des-priv-ext", KeyType::DES, true, true, Proof::Des, gen_des(card, "KEYLN8")?, 8),
-        secret("des2-pub-noext", KeyType::DES2, false, false, Proof::Des, gen_des(card, "KEYLN16")?, 16),
-        secret("des3-priv-noext", KeyType::DES3, true, false, Proof::Des, gen_des(card, "KEYLN24")?, 24),
-        secret("aes128-data-priv-ext", KeyType::AES, true, true, Proof::Aes, gen_aes_data(card, "KEYLN16")?, 16),
-        secret("aes192-data-pub-noext", KeyType::AES, false, false, Proof::Aes, gen_aes_data(card, "KEYLN24")?, 24),
-        secret("aes256-data-priv-noext", KeyType::AES, true, false, Proof::Aes, gen_aes_data(card, "KEYLN32")?, 32),
-        secret("aes256-cipher-priv-ext", KeyType::AES, true, true, Proof::Aes, cipher(256)?, 32),
-        secret("aes128-cipher-pub-noext", KeyType::AES, false, false, Proof::Aes, cipher(128)?, 16),
-        secret("aes-xts-priv-ext", KeyType::AES_XTS, true, true, Proof::AesXts, xts, 64),
-        secret("generic-hmac-priv-ext", KeyType::GENERIC_SECRET, true, true, Proof::Hmac, hmac(256)?, 32),
-        secret("sha256-hmac-pub-noext", KeyType::SHA256_HMAC, false, false, Proof::Hmac, hmac(256)?, 32),
-        pka_obj("rsa08-priv-noext", prk, KeyType::RSA, true, false, Proof::Rsa, rsa08.clone(), public_attrs(&rsa08)?),
+        secret(
+            "des-priv-ext",
+            KeyType::DES,
+            true,
+            true,
+            Proof::Des,
+            gen_des(card, "KEYLN8")?,
+            8,
+        ),
+        secret(
+            "des2-pub-noext",
+            KeyType::DES2,
+            false,
+            false,
+            Proof::Des,
+            gen_des(card, "KEYLN16")?,
+            16,
+        ),
+        secret(
+            "des3-priv-noext",
+            KeyType::DES3,
+            true,
+            false,
+            Proof::Des,
+            gen_des(card, "KEYLN24")?,
+            24,
+        ),
+        secret(
+            "aes128-data-priv-ext",
+            KeyType::AES,
+            true,
+            true,
+            Proof::Aes,
+            gen_aes_data(card, "KEYLN16")?,
+            16,
+        ),
+        secret(
+            "aes192-data-pub-noext",
+            KeyType::AES,
+            false,
+            false,
+            Proof::Aes,
+            gen_aes_data(card, "KEYLN24")?,
+            24,
+        ),
+        secret(
+            "aes256-data-priv-noext",
+            KeyType::AES,
+            true,
+            false,
+            Proof::Aes,
+            gen_aes_data(card, "KEYLN32")?,
+            32,
+        ),
+        secret(
+            "aes256-cipher-priv-ext",
+            KeyType::AES,
+            true,
+            true,
+            Proof::Aes,
+            cipher(256)?,
+            32,
+        ),
+        secret(
+            "aes128-cipher-pub-noext",
+            KeyType::AES,
+            false,
+            false,
+            Proof::Aes,
+            cipher(128)?,
+            16,
+        ),
+        secret(
+            "aes-xts-priv-ext",
+            KeyType::AES_XTS,
+            true,
+            true,
+            Proof::AesXts,
+            xts,
+            64,
+        ),
+        secret(
+            "generic-hmac-priv-ext",
+            KeyType::GENERIC_SECRET,
+            true,
+            true,
+            Proof::Hmac,
+            hmac(256)?,
+            32,
+        ),
+        secret(
+            "sha256-hmac-pub-noext",
+            KeyType::SHA256_HMAC,
+            false,
+            false,
+            Proof::Hmac,
+            hmac(256)?,
+            32,
+        ),
+        pka_obj(
+            "rsa08-priv-noext",
+            prk,
+            KeyType::RSA,
+            true,
+            false,
+            Proof::Rsa,
+            rsa08.clone(),
+            public_attrs(&rsa08)?,
+        ),
         // openCryptoki 3.8.1 stored the whole private token in the public key object.
-        pka_obj("rsa08-pub-fulltoken", pk, KeyType::RSA, false, false, Proof::Rsa, rsa08.clone(), public_attrs(&rsa08)?),
-        pka_obj("rsa31-priv-ext", prk, KeyType::RSA, true, true, Proof::Rsa, rsa31.clone(), public_attrs(&rsa31)?),
-        pka_obj("rsa31-pub-external", pk, KeyType::RSA, false, false, Proof::PublicToken, public_token(&rsa31)?, public_attrs(&rsa31)?),
-        pka_obj("ec-priv-noext", prk, KeyType::EC, true, false, Proof::Ecc, ec.clone(), public_attrs(&ec)?),
-        pka_obj("ec-pub-external", pk, KeyType::EC, false, false, Proof::PublicToken, public_token(&ec)?, public_attrs(&ec)?),
-        pka_obj("mldsa-priv-ext", prk, KeyType::IBM_ML_DSA, true, true, Proof::OpkHash, qsa, Vec::new()),
+        pka_obj(
+            "rsa08-pub-fulltoken",
+            pk,
+            KeyType::RSA,
+            false,
+            false,
+            Proof::Rsa,
+            rsa08.clone(),
+            public_attrs(&rsa08)?,
+        ),
+        pka_obj(
+            "rsa31-priv-ext",
+            prk,
+            KeyType::RSA,
+            true,
+            true,
+            Proof::Rsa,
+            rsa31.clone(),
+            public_attrs(&rsa31)?,
+        ),
+        pka_obj(
+            "rsa31-pub-external",
+            pk,
+            KeyType::RSA,
+            false,
+            false,
+            Proof::PublicToken,
+            public_token(&rsa31)?,
+            public_attrs(&rsa31)?,
+        ),
+        pka_obj(
+            "ec-priv-noext",
+            prk,
+            KeyType::EC,
+            true,
+            false,
+            Proof::Ecc,
+            ec.clone(),
+            public_attrs(&ec)?,
+        ),
+        pka_obj(
+            "ec-pub-external",
+            pk,
+            KeyType::EC,
+            false,
+            false,
+            Proof::PublicToken,
+            public_token(&ec)?,
+            public_attrs(&ec)?,
+        ),
+        pka_obj(
+            "mldsa-priv-ext",
+            prk,
+            KeyType::IBM_ML_DSA,
+            true,
+            true,
+            Proof::OpkHash,
+            qsa,
+            Vec::new(),
+        ),
         data("data-pub", false, b"public application data"),
     ])
 }
 
 fn template(s: &Sample, order: ByteOrder) -> Template {
     let mut t = Template::new(order);
-    t.set_ulong(AttrType::CLASS, u64::from(s.class.value()));
+    t.set_ulong(AttrType::CLASS, s.class.value());
     if let Some(kt) = s.key_type {
-        t.set_ulong(AttrType::KEY_TYPE, u64::from(kt.value()));
+        t.set_ulong(AttrType::KEY_TYPE, kt.value());
     }
     t.set_bool(AttrType::TOKEN, true);
     t.set_bool(AttrType::PRIVATE, s.private);
@@ -409,15 +565,18 @@ fn read_checks(path: &Path) -> Result<Vec<CheckLine>, String> {
     Ok(out)
 }
 
+/// A PIN, wiped when dropped.
+type Pin = Zeroizing<Vec<u8>>;
+
 /// The two PINs: from the environment, else two lines of stdin.
-fn pins() -> Result<(Zeroizing<Vec<u8>>, Zeroizing<Vec<u8>>), String> {
+fn pins() -> Result<(Pin, Pin), String> {
     let env = |k| std::env::var_os(k).map(|v| Zeroizing::new(v.into_encoded_bytes()));
     if let (Some(so), Some(user)) = (env("CSULCCA_SAMPLE_SO_PIN"), env("CSULCCA_SAMPLE_USER_PIN")) {
         return Ok((so, user));
     }
     let stdin = std::io::stdin();
     let mut lock = stdin.lock();
-    let mut line = || -> Result<Zeroizing<Vec<u8>>, String> {
+    let mut line = || -> Result<Pin, String> {
         let mut s = Zeroizing::new(String::new());
         match lock.read_line(&mut s) {
             Ok(0) | Err(_) => Err("expected the SO and USER PINs on stdin".into()),
@@ -441,13 +600,18 @@ struct Opts {
     v381: bool,
     iterations: Option<u64>,
     mk_type: Option<MkType>,
+    only_data: bool,
 }
 
 fn parse(args: &[String]) -> Result<Opts, String> {
     let mut o = Opts::default();
     let mut it = args.iter();
     while let Some(a) = it.next() {
-        let mut val = || it.next().cloned().ok_or_else(|| format!("{a} needs a value"));
+        let mut val = || {
+            it.next()
+                .cloned()
+                .ok_or_else(|| format!("{a} needs a value"))
+        };
         match a.as_str() {
             "--dir" => o.dir = Some(val()?.into()),
             "--checks" => o.checks = Some(val()?.into()),
@@ -466,6 +630,7 @@ fn parse(args: &[String]) -> Result<Opts, String> {
                 })
             }
             "--openCryptoki-3.8.1-style" => o.v381 = true,
+            "--only-data" => o.only_data = true,
             "--pbkdf2-iterations" => {
                 o.iterations = Some(val()?.parse().map_err(|_| "bad iteration count")?)
             }
@@ -478,7 +643,9 @@ fn parse(args: &[String]) -> Result<Opts, String> {
                 o.mk_type = Some(MkType::from_name(&val()?).ok_or("unknown master key type")?)
             }
             "--so-pin" | "--user-pin" => {
-                return Err("PINs are read from stdin or the environment, never from arguments".into())
+                return Err(
+                    "PINs are read from stdin or the environment, never from arguments".into(),
+                )
             }
             _ => return Err(format!("unknown argument {a}\n{USAGE}")),
         }
@@ -507,12 +674,16 @@ fn create(o: &Opts) -> Result<String, String> {
     let card = Card::from_env();
     let mut lines = Vec::new();
     let mut out = String::new();
-    for s in samples(&card, order)? {
+    let all = samples(&card, order)?;
+    for s in all
+        .iter()
+        .filter(|s| !o.only_data || s.proof == Proof::Data)
+    {
         let proof_bytes = match s.proof {
             Proof::Data => Sha256::digest(&s.blob).to_vec(),
             p => blob_proof(&card, p, &s.blob)?,
         };
-        let obj = add(&mut store, &mk, &s, order)?;
+        let obj = add(&mut store, &mk, s, order)?;
         out.push_str(&format!("{} {}\n", obj, s.label));
         lines.push(CheckLine {
             object: obj,
@@ -525,7 +696,12 @@ fn create(o: &Opts) -> Result<String, String> {
     Ok(out)
 }
 
-fn add(store: &mut TokenStore, mk: &MasterKey, s: &Sample, order: ByteOrder) -> Result<String, String> {
+fn add(
+    store: &mut TokenStore,
+    mk: &MasterKey,
+    s: &Sample,
+    order: ByteOrder,
+) -> Result<String, String> {
     let obj = store
         .add_object(mk, template(s, order))
         .map_err(|e| format!("adding {}: {e}", s.label))?;
@@ -541,7 +717,9 @@ fn check_one(
     only: Option<MkType>,
 ) -> Result<Option<()>, String> {
     let name = pkcscca::store::ObjectName::parse(&line.object).ok_or("bad object name")?;
-    let obj = store.load_object(name, Some(mk)).map_err(|e| e.to_string())?;
+    let obj = store
+        .load_object(name, Some(mk))
+        .map_err(|e| e.to_string())?;
     let label = obj.template.get(AttrType::LABEL).unwrap_or(&[]);
     if label != line.label.as_bytes() {
         return Err("label differs".into());
@@ -556,7 +734,10 @@ fn check_one(
             false => Err("CKA_VALUE differs".into()),
         };
     }
-    let blob = obj.template.get(AttrType::IBM_OPAQUE).ok_or("no CKA_IBM_OPAQUE")?;
+    let blob = obj
+        .template
+        .get(AttrType::IBM_OPAQUE)
+        .ok_or("no CKA_IBM_OPAQUE")?;
     if line.proof == Proof::PublicToken {
         if only.is_some() {
             return Ok(None);
@@ -571,7 +752,10 @@ fn check_one(
             if only.is_some_and(|o| o != t_mk) {
                 return Ok(None);
             }
-            let cur = state.set(t_mk).cur_vp(t_mk).ok_or("no CURRENT master key")?;
+            let cur = state
+                .set(t_mk)
+                .cur_vp(t_mk)
+                .ok_or("no CURRENT master key")?;
             if cur.get(..info.mkvp_len) != Some(info.mkvp(t)) {
                 return Err(format!(
                     "token under MKVP {}, not the CURRENT {} master key {}",
@@ -587,7 +771,10 @@ fn check_one(
     }
     let now = blob_proof(card, line.proof, blob)?;
     if now != line.proof_bytes {
-        return Err(format!("{} proof differs: the key material changed", line.proof.name()));
+        return Err(format!(
+            "{} proof differs: the key material changed",
+            line.proof.name()
+        ));
     }
     Ok(Some(()))
 }
@@ -620,7 +807,9 @@ fn check(o: &Opts) -> Result<(String, bool), String> {
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
-        Some("create") => parse(args.get(1..).unwrap_or(&[])).and_then(|o| create(&o)).map(|s| (s, true)),
+        Some("create") => parse(args.get(1..).unwrap_or(&[]))
+            .and_then(|o| create(&o))
+            .map(|s| (s, true)),
         Some("check") => parse(args.get(1..).unwrap_or(&[])).and_then(|o| check(&o)),
         _ => Err(USAGE.into()),
     };

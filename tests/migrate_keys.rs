@@ -1,0 +1,742 @@
+//! End-to-end tests of `pkcscca -m keys`: the built binary against sample CCA
+//! token stores made by the software CCA library (`csulcca-emu-sample`), with
+//! master key changes made on the emulated card's panel (`csulcca-emu-admin`).
+//!
+//! Every test proves what matters with the key material itself: after our run,
+//! `csulcca-emu-sample check` re-enciphers nothing; it confirms each token
+//! carries the CURRENT MKVP and still reproduces the ciphertext, MAC or
+//! signature recorded when the store was made. Files that must not change are
+//! compared byte for byte.
+//!
+//! Golden files (`tests/golden/migrate-keys/*.txt`) hold stdout, stderr and the
+//! exit status of the human output; `PKCSCCA_UPDATE_GOLDEN=1` rewrites them.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::io::Read;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::lab::{check_lines, object_files, Lab, Run, PINS};
+
+/// Store layouts the sample tool makes.
+const OLD_381: &[&str] = &["--format", "old", "--openCryptoki-3.8.1-style"];
+const NEW: &[&str] = &["--format", "new"];
+const OLD_BIG: &[&str] = &["--format", "old", "--byte-order", "big"];
+const NEW_BIG: &[&str] = &["--format", "new", "--byte-order", "big"];
+
+const PROMPTS: &str = "Enter the SO PIN: \nEnter the USER PIN: \n";
+
+/// The sample keys each `-k` value re-enciphers (labels from the sample tool).
+fn keys_of(ty: &str) -> BTreeSet<&'static str> {
+    let v: &[&str] = match ty {
+        "sym" => &["des-priv-ext", "des2-pub-noext", "des3-priv-noext"],
+        "aes" => &[
+            "aes128-data-priv-ext",
+            "aes192-data-pub-noext",
+            "aes256-data-priv-noext",
+            "aes256-cipher-priv-ext",
+            "aes128-cipher-pub-noext",
+            "aes-xts-priv-ext",
+            "generic-hmac-priv-ext",
+            "sha256-hmac-pub-noext",
+        ],
+        "asym" => &["rsa08-priv-noext", "rsa08-pub-fulltoken"],
+        "apka" => &["rsa31-priv-ext", "ec-priv-noext", "mldsa-priv-ext"],
+        _ => unreachable!(),
+    };
+    v.iter().copied().collect()
+}
+
+/// Upstream's summary line for a run over a whole sample store.
+fn summary_of(ty: &str) -> &'static str {
+    match ty {
+        "sym" => "Successfully migrated: DES: 3. \n",
+        "aes" => "Successfully migrated: AES: 6. HMAC: 2. \n",
+        // The two RSA-AESC objects are skipped (counted, as upstream counts them).
+        "asym" => "Successfully migrated: RSA: 4. \n",
+        "apka" => "Successfully migrated: ECC: 2. RSA: 4. IBM ML-DSA: 1. \n",
+        _ => unreachable!(),
+    }
+}
+
+fn set(v: Vec<String>) -> BTreeSet<String> {
+    v.into_iter().collect()
+}
+
+fn owned(s: &BTreeSet<&str>) -> BTreeSet<String> {
+    s.iter().map(|x| x.to_string()).collect()
+}
+
+/// Asserts which objects changed between two `TOK_OBJ` listings: exactly the
+/// objects labelled in `changed` (no file added or removed).
+fn assert_changed(
+    lab: &Lab,
+    before: &BTreeMap<String, Vec<u8>>,
+    after: &BTreeMap<String, Vec<u8>>,
+    changed: &BTreeSet<&str>,
+) {
+    assert_eq!(
+        before.keys().collect::<Vec<_>>(),
+        after.keys().collect::<Vec<_>>(),
+        "the set of files in TOK_OBJ changed"
+    );
+    let labels = lab.labels();
+    for (name, bytes) in before {
+        let label = labels.get(name).map(String::as_str).unwrap_or("(OBJ.IDX)");
+        let want_change = changed.contains(label);
+        assert_eq!(
+            &after[name] != bytes,
+            want_change,
+            "{name} ({label}): expected {}",
+            if want_change {
+                "a rewrite"
+            } else {
+                "identical bytes"
+            }
+        );
+    }
+}
+
+/// Create → MK change → check fails → pkcscca → check passes, others untouched →
+/// second run reports every key current and writes nothing.
+fn full_cycle(layout: &[&str], ty: &str) {
+    let lab = Lab::new(layout);
+    let r = lab.check(None);
+    assert_eq!(r.code, 0, "fresh store: {r:?}");
+
+    let before = lab.objects();
+    lab.change_mk(ty, 1);
+    let r = lab.check(Some(ty));
+    assert_eq!(r.code, 1, "keys under OLD must fail the check: {r:?}");
+    assert_eq!(set(check_lines(&r.stdout, "FAILED")), owned(&keys_of(ty)));
+
+    let run = lab.migrate(ty, &[]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(run.stdout.starts_with(PROMPTS), "{run:?}");
+    assert!(run.stdout.ends_with(summary_of(ty)), "{run:?}");
+    assert_eq!(run.stderr, "");
+
+    let r = lab.check(Some(ty));
+    assert_eq!(r.code, 0, "after migration: {r:?}");
+    assert_eq!(set(check_lines(&r.stdout, "ok")), owned(&keys_of(ty)));
+    let r = lab.check(None);
+    assert_eq!(r.code, 0, "every object: {r:?}");
+    let after = lab.objects();
+    assert_changed(&lab, &before, &after, &keys_of(ty));
+    assert!(!after.keys().any(|n| n.ends_with(".pkcscca.tmp")));
+
+    let again = lab.migrate(ty, &[]);
+    assert_eq!(again.code, 0, "{again:?}");
+    let current = again
+        .stdout
+        .lines()
+        .filter(|l| l.contains("token is  wrapped with current master key."))
+        .count();
+    assert_eq!(current, keys_of(ty).len(), "{again:?}");
+    assert!(again.stdout.ends_with(summary_of(ty)));
+    assert_eq!(lab.objects(), after, "a second run must write nothing");
+}
+
+macro_rules! cycles {
+    ($($name:ident: $layout:expr, $ty:expr;)*) => {
+        $(#[test] fn $name() { full_cycle($layout, $ty); })*
+    };
+}
+
+cycles! {
+    sym_old_381: OLD_381, "sym";
+    aes_old_381: OLD_381, "aes";
+    apka_old_381: OLD_381, "apka";
+    asym_old_381: OLD_381, "asym";
+    sym_new: NEW, "sym";
+    aes_new: NEW, "aes";
+    apka_new: NEW, "apka";
+    asym_new: NEW, "asym";
+    sym_old_big_endian: OLD_BIG, "sym";
+    aes_new_big_endian: NEW_BIG, "aes";
+    apka_new_big_endian: NEW_BIG, "apka";
+    asym_old_big_endian: OLD_BIG, "asym";
+}
+
+// ----- golden output --------------------------------------------------------------------
+
+/// Compares (or with `PKCSCCA_UPDATE_GOLDEN=1` rewrites)
+/// `tests/golden/migrate-keys/<case>.txt`: exit status, stdout and stderr, with
+/// the lab's directory shown as `$LAB`.
+fn golden(lab: &Lab, case: &str, args: &str, run: &Run) {
+    let root = lab.root().display().to_string();
+    let text = format!(
+        "# pkcscca {args}\nexit: {}\n--- stdout\n{}--- stderr\n{}",
+        run.code,
+        run.stdout.replace(&root, "$LAB"),
+        run.stderr.replace(&root, "$LAB"),
+    );
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden/migrate-keys")
+        .join(format!("{case}.txt"));
+    if std::env::var_os("PKCSCCA_UPDATE_GOLDEN").is_some() {
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(&path, &text).unwrap();
+        return;
+    }
+    let want = fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e} (run with PKCSCCA_UPDATE_GOLDEN=1)", path.display()));
+    assert_eq!(text, want, "{} differs", path.display());
+}
+
+/// Runs `pkcscca -m keys -s 2 -k TY -d $LAB/ccatok EXTRA` and checks it against a golden.
+fn golden_run(lab: &Lab, case: &str, ty: &str, extra: &[&str], stdin: &[u8]) -> Run {
+    let store = lab.store.display().to_string();
+    let mut args = vec!["-m", "keys", "-s", "2", "-k", ty, "-d", &store];
+    args.extend_from_slice(extra);
+    let run = lab.pkcscca(&args, stdin);
+    let shown = args
+        .join(" ")
+        .replace(&lab.root().display().to_string(), "$LAB");
+    golden(lab, case, &shown, &run);
+    run
+}
+
+#[test]
+fn golden_wrong_pins_change_nothing() {
+    let lab = Lab::new(OLD_381);
+    lab.change_mk("sym", 1);
+    let before = common::snapshot(&lab.store);
+    let r = golden_run(&lab, "wrong-so-pin", "sym", &[], b"00000000\n11223344\n");
+    assert_eq!(r.code, 255);
+    let r = golden_run(&lab, "wrong-user-pin", "sym", &[], b"76543210\n00000000\n");
+    assert_eq!(r.code, 255);
+    let r = golden_run(&lab, "no-pins", "sym", &[], b"");
+    assert_eq!(r.code, 255);
+    assert_eq!(common::snapshot(&lab.store), before);
+}
+
+#[test]
+fn golden_wrong_so_pin_new_format() {
+    let lab = Lab::new(NEW);
+    let before = common::snapshot(&lab.store);
+    let r = golden_run(
+        &lab,
+        "wrong-so-pin-new-format",
+        "aes",
+        &[],
+        b"1\n11223344\n",
+    );
+    assert_eq!(r.code, 255);
+    assert_eq!(common::snapshot(&lab.store), before);
+}
+
+#[test]
+fn golden_missing_library() {
+    let mut lab = Lab::new(OLD_381);
+    lab.change_mk("sym", 1);
+    let empty = lab.root().join("no-cca-here");
+    fs::create_dir(&empty).unwrap();
+    lab.extra_env
+        .push(("LD_LIBRARY_PATH".into(), empty.display().to_string()));
+    let before = common::snapshot(&lab.store);
+    let r = golden_run(&lab, "missing-library", "sym", &[], PINS);
+    assert_eq!(r.code, 255);
+    assert_eq!(common::snapshot(&lab.store), before);
+}
+
+#[test]
+fn golden_no_keys_of_the_type() {
+    let lab = Lab::new(&[
+        "--format",
+        "old",
+        "--openCryptoki-3.8.1-style",
+        "--only-data",
+    ]);
+    lab.change_mk("apka", 1);
+    let before = common::snapshot(&lab.store);
+    let r = golden_run(&lab, "no-keys", "apka", &[], PINS);
+    assert_eq!(
+        (r.code, r.stdout.as_str()),
+        (0, "Enter the SO PIN: \nEnter the USER PIN: \n\n")
+    );
+    let r = golden_run(&lab, "no-keys-verbose", "apka", &["-v", "info"], PINS);
+    assert_eq!(r.code, 0);
+    assert_eq!(common::snapshot(&lab.store), before);
+}
+
+#[test]
+fn golden_sym_migration_then_all_current() {
+    let lab = Lab::new(OLD_381);
+    lab.change_mk("sym", 1);
+    let r = golden_run(&lab, "sym-verbose", "sym", &["-v", "info"], PINS);
+    assert_eq!(r.code, 0);
+    let r = golden_run(&lab, "sym-again", "sym", &[], PINS);
+    assert_eq!(r.code, 0);
+    lab.change_mk("apka", 1);
+    let r = golden_run(&lab, "apka", "apka", &[], PINS);
+    assert_eq!(r.code, 0);
+    lab.change_mk("asym", 1);
+    let r = golden_run(&lab, "asym-verbose", "asym", &["-v", "debug"], PINS);
+    assert_eq!(r.code, 0);
+    assert_eq!(lab.check(None).code, 0);
+}
+
+#[test]
+fn dry_run_writes_nothing() {
+    let lab = Lab::new(OLD_381);
+    lab.change_mk("aes", 1);
+    let before = common::snapshot(&lab.store);
+    let r = golden_run(&lab, "aes-dry-run", "aes", &["--dry-run"], PINS);
+    assert_eq!(r.code, 0);
+    assert_eq!(common::snapshot(&lab.store), before, "--dry-run wrote");
+    assert_eq!(lab.check(Some("aes")).code, 1, "still under OLD");
+    // The real run afterwards migrates every key the dry run announced.
+    let r = lab.migrate("aes", &[]);
+    assert_eq!(r.code, 0);
+    assert_eq!(lab.check(Some("aes")).code, 0);
+}
+
+fn json_statuses(run: &Run, lab: &Lab) -> BTreeMap<String, String> {
+    let doc: serde_json::Value = serde_json::from_str(&run.stdout)
+        .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}): {run:?}"));
+    assert_eq!(doc["mode"], "keys");
+    assert_eq!(doc["datastore"], lab.store.display().to_string());
+    let labels = lab.labels();
+    doc["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| {
+            let object = k["object"].as_str().unwrap();
+            assert_eq!(k["label"].as_str(), labels.get(object).map(String::as_str));
+            (
+                k["label"].as_str().unwrap().to_string(),
+                k["status"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn json_reports_status_per_object() {
+    let lab = Lab::new(NEW);
+    lab.change_mk("asym", 1);
+    let r = lab.migrate("asym", &["--json"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(r.stderr, PROMPTS, "prompts go to stderr with --json");
+    let want: BTreeMap<String, String> = [
+        ("rsa08-priv-noext", "migrated"),
+        ("rsa08-pub-fulltoken", "migrated"),
+        ("rsa31-priv-ext", "skipped"),
+        ("rsa31-pub-external", "skipped"),
+    ]
+    .iter()
+    .map(|(a, b)| (a.to_string(), b.to_string()))
+    .collect();
+    assert_eq!(json_statuses(&r, &lab), want);
+    assert_eq!(lab.check(Some("asym")).code, 0);
+
+    let before = lab.objects();
+    let r = lab.migrate("asym", &["--json", "--dry-run"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let st = json_statuses(&r, &lab);
+    assert_eq!(st["rsa08-priv-noext"], "current");
+    assert_eq!(st["rsa08-pub-fulltoken"], "current");
+    assert_eq!(lab.objects(), before);
+
+    // Lost master key: both old RSA keys fail, exit 3, files untouched.
+    lab.change_mk("asym", 2);
+    lab.change_mk("asym", 3);
+    let r = lab.migrate("asym", &["--json"]);
+    assert_eq!(r.code, 3, "{r:?}");
+    let st = json_statuses(&r, &lab);
+    assert_eq!(st["rsa08-priv-noext"], "failed");
+    assert_eq!(st["rsa08-pub-fulltoken"], "failed");
+    assert_eq!(lab.objects(), before);
+}
+
+// ----- faults and lost keys -------------------------------------------------------------
+
+/// Hex of bytes 16..48 of a key's first token (its wrapped key material: unique
+/// to that key), for `CSULCCA_EMU_FAIL=VERB:token=HEX:RC:REASON`.
+fn token_marker(lab: &Lab, label: &str) -> String {
+    let store = pkcscca::store::TokenStore::open(&lab.store).unwrap();
+    let mk = store.login_user(common::lab::USER_PIN.as_bytes()).unwrap();
+    let name = pkcscca::store::ObjectName::parse(&lab.object_named(label)).unwrap();
+    let obj = store.load_object(name, Some(&mk)).unwrap();
+    let blob = obj
+        .template
+        .get(pkcscca::pkcs11::AttrType::IBM_OPAQUE)
+        .unwrap();
+    common::hex(&blob[16..48])
+}
+
+/// One verb failing for one key leaves exactly that object as it was, the other
+/// keys migrated, exit 3. After a second master key change that key is lost: it
+/// fails with 8/48, stays byte-identical, and the summary says so (golden).
+#[test]
+fn fault_on_one_key_then_lost_after_second_change() {
+    let mut lab = Lab::new(OLD_381);
+    lab.change_mk("sym", 1);
+    let marker = token_marker(&lab, "des3-priv-noext");
+    lab.extra_env.push((
+        "CSULCCA_EMU_FAIL".into(),
+        format!("CSNBKTC:token={marker}:12:8"),
+    ));
+    let before = lab.objects();
+    let r = lab.migrate("sym", &[]);
+    assert_eq!(r.code, 3, "{r:?}");
+    assert!(r
+        .stdout
+        .ends_with("Successfully migrated: DES: 2. \nFailed to migrate: DES: 1. \n"));
+    assert!(r
+        .stderr
+        .contains("CSNBKTC (Key Token Change) failed. return code: 12, reason code: 8"));
+    let after = lab.objects();
+    assert_changed(
+        &lab,
+        &before,
+        &after,
+        &["des-priv-ext", "des2-pub-noext"].into(),
+    );
+    let c = lab.check(Some("sym"));
+    assert_eq!(check_lines(&c.stdout, "FAILED"), ["des3-priv-noext"]);
+    lab.extra_env.clear();
+
+    // The second change loses the key des3 was still wrapped under.
+    lab.change_mk("sym", 2);
+    let verbose_copy = lab.root().join("ccatok-copy");
+    common::copy_tree(&lab.store, &verbose_copy);
+    let before = lab.objects();
+    let r = golden_run(&lab, "lost-key", "sym", &[], PINS);
+    assert_eq!(r.code, 3);
+    let after = lab.objects();
+    assert_changed(
+        &lab,
+        &before,
+        &after,
+        &["des-priv-ext", "des2-pub-noext"].into(),
+    );
+    let c = lab.check(Some("sym"));
+    assert_eq!(check_lines(&c.stdout, "FAILED"), ["des3-priv-noext"]);
+    assert_eq!(check_lines(&c.stdout, "ok").len(), 2);
+
+    let copy = verbose_copy.display().to_string();
+    let args = [
+        "-m", "keys", "-s", "2", "-k", "sym", "-d", &copy, "-v", "info",
+    ];
+    let r = lab.pkcscca(&args, PINS);
+    let shown = args
+        .join(" ")
+        .replace(&lab.root().display().to_string(), "$LAB");
+    golden(&lab, "lost-key-verbose", &shown, &r);
+    assert_eq!(r.code, 3);
+    let copy_after = object_files(&verbose_copy);
+    assert_eq!(
+        copy_after[&lab.object_named("des3-priv-noext")],
+        before[&lab.object_named("des3-priv-noext")]
+    );
+}
+
+/// A fault on every key of one verb (the HMAC path) fails those keys only.
+#[test]
+fn fault_on_a_whole_verb_fails_only_its_keys() {
+    let mut lab = Lab::new(NEW);
+    lab.change_mk("aes", 1);
+    lab.extra_env
+        .push(("CSULCCA_EMU_FAIL".into(), "CSNBKTC2:*:16:336".into()));
+    let before = lab.objects();
+    let r = lab.migrate("aes", &[]);
+    assert_eq!(r.code, 3, "{r:?}");
+    // AES DATA and XTS go through CSNBKTC; CIPHER and HMAC tokens through CSNBKTC2.
+    assert!(
+        r.stdout
+            .ends_with("Successfully migrated: AES: 4. \nFailed to migrate: AES: 2. HMAC: 2. \n"),
+        "{r:?}"
+    );
+    let migrated = [
+        "aes128-data-priv-ext",
+        "aes192-data-pub-noext",
+        "aes256-data-priv-noext",
+        "aes-xts-priv-ext",
+    ];
+    assert_changed(&lab, &before, &lab.objects(), &migrated.into());
+    lab.extra_env.clear();
+    let r = lab.migrate("aes", &[]);
+    assert_eq!(r.code, 0, "the retry finishes the job: {r:?}");
+    assert_eq!(lab.check(Some("aes")).code, 0);
+}
+
+// ----- interrupted runs -----------------------------------------------------------------
+
+fn assert_recovered(lab: &Lab, ty: &str) {
+    let r = lab.migrate(ty, &[]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let files = lab.objects();
+    assert!(
+        !files.keys().any(|n| n.ends_with(".pkcscca.tmp")),
+        "temp files left: {:?}",
+        files.keys()
+    );
+    let c = lab.check(None);
+    assert_eq!(c.code, 0, "{c:?}");
+}
+
+/// The states a crash during the commit can leave, built without any hook in the
+/// binary: the new object files placed as our temp files, `k` of them already
+/// renamed over their originals. A re-run ends with every key under CURRENT and
+/// no temp file.
+#[test]
+fn recovery_from_every_commit_state() {
+    let base = Lab::new(OLD_381);
+    base.change_mk("aes", 1);
+    let migrated_copy = base.root().join("migrated");
+    common::copy_tree(&base.store, &migrated_copy);
+    let copy = migrated_copy.display().to_string();
+    let r = base.pkcscca(&["-m", "keys", "-s", "2", "-k", "aes", "-d", &copy], PINS);
+    assert_eq!(r.code, 0, "{r:?}");
+    let old = base.objects();
+    let new = object_files(&migrated_copy);
+    let changed: Vec<&String> = old.keys().filter(|n| old[*n] != new[*n]).collect();
+    assert_eq!(changed.len(), keys_of("aes").len());
+
+    for k in 0..=changed.len() {
+        let dir = base.root().join(format!("crash-{k}"));
+        common::copy_tree(&base.store, &dir);
+        let tok = dir.join("TOK_OBJ");
+        for (i, name) in changed.iter().enumerate() {
+            let tmp = tok.join(format!(".{name}.pkcscca.tmp"));
+            fs::write(&tmp, &new[*name]).unwrap();
+            if i < k {
+                fs::rename(&tmp, tok.join(name)).unwrap();
+            }
+        }
+        let d = dir.display().to_string();
+        let r = base.pkcscca(&["-m", "keys", "-s", "2", "-k", "aes", "-d", &d], PINS);
+        assert_eq!(r.code, 0, "k={k}: {r:?}");
+        let files = object_files(&dir);
+        assert!(!files.keys().any(|n| n.ends_with(".pkcscca.tmp")), "k={k}");
+        // Check this directory's keys with the sample checker.
+        let check = Command::new(common::lab::sample_tool());
+        let mut check = check;
+        check
+            .args(["check", "--dir", &d, "--checks"])
+            .arg(&base.checks);
+        let c = base.run_with_stdin(check, PINS);
+        assert_eq!(c.code, 0, "k={k}: {c:?}");
+        // Keys of the other types are untouched.
+        for (n, b) in &old {
+            if !changed.contains(&n) {
+                assert_eq!(&files[n], b, "k={k}: {n}");
+            }
+        }
+    }
+}
+
+/// A real `kill -9` at a few points of a run slowed down in the card, then a
+/// re-run: every key ends under CURRENT, no temp file remains.
+#[test]
+fn kill_9_at_random_points_then_rerun() {
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    let mut x = u64::from(seed) | 1;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    for round in 0..4 {
+        let mut lab = Lab::new(OLD_381);
+        lab.change_mk("aes", 1);
+        lab.extra_env
+            .push(("CSULCCA_EMU_LATENCY_US".into(), "15000".into()));
+        let delay = Duration::from_millis(next() % 220);
+        let store = lab.store.display().to_string();
+        let mut cmd = Command::new(common::lab::pkcscca_bin());
+        cmd.args(["-m", "keys", "-s", "2", "-k", "aes", "-d", &store]);
+        lab.env(&mut cmd);
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let mut child = cmd.spawn().unwrap();
+        {
+            use std::io::Write;
+            child.stdin.take().unwrap().write_all(PINS).unwrap();
+        }
+        std::thread::sleep(delay);
+        let _ = child.kill(); // SIGKILL
+        let status = child.wait().unwrap();
+        eprintln!("round {round}: killed after {delay:?} ({status})");
+        lab.extra_env.clear();
+        assert_recovered(&lab, "aes");
+    }
+}
+
+// ----- a terminal -----------------------------------------------------------------------
+
+/// The PINs typed on a pseudo-terminal (echo off while typing), as an admin
+/// would at the console.
+#[test]
+fn pins_typed_on_a_terminal() {
+    use rustix::pty::{grantpt, openpt, ptsname, unlockpt, OpenptFlags};
+    use rustix::termios::{tcgetattr, LocalModes};
+    use std::io::Write;
+    use std::os::fd::AsFd;
+    use std::os::unix::ffi::OsStrExt;
+
+    let lab = Lab::new(OLD_381);
+    lab.change_mk("sym", 1);
+    let master = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY).unwrap();
+    grantpt(&master).unwrap();
+    unlockpt(&master).unwrap();
+    let name = ptsname(&master, Vec::new()).unwrap();
+    let slave = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(std::ffi::OsStr::from_bytes(name.as_bytes()))
+        .unwrap();
+    let echo_on = |f: &fs::File| {
+        tcgetattr(f.as_fd())
+            .unwrap()
+            .local_modes
+            .contains(LocalModes::ECHO)
+    };
+
+    let store = lab.store.display().to_string();
+    let mut cmd = Command::new(common::lab::pkcscca_bin());
+    cmd.args(["-m", "keys", "-s", "2", "-k", "sym", "-d", &store]);
+    lab.env(&mut cmd);
+    cmd.stdin(slave.try_clone().unwrap())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let stdout = Arc::new(Mutex::new(Vec::new()));
+    let mut pipe = child.stdout.take().unwrap();
+    let sink = Arc::clone(&stdout);
+    let reader = std::thread::spawn(move || {
+        let mut buf = [0u8; 256];
+        loop {
+            match pipe.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => sink.lock().unwrap().extend_from_slice(&buf[..n]),
+            }
+        }
+    });
+    let mut master = fs::File::from(master);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    for (prompt, pin) in [
+        (&b"Enter the SO PIN: "[..], &b"76543210\n"[..]),
+        (b"Enter the USER PIN: ", b"11223344\n"),
+    ] {
+        // Wait for the prompt, then for echo to go off, then type.
+        while !stdout
+            .lock()
+            .unwrap()
+            .windows(prompt.len())
+            .any(|w| w == prompt)
+        {
+            assert!(Instant::now() < deadline, "no prompt {prompt:?}");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        while echo_on(&slave) {
+            assert!(Instant::now() < deadline, "echo never turned off");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        master.write_all(pin).unwrap();
+    }
+    let status = child.wait().unwrap();
+    reader.join().unwrap();
+    let out = String::from_utf8(stdout.lock().unwrap().clone()).unwrap();
+    assert_eq!(status.code(), Some(0), "{out}");
+    assert_eq!(out, format!("{PROMPTS}Successfully migrated: DES: 3. \n"));
+    assert!(echo_on(&slave), "echo restored");
+    assert_eq!(lab.check(Some("sym")).code, 0);
+}
+
+// ----- pkcsslotd ------------------------------------------------------------------------
+
+/// With a process named pkcsslotd alive (a copy of `sleep`) and a pid file naming
+/// it, the run is refused before prompting, exit 2, and nothing is touched.
+#[test]
+fn refuses_while_pkcsslotd_runs() {
+    use pkcscca::app::{self, Io, Settings};
+    use pkcscca::config::SystemPaths;
+    use pkcscca::migrate::Migrator;
+
+    let lab = Lab::new(OLD_381);
+    let sleep = ["/bin/sleep", "/usr/bin/sleep"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .expect("a sleep binary");
+    let fake = lab.root().join("pkcsslotd");
+    fs::copy(sleep, &fake).unwrap();
+    let mut daemon = Command::new(&fake).arg("30").spawn().unwrap();
+    let pid_file = lab.root().join("pkcsslotd.pid");
+    fs::write(&pid_file, format!("{}\n", daemon.id())).unwrap();
+    // Right after spawn the new process's cmdline can still read empty.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let cmdline = format!("/proc/{}/cmdline", daemon.id());
+    while !fs::read(&cmdline)
+        .unwrap_or_default()
+        .starts_with(fake.as_os_str().as_encoded_bytes())
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the fake pkcsslotd did not start"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+
+    let paths = SystemPaths {
+        conf_file: lab.root().join("no-opencryptoki.conf"),
+        lock_root: lab.lock_dir.clone(),
+        pkcsslotd_pid_files: vec![pid_file],
+        data_root: lab.root().join("var-lib-opencryptoki"),
+        shm_root: lab.root().join("shm"),
+        ..SystemPaths::default()
+    };
+    let before = common::snapshot(&lab.store);
+    let store = lab.store.display().to_string();
+    let argv = [
+        "pkcscca", "-m", "keys", "-s", "2", "-k", "sym", "-d", &store,
+    ];
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    // No PINs: should the refusal ever regress, the run stops at the prompt and
+    // never loads the CCA library in this process.
+    let mut stdin: &[u8] = b"";
+    let io = Io {
+        stdin: &mut stdin,
+        stdout: &mut out,
+        stderr: &mut err,
+        terminal: None,
+    };
+    let exit = app::run_with(
+        argv,
+        io,
+        Settings::default(),
+        &mut Migrator::with_paths(paths),
+    );
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    let (out, err) = (
+        String::from_utf8(out).unwrap(),
+        String::from_utf8(err).unwrap(),
+    );
+    assert_eq!(exit.code(), 2, "{out}{err}");
+    assert_eq!(out, "", "refused before prompting");
+    assert_eq!(
+        err,
+        format!(
+            "pkcscca: pkcsslotd is running (pid {}): stop it and every openCryptoki \
+             application before migrating keys offline\n",
+            daemon.id()
+        )
+    );
+    assert_eq!(common::snapshot(&lab.store), before);
+}
