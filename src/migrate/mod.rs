@@ -87,9 +87,8 @@ fn resolve_target(paths: &SystemPaths, args: &Args, out: &mut Output<'_>) -> Res
     let located = u32::try_from(slot)
         .ok()
         .map(|s| config::locate_token(paths, s));
-    let group = |usergroup: Option<&str>| {
-        lock::group_gid(&paths.group_file, usergroup.unwrap_or("pkcs11"))
-    };
+    let group =
+        |usergroup: Option<&str>| lock::group_gid(&paths.group_file, usergroup.unwrap_or("pkcs11"));
     if let Some(dir) = &args.datastore {
         let name = dir
             .file_name()
