@@ -784,9 +784,9 @@ fn check(o: &Opts) -> Result<(String, bool), String> {
         return Err(USAGE.into());
     };
     let lines = read_checks(checks)?;
-    let (so, user) = pins()?;
+    // Only the USER PIN opens the objects (the SO PIN is read but not checked).
+    let (_so, user) = pins()?;
     let store = TokenStore::open(dir).map_err(|e| e.to_string())?;
-    store.login_so(&so).map_err(|e| e.to_string())?;
     let mk = store.login_user(&user).map_err(|e| e.to_string())?;
     let card = Card::from_env();
     let mut out = String::new();
