@@ -740,3 +740,36 @@ fn refuses_while_pkcsslotd_runs() {
     );
     assert_eq!(common::snapshot(&lab.store), before);
 }
+
+// ----- refusals that protect the keys ---------------------------------------------------
+
+/// A card without a valid CURRENT master key of the type: stop before anything
+/// is touched (re-enciphering would have nowhere to go).
+#[test]
+fn refuses_without_a_current_master_key() {
+    let lab = Lab::new(OLD_381);
+    lab.change_mk("sym", 1);
+    lab.admin(&["clear-current", "sym"]);
+    let before = common::snapshot(&lab.store);
+    let r = golden_run(&lab, "no-current-master-key", "sym", &[], PINS);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert_eq!(common::snapshot(&lab.store), before);
+}
+
+/// Another process holding openCryptoki's token lock: refused, exit 2, nothing
+/// touched; once the lock is free the run goes through.
+#[test]
+fn refuses_while_the_token_is_locked() {
+    let lab = Lab::new(OLD_381);
+    lab.change_mk("sym", 1);
+    let lock_file = lab.lock_dir.join("ccatok").join("LCK..ccatok");
+    let held = pkcscca::store::lock::TokenLock::acquire(&lock_file, None).unwrap();
+    let before = common::snapshot(&lab.store);
+    let r = golden_run(&lab, "token-locked", "sym", &[], PINS);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert_eq!(common::snapshot(&lab.store), before);
+    drop(held);
+    let r = lab.migrate("sym", &[]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(lab.check(Some("sym")).code, 0);
+}
