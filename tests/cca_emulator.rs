@@ -303,6 +303,19 @@ fn state_is_shared_with_the_admin_tool() {
         .status
         .success());
     assert!(!s.admin(&["set", "aes"]).status.success());
+    // Bad input is refused without touching the registers.
+    let before = cca.mk_status(MkType::Sym).unwrap();
+    for bad in [
+        vec!["load-new", "sym", "--first", "1122"],
+        vec!["load-new", "des", "--random"],
+        vec!["load-new", "sym", "--middle", &"zz".repeat(24)],
+        vec!["frobnicate"],
+    ] {
+        let o = s.admin(&bad);
+        assert_eq!(o.status.code(), Some(2), "{bad:?}");
+        assert!(!o.stderr.is_empty());
+    }
+    assert_eq!(cca.mk_status(MkType::Sym).unwrap(), before);
 }
 
 #[test]

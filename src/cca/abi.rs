@@ -67,7 +67,12 @@ pub type CsnbencFn = unsafe extern "C" fn(
     PBytes,
     PBytes,
 );
-/// CSNBSAE / CSNBSAD (Symmetric Algorithm Encipher / Decipher, AES).
+/// CSNBSAE / CSNBSAD (Symmetric Algorithm Encipher / Decipher, AES): after
+/// the rule array, key identifier (length, token), key parameters (length,
+/// data), block size (a lone `long *`), IV (length, data), chain data
+/// (length, data), input text (length, data), output text (length, data),
+/// optional data (length, data): 21 parameters, as openCryptoki 3.8.1's
+/// `csulincl.h` declares and its `token_specific_aes_cbc()` calls them.
 pub type CsnbsaeFn = unsafe extern "C" fn(
     PLong,
     PLong,
@@ -79,6 +84,7 @@ pub type CsnbsaeFn = unsafe extern "C" fn(
     PBytes,
     PLong,
     PBytes,
+    PLong,
     PLong,
     PBytes,
     PLong,
@@ -300,6 +306,21 @@ pub type CsnbhmgFn = unsafe extern "C" fn(
     PLong,
     PLong,
     PBytes,
+    PLong,
+    PBytes,
+    PLong,
+    PBytes,
+    PLong,
+    PBytes,
+    PLong,
+    PBytes,
+    PLong,
+    PBytes,
+);
+/// CSNBOWH (One-Way Hash).
+pub type CsnbowhFn = unsafe extern "C" fn(
+    PLong,
+    PLong,
     PLong,
     PBytes,
     PLong,

@@ -308,6 +308,7 @@ impl Lib {
         let mut chain_len: c_long = 128;
         let mut zero: c_long = 0;
         let mut zero2: c_long = 0;
+        let mut block_size: c_long = 16;
         let f = if enc {
             self.verbs.csnbsae
         } else {
@@ -326,16 +327,17 @@ impl Lib {
                 key.as_mut_ptr(),
                 &mut zero,
                 ptr::null_mut(),
-                &mut zero2,
-                ptr::null_mut(),
+                &mut block_size,
                 &mut iv_len,
                 iv.as_mut_ptr(),
-                &mut in_len,
-                input.as_mut_ptr(),
                 &mut chain_len,
                 chain.as_mut_ptr(),
+                &mut in_len,
+                input.as_mut_ptr(),
                 &mut out_len,
                 out.as_mut_ptr(),
+                &mut zero2,
+                ptr::null_mut(),
             )
         };
         let cap = out.len();

@@ -499,4 +499,20 @@ mod tests {
             assert!(classify(&v[..n]).is_err());
         }
     }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(head in proptest::sample::select(vec![0u8, 1, 2, 0x1E, 0x1F]),
+                                       v in proptest::collection::vec(proptest::num::u8::ANY, 0..700)) {
+            let mut t = v;
+            t.insert(0, head);
+            if let Ok(info) = classify(&t) {
+                proptest::prop_assert!(info.mkvp_offset + info.mkvp_len <= t.len());
+                proptest::prop_assert_eq!(info.mkvp(&t).len(), info.mkvp_len);
+            }
+            let _ = section_len(&t, 8);
+            let _ = des_key_len(&t);
+            let _ = tvv_valid(&t);
+        }
+    }
 }

@@ -6,6 +6,10 @@
 //! Nothing here changes the test process's environment: every child gets its
 //! emulator state file, seed, library path and lock directory explicitly, so
 //! labs run in parallel.
+#![allow(
+    clippy::expect_used,
+    reason = "test helpers: a panic is a test failure"
+)]
 
 use std::collections::BTreeMap;
 use std::fs;

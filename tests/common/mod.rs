@@ -2,12 +2,10 @@
 //! token directories, snapshots of a directory tree (to prove nothing
 //! changed), hex. Keep it generic; add helpers for other areas freely.
 #![allow(dead_code, clippy::unwrap_used, clippy::indexing_slicing)]
-#![allow(
-    clippy::expect_used,
-    reason = "test helpers: a panic is a test failure"
-)]
 
+/// The software CCA library (`libcsulcca.so`) for tests.
 pub mod emu;
+/// Per-test migration labs: sample stores over the emulator and the tools run on them.
 pub mod lab;
 
 use std::collections::BTreeMap;

@@ -162,18 +162,17 @@ pub const EMULATED: &[&str] = &[
     "CSNBKTC", "CSNBKTC2", "CSNDKTC", "CSUACFQ", "CSUACFV", "CSUAACM", "CSUACRA", "CSUACRD",
     "CSNBMKP", "CSNBENC", "CSNBDEC", "CSNBSAE", "CSNBSAD", "CSNDPKT", "CSNDPKX", "CSNBKGN",
     "CSNBKGN2", "CSNBKTB", "CSNBKTB2", "CSNBCKM", "CSNBKPI2", "CSNDPKB", "CSNDPKG", "CSNBRNG",
-    "CSNBRNGL", "CSNDDSG", "CSNDDSV", "CSNDPKE", "CSNDPKD", "CSNBHMG", "CSNBHMV",
+    "CSNBRNGL", "CSNDDSG", "CSNDDSV", "CSNDPKE", "CSNDPKD", "CSNBHMG", "CSNBHMV", "CSNBOWH",
 ];
 
 not_emulated!(
     CSNBCKI, CSNBDKX, CSNBDKM, CSNBKEX, CSNBKIM, CSNBKPI, CSNBKSI, CSNBKRC, CSNBAKRC, CSNBKRD,
     CSNBKRL, CSNBKRR, CSNBKRW, CSNDKRC, CSNDKRD, CSNDKRL, CSNDKRR, CSNDKRW, CSNBKYT, CSNBKYTX,
-    CSNBKTR, CSNBMGN, CSNBMVR, CSNBOWH, CSNDPKI, CSNDSYI, CSNDSYI2, CSNDSYX, CSUACFC, CSNDSBC,
-    CSNDSBD, CSUALCT, CSUAACI, CSNDPKH, CSNDPKR, CSUAMKD, CSNDRKD, CSNDRKL, CSNDSYG, CSNBPTR,
-    CSNBCPE, CSNBCPA, CSNBPGN, CSNBPVR, CSNBDKG, CSNBEPG, CSNBCVE, CSNBCSG, CSNBCSV, CSNBCVG,
-    CSNBKTP, CSNBPEX, CSNBPEXX, CSUARNT, CSNBCVT, CSNBMDG, CSNBTRV, CSNBSKY, CSNBSPN, CSNBPCU,
-    CSNDEDH, CSUAPRB, CSNDTBC, CSNDRKX, CSNBKET, CSNBCTT2, CSNBRKA, CSNBKTR2, CSUADHK, CSUADHQ,
-    CSUAPCV,
+    CSNBKTR, CSNBMGN, CSNBMVR, CSNDPKI, CSNDSYI, CSNDSYI2, CSNDSYX, CSUACFC, CSNDSBC, CSNDSBD,
+    CSUALCT, CSUAACI, CSNDPKH, CSNDPKR, CSUAMKD, CSNDRKD, CSNDRKL, CSNDSYG, CSNBPTR, CSNBCPE,
+    CSNBCPA, CSNBPGN, CSNBPVR, CSNBDKG, CSNBEPG, CSNBCVE, CSNBCSG, CSNBCSV, CSNBCVG, CSNBKTP,
+    CSNBPEX, CSNBPEXX, CSUARNT, CSNBCVT, CSNBMDG, CSNBTRV, CSNBSKY, CSNBSPN, CSNBPCU, CSNDEDH,
+    CSUAPRB, CSNDTBC, CSNDRKX, CSNBKET, CSNBCTT2, CSNBRKA, CSNBKTR2, CSUADHK, CSUADHQ, CSUAPCV,
 );
 
 /// CSNBKTC: Key Token Change for 64-byte DES / AES DATA tokens.
@@ -565,16 +564,17 @@ pub unsafe extern "C" fn CSNBSAE(
     key: PBytes,
     _kp_len: PLong,
     _kp: PBytes,
-    _bs_len: PLong,
-    _bs: PBytes,
+    _block_size: PLong,
     iv_len: PLong,
     iv: PBytes,
-    text_len: PLong,
-    text: PBytes,
     _ch_len: PLong,
     _ch: PBytes,
+    text_len: PLong,
+    text: PBytes,
     out_len: PLong,
     out: PBytes,
+    _opt_len: PLong,
+    _opt: PBytes,
 ) {
     // SAFETY: CCA contract of CSNBSAE.
     unsafe {
@@ -599,16 +599,17 @@ pub unsafe extern "C" fn CSNBSAD(
     key: PBytes,
     _kp_len: PLong,
     _kp: PBytes,
-    _bs_len: PLong,
-    _bs: PBytes,
+    _block_size: PLong,
     iv_len: PLong,
     iv: PBytes,
-    text_len: PLong,
-    text: PBytes,
     _ch_len: PLong,
     _ch: PBytes,
+    text_len: PLong,
+    text: PBytes,
     out_len: PLong,
     out: PBytes,
+    _opt_len: PLong,
+    _opt: PBytes,
 ) {
     // SAFETY: CCA contract of CSNBSAD.
     unsafe {
@@ -1126,7 +1127,57 @@ pub unsafe extern "C" fn CSNDPKD(
 }
 const _: abi::CsndpkeFn = CSNDPKD;
 
-/// CSNBHMG: HMAC Generate (single part).
+/// Writes a multi-part result: the output to `out`/`*out_len` (ONLY, LAST)
+/// or the chaining vector to `cv`/`*cv_len` (FIRST, MIDDLE).
+///
+/// # Safety
+/// As for [`put_out`], for both pairs.
+unsafe fn put_part(
+    r: sign::PartOut,
+    out: PBytes,
+    out_len: PLong,
+    cv: PBytes,
+    cv_len: PLong,
+) -> Result<(), Fail> {
+    // SAFETY: forwarded contract.
+    unsafe {
+        match r {
+            (Some(o), _) => put_out(out, out_len, &o),
+            (None, Some(c)) => put_out(cv, cv_len, &c),
+            (None, None) => Err(COMPONENT),
+        }
+    }
+}
+
+/// CSNBOWH: One-Way Hash (SHA-1/224/256/384/512, single or multi-part).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn CSNBOWH(
+    rc: PLong,
+    reason: PLong,
+    _el: PLong,
+    _ed: PBytes,
+    count: PLong,
+    rule_a: PBytes,
+    text_len: PLong,
+    text: PBytes,
+    cv_len: PLong,
+    cv: PBytes,
+    hash_len: PLong,
+    hash: PBytes,
+) {
+    // SAFETY: CCA contract of CSNBOWH.
+    unsafe {
+        run("CSNBOWH", rc, reason, |_| {
+            let (r, n) = rule(count, rule_a)?;
+            let chain = bytes(cv, rd(cv_len))?.to_vec();
+            let o = sign::one_way_hash(r, n, &chain, bytes(text, rd(text_len))?)?;
+            put_part(o, hash, hash_len, cv, cv_len)
+        })
+    }
+}
+const _: abi::CsnbowhFn = CSNBOWH;
+
+/// CSNBHMG: HMAC Generate (single or multi-part).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn CSNBHMG(
     rc: PLong,
@@ -1139,8 +1190,8 @@ pub unsafe extern "C" fn CSNBHMG(
     key: PBytes,
     msg_len: PLong,
     msg: PBytes,
-    _cv_len: PLong,
-    _cv: PBytes,
+    cv_len: PLong,
+    cv: PBytes,
     mac_len: PLong,
     mac: PBytes,
 ) {
@@ -1150,18 +1201,22 @@ pub unsafe extern "C" fn CSNBHMG(
             let (r, n) = rule(count, rule_a)?;
             let k = bytes(key, rd(key_len))?;
             knobs::on_token("CSNBHMG", k)?;
-            let mut o = sign::hmac(st, r, n, k, bytes(msg, rd(msg_len))?)?;
-            let want = usize::try_from(rd(mac_len)).unwrap_or(0);
-            if want > 0 && want < o.len() {
-                o.truncate(want);
-            }
-            put_out(mac, mac_len, &o)
+            let chain = bytes(cv, rd(cv_len))?.to_vec();
+            let (o, c) = sign::hmac(st, r, n, k, &chain, bytes(msg, rd(msg_len))?)?;
+            let o = o.map(|mut o| {
+                let want = usize::try_from(rd(mac_len)).unwrap_or(0);
+                if want > 0 && want < o.len() {
+                    o.truncate(want);
+                }
+                o
+            });
+            put_part((o, c), mac, mac_len, cv, cv_len)
         })
     }
 }
 const _: abi::CsnbhmgFn = CSNBHMG;
 
-/// CSNBHMV: HMAC Verify (single part; 4/429 on mismatch).
+/// CSNBHMV: HMAC Verify (single or multi-part; 4/429 on mismatch).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn CSNBHMV(
     rc: PLong,
@@ -1174,8 +1229,8 @@ pub unsafe extern "C" fn CSNBHMV(
     key: PBytes,
     msg_len: PLong,
     msg: PBytes,
-    _cv_len: PLong,
-    _cv: PBytes,
+    cv_len: PLong,
+    cv: PBytes,
     mac_len: PLong,
     mac: PBytes,
 ) {
@@ -1184,12 +1239,18 @@ pub unsafe extern "C" fn CSNBHMV(
         run("CSNBHMV", rc, reason, |st| {
             let (r, n) = rule(count, rule_a)?;
             let k = bytes(key, rd(key_len))?;
-            let o = sign::hmac(st, r, n, k, bytes(msg, rd(msg_len))?)?;
-            let given = bytes(mac, rd(mac_len))?;
-            if given.is_empty() || o.get(..given.len()) != Some(given) {
-                return Err(sign::BAD_SIGNATURE);
+            let chain = bytes(cv, rd(cv_len))?.to_vec();
+            match sign::hmac(st, r, n, k, &chain, bytes(msg, rd(msg_len))?)? {
+                (Some(o), _) => {
+                    let given = bytes(mac, rd(mac_len))?;
+                    if given.is_empty() || o.get(..given.len()) != Some(given) {
+                        return Err(sign::BAD_SIGNATURE);
+                    }
+                    Ok(())
+                }
+                (None, Some(c)) => put_out(cv, cv_len, &c),
+                (None, None) => Err(COMPONENT),
             }
-            Ok(())
         })
     }
 }

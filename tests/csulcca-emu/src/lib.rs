@@ -5,7 +5,7 @@
 //! `pkcscca` load with `dlopen("libcsulcca.so")`. It keeps real master-key
 //! registers ([`state`]), emits the token layouts of `cca.md` §1–2 with real
 //! cryptography ([`crypto`], [`tokens`]) and implements the verbs those
-//! callers need ([`verbs`]); every other verb of the 102 exported names
+//! callers need ([`verbs`]; multi-part hashing in [`hash`]); every other verb of the 102 exported names
 //! answers 16/336 ("component error"). The C entry points live in
 //! [`exports`], the only unsafe code, where each body runs under
 //! `catch_unwind`. Test knobs for latency and fault injection are in
@@ -14,6 +14,7 @@
 
 pub mod crypto;
 pub mod exports;
+pub mod hash;
 pub mod knobs;
 pub mod state;
 pub mod tokens;

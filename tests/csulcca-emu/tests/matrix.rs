@@ -625,3 +625,44 @@ fn migrated_pka_keys_still_sign_and_decrypt() {
         );
     }
 }
+
+#[test]
+fn garbage_tokens_get_error_codes_not_panics() {
+    use sha2::Digest;
+    let (_d, s) = store();
+    let good = [
+        gen_des(&s, "KEYLN8"),
+        gen_var(&s, &["INTERNAL", "HMAC", "MAC"], &["HMAC", "OP"], 128),
+        gen_pka(&s, &["RSA-AESC", "KEY-MGMT"], &rsa_kvs(1024, false)),
+        gen_pka(&s, &["ECC-PAIR"], &[0, 0, 1, 0, 0, 0, 0, 0]),
+    ];
+    for (i, base) in good.iter().enumerate() {
+        for round in 0u32..200 {
+            let seed = sha2::Sha256::digest([i as u8, (round >> 8) as u8, round as u8]);
+            let mut t = base.clone();
+            // Corrupt a few bytes and sometimes cut the token.
+            for c in seed.chunks(4).take(3) {
+                let at = usize::from(u16::from_be_bytes([c[0], c[1]])) % t.len();
+                t[at] = c[2];
+            }
+            if seed[31] % 3 == 0 {
+                t.truncate(usize::from(seed[30]) % t.len());
+            }
+            for verb in [Verb::Csnbktc, Verb::Csnbktc2, Verb::Csndktc] {
+                for rule in [&b"RTCMK   "[..], b"RTNMK   ", b"RTCMK   AES     "] {
+                    let mut x = t.clone();
+                    let _ =
+                        verbs::key_token_change(&s, verb, rule, (rule.len() / 8) as i64, &mut x);
+                }
+            }
+            let _ = keys::symmetric_key(&s, &t);
+            let _ = pka::public_key_extract(b"", 0, &t);
+            let _ = pka::key_translate(&s, b"INTDWAKW", 1, &t);
+            let _ = csulcca::verbs::sign::sign(&s, b"PKCS-1.1", 1, &t, &[1; 32]);
+            let _ = csulcca::verbs::sign::encrypt(b"PKCS-1.2", 1, &t, b"x");
+            let _ = pka::key_generate(&s, b"MASTER  ", 1, &t);
+            let _ = keys::key_generate2(&s, b"HMAC    OP      ", 2, 128, &t);
+            let _ = keys::key_part_import2(&s, b"HMAC    MIDDLE  ", 2, 128, &[1; 16], &t);
+        }
+    }
+}

@@ -1,13 +1,12 @@
 //! PKA verbs: CSNDPKB (skeletons), CSNDPKG (key pairs), CSNDPKX (public
 //! key extract) and CSNDPKT (`INTDWAKW`, RSA-CRT → RSA-AESC).
 //!
-//! RSA keys and EC keys on P-256 are real key pairs; other curves and QSA
+//! RSA keys and EC keys on P-256/384/521 are real key pairs; other curves and QSA
 //! carry random key material in the exact layouts (tier 1 of cca.md §7.5):
 //! enough for openCryptoki to read the point and for re-encipherment to be
 //! checked, not for signatures. Requests from openCryptoki 3.8.1 with host-order length
 //! fields are accepted and answered in kind (§9.1).
 
-use p256::elliptic_curve::sec1::ToEncodedPoint;
 use pkcscca::cca::rules::Keyword;
 use pkcscca::cca::token::{self, MkType, TokenKind};
 use zeroize::Zeroizing;
@@ -177,10 +176,17 @@ pub fn key_generate(
         .and_then(|s| s.try_into().ok())
         .ok_or(UNUSABLE)?;
     let sid = sec[0];
+    if u16::from_be_bytes([sec[2], sec[3]]) != SKEL_LEN as u16 {
+        return Err(UNUSABLE);
+    }
     let state = store.read()?;
     match sid {
         0x08 | 0x30 | 0x31 => {
-            let bits = usize::from(u16::from_be_bytes([sec[10], sec[11]]));
+            let bits = u16::from_be_bytes([sec[10], sec[11]]);
+            if !rsa_bits_ok(bits) {
+                return Err(UNUSABLE);
+            }
+            let bits = usize::from(bits);
             let host = sec[5] == 1;
             let pubsec = skel.get(8 + SKEL_LEN..).ok_or(UNUSABLE)?;
             let elen = usize::from(token::be16(pubsec, 6).ok_or(UNUSABLE)?);
@@ -201,6 +207,9 @@ pub fn key_generate(
             let (mk, vp) = current(&state, MkType::Apka)?;
             let ct = sec[6];
             let bits = u16::from_be_bytes([sec[8], sec[9]]);
+            if !ecc_bits_ok(bits) {
+                return Err(UNUSABLE);
+            }
             let (d, q) = ec_pair(ct, bits)?;
             tokens::ecc_build(ct, bits, sec[4], &d, &q, &mk, &vp)
         }
@@ -213,28 +222,47 @@ pub fn key_generate(
     }
 }
 
-/// An EC key pair: real on P-256, random bytes of the right sizes elsewhere.
-fn ec_pair(curve_type: u8, bits: u16) -> Result<(Zeroizing<Vec<u8>>, Vec<u8>), Fail> {
-    if curve_type == 0 && bits == 256 {
-        for _ in 0..8 {
-            let d = crypto::random(32)?;
-            if let Ok(sk) = p256::SecretKey::from_slice(&d) {
-                let q = sk.public_key().to_encoded_point(false).as_bytes().to_vec();
+/// A real key pair on `$curve` (NIST P-256/384/521): a random scalar in
+/// range and its uncompressed public point.
+macro_rules! nist_pair {
+    ($curve:ident, $len:expr, $top_mask:expr) => {{
+        for _ in 0..16 {
+            let mut d = crypto::random($len)?;
+            if let Some(b) = d.first_mut() {
+                *b &= $top_mask;
+            }
+            if let Ok(sk) = $curve::ecdsa::SigningKey::from_slice(&d) {
+                let q = $curve::ecdsa::VerifyingKey::from(&sk)
+                    .to_encoded_point(false)
+                    .as_bytes()
+                    .to_vec();
                 return Ok((d, q));
             }
         }
-        return Err(COMPONENT);
+        Err(COMPONENT)
+    }};
+}
+
+/// An EC key pair: real on P-256, P-384 and P-521, random bytes of the right
+/// sizes on other curves.
+fn ec_pair(curve_type: u8, bits: u16) -> Result<(Zeroizing<Vec<u8>>, Vec<u8>), Fail> {
+    match (curve_type, bits) {
+        (0, 256) => nist_pair!(p256, 32, 0xFF),
+        (0, 384) => nist_pair!(p384, 48, 0xFF),
+        (0, 521) => nist_pair!(p521, 66, 0x01),
+        _ => {
+            let n = usize::from(bits).div_ceil(8);
+            let d = crypto::random(n)?;
+            let q = if curve_type == 2 {
+                crypto::random(n)?.to_vec()
+            } else {
+                let mut q = vec![0x04];
+                q.extend_from_slice(&crypto::random(2 * n)?);
+                q
+            };
+            Ok((d, q))
+        }
     }
-    let n = usize::from(bits).div_ceil(8);
-    let d = crypto::random(n)?;
-    let q = if curve_type == 2 {
-        crypto::random(n)?.to_vec()
-    } else {
-        let mut q = vec![0x04];
-        q.extend_from_slice(&crypto::random(2 * n)?);
-        q
-    };
-    Ok((d, q))
 }
 
 #[allow(

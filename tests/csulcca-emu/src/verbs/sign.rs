@@ -1,5 +1,5 @@
 //! Signatures and RSA encryption: CSNDDSG/CSNDDSV (`PKCS-1.1` RSA, `ECDSA`
-//! on P-256) and CSNDPKE/CSNDPKD (`PKCS-1.2`), so tests can show that a
+//! on P-256, P-384 and P-521) and CSNDPKE/CSNDPKD (`PKCS-1.2`), so tests can show that a
 //! re-enciphered private key still signs and decrypts. Private keys under
 //! CURRENT or OLD work, anything else is 8/48; a bad signature is 4/429
 //! (as openCryptoki 3.8.1 expects).
@@ -13,6 +13,7 @@ use zeroize::Zeroizing;
 use super::{parse_rules, token_key};
 use crate::codes::*;
 use crate::crypto;
+use crate::hash::{self, Alg, Part, Stream};
 use crate::state::Store;
 use crate::tokens::{self, PublicKey};
 use crate::Fail;
@@ -80,15 +81,22 @@ fn pad_type1(data: &[u8], k: usize) -> Result<Vec<u8>, Fail> {
     Ok(em)
 }
 
-fn ec_p256(public: &PublicKey) -> bool {
-    matches!(
-        public,
-        PublicKey::Ec {
-            curve: 0,
-            bits: 256,
-            ..
-        }
-    )
+/// ECDSA over a prehash with a NIST curve key.
+macro_rules! ecdsa_sign {
+    ($curve:ident, $d:expr, $hash:expr) => {{
+        let sk = $curve::ecdsa::SigningKey::from_slice($d).map_err(|_| UNUSABLE)?;
+        let sig: $curve::ecdsa::Signature = sk.sign_prehash($hash).map_err(|_| SHORT_BUFFER)?;
+        Ok(sig.to_bytes().to_vec())
+    }};
+}
+
+/// ECDSA verification over a prehash with a NIST curve point.
+macro_rules! ecdsa_verify {
+    ($curve:ident, $q:expr, $hash:expr, $sig:expr) => {{
+        let vk = $curve::ecdsa::VerifyingKey::from_sec1_bytes($q).map_err(|_| UNUSABLE)?;
+        let sig = $curve::ecdsa::Signature::from_slice($sig).map_err(|_| BAD_SIGNATURE)?;
+        vk.verify_prehash($hash, &sig).map_err(|_| BAD_SIGNATURE)
+    }};
 }
 
 /// CSNDDSG: the signature of `hash` (RSA `PKCS-1.1`: `hash` is the
@@ -108,13 +116,16 @@ pub fn sign(
             let (s, k) = rsa_private_op(key, store, &BigUint::from_bytes_be(&em))?;
             to_len(&s, k)
         }
-        ("ECDSA" | "", PublicKey::Ec { .. }) if ec_p256(&public) => {
+        ("ECDSA" | "", PublicKey::Ec { curve: 0, bits, .. }) => {
             let state = store.read()?;
             let (info, mk) = token_key(&state, key)?;
             let d = tokens::ecc_private(key, &info, &mk)?;
-            let sk = p256::ecdsa::SigningKey::from_slice(&d).map_err(|_| UNUSABLE)?;
-            let sig: p256::ecdsa::Signature = sk.sign_prehash(hash).map_err(|_| SHORT_BUFFER)?;
-            Ok(sig.to_bytes().to_vec())
+            match bits {
+                256 => ecdsa_sign!(p256, &d, hash),
+                384 => ecdsa_sign!(p384, &d, hash),
+                521 => ecdsa_sign!(p521, &d, hash),
+                _ => Err(COMPONENT),
+            }
         }
         (_, PublicKey::Ec { .. }) => Err(COMPONENT),
         _ => Err(BAD_KEYWORD),
@@ -145,11 +156,12 @@ pub fn verify(
                 Err(BAD_SIGNATURE)
             }
         }
-        ("ECDSA" | "", PublicKey::Ec { q, .. }) if ec_p256(&public) => {
-            let vk = p256::ecdsa::VerifyingKey::from_sec1_bytes(q).map_err(|_| UNUSABLE)?;
-            let sig = p256::ecdsa::Signature::from_slice(sig).map_err(|_| BAD_SIGNATURE)?;
-            vk.verify_prehash(hash, &sig).map_err(|_| BAD_SIGNATURE)
-        }
+        ("ECDSA" | "", PublicKey::Ec { curve: 0, bits, q }) => match bits {
+            256 => ecdsa_verify!(p256, q, hash, sig),
+            384 => ecdsa_verify!(p384, q, hash, sig),
+            521 => ecdsa_verify!(p521, q, hash, sig),
+            _ => Err(COMPONENT),
+        },
         (_, PublicKey::Ec { .. }) => Err(COMPONENT),
         _ => Err(BAD_KEYWORD),
     }
@@ -204,45 +216,78 @@ pub fn decrypt(
     }
 }
 
-/// The HMAC of `msg` with an HMAC token (`HMAC` + `SHA-1|SHA-224|SHA-256|
-/// SHA-384|SHA-512` + `ONLY`; multi-part `FIRST/MIDDLE/LAST` is not
-/// emulated, 16/336).
+pub use crate::hash::PartOut;
+
+fn alg_and_part(kws: &[Keyword], extra: &[&str]) -> Result<(Alg, Part), Fail> {
+    let mut alg = None;
+    let mut part = None;
+    for k in kws {
+        let s = k.as_str();
+        if let Some(a) = Alg::from_keyword(&s) {
+            if alg.replace(a).is_some() {
+                return Err(BAD_COMBINATION);
+            }
+        } else if let Some(p) = Part::from_keyword(&s) {
+            if part.replace(p).is_some() {
+                return Err(BAD_COMBINATION);
+            }
+        } else if !extra.contains(&s.as_str()) {
+            return Err(BAD_KEYWORD);
+        }
+    }
+    Ok((alg.unwrap_or(Alg::Sha256), part.unwrap_or(Part::Only)))
+}
+
+/// CSNBOWH: `SHA-1|SHA-224|SHA-256|SHA-384|SHA-512` + `ONLY|FIRST|MIDDLE|
+/// LAST` (FIRST and MIDDLE take whole blocks).
+pub fn one_way_hash(
+    rule_bytes: &[u8],
+    count: i64,
+    chain: &[u8],
+    data: &[u8],
+) -> Result<PartOut, Fail> {
+    let kws = parse_rules(rule_bytes, count, 1, 2)?;
+    let (alg, part) = alg_and_part(&kws, &[])?;
+    hash::step(alg, part, || Ok(Stream::new(alg)), chain, data)
+}
+
+/// HMAC with an HMAC token (`HMAC` + `SHA-*` + `ONLY|FIRST|MIDDLE|LAST`),
+/// RFC 2104 over the emulator's multi-part hash so that the state between
+/// parts fits the chaining vector.
 pub fn hmac(
     store: &Store,
     rule_bytes: &[u8],
     count: i64,
     key: &[u8],
+    chain: &[u8],
     msg: &[u8],
-) -> Result<Vec<u8>, Fail> {
-    use hmac::{Hmac, Mac};
+) -> Result<PartOut, Fail> {
     let kws = parse_rules(rule_bytes, count, 1, 3)?;
-    let mut alg = None;
-    for k in &kws {
-        match k.as_str().as_str() {
-            "HMAC" | "ONLY" => {}
-            "FIRST" | "MIDDLE" | "LAST" => return Err(COMPONENT),
-            a @ ("SHA-1" | "SHA-224" | "SHA-256" | "SHA-384" | "SHA-512") => {
-                alg = Some(a.to_string())
-            }
-            _ => return Err(BAD_KEYWORD),
-        }
-    }
+    let (alg, part) = alg_and_part(&kws, &["HMAC"])?;
     let (kind, k) = super::keys::symmetric_key(store, key)?;
     if kind != TokenKind::Hmac {
         return Err(UNUSABLE);
     }
-    macro_rules! mac {
-        ($h:ty) => {{
-            let mut m = <Hmac<$h>>::new_from_slice(&k).map_err(|_| UNUSABLE)?;
-            m.update(msg);
-            m.finalize().into_bytes().to_vec()
-        }};
+    let bl = alg.block_len();
+    let mut k0 = Zeroizing::new(if k.len() > bl {
+        Stream::new(alg).finish(&k)
+    } else {
+        k.to_vec()
+    });
+    k0.resize(bl, 0);
+    let pad = |b: u8| -> Zeroizing<Vec<u8>> { Zeroizing::new(k0.iter().map(|x| x ^ b).collect()) };
+    let inner_init = || {
+        let mut s = Stream::new(alg);
+        s.update_blocks(&pad(0x36))?;
+        Ok(s)
+    };
+    let (inner, cv) = hash::step(alg, part, inner_init, chain, msg)?;
+    match inner {
+        Some(ih) => {
+            let mut outer = Stream::new(alg);
+            outer.update_blocks(&pad(0x5C))?;
+            Ok((Some(outer.finish(&ih)), None))
+        }
+        None => Ok((None, cv)),
     }
-    Ok(match alg.as_deref() {
-        Some("SHA-1") => mac!(sha1::Sha1),
-        Some("SHA-224") => mac!(sha2::Sha224),
-        Some("SHA-256") | None => mac!(sha2::Sha256),
-        Some("SHA-384") => mac!(sha2::Sha384),
-        _ => mac!(sha2::Sha512),
-    })
 }
