@@ -6,10 +6,13 @@
 use std::path::Path;
 use std::process::Command;
 
+mod common;
+
 #[test]
 fn rehearsal_script_passes_and_cleans_up() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let tmp = tempfile::tempdir().unwrap();
+    let _guard = common::lab::no_pkcsslotd_guard();
     let out = Command::new("bash")
         .arg(root.join("tests/demo/rehearsal.sh"))
         .env("CARGO", env!("CARGO"))

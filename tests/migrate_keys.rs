@@ -193,7 +193,12 @@ fn golden(lab: &Lab, case: &str, args: &str, run: &Run) {
 
 /// Runs `pkcscca -m keys -s 2 -k TY -d $LAB/ccatok EXTRA` and checks it against a golden.
 fn golden_run(lab: &Lab, case: &str, ty: &str, extra: &[&str], stdin: &[u8]) -> Run {
-    let store = lab.store.display().to_string();
+    golden_run_on(lab, &lab.store, case, ty, extra, stdin)
+}
+
+/// [`golden_run`] on the store in `dir`.
+fn golden_run_on(lab: &Lab, dir: &Path, case: &str, ty: &str, extra: &[&str], stdin: &[u8]) -> Run {
+    let store = dir.display().to_string();
     let mut args = vec!["-m", "keys", "-s", "2", "-k", ty, "-d", &store];
     args.extend_from_slice(extra);
     let run = lab.pkcscca(&args, stdin);
@@ -374,6 +379,21 @@ fn token_marker(lab: &Lab, label: &str) -> String {
     common::hex(&blob[16..48])
 }
 
+/// The DES and DES2 keys were rewritten and check out; the DES3 key's file is as
+/// it was in `before` and fails the check.
+fn assert_des3_alone_left_behind(lab: &Lab, before: &BTreeMap<String, Vec<u8>>) {
+    let after = lab.objects();
+    assert_changed(
+        lab,
+        before,
+        &after,
+        &["des-priv-ext", "des2-pub-noext"].into(),
+    );
+    let c = lab.check(Some("sym"));
+    assert_eq!(check_lines(&c.stdout, "FAILED"), ["des3-priv-noext"]);
+    assert_eq!(check_lines(&c.stdout, "ok").len(), 2);
+}
+
 /// One verb failing for one key leaves exactly that object as it was, the other
 /// keys migrated, exit 3. After a second master key change that key is lost: it
 /// fails with 8/48, stays byte-identical, and the summary says so (golden).
@@ -395,15 +415,7 @@ fn fault_on_one_key_then_lost_after_second_change() {
     assert!(r
         .stderr
         .contains("CSNBKTC (Key Token Change) failed. return code: 12, reason code: 8"));
-    let after = lab.objects();
-    assert_changed(
-        &lab,
-        &before,
-        &after,
-        &["des-priv-ext", "des2-pub-noext"].into(),
-    );
-    let c = lab.check(Some("sym"));
-    assert_eq!(check_lines(&c.stdout, "FAILED"), ["des3-priv-noext"]);
+    assert_des3_alone_left_behind(&lab, &before);
     lab.extra_env.clear();
 
     // The second change loses the key des3 was still wrapped under.
@@ -413,26 +425,16 @@ fn fault_on_one_key_then_lost_after_second_change() {
     let before = lab.objects();
     let r = golden_run(&lab, "lost-key", "sym", &[], PINS);
     assert_eq!(r.code, 3);
-    let after = lab.objects();
-    assert_changed(
-        &lab,
-        &before,
-        &after,
-        &["des-priv-ext", "des2-pub-noext"].into(),
-    );
-    let c = lab.check(Some("sym"));
-    assert_eq!(check_lines(&c.stdout, "FAILED"), ["des3-priv-noext"]);
-    assert_eq!(check_lines(&c.stdout, "ok").len(), 2);
+    assert_des3_alone_left_behind(&lab, &before);
 
-    let copy = verbose_copy.display().to_string();
-    let args = [
-        "-m", "keys", "-s", "2", "-k", "sym", "-d", &copy, "-v", "info",
-    ];
-    let r = lab.pkcscca(&args, PINS);
-    let shown = args
-        .join(" ")
-        .replace(&lab.root().display().to_string(), "$LAB");
-    golden(&lab, "lost-key-verbose", &shown, &r);
+    let r = golden_run_on(
+        &lab,
+        &verbose_copy,
+        "lost-key-verbose",
+        "sym",
+        &["-v", "info"],
+        PINS,
+    );
     assert_eq!(r.code, 3);
     let copy_after = object_files(&verbose_copy);
     assert_eq!(
@@ -558,6 +560,7 @@ fn kill_9_at_random_points_then_rerun() {
             .push(("CSULCCA_EMU_LATENCY_US".into(), "15000".into()));
         let delay = Duration::from_millis(next() % 220);
         let store = lab.store.display().to_string();
+        let guard = common::lab::no_pkcsslotd_guard();
         let mut cmd = Command::new(common::lab::pkcscca_bin());
         cmd.args(["-m", "keys", "-s", "2", "-k", "aes", "-d", &store]);
         lab.env(&mut cmd);
@@ -572,6 +575,7 @@ fn kill_9_at_random_points_then_rerun() {
         std::thread::sleep(delay);
         let _ = child.kill(); // SIGKILL
         let status = child.wait().unwrap();
+        drop(guard);
         eprintln!("round {round}: killed after {delay:?} ({status})");
         lab.extra_env.clear();
         assert_recovered(&lab, "aes");
@@ -609,6 +613,7 @@ fn pins_typed_on_a_terminal() {
     };
 
     let store = lab.store.display().to_string();
+    let guard = common::lab::no_pkcsslotd_guard();
     let mut cmd = Command::new(common::lab::pkcscca_bin());
     cmd.args(["-m", "keys", "-s", "2", "-k", "sym", "-d", &store]);
     lab.env(&mut cmd);
@@ -651,6 +656,7 @@ fn pins_typed_on_a_terminal() {
         master.write_all(pin).unwrap();
     }
     let status = child.wait().unwrap();
+    drop(guard);
     reader.join().unwrap();
     let out = String::from_utf8(stdout.lock().unwrap().clone()).unwrap();
     assert_eq!(status.code(), Some(0), "{out}");

@@ -38,6 +38,20 @@ pub fn pkcscca_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_pkcscca"))
 }
 
+/// Waits until no `tests/ock381` harness runs, and keeps it from starting
+/// while the guard lives.
+///
+/// That harness runs a real pkcsslotd (pid file under `/run`) while it holds an
+/// exclusive `flock` on `/usr/sbin/pkcsslotd`, and `pkcscca` rightly refuses
+/// to migrate while a pkcsslotd runs. A shared lock on the same file makes the
+/// two wait for each other instead of failing. `None` when openCryptoki is not
+/// installed (then no harness can run either).
+pub fn no_pkcsslotd_guard() -> Option<fs::File> {
+    let f = fs::File::open("/usr/sbin/pkcsslotd").ok()?;
+    f.lock_shared().ok()?;
+    Some(f)
+}
+
 /// One test's store, checks file and emulated card.
 pub struct Lab {
     /// Keeps everything alive; removed on drop.
@@ -129,6 +143,7 @@ impl Lab {
 
     /// Runs `prog ARGS` with `stdin` piped in.
     pub fn run_with_stdin(&self, mut cmd: Command, stdin: &[u8]) -> Run {
+        let _guard = no_pkcsslotd_guard();
         self.env(&mut cmd);
         cmd.stdin(Stdio::piped())
             .stdout(Stdio::piped())

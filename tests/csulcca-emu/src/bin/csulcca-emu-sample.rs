@@ -128,7 +128,9 @@ fn token_proof(card: &Card, proof: Proof, tok: &[u8]) -> Result<Vec<u8>, String>
         }
         Proof::Hmac => {
             let r = rule(&["HMAC", "SHA-256", "ONLY"]);
-            sign::hmac(card, r.as_bytes(), 3, tok, DATA).map_err(card_err("CSNBHMG"))
+            let (mac, _) =
+                sign::hmac(card, r.as_bytes(), 3, tok, &[], DATA).map_err(card_err("CSNBHMG"))?;
+            mac.ok_or_else(|| "CSNBHMG ONLY returned no MAC".to_string())
         }
         Proof::Rsa => {
             let r = rule(&["PKCS-1.1"]);
@@ -242,6 +244,33 @@ fn public_attrs(tok: &[u8]) -> Result<Vec<(AttrType, Vec<u8>)>, String> {
     }
 }
 
+/// A key object of the sample store.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one line per object in the table below"
+)]
+fn key_obj(
+    label: &'static str,
+    class: ObjectClass,
+    kt: KeyType,
+    private: bool,
+    extractable: bool,
+    proof: Proof,
+    blob: Vec<u8>,
+    extra: Vec<(AttrType, Vec<u8>)>,
+) -> Sample {
+    Sample {
+        label,
+        class,
+        key_type: Some(kt),
+        private,
+        extractable,
+        proof,
+        blob,
+        extra,
+    }
+}
+
 /// Every object of the sample store. Labels say what each one is.
 fn samples(card: &Card, order: ByteOrder) -> Result<Vec<Sample>, String> {
     let ulong = |v: u64| order.u64_bytes(v).to_vec();
@@ -256,27 +285,18 @@ fn samples(card: &Card, order: ByteOrder) -> Result<Vec<Sample>, String> {
                 v.clear();
             }
         }
-        Sample {
+        key_obj(
             label,
-            class: ObjectClass::SECRET_KEY,
-            key_type: Some(kt),
+            ObjectClass::SECRET_KEY,
+            kt,
             private,
             extractable,
             proof,
             blob,
             extra,
-        }
+        )
     };
-    let pka_obj = |label, class, kt, private, extractable, proof, blob: Vec<u8>, extra| Sample {
-        label,
-        class,
-        key_type: Some(kt),
-        private,
-        extractable,
-        proof,
-        blob,
-        extra,
-    };
+    let pka_obj = key_obj;
     let cipher = |bits| {
         gen_var(
             card,
