@@ -345,16 +345,21 @@ fn run_keys(
     let (tally, changed) = keys::migrate(&card, &kinds, &mut objects, out);
 
     let mut written = 0usize;
-    if !args.dry_run && !changed.is_empty() {
-        let batch: Vec<&StoredObject> = changed.iter().filter_map(|&i| objects.get(i)).collect();
-        match store.commit(&mk, &batch) {
-            Ok(report) => written = report.written.len(),
-            Err(e) => {
+    if !args.dry_run {
+        if !changed.is_empty() {
+            let batch: Vec<&StoredObject> =
+                changed.iter().filter_map(|&i| objects.get(i)).collect();
+            if let Err(e) = store.commit(&mk, &batch) {
                 out.error("Error replacing old key with migrated key.");
                 out.error(e);
+                // Some files may have been renamed already (a partial commit).
+                remove_shm(paths, &target.shm_name, out);
                 return Exit::Login;
             }
+            written = batch.len();
         }
+        // Also when this run changed nothing: an earlier run may have been killed
+        // after its renames and before it could remove the segment.
         remove_shm(paths, &target.shm_name, out);
     }
 
