@@ -779,3 +779,36 @@ fn refuses_while_the_token_is_locked() {
     assert_eq!(r.code, 0, "{r:?}");
     assert_eq!(lab.check(Some("sym")).code, 0);
 }
+
+/// Removes a file when dropped (test cleanup, pass or fail).
+struct RemoveOnDrop(std::path::PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.0);
+    }
+}
+
+/// openCryptoki's shared memory segment of the token is removed by every
+/// writing run, also one with nothing left to change (an earlier run may have
+/// died between its renames and the removal); `--dry-run` leaves it alone.
+#[test]
+fn token_shared_memory_is_removed_by_every_writing_run() {
+    let lab = Lab::new(OLD_381);
+    lab.change_mk("sym", 1);
+    assert_eq!(lab.migrate("sym", &[]).code, 0);
+    let name = pkcscca::config::shm_name(&lab.store);
+    let segment = RemoveOnDrop(Path::new("/dev/shm").join(name.trim_start_matches('/')));
+    if fs::write(&segment.0, b"stale segment").is_err() {
+        eprintln!("no /dev/shm here; skipped");
+        return;
+    }
+    let r = lab.migrate("sym", &["--dry-run"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(segment.0.exists(), "--dry-run removed the segment");
+    let before = lab.objects();
+    let r = lab.migrate("sym", &[]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(lab.objects(), before, "nothing to change");
+    assert!(!segment.0.exists(), "the stale segment is still there");
+}
