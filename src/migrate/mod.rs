@@ -89,7 +89,14 @@ fn resolve_target(paths: &SystemPaths, args: &Args, out: &mut Output<'_>) -> Res
         .map(|s| config::locate_token(paths, s));
     let group =
         |usergroup: Option<&str>| lock::group_gid(&paths.group_file, usergroup.unwrap_or("pkcs11"));
-    if let Some(dir) = &args.datastore {
+    if let Some(given) = &args.datastore {
+        // openCryptoki names the token's shared memory segment after the absolute
+        // data store path, and a configured slot's directory is absolute too:
+        // compare and derive from `-d` made absolute (symlinks are kept as typed).
+        let dir: &PathBuf = &std::path::absolute(given)
+            .unwrap_or_else(|_| given.clone())
+            .components()
+            .collect();
         let name = dir
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
