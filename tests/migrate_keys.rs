@@ -812,3 +812,45 @@ fn token_shared_memory_is_removed_by_every_writing_run() {
     assert_eq!(lab.objects(), before, "nothing to change");
     assert!(!segment.0.exists(), "the stale segment is still there");
 }
+
+/// `-d` given relative to the working directory (with a trailing slash) names
+/// the same token as its absolute path: same shared memory segment, same lock.
+#[test]
+fn relative_datastore_path_is_the_same_token() {
+    let lab = Lab::new(OLD_381);
+    lab.change_mk("sym", 1);
+    let name = pkcscca::config::shm_name(&lab.store);
+    let segment = RemoveOnDrop(Path::new("/dev/shm").join(name.trim_start_matches('/')));
+    if fs::write(&segment.0, b"stale segment").is_err() {
+        eprintln!("no /dev/shm here; skipped");
+        return;
+    }
+    let mut cmd = Command::new(common::lab::pkcscca_bin());
+    cmd.args([
+        "-m",
+        "keys",
+        "-s",
+        "2",
+        "-k",
+        "sym",
+        "-d",
+        "./ccatok/",
+        "--json",
+    ])
+    .current_dir(lab.root());
+    let r = lab.run_with_stdin(cmd, PINS);
+    assert_eq!(r.code, 0, "{r:?}");
+    let doc: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(doc["datastore"], lab.store.display().to_string());
+    assert!(!segment.0.exists(), "the token's segment was not removed");
+    assert_eq!(lab.check(Some("sym")).code, 0);
+
+    // The lock is the same one: held elsewhere, the relative run is refused.
+    lab.change_mk("sym", 2);
+    let lock_file = lab.lock_dir.join("ccatok").join("LCK..ccatok");
+    let _held = pkcscca::store::lock::TokenLock::acquire(&lock_file, None).unwrap();
+    let mut cmd = Command::new(common::lab::pkcscca_bin());
+    cmd.args(["-m", "keys", "-s", "2", "-k", "sym", "-d", "ccatok"])
+        .current_dir(lab.root());
+    assert_eq!(lab.run_with_stdin(cmd, PINS).code, 2);
+}
