@@ -854,3 +854,34 @@ fn relative_datastore_path_is_the_same_token() {
         .current_dir(lab.root());
     assert_eq!(lab.run_with_stdin(cmd, PINS).code, 2);
 }
+
+/// An object file that cannot be read is reported and never rewritten; the
+/// other keys are migrated; the exit status says something was left (3).
+#[test]
+fn a_damaged_object_is_left_alone_and_reported() {
+    let lab = Lab::new(OLD_381);
+    lab.change_mk("sym", 1);
+    let victim = lab.object_named("des3-priv-noext");
+    let path = lab.store.join("TOK_OBJ").join(&victim);
+    let mut bytes = fs::read(&path).unwrap();
+    bytes.truncate(bytes.len() / 2);
+    fs::write(&path, &bytes).unwrap();
+    let before = lab.objects();
+    let r = lab.migrate("sym", &[]);
+    assert_eq!(r.code, 3, "{r:?}");
+    assert!(
+        r.stdout.ends_with("Successfully migrated: DES: 2. \n"),
+        "{r:?}"
+    );
+    assert!(
+        r.stderr.contains(&format!("TOK_OBJ/{victim}"))
+            && r.stderr.contains("(object left untouched)"),
+        "{r:?}"
+    );
+    assert_changed(
+        &lab,
+        &before,
+        &lab.objects(),
+        &["des-priv-ext", "des2-pub-noext"].into(),
+    );
+}
