@@ -538,10 +538,31 @@ fn recovery_from_every_commit_state() {
     }
 }
 
-/// A real `kill -9` at a few points of a run slowed down in the card, then a
-/// re-run: every key ends under CURRENT, no temp file remains.
+/// Starts `pkcscca -m keys -k aes` on the lab's store with the PINs piped, the
+/// card slowed down by `latency_us` per verb; returns the child and when it started.
+fn spawn_slow_aes_run(lab: &Lab, latency_us: u32) -> (std::process::Child, Instant) {
+    use std::io::Write;
+    let store = lab.store.display().to_string();
+    let mut cmd = Command::new(common::lab::pkcscca_bin());
+    cmd.args(["-m", "keys", "-s", "2", "-k", "aes", "-d", &store]);
+    lab.env(&mut cmd);
+    cmd.env("CSULCCA_EMU_LATENCY_US", latency_us.to_string())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut child = cmd.spawn().unwrap();
+    let started = Instant::now();
+    child.stdin.take().unwrap().write_all(PINS).unwrap();
+    (child, started)
+}
+
+/// A real `kill -9` at a few random points of a run slowed down in the card,
+/// weighted towards its end (the last verbs and the commit), then a re-run:
+/// every key ends under CURRENT, no temp file remains. Which state each kill
+/// left (how many files were already rewritten) is printed.
 #[test]
 fn kill_9_at_random_points_then_rerun() {
+    const LATENCY_US: u32 = 10_000;
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -553,31 +574,35 @@ fn kill_9_at_random_points_then_rerun() {
         x ^= x << 17;
         x
     };
-    for round in 0..4 {
-        let mut lab = Lab::new(OLD_381);
+    let _guard = common::lab::no_pkcsslotd_guard();
+    // How long a whole slowed-down run takes here.
+    let calibrate = Lab::new(OLD_381);
+    calibrate.change_mk("aes", 1);
+    let (mut child, started) = spawn_slow_aes_run(&calibrate, LATENCY_US);
+    assert!(child.wait().unwrap().success());
+    let full = started.elapsed();
+
+    for round in 0..6 {
+        let lab = Lab::new(OLD_381);
         lab.change_mk("aes", 1);
-        lab.extra_env
-            .push(("CSULCCA_EMU_LATENCY_US".into(), "15000".into()));
-        let delay = Duration::from_millis(next() % 220);
-        let store = lab.store.display().to_string();
-        let guard = common::lab::no_pkcsslotd_guard();
-        let mut cmd = Command::new(common::lab::pkcscca_bin());
-        cmd.args(["-m", "keys", "-s", "2", "-k", "aes", "-d", &store]);
-        lab.env(&mut cmd);
-        cmd.stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        let mut child = cmd.spawn().unwrap();
-        {
-            use std::io::Write;
-            child.stdin.take().unwrap().write_all(PINS).unwrap();
-        }
-        std::thread::sleep(delay);
+        let before = lab.objects();
+        // Uniform over [70%, 105%] of a full run.
+        let permille = 700 + next() % 350;
+        let delay = full * u32::try_from(permille).unwrap() / 1000;
+        let (mut child, started) = spawn_slow_aes_run(&lab, LATENCY_US);
+        std::thread::sleep(delay.saturating_sub(started.elapsed()));
         let _ = child.kill(); // SIGKILL
         let status = child.wait().unwrap();
-        drop(guard);
-        eprintln!("round {round}: killed after {delay:?} ({status})");
-        lab.extra_env.clear();
+        let now = lab.objects();
+        let rewritten = before
+            .iter()
+            .filter(|(n, b)| now.get(*n).is_some_and(|a| a != *b))
+            .count();
+        let temps = now.keys().filter(|n| n.ends_with(".pkcscca.tmp")).count();
+        eprintln!(
+            "round {round}: kill at {delay:?} of {full:?} ({status}): \
+             {rewritten} file(s) rewritten, {temps} temp file(s)"
+        );
         assert_recovered(&lab, "aes");
     }
 }
