@@ -685,6 +685,8 @@ fn create(o: &Opts) -> Result<String, String> {
         .with_user_pin(Some(&user))
         .with_byte_order(order);
     opts.opencryptoki_3_8_1 = o.v381;
+    // openCryptoki 3.8.1's CCA token kept a 64-byte master key (88-byte MK files).
+    opts.legacy_cca_mk = o.v381;
     opts.label = "csulcca-emu-sample".into();
     if let Some(n) = o.iterations {
         opts.pbkdf2_iterations = n;
