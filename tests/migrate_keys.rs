@@ -910,3 +910,38 @@ fn a_damaged_object_is_left_alone_and_reported() {
         &["des-priv-ext", "des2-pub-noext"].into(),
     );
 }
+
+/// Without `-d`, the store is the slot's token directory from
+/// `opencryptoki.conf` (here through `PKCS_APP_STORE`, as openCryptoki resolves
+/// it); a slot that is not configured is refused before prompting, exit 5.
+#[test]
+fn store_found_through_the_slot_configuration() {
+    let mut lab = Lab::new(OLD_381);
+    lab.change_mk("sym", 1);
+    let conf = lab.root().join("opencryptoki.conf");
+    fs::write(
+        &conf,
+        "version opencryptoki-3.27\n\nslot 2\n{\nstdll = libpkcs11_cca.so\n}\n",
+    )
+    .unwrap();
+    lab.extra_env.push((
+        "PKCSCCA_OPENCRYPTOKI_CONF".into(),
+        conf.display().to_string(),
+    ));
+    lab.extra_env
+        .push(("PKCS_APP_STORE".into(), lab.root().display().to_string()));
+    let before = lab.objects();
+    let r = lab.pkcscca(&["-m", "keys", "-s", "3", "-k", "sym"], PINS);
+    assert_eq!(r.code, 5, "{r:?}");
+    assert_eq!(r.stdout, "", "refused before prompting");
+    assert!(r
+        .stderr
+        .ends_with("pkcscca: C_OpenSession failed: rc=0x3 (CKR_SLOT_ID_INVALID)\n"));
+    assert_eq!(lab.objects(), before);
+
+    let r = lab.pkcscca(&["-m", "keys", "-s", "2", "-k", "sym"], PINS);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(r.stdout, format!("{PROMPTS}{}", summary_of("sym")));
+    assert_eq!(lab.check(Some("sym")).code, 0);
+    assert!(lab.lock_dir.join("ccatok").join("LCK..ccatok").exists());
+}
