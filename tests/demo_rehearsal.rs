@@ -25,7 +25,7 @@ fn rehearsal_script_passes_and_cleans_up() {
     assert!(out.status.success(), "{stdout}\n{stderr}");
     for summary in [
         "Successfully migrated: DES: 3. \n",
-        "Successfully migrated: AES: 6. HMAC: 2. \n",
+        "Successfully migrated: AES: 7. HMAC: 2. \n",
         "Successfully migrated: ECC: 2. RSA: 4. IBM ML-DSA: 1. \n",
         "Successfully migrated: RSA: 4. \n",
     ] {
@@ -35,7 +35,7 @@ fn rehearsal_script_passes_and_cleans_up() {
         .rsplit("=== Every key is under the CURRENT")
         .next()
         .unwrap();
-    assert_eq!(last_check.matches("\nok ").count(), 20, "{last_check}");
+    assert_eq!(last_check.matches("\nok ").count(), 21, "{last_check}");
     assert!(!last_check.contains("FAILED"));
     assert!(stdout.ends_with("=== Rehearsal passed\n"), "{stdout}");
     let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().collect();

@@ -323,6 +323,8 @@ fn samples(card: &Card, order: ByteOrder) -> Result<Vec<Sample>, String> {
     let qsa = gen_pka(card, &["QSA-PAIR", "U-DIGSIG"], &[5, 0, 6, 5, 0, 0, 0, 0])?;
     let mut xts = gen_aes_data(card, "KEYLN32")?;
     xts.extend(gen_aes_data(card, "KEYLN32")?);
+    let mut xts_cipher = cipher(256)?;
+    xts_cipher.extend(cipher(256)?);
     let (pk, prk) = (ObjectClass::PUBLIC_KEY, ObjectClass::PRIVATE_KEY);
     let data = |label, private, value: &[u8]| Sample {
         label,
@@ -415,6 +417,15 @@ fn samples(card: &Card, order: ByteOrder) -> Result<Vec<Sample>, String> {
             true,
             Proof::AesXts,
             xts,
+            64,
+        ),
+        secret(
+            "aes-xts-cipher-pub-noext",
+            KeyType::AES_XTS,
+            false,
+            false,
+            Proof::AesXts,
+            xts_cipher,
             64,
         ),
         secret(
