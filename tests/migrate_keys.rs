@@ -287,6 +287,9 @@ fn golden_sym_migration_then_all_current() {
     lab.change_mk("asym", 1);
     let r = golden_run(&lab, "asym-verbose", "asym", &["-v", "debug"], PINS);
     assert_eq!(r.code, 0);
+    lab.change_mk("aes", 1);
+    let r = golden_run(&lab, "aes-verbose", "aes", &["--verbose"], PINS);
+    assert_eq!(r.code, 0);
     assert_eq!(lab.check(None).code, 0);
 }
 
