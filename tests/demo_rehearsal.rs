@@ -26,8 +26,8 @@ fn rehearsal_script_passes_and_cleans_up() {
     for summary in [
         "Successfully migrated: DES: 3. \n",
         "Successfully migrated: AES: 7. HMAC: 2. \n",
-        "Successfully migrated: ECC: 2. RSA: 4. IBM ML-DSA: 1. \n",
-        "Successfully migrated: RSA: 4. \n",
+        "Successfully migrated: ECC: 2. RSA: 5. IBM Dilithium: 1. IBM ML-DSA: 1. IBM ML-KEM: 1. \n",
+        "Successfully migrated: RSA: 5. \n",
     ] {
         assert!(stdout.contains(summary), "no {summary:?} in\n{stdout}");
     }
@@ -35,7 +35,7 @@ fn rehearsal_script_passes_and_cleans_up() {
         .rsplit("=== Every key is under the CURRENT")
         .next()
         .unwrap();
-    assert_eq!(last_check.matches("\nok ").count(), 21, "{last_check}");
+    assert_eq!(last_check.matches("\nok ").count(), 24, "{last_check}");
     assert!(!last_check.contains("FAILED"));
     assert!(stdout.ends_with("=== Rehearsal passed\n"), "{stdout}");
     let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().collect();

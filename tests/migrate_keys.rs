@@ -49,7 +49,14 @@ fn keys_of(ty: &str) -> BTreeSet<&'static str> {
             "sha256-hmac-pub-noext",
         ],
         "asym" => &["rsa08-priv-noext", "rsa08-pub-fulltoken"],
-        "apka" => &["rsa31-priv-ext", "ec-priv-noext", "mldsa-priv-ext"],
+        "apka" => &[
+            "rsa31-priv-ext",
+            "rsa30-priv-noext",
+            "ec-priv-noext",
+            "mldsa-priv-ext",
+            "dilithium-priv-noext",
+            "mlkem-priv-ext",
+        ],
         _ => unreachable!(),
     };
     v.iter().copied().collect()
@@ -60,9 +67,12 @@ fn summary_of(ty: &str) -> &'static str {
     match ty {
         "sym" => "Successfully migrated: DES: 3. \n",
         "aes" => "Successfully migrated: AES: 7. HMAC: 2. \n",
-        // The two RSA-AESC objects are skipped (counted, as upstream counts them).
-        "asym" => "Successfully migrated: RSA: 4. \n",
-        "apka" => "Successfully migrated: ECC: 2. RSA: 4. IBM ML-DSA: 1. \n",
+        // The RSA-AESC/AESM objects are skipped (counted, as upstream counts them).
+        "asym" => "Successfully migrated: RSA: 5. \n",
+        "apka" => {
+            "Successfully migrated: ECC: 2. RSA: 5. IBM Dilithium: 1. IBM ML-DSA: 1. \
+             IBM ML-KEM: 1. \n"
+        }
         _ => unreachable!(),
     }
 }
@@ -341,6 +351,7 @@ fn json_reports_status_per_object() {
         ("rsa08-pub-fulltoken", "migrated"),
         ("rsa31-priv-ext", "skipped"),
         ("rsa31-pub-external", "skipped"),
+        ("rsa30-priv-noext", "skipped"),
     ]
     .iter()
     .map(|(a, b)| (a.to_string(), b.to_string()))

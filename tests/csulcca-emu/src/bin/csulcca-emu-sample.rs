@@ -321,6 +321,13 @@ fn samples(card: &Card, order: ByteOrder) -> Result<Vec<Sample>, String> {
         &[0, 0, 1, 0, 0, 0, 0, 0],
     )?;
     let qsa = gen_pka(card, &["QSA-PAIR", "U-DIGSIG"], &[5, 0, 6, 5, 0, 0, 0, 0])?;
+    let dilithium = gen_pka(card, &["QSA-PAIR", "U-DIGSIG"], &[3, 0, 6, 5, 0, 0, 0, 0])?;
+    let mlkem = gen_pka(
+        card,
+        &["QSA-PAIR", "U-DATENC"],
+        &[6, 0, 7, 0x68, 0, 0, 0, 0],
+    )?;
+    let rsa30 = gen_pka(card, &["RSA-AESM", "KEY-MGMT"], &rsa_kvs(1024))?;
     let mut xts = gen_aes_data(card, "KEYLN32")?;
     xts.extend(gen_aes_data(card, "KEYLN32")?);
     let mut xts_cipher = cipher(256)?;
@@ -515,6 +522,36 @@ fn samples(card: &Card, order: ByteOrder) -> Result<Vec<Sample>, String> {
             true,
             Proof::OpkHash,
             qsa,
+            Vec::new(),
+        ),
+        pka_obj(
+            "rsa30-priv-noext",
+            prk,
+            KeyType::RSA,
+            true,
+            false,
+            Proof::Rsa,
+            rsa30.clone(),
+            public_attrs(&rsa30)?,
+        ),
+        pka_obj(
+            "dilithium-priv-noext",
+            prk,
+            KeyType::IBM_PQC_DILITHIUM,
+            true,
+            false,
+            Proof::OpkHash,
+            dilithium,
+            Vec::new(),
+        ),
+        pka_obj(
+            "mlkem-priv-ext",
+            prk,
+            KeyType::IBM_ML_KEM,
+            true,
+            true,
+            Proof::OpkHash,
+            mlkem,
             Vec::new(),
         ),
         data("data-pub", false, b"public application data"),
