@@ -708,14 +708,49 @@ fn pins_typed_on_a_terminal() {
 
 // ----- pkcsslotd ------------------------------------------------------------------------
 
+/// Runs `pkcscca ARGV` in this process with `paths` for openCryptoki's system
+/// files and no PINs on stdin (so a run that is not refused stops at the prompt
+/// and never loads the CCA library here); returns status, stdout, stderr.
+fn run_in_process(paths: pkcscca::config::SystemPaths, argv: &[&str]) -> (u8, String, String) {
+    use pkcscca::app::{self, Io, Settings};
+    use pkcscca::migrate::Migrator;
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let mut stdin: &[u8] = b"";
+    let io = Io {
+        stdin: &mut stdin,
+        stdout: &mut out,
+        stderr: &mut err,
+        terminal: None,
+    };
+    let exit = app::run_with(
+        argv.iter().copied(),
+        io,
+        Settings::default(),
+        &mut Migrator::with_paths(paths),
+    );
+    (
+        exit.code(),
+        String::from_utf8(out).unwrap(),
+        String::from_utf8(err).unwrap(),
+    )
+}
+
+/// openCryptoki's system paths inside the lab, with these pkcsslotd pid files.
+fn lab_paths(lab: &Lab, pid_files: Vec<std::path::PathBuf>) -> pkcscca::config::SystemPaths {
+    pkcscca::config::SystemPaths {
+        conf_file: lab.root().join("no-opencryptoki.conf"),
+        lock_root: lab.lock_dir.clone(),
+        pkcsslotd_pid_files: pid_files,
+        data_root: lab.root().join("var-lib-opencryptoki"),
+        shm_root: lab.root().join("shm"),
+        ..pkcscca::config::SystemPaths::default()
+    }
+}
+
 /// With a process named pkcsslotd alive (a copy of `sleep`) and a pid file naming
 /// it, the run is refused before prompting, exit 2, and nothing is touched.
 #[test]
 fn refuses_while_pkcsslotd_runs() {
-    use pkcscca::app::{self, Io, Settings};
-    use pkcscca::config::SystemPaths;
-    use pkcscca::migrate::Migrator;
-
     let lab = Lab::new(OLD_381);
     let sleep = ["/bin/sleep", "/usr/bin/sleep"]
         .into_iter()
@@ -740,42 +775,15 @@ fn refuses_while_pkcsslotd_runs() {
         std::thread::sleep(Duration::from_millis(5));
     }
 
-    let paths = SystemPaths {
-        conf_file: lab.root().join("no-opencryptoki.conf"),
-        lock_root: lab.lock_dir.clone(),
-        pkcsslotd_pid_files: vec![pid_file],
-        data_root: lab.root().join("var-lib-opencryptoki"),
-        shm_root: lab.root().join("shm"),
-        ..SystemPaths::default()
-    };
     let before = common::snapshot(&lab.store);
     let store = lab.store.display().to_string();
     let argv = [
         "pkcscca", "-m", "keys", "-s", "2", "-k", "sym", "-d", &store,
     ];
-    let (mut out, mut err) = (Vec::new(), Vec::new());
-    // No PINs: should the refusal ever regress, the run stops at the prompt and
-    // never loads the CCA library in this process.
-    let mut stdin: &[u8] = b"";
-    let io = Io {
-        stdin: &mut stdin,
-        stdout: &mut out,
-        stderr: &mut err,
-        terminal: None,
-    };
-    let exit = app::run_with(
-        argv,
-        io,
-        Settings::default(),
-        &mut Migrator::with_paths(paths),
-    );
+    let (code, out, err) = run_in_process(lab_paths(&lab, vec![pid_file]), &argv);
     let _ = daemon.kill();
     let _ = daemon.wait();
-    let (out, err) = (
-        String::from_utf8(out).unwrap(),
-        String::from_utf8(err).unwrap(),
-    );
-    assert_eq!(exit.code(), 2, "{out}{err}");
+    assert_eq!(code, 2, "{out}{err}");
     assert_eq!(out, "", "refused before prompting");
     assert_eq!(
         err,
@@ -960,4 +968,55 @@ fn store_found_through_the_slot_configuration() {
     assert_eq!(r.stdout, format!("{PROMPTS}{}", summary_of("sym")));
     assert_eq!(lab.check(Some("sym")).code, 0);
     assert!(lab.lock_dir.join("ccatok").join("LCK..ccatok").exists());
+}
+
+/// An object carrying `CKA_IBM_OPAQUE_REENC` means openCryptoki's own (online)
+/// HSM master key change is half done: refused, exit 2, nothing written.
+#[test]
+fn refuses_during_a_pending_hsm_master_key_change_object() {
+    use pkcscca::pkcs11::{AttrType, KeyType, ObjectClass};
+    use pkcscca::store::{Template, TokenStore};
+    let lab = Lab::new(OLD_381);
+    lab.change_mk("sym", 1);
+    {
+        let mut store = TokenStore::open(&lab.store).unwrap();
+        let mk = store.login_user(common::lab::USER_PIN.as_bytes()).unwrap();
+        let mut t = Template::new(store.byte_order());
+        t.set_ulong(AttrType::CLASS, ObjectClass::SECRET_KEY.value());
+        t.set_ulong(AttrType::KEY_TYPE, KeyType::AES.value());
+        t.set_bool(AttrType::TOKEN, true);
+        t.set_bool(AttrType::PRIVATE, false);
+        t.set(AttrType::LABEL, b"reenc-pending".to_vec());
+        t.set(AttrType::IBM_OPAQUE, vec![0; 64]);
+        t.set(AttrType::IBM_OPAQUE_REENC, vec![0; 64]);
+        store.add_object(&mk, t).unwrap();
+    }
+    let before = common::snapshot(&lab.store);
+    let r = lab.migrate("sym", &[]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(r.stderr.contains("holds CKA_IBM_OPAQUE_REENC"), "{r:?}");
+    assert_eq!(common::snapshot(&lab.store), before);
+}
+
+/// A file in `<data root>/HSM_MK_CHANGE/`: refused before prompting, exit 2.
+#[test]
+fn refuses_during_a_pending_hsm_master_key_change_file() {
+    let lab = Lab::new(OLD_381);
+    let paths = lab_paths(&lab, Vec::new());
+    let pending = paths.data_root.join("HSM_MK_CHANGE");
+    fs::create_dir_all(&pending).unwrap();
+    fs::write(pending.join("op-1"), b"pending").unwrap();
+    let before = common::snapshot(&lab.store);
+    let store = lab.store.display().to_string();
+    let argv = [
+        "pkcscca", "-m", "keys", "-s", "2", "-k", "sym", "-d", &store,
+    ];
+    let (code, out, err) = run_in_process(paths, &argv);
+    assert_eq!(code, 2, "{err}");
+    assert_eq!(out, "", "refused before prompting");
+    assert!(
+        err.contains("HSM_MK_CHANGE/op-1: a concurrent HSM master key change is pending"),
+        "{err}"
+    );
+    assert_eq!(common::snapshot(&lab.store), before);
 }
