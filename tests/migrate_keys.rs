@@ -1020,3 +1020,34 @@ fn refuses_during_a_pending_hsm_master_key_change_file() {
     );
     assert_eq!(common::snapshot(&lab.store), before);
 }
+
+/// The checker itself: a key whose material changed (two keys' secure key
+/// tokens swapped, both still under CURRENT) fails its proof, so a migration
+/// that mixed up keys could not pass the tests above.
+#[test]
+fn sample_check_catches_swapped_key_material() {
+    use pkcscca::pkcs11::AttrType;
+    use pkcscca::store::{ObjectName, TokenStore};
+    let lab = Lab::new(NEW);
+    let store = TokenStore::open(&lab.store).unwrap();
+    let mk = store.login_user(common::lab::USER_PIN.as_bytes()).unwrap();
+    let load = |label: &str| {
+        let name = ObjectName::parse(&lab.object_named(label)).unwrap();
+        store.load_object(name, Some(&mk)).unwrap()
+    };
+    let (mut a, mut b) = (load("des-priv-ext"), load("des3-priv-noext"));
+    let (ta, tb) = (
+        a.template.get(AttrType::IBM_OPAQUE).unwrap().to_vec(),
+        b.template.get(AttrType::IBM_OPAQUE).unwrap().to_vec(),
+    );
+    a.template.set(AttrType::IBM_OPAQUE, tb);
+    b.template.set(AttrType::IBM_OPAQUE, ta);
+    store.commit(&mk, &[&a, &b]).unwrap();
+    let c = lab.check(None);
+    assert_eq!(c.code, 1, "{c:?}");
+    assert_eq!(
+        set(check_lines(&c.stdout, "FAILED")),
+        set(vec!["des-priv-ext".into(), "des3-priv-noext".into()])
+    );
+    assert!(c.stdout.contains("des proof differs"), "{c:?}");
+}
