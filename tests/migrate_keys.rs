@@ -1051,3 +1051,53 @@ fn sample_check_catches_swapped_key_material() {
     );
     assert!(c.stdout.contains("des proof differs"), "{c:?}");
 }
+
+/// A card that cannot report its master key registers (CSUACFQ failing):
+/// upstream's way is used, every key goes to the verb and an unchanged answer
+/// means "already current". The result is the same.
+#[test]
+fn without_the_register_query_every_key_goes_to_the_card() {
+    let mut lab = Lab::new(NEW);
+    lab.change_mk("apka", 1);
+    lab.extra_env
+        .push(("CSULCCA_EMU_FAIL".into(), "CSUACFQ:*:16:336".into()));
+    let r = lab.migrate("apka", &["-v", "info"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.stdout.contains("Cannot read the master key registers"),
+        "{r:?}"
+    );
+    assert!(r.stdout.ends_with(summary_of("apka")), "{r:?}");
+    assert_eq!(lab.check(Some("apka")).code, 0);
+    let before = lab.objects();
+    let r = lab.migrate("apka", &[]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let current = r
+        .stdout
+        .lines()
+        .filter(|l| l.contains("token is  wrapped with current master key."))
+        .count();
+    assert_eq!(current, keys_of("apka").len(), "{r:?}");
+    assert_eq!(lab.objects(), before);
+}
+
+/// Two runs started together on one store: openCryptoki's token lock lets one
+/// through; the other is refused (exit 2) or, if it came after, finds every key
+/// current. Either way the store ends consistent.
+#[test]
+fn two_runs_at_once() {
+    let lab = Lab::new(OLD_381);
+    lab.change_mk("aes", 1);
+    let _guard = common::lab::no_pkcsslotd_guard();
+    let (mut a, _) = spawn_slow_aes_run(&lab, 5_000);
+    let (mut b, _) = spawn_slow_aes_run(&lab, 5_000);
+    let codes = [
+        a.wait().unwrap().code().unwrap(),
+        b.wait().unwrap().code().unwrap(),
+    ];
+    eprintln!("exit statuses {codes:?}");
+    assert!(codes.contains(&0), "{codes:?}");
+    assert!(codes.iter().all(|c| matches!(c, 0 | 2)), "{codes:?}");
+    assert!(!lab.objects().keys().any(|n| n.ends_with(".pkcscca.tmp")));
+    assert_eq!(lab.check(None).code, 0);
+}
