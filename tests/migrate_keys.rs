@@ -115,6 +115,14 @@ fn assert_changed(
     }
 }
 
+/// How many `Skipping, ... token is  wrapped with current master key.` lines.
+fn current_lines(stdout: &str) -> usize {
+    stdout
+        .lines()
+        .filter(|l| l.contains("token is  wrapped with current master key."))
+        .count()
+}
+
 /// Create → MK change → check fails → pkcscca → check passes, others untouched →
 /// second run reports every key current and writes nothing.
 fn full_cycle(layout: &[&str], ty: &str) {
@@ -145,11 +153,7 @@ fn full_cycle(layout: &[&str], ty: &str) {
 
     let again = lab.migrate(ty, &[]);
     assert_eq!(again.code, 0, "{again:?}");
-    let current = again
-        .stdout
-        .lines()
-        .filter(|l| l.contains("token is  wrapped with current master key."))
-        .count();
+    let current = current_lines(&again.stdout);
     assert_eq!(current, keys_of(ty).len(), "{again:?}");
     assert!(again.stdout.ends_with(summary_of(ty)));
     assert_eq!(lab.objects(), after, "a second run must write nothing");
@@ -458,13 +462,20 @@ fn fault_on_one_key_then_lost_after_second_change() {
     );
 }
 
+/// A new-format sample store after a master key change of `ty`, with the
+/// card's fault knob set to `fault` for the runs that follow.
+fn lab_after_change_with_fault(ty: &str, fault: &str) -> Lab {
+    let mut lab = Lab::new(NEW);
+    lab.change_mk(ty, 1);
+    lab.extra_env
+        .push(("CSULCCA_EMU_FAIL".into(), fault.into()));
+    lab
+}
+
 /// A fault on every key of one verb (the HMAC path) fails those keys only.
 #[test]
 fn fault_on_a_whole_verb_fails_only_its_keys() {
-    let mut lab = Lab::new(NEW);
-    lab.change_mk("aes", 1);
-    lab.extra_env
-        .push(("CSULCCA_EMU_FAIL".into(), "CSNBKTC2:*:16:336".into()));
+    let mut lab = lab_after_change_with_fault("aes", "CSNBKTC2:*:16:336");
     let before = lab.objects();
     let r = lab.migrate("aes", &[]);
     assert_eq!(r.code, 3, "{r:?}");
@@ -1057,10 +1068,7 @@ fn sample_check_catches_swapped_key_material() {
 /// means "already current". The result is the same.
 #[test]
 fn without_the_register_query_every_key_goes_to_the_card() {
-    let mut lab = Lab::new(NEW);
-    lab.change_mk("apka", 1);
-    lab.extra_env
-        .push(("CSULCCA_EMU_FAIL".into(), "CSUACFQ:*:16:336".into()));
+    let lab = lab_after_change_with_fault("apka", "CSUACFQ:*:16:336");
     let r = lab.migrate("apka", &["-v", "info"]);
     assert_eq!(r.code, 0, "{r:?}");
     assert!(
@@ -1072,11 +1080,7 @@ fn without_the_register_query_every_key_goes_to_the_card() {
     let before = lab.objects();
     let r = lab.migrate("apka", &[]);
     assert_eq!(r.code, 0, "{r:?}");
-    let current = r
-        .stdout
-        .lines()
-        .filter(|l| l.contains("token is  wrapped with current master key."))
-        .count();
+    let current = current_lines(&r.stdout);
     assert_eq!(current, keys_of("apka").len(), "{r:?}");
     assert_eq!(lab.objects(), before);
 }
