@@ -131,6 +131,7 @@ fn full_cycle(layout: &[&str], ty: &str) {
     assert_eq!(r.code, 0, "fresh store: {r:?}");
 
     let before = lab.objects();
+    let meta_before = common::snapshot(&lab.store);
     lab.change_mk(ty, 1);
     let r = lab.check(Some(ty));
     assert_eq!(r.code, 1, "keys under OLD must fail the check: {r:?}");
@@ -150,6 +151,21 @@ fn full_cycle(layout: &[&str], ty: &str) {
     let after = lab.objects();
     assert_changed(&lab, &before, &after, &keys_of(ty));
     assert!(!after.keys().any(|n| n.ends_with(".pkcscca.tmp")));
+    // Rewritten files keep openCryptoki's owner, group and mode (rw-rw----).
+    let meta_after = common::snapshot(&lab.store);
+    assert_eq!(
+        meta_before.keys().collect::<Vec<_>>(),
+        meta_after.keys().collect::<Vec<_>>()
+    );
+    for (path, b) in &meta_before {
+        let a = &meta_after[path];
+        assert_eq!(
+            (a.mode, a.uid, a.gid),
+            (b.mode, b.uid, b.gid),
+            "{}",
+            path.display()
+        );
+    }
 
     let again = lab.migrate(ty, &[]);
     assert_eq!(again.code, 0, "{again:?}");
