@@ -564,13 +564,7 @@ fn recovery_from_every_commit_state() {
         assert_eq!(r.code, 0, "k={k}: {r:?}");
         let files = object_files(&dir);
         assert!(!files.keys().any(|n| n.ends_with(".pkcscca.tmp")), "k={k}");
-        // Check this directory's keys with the sample checker.
-        let check = Command::new(common::lab::sample_tool());
-        let mut check = check;
-        check
-            .args(["check", "--dir", &d, "--checks"])
-            .arg(&base.checks);
-        let c = base.run_with_stdin(check, PINS);
+        let c = base.check_store(&dir, None);
         assert_eq!(c.code, 0, "k={k}: {c:?}");
         // Keys of the other types are untouched.
         for (n, b) in &old {

@@ -165,7 +165,12 @@ impl Lab {
 
     /// `csulcca-emu-sample check` for keys of `mk_type` (all objects when `None`).
     pub fn check(&self, mk_type: Option<&str>) -> Run {
-        let store = self.store.display().to_string();
+        self.check_store(&self.store, mk_type)
+    }
+
+    /// [`Lab::check`] of a copy of the store in `store` (same card, same proofs).
+    pub fn check_store(&self, store: &Path, mk_type: Option<&str>) -> Run {
+        let store = store.display().to_string();
         let checks = self.checks.display().to_string();
         let mut args = vec!["check", "--dir", &store, "--checks", &checks];
         args.extend(["--expect-mk", "current"]);
