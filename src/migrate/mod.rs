@@ -87,10 +87,16 @@ fn resolve_target(paths: &SystemPaths, args: &Args, out: &mut Output<'_>) -> Res
     let located = u32::try_from(slot)
         .ok()
         .map(|s| config::locate_token(paths, s));
-    let group = |usergroup: Option<&str>| {
-        lock::group_gid(&paths.group_file, usergroup.unwrap_or("pkcs11"))
-    };
-    if let Some(dir) = &args.datastore {
+    let group =
+        |usergroup: Option<&str>| lock::group_gid(&paths.group_file, usergroup.unwrap_or("pkcs11"));
+    if let Some(given) = &args.datastore {
+        // openCryptoki names the token's shared memory segment after the absolute
+        // data store path, and a configured slot's directory is absolute too:
+        // compare and derive from `-d` made absolute (symlinks are kept as typed).
+        let dir: &PathBuf = &std::path::absolute(given)
+            .unwrap_or_else(|_| given.clone())
+            .components()
+            .collect();
         let name = dir
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -260,7 +266,14 @@ fn run_keys(
     let lib = match Csulcca::open() {
         Ok(lib) => lib,
         Err(e) => {
-            out.dlopen_failed(Csulcca::LIBRARY, e);
+            // The loader's own text already names the library: print it alone
+            // after upstream's `dlopen(libcsulcca.so) failed: `.
+            match e {
+                crate::cca::LoadError::Open { detail, .. } => {
+                    out.dlopen_failed(Csulcca::LIBRARY, detail)
+                }
+                e => out.dlopen_failed(Csulcca::LIBRARY, e),
+            }
             return Exit::Failure;
         }
     };
@@ -339,16 +352,21 @@ fn run_keys(
     let (tally, changed) = keys::migrate(&card, &kinds, &mut objects, out);
 
     let mut written = 0usize;
-    if !args.dry_run && !changed.is_empty() {
-        let batch: Vec<&StoredObject> = changed.iter().filter_map(|&i| objects.get(i)).collect();
-        match store.commit(&mk, &batch) {
-            Ok(report) => written = report.written.len(),
-            Err(e) => {
+    if !args.dry_run {
+        if !changed.is_empty() {
+            let batch: Vec<&StoredObject> =
+                changed.iter().filter_map(|&i| objects.get(i)).collect();
+            if let Err(e) = store.commit(&mk, &batch) {
                 out.error("Error replacing old key with migrated key.");
                 out.error(e);
+                // Some files may have been renamed already (a partial commit).
+                remove_shm(paths, &target.shm_name, out);
                 return Exit::Login;
             }
+            written = batch.len();
         }
+        // Also when this run changed nothing: an earlier run may have been killed
+        // after its renames and before it could remove the segment.
         remove_shm(paths, &target.shm_name, out);
     }
 
