@@ -13,7 +13,8 @@
 //! Like `tests/ock381.rs`, every test is `#[ignore]`d (it needs root and apt
 //! and changes system state) and additionally refuses to run unless
 //! `PKCSCCA_INTEROP=1`. `.ci/run` runs
-//! `PKCSCCA_INTEROP=1 cargo test --test interop -- --ignored --test-threads=1`.
+//! `PKCSCCA_INTEROP=1 cargo test --test interop -- --ignored --test-threads=1
+//! --nocapture` (so its log shows the RESULT and TIMING lines).
 //! The suite never skips: if openCryptoki cannot be installed or started,
 //! every check fails with the step that failed.
 
@@ -58,7 +59,14 @@ fn suite() -> &'static Suite {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
-        println!("{log}");
+        // The summary (one RESULT line per check, the TIMING line) goes to
+        // the test output; the whole log comes with any failure.
+        for l in log
+            .lines()
+            .filter(|l| l.contains("] RESULT ") || l.contains("] TIMING "))
+        {
+            println!("{l}");
+        }
         Suite {
             ok: out.status.success(),
             status: out.status.to_string(),

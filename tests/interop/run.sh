@@ -56,7 +56,7 @@ harness_on_exit() {
         [[ -n $RESULTS ]] && grep -q "^RESULT $c " "$RESULTS" 2>/dev/null && continue
         result "$c FAIL the suite stopped before this check (exit $rc, step \"$STEP\"); see the log"
     done
-    log "TIMING interop suite: $(($(date +%s) - START_TS))s in total (install, build, checks, restore)"
+    log "TIMING interop suite: $(($(date +%s) - START_TS))s from the start through every check (install, build, setup, checks; the restore follows)"
 }
 
 # run_check NAME: runs check_NAME in a subshell with its own pkcsslotd
