@@ -25,6 +25,8 @@ use cryptoki::object::{Attribute, AttributeInfo, AttributeType};
 use cryptoki::session::Session;
 use cryptoki_sys::{CK_ATTRIBUTE, CK_ULONG};
 use pkcscca::pkcs11::AttrType;
+use pkcscca::store::{MasterKey, OpenOptions, StoredObject, TokenStore};
+use std::path::Path;
 
 use crate::{Brief, Context, Failure};
 
@@ -160,14 +162,7 @@ fn insert(snap: &mut Snapshot, label: Vec<u8>, attrs: Attrs) -> Result<(), Failu
 /// The snapshot our store layer reads from the data store `dir` with the USER
 /// PIN, offline.
 pub fn from_store(dir: &str, user_pin: &str) -> Result<Snapshot, Failure> {
-    use pkcscca::store::TokenStore;
-    let store = TokenStore::open(dir).map_err(|e| Failure(format!("open {dir}: {e}")))?;
-    let mk = store
-        .login_user(user_pin.as_bytes())
-        .map_err(|e| Failure(format!("login to {dir}: {e}")))?;
-    let objects = store
-        .load_objects(&mk)
-        .map_err(|e| Failure(format!("load objects of {dir}: {e}")))?;
+    let (_, _, objects) = load_store(Path::new(dir), OpenOptions::default(), user_pin)?;
     let mut snap = Snapshot::default();
     for o in objects {
         let mut attrs = Attrs::new();
@@ -189,6 +184,25 @@ pub fn from_store(dir: &str, user_pin: &str) -> Result<Snapshot, Failure> {
         insert(&mut snap, label, attrs)?;
     }
     Ok(snap)
+}
+
+/// Opens the store in `dir`, logs in as USER and loads every object, with
+/// errors naming the directory.
+pub fn load_store(
+    dir: &Path,
+    opts: OpenOptions,
+    user_pin: &str,
+) -> Result<(TokenStore, MasterKey, Vec<StoredObject>), Failure> {
+    let shown = dir.display();
+    let store =
+        TokenStore::open_with(dir, opts).map_err(|e| Failure(format!("open {shown}: {e}")))?;
+    let mk = store
+        .login_user(user_pin.as_bytes())
+        .map_err(|e| Failure(format!("login to {shown}: {e}")))?;
+    let objects = store
+        .load_objects(&mk)
+        .map_err(|e| Failure(format!("load objects of {shown}: {e}")))?;
+    Ok((store, mk, objects))
 }
 
 impl Snapshot {
