@@ -199,6 +199,19 @@ check_mk_change_drill() {
     fi
     grep -q 'pkcsslotd is running' "$WORK/ours.out" || fail "our pkcscca failed with pkcsslotd running, but not saying so"
     stop_slotd
+    step "our pkcscca refuses while a process holds openCryptoki's token lock"
+    # 3.8.1 serialises token access with flock() on this file (created by the
+    # STDLL); our pkcscca must take the same lock, in the same directory.
+    local lockf="$LOCK_DIR/$CCA_TOK/LCK..$CCA_TOK"
+    [[ -f $lockf ]] || fail "openCryptoki left no token lock file $lockf"
+    exec 8<"$lockf"
+    flock -n 8 || fail "cannot take $lockf for the test"
+    if our_pkcscca -m keys -s "$CCA_SLOT" -k sym; then
+        fail "our pkcscca migrated while $lockf was held"
+    fi
+    flock -u 8
+    exec 8<&-
+    grep -q 'locked' "$WORK/ours.out" || fail "our pkcscca failed while the token lock was held, but not saying so"
     local k
     for k in sym aes apka asym; do
         step "our pkcscca -m keys -s $CCA_SLOT -k $k (offline)"
