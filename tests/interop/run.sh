@@ -123,6 +123,11 @@ step "PKCS#11 snapshots"
 drill snapshot --slot "$CCA_SLOT" --out "$WORK/cca.p11.pre" || fail "PKCS#11 snapshot of the CCA token"
 drill snapshot --slot "$SW_SLOT" --out "$WORK/sw.p11.pre" || fail "PKCS#11 snapshot of the soft token"
 stop_slotd
+# File names, modes and owners as openCryptoki made them (the writer check
+# holds our rewrite to them: group pkcs11 members must keep access).
+perms() { (cd "$1" && find . -type f -printf '%P %m %u %g\n' | LC_ALL=C sort); }
+perms "$SW_DIR" >"$WORK/sw.perms.pre"
+perms "$CCA_DIR" >"$WORK/cca.perms.pre"
 
 # ----------------------------------------------------------------- checks ---
 
@@ -258,6 +263,14 @@ check_writer_roundtrip_accepted() {
     step "no-op rewrite of every object by our store layer"
     drill store-rewrite --slot "$SW_SLOT" || fail "store-rewrite of the soft token"
     drill store-rewrite --slot "$CCA_SLOT" || fail "store-rewrite of the CCA token"
+    local t
+    for t in sw cca; do
+        local dir=$SW_DIR
+        [[ $t == cca ]] && dir=$CCA_DIR
+        perms "$dir" >"$WORK/$t.perms.post"
+        diff "$WORK/$t.perms.pre" "$WORK/$t.perms.post" >"$WORK/$t.perms.diff" \
+            || fail "$t store files after our rewrite differ in name, mode or owner: $(grep '^[<>]' "$WORK/$t.perms.diff" | head -4 | tr '\n' ' ')"
+    done
     step "openCryptoki reads the rewritten stores"
     start_slotd
     drill snapshot --slot "$SW_SLOT" --out "$WORK/sw.p11.rewritten" || fail "PKCS#11 snapshot of the rewritten soft token"
