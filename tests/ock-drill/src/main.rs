@@ -290,6 +290,56 @@ const DATA_OBJECTS: &[(&str, bool, &[u8])] = &[
     ),
 ];
 
+/// The uncompressed generator point of P-256 as a DER OCTET STRING (a valid
+/// public point for the imported EC public key).
+const P256_G: [u8; 67] = [
+    0x04, 0x41, 0x04, 0x6B, 0x17, 0xD1, 0xF2, 0xE1, 0x2C, 0x42, 0x47, 0xF8, 0xBC, 0xE6, 0xE5, 0x63,
+    0xA4, 0x40, 0xF2, 0x77, 0x03, 0x7D, 0x81, 0x2D, 0xEB, 0x33, 0xA0, 0xF4, 0xA1, 0x39, 0x45, 0xD8,
+    0x98, 0xC2, 0x96, 0x4F, 0xE3, 0x42, 0xE2, 0xFE, 0x1A, 0x7F, 0x9B, 0x8E, 0xE7, 0xEB, 0x4A, 0x7C,
+    0x0F, 0x9E, 0x16, 0x2B, 0xCE, 0x33, 0x57, 0x6B, 0x31, 0x5E, 0xCE, 0xCB, 0xB6, 0x40, 0x68, 0x37,
+    0xBF, 0x51, 0xF5,
+];
+
+/// Objects `--extras` creates besides keys and data objects: an X.509
+/// certificate object (its `CKA_CERTIFICATE_TYPE` is one of the `CK_ULONG`s
+/// the store narrows to 4 bytes) and, on the soft token, an imported EC
+/// public key (3.8.1's CCA token answers that `C_CreateObject` with
+/// `CKR_KEY_FUNCTION_NOT_PERMITTED`).
+fn other_objects(cca: bool) -> Vec<(&'static str, Vec<Attribute>)> {
+    let mut all = vec![
+        (
+            "cert-x509",
+            vec![
+                Attribute::Class(ObjectClass::CERTIFICATE),
+                Attribute::CertificateType(cryptoki::object::CertificateType::X_509),
+                Attribute::Token(true),
+                Attribute::Private(false),
+                Attribute::Label(b"cert-x509".to_vec()),
+                Attribute::Subject(b"0\x0f1\r0\x0b\x06\x03U\x04\x03\x0c\x04test".to_vec()),
+                Attribute::Id(vec![0x01, 0x02]),
+                Attribute::Value(b"not a real certificate: openCryptoki stores the bytes".to_vec()),
+            ],
+        ),
+        (
+            "ec-p256-imported-pub",
+            vec![
+                Attribute::Class(ObjectClass::PUBLIC_KEY),
+                Attribute::KeyType(cryptoki::object::KeyType::EC),
+                Attribute::Token(true),
+                Attribute::Private(false),
+                Attribute::Label(b"ec-p256-imported-pub".to_vec()),
+                Attribute::EcParams(P256_PARAMS.to_vec()),
+                Attribute::EcPoint(P256_G.to_vec()),
+                Attribute::Verify(true),
+            ],
+        ),
+    ];
+    if cca {
+        all.retain(|(label, _)| *label != "ec-p256-imported-pub");
+    }
+    all
+}
+
 /// The keys of a profile: `cca` (default) or `sw`, then, with `--extras`,
 /// [`EXTRA_KEYS`].
 fn keys_of(profile: &str, extras: bool) -> Result<Vec<&'static KeySpec>, Failure> {
@@ -807,6 +857,13 @@ fn setup(p11: &Pkcs11, args: &Args) -> Result<(), Failure> {
         ])
         .step(&format!("C_CreateObject data object {label}"))?;
         println!("created data object {label}");
+    }
+    if args.extras {
+        for (label, t) in other_objects(cca) {
+            s.create_object(&t)
+                .step(&format!("C_CreateObject {label}"))?;
+            println!("created {label}");
+        }
     }
     for c in CIPHERS {
         let Some(&h) = handles.get(c.label) else {
