@@ -71,6 +71,10 @@ pub use object_file::{PLAIN_BAD_LENGTH, PLAIN_BAD_PADDING, PLAIN_BAD_SHA1};
 /// failed.
 pub const DECIPHER_FAILED: &str = "the card could not (de)cipher the object";
 
+/// A caller's decipher function for [`TokenStore::decode_object_deciphered`]:
+/// ciphertext in, padded plaintext of the same length out, `None` on failure.
+pub type PayloadDecipher<'a> = &'a mut dyn FnMut(&[u8]) -> Option<Zeroizing<Vec<u8>>>;
+
 /// Name of the token data file.
 pub const NVTOK_DAT: &str = "NVTOK.DAT";
 /// Master key file under the SO PIN.
@@ -532,7 +536,7 @@ impl TokenStore {
         &self,
         name: ObjectName,
         file: Vec<u8>,
-        decipher: &mut dyn FnMut(&[u8]) -> Option<Zeroizing<Vec<u8>>>,
+        decipher: PayloadDecipher<'_>,
     ) -> Result<StoredObject, StoreError> {
         let path = self.object_path(name);
         if self.format != Format::Old {
