@@ -701,14 +701,20 @@ mod tests {
     fn verbose_lines_need_a_level_other_than_none() {
         let (out, _) = run(Verbosity::None, |o| o.key_migrated("AES", b"k", "00000001"));
         assert_eq!(out, "");
-        let (out, _) = run(Verbosity::Error, |o| o.key_migrated("AES", b"k", "00000001"));
-        assert_eq!(out, "Successfully migrated AES key. label=k, handle=00000001\n");
+        let (out, _) = run(Verbosity::Error, |o| {
+            o.key_migrated("AES", b"k", "00000001")
+        });
+        assert_eq!(
+            out,
+            "Successfully migrated AES key. label=k, handle=00000001\n"
+        );
     }
 
     #[test]
     fn labels_stop_at_nul_and_keep_raw_bytes() {
         let (mut out, mut err) = (Vec::new(), Vec::new());
-        Output::new(&mut out, &mut err, b"pkcscca").skipping_public_key(b"a\xffb\0junk", "OBa7Kq0Z");
+        Output::new(&mut out, &mut err, b"pkcscca")
+            .skipping_public_key(b"a\xffb\0junk", "OBa7Kq0Z");
         assert_eq!(
             out,
             b"Skipping key, its a public key. label=a\xffb, handle=OBa7Kq0Z\n"

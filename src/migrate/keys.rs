@@ -116,7 +116,9 @@ impl Card<'_> {
 
     fn old_mkvp(&self) -> Option<&[u8]> {
         let s = self.status.as_ref()?;
-        (s.old.state == 2).then_some(s.old.mkvp.as_deref()).flatten()
+        (s.old.state == 2)
+            .then_some(s.old.mkvp.as_deref())
+            .flatten()
     }
 }
 
@@ -258,7 +260,10 @@ fn reencipher(card: &Card<'_>, kind: &KeyKind, blob: &[u8]) -> TokenOutcome {
                 None => "the token matches neither the CURRENT nor the OLD master key".into(),
             }
         } else if e.is_mk_not_loaded() {
-            format!("the {} master key is not loaded on the adapter", card.mk_type)
+            format!(
+                "the {} master key is not loaded on the adapter",
+                card.mk_type
+            )
         } else {
             format!("return code {}, reason code {}", e.rc, e.reason)
         };
@@ -427,7 +432,9 @@ pub(super) fn find(
                 "object {}: {} key without CKA_IBM_OPAQUE is not a CCA secure key; skipped",
                 obj.name, kind.type_name
             ));
-            tally.keys.push(record(obj, kind, KeyStatus::Skipped, None, None, None));
+            tally
+                .keys
+                .push(record(obj, kind, KeyStatus::Skipped, None, None, None));
             if let Some(r) = tally.keys.last_mut() {
                 r.reason = Some("no CKA_IBM_OPAQUE attribute".into());
             }

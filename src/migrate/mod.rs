@@ -94,9 +94,8 @@ fn resolve_target(paths: &SystemPaths, args: &Args, out: &mut Output<'_>) -> Res
             .ok()
             .map(|s| config::locate_token(paths, s)),
     };
-    let group = |usergroup: Option<&str>| {
-        lock::group_gid(&paths.group_file, usergroup.unwrap_or("pkcs11"))
-    };
+    let group =
+        |usergroup: Option<&str>| lock::group_gid(&paths.group_file, usergroup.unwrap_or("pkcs11"));
     let datastore = match (&args.datastore, args.mode) {
         (Some(dir), _) => Some(dir.clone()),
         (None, Mode::V2ObjectsV3) => Some(paths.data_root.join("ccatok")),
@@ -215,7 +214,9 @@ impl ModeRunner for Migrator {
             return Exit::Failure;
         };
         match args.mode {
-            Mode::Keys { key_type, .. } => run_keys(&self.paths, &target, key_type, args, pins, out),
+            Mode::Keys { key_type, .. } => {
+                run_keys(&self.paths, &target, key_type, args, pins, out)
+            }
             Mode::OldRsaKeys { .. } => oldrsa::run(&self.paths, &target, args, pins, out),
             Mode::V2ObjectsV3 => v2::run(&self.paths, &target, args, pins, out),
         }

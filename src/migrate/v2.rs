@@ -147,7 +147,12 @@ pub fn run(
 
 /// Opens MK_SO and MK_USER with the PINs (`load_masterkey()` for each, after
 /// upstream's `verify_pins()`); returns the key of MK_USER.
-fn login(store: &TokenStore, dir: &Path, pins: &Pins, out: &mut Output<'_>) -> Result<MasterKey, Exit> {
+fn login(
+    store: &TokenStore,
+    dir: &Path,
+    pins: &Pins,
+    out: &mut Output<'_>,
+) -> Result<MasterKey, Exit> {
     let so = store.so_master_key(pins.so.as_bytes());
     master_key(so, PinKind::So, dir, MK_SO, out)?;
     let user = store.login_user(pins.user.as_bytes());
@@ -213,11 +218,12 @@ impl Converter<'_> {
         let private = file.get(4).is_some_and(|&b| b != 0);
         let mut obj = if private {
             // Already enciphered in software (3.x form)?
-            match self.store.decode_object_bytes(name, file.clone(), Some(self.mk)) {
+            match self
+                .store
+                .decode_object_bytes(name, file.clone(), Some(self.mk))
+            {
                 Ok(obj) => {
-                    out.verbose_notice(format_args!(
-                        "{path} is already in openCryptoki 3 form."
-                    ));
+                    out.verbose_notice(format_args!("{path} is already in openCryptoki 3 form."));
                     return match adjust(obj, out) {
                         Adjusted::Unchanged(_) => Outcome::Done(None),
                         Adjusted::Changed(o) => Outcome::Done(Some(o)),
@@ -319,9 +325,8 @@ fn adjust(mut obj: StoredObject, out: &mut Output<'_>) -> Adjusted {
         out.no_value_attribute();
         return Adjusted::Failed;
     };
-    let is_token = value.len() == AES_TOKEN_LEN
-        && value.first() == Some(&0x01)
-        && value.get(4) == Some(&0x04);
+    let is_token =
+        value.len() == AES_TOKEN_LEN && value.first() == Some(&0x01) && value.get(4) == Some(&0x04);
     if !is_token {
         out.value_not_secure_key();
         return Adjusted::Unchanged(obj);
@@ -333,7 +338,8 @@ fn adjust(mut obj: StoredObject, out: &mut Output<'_>) -> Adjusted {
         .map_or(0, u16::from_be_bytes);
     let token = value.to_vec();
     obj.template.set(AttrType::IBM_OPAQUE, token);
-    obj.template.set(AttrType::VALUE, vec![0u8; usize::from(bits / 8)]);
+    obj.template
+        .set(AttrType::VALUE, vec![0u8; usize::from(bits / 8)]);
     Adjusted::Changed(obj)
 }
 

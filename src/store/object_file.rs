@@ -195,7 +195,9 @@ pub(crate) fn decode_old_with(
     }
     let plain = decipher(payload)?;
     if plain.len() != payload.len() {
-        return Err(DecodeError::Crypto("deciphered payload has the wrong length"));
+        return Err(DecodeError::Crypto(
+            "deciphered payload has the wrong length",
+        ));
     }
     let flat_bytes = split_old_plain(&plain, order)?;
     let flat = decode_flat(flat_bytes, order).map_err(|e| e.shifted(4))?;
