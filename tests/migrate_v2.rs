@@ -91,14 +91,14 @@ fn build_v2_store(cca: &Csulcca, dir: &Path) -> Built {
     t.set(AttrType::IBM_OPAQUE, des_key.to_vec());
     templates.push(("des3".to_string(), t, true));
     let mut t = Template::new(order);
-    t.set_ulong(AttrType::CLASS, u64::from(ObjectClass::DATA.value()));
+    t.set_ulong(AttrType::CLASS, ObjectClass::DATA.value());
     t.set_bool(AttrType::TOKEN, true);
     t.set_bool(AttrType::PRIVATE, true);
     t.set(AttrType::LABEL, b"secret-data".to_vec());
     t.set(AttrType::VALUE, b"what only the user may read".to_vec());
     templates.push(("secret-data".to_string(), t, true));
     let mut t = Template::new(order);
-    t.set_ulong(AttrType::CLASS, u64::from(ObjectClass::DATA.value()));
+    t.set_ulong(AttrType::CLASS, ObjectClass::DATA.value());
     t.set_bool(AttrType::TOKEN, true);
     t.set_bool(AttrType::PRIVATE, false);
     t.set(AttrType::LABEL, b"public-data".to_vec());

@@ -34,6 +34,17 @@ pub struct Run {
 /// Runs `pkcscca ARGS` with a clean environment: the emulator of `session`, the lock
 /// directory `<tmp>/lock`, no openCryptoki configuration; `stdin` piped.
 pub fn pkcscca(session: &EmuSession, tmp: &Path, args: &[&str], stdin: &[u8]) -> Run {
+    pkcscca_env(session, tmp, args, stdin, &[])
+}
+
+/// [`pkcscca`] with extra environment variables (e.g. emulator fault knobs).
+pub fn pkcscca_env(
+    session: &EmuSession,
+    tmp: &Path,
+    args: &[&str],
+    stdin: &[u8],
+    env: &[(&str, &str)],
+) -> Run {
     let mut child = Command::new(env!("CARGO_BIN_EXE_pkcscca"))
         .args(args)
         .env_clear()
@@ -43,12 +54,14 @@ pub fn pkcscca(session: &EmuSession, tmp: &Path, args: &[&str], stdin: &[u8]) ->
             "PKCSCCA_OPENCRYPTOKI_CONF",
             tmp.join("no-opencryptoki.conf"),
         )
+        .envs(env.iter().copied())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("run pkcscca");
-    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    // A run refused before the prompts never reads its input.
+    let _ = child.stdin.take().unwrap().write_all(stdin);
     let out = child.wait_with_output().unwrap();
     Run {
         rc: out.status.code().unwrap_or(-1),
@@ -144,10 +157,10 @@ pub fn key_template(
     private: bool,
 ) -> Template {
     let mut t = Template::new(order);
-    t.set_ulong(AttrType::CLASS, u64::from(class.value()));
+    t.set_ulong(AttrType::CLASS, class.value());
     t.set_bool(AttrType::TOKEN, true);
     t.set_bool(AttrType::PRIVATE, private);
     t.set(AttrType::LABEL, label.as_bytes().to_vec());
-    t.set_ulong(AttrType::KEY_TYPE, u64::from(key_type.value()));
+    t.set_ulong(AttrType::KEY_TYPE, key_type.value());
     t
 }
