@@ -13,7 +13,7 @@
 //! | `C_Login(USER)` (8) | the store's master key from `MK_USER` (8) |
 //! | `dlopen(libcsulcca.so)` (255) | the same (255) |
 //! | `C_FindObjects` / `C_SetAttributeValue` | objects decrypted from `TOK_OBJ`, rewritten in one atomic batch (8 if that fails) |
-//! | exit 0 even if keys failed | exit 3 if any key failed or any object could not be read |
+//! | exit 0 even if keys failed | exit 3 if any key failed or any object could not be read (`-m v2objectsv3` keeps upstream's 0, see [`v2`]) |
 
 pub mod keys;
 pub mod oldrsa;
