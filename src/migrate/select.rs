@@ -124,11 +124,44 @@ const fn kind(
 }
 
 const fn hmac(key_type: KeyType) -> KeyKind {
-    kind(key_type, None, false, "HMAC", "HMAC", Handling::Hmac, Counter::Hmac)
+    kind(
+        key_type,
+        None,
+        false,
+        "HMAC",
+        "HMAC",
+        Handling::Hmac,
+        Counter::Hmac,
+    )
 }
 
 const fn ecc(key_type: KeyType) -> KeyKind {
-    kind(key_type, None, false, "ECC", "ECC", Handling::Asymmetric, Counter::Ecc)
+    kind(
+        key_type,
+        None,
+        false,
+        "ECC",
+        "ECC",
+        Handling::Asymmetric,
+        Counter::Ecc,
+    )
+}
+
+/// The one search of `-m oldrsakeys` (`migrate_old_rsa_keys()`: `Search for RSA keys`,
+/// `CKK_RSA`, type name `RSA`).
+pub fn old_rsa_search() -> KeyKind {
+    KeyKind {
+        rsa: Some(RsaFormat::Old),
+        ..kind(
+            KeyType::RSA,
+            Some("RSA"),
+            true,
+            "RSA",
+            "RSA",
+            Handling::Asymmetric,
+            Counter::Rsa,
+        )
+    }
 }
 
 /// The searches of one `-k` value, in upstream's order, followed by ours.
@@ -136,8 +169,24 @@ pub fn searches(mk: MkArg) -> Vec<KeyKind> {
     use Handling::{Asymmetric as Asym, Symmetric as Sym};
     match mk {
         MkArg::Aes => vec![
-            kind(KeyType::AES, Some("AES"), true, "AES", "AES", Sym, Counter::Aes),
-            kind(KeyType::AES_XTS, None, true, "AES XTS", "AES", Sym, Counter::Aes),
+            kind(
+                KeyType::AES,
+                Some("AES"),
+                true,
+                "AES",
+                "AES",
+                Sym,
+                Counter::Aes,
+            ),
+            kind(
+                KeyType::AES_XTS,
+                None,
+                true,
+                "AES XTS",
+                "AES",
+                Sym,
+                Counter::Aes,
+            ),
             kind(
                 KeyType::GENERIC_SECRET,
                 Some("HMAC"),
@@ -154,10 +203,26 @@ pub fn searches(mk: MkArg) -> Vec<KeyKind> {
             hmac(KeyType::SHA512_HMAC),
         ],
         MkArg::Apka => vec![
-            kind(KeyType::EC, Some("ECC"), true, "ECC", "ECC", Asym, Counter::Ecc),
+            kind(
+                KeyType::EC,
+                Some("ECC"),
+                true,
+                "ECC",
+                "ECC",
+                Asym,
+                Counter::Ecc,
+            ),
             KeyKind {
                 rsa: Some(RsaFormat::New),
-                ..kind(KeyType::RSA, Some("RSA"), true, "RSA", "RSA", Asym, Counter::Rsa)
+                ..kind(
+                    KeyType::RSA,
+                    Some("RSA"),
+                    true,
+                    "RSA",
+                    "RSA",
+                    Asym,
+                    Counter::Rsa,
+                )
             },
             kind(
                 KeyType::IBM_PQC_DILITHIUM,
@@ -197,16 +262,56 @@ pub fn searches(mk: MkArg) -> Vec<KeyKind> {
             ),
             ecc(KeyType::EC_EDWARDS),
             ecc(KeyType::EC_MONTGOMERY),
-            kind(KeyType::ML_KEM, None, false, "ML-KEM", "ML-KEM", Asym, Counter::MlKem),
+            kind(
+                KeyType::ML_KEM,
+                None,
+                false,
+                "ML-KEM",
+                "ML-KEM",
+                Asym,
+                Counter::MlKem,
+            ),
         ],
         MkArg::Asym => vec![KeyKind {
             rsa: Some(RsaFormat::Old),
-            ..kind(KeyType::RSA, Some("old RSA"), true, "RSA", "RSA", Asym, Counter::Rsa)
+            ..kind(
+                KeyType::RSA,
+                Some("old RSA"),
+                true,
+                "RSA",
+                "RSA",
+                Asym,
+                Counter::Rsa,
+            )
         }],
         MkArg::Sym => vec![
-            kind(KeyType::DES, Some("DES"), true, "DES", "DES", Sym, Counter::Des),
-            kind(KeyType::DES2, Some("DES2"), true, "2DES", "DES", Sym, Counter::Des),
-            kind(KeyType::DES3, Some("DES3"), true, "3DES", "DES", Sym, Counter::Des),
+            kind(
+                KeyType::DES,
+                Some("DES"),
+                true,
+                "DES",
+                "DES",
+                Sym,
+                Counter::Des,
+            ),
+            kind(
+                KeyType::DES2,
+                Some("DES2"),
+                true,
+                "2DES",
+                "DES",
+                Sym,
+                Counter::Des,
+            ),
+            kind(
+                KeyType::DES3,
+                Some("DES3"),
+                true,
+                "3DES",
+                "DES",
+                Sym,
+                Counter::Des,
+            ),
         ],
     }
 }
@@ -228,7 +333,10 @@ mod tests {
             names(MkArg::Aes),
             [KeyType::AES, KeyType::AES_XTS, KeyType::GENERIC_SECRET]
         );
-        assert_eq!(names(MkArg::Sym), [KeyType::DES, KeyType::DES2, KeyType::DES3]);
+        assert_eq!(
+            names(MkArg::Sym),
+            [KeyType::DES, KeyType::DES2, KeyType::DES3]
+        );
         assert_eq!(names(MkArg::Asym), [KeyType::RSA]);
         assert_eq!(
             names(MkArg::Apka),
@@ -244,7 +352,10 @@ mod tests {
         for mk in [MkArg::Aes, MkArg::Apka, MkArg::Asym, MkArg::Sym] {
             let s = searches(mk);
             let first_ours = s.iter().position(|k| !k.upstream).unwrap_or(s.len());
-            assert!(s.iter().skip(first_ours).all(|k| !k.upstream && k.announce.is_none()));
+            assert!(s
+                .iter()
+                .skip(first_ours)
+                .all(|k| !k.upstream && k.announce.is_none()));
         }
     }
 
