@@ -142,7 +142,13 @@ pub fn run(
     if args.dry_run {
         super::dry_run_note(batch.len(), out);
     }
-    Exit::Success
+    // Upstream exits 0 here whatever failed; an object left in the v2 form is
+    // unreadable by openCryptoki 3.x, so ours says so (as -m keys does).
+    if failed > 0 {
+        Exit::KeysFailed
+    } else {
+        Exit::Success
+    }
 }
 
 /// Opens MK_SO and MK_USER with the PINs (`load_masterkey()` for each, after
