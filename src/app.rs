@@ -130,6 +130,7 @@ where
         }
         Ok(Command::Run(args)) => {
             out.set_verbosity(args.verbose);
+            out.set_json(args.json);
             run_mode(&args, io.stdin, io.terminal, &mut out, runner)
         }
     };

@@ -157,6 +157,7 @@ pub struct Output<'a> {
     err: &'a mut dyn Write,
     progname: Vec<u8>,
     verbosity: Verbosity,
+    json: bool,
     write_error: Option<io::Error>,
 }
 
@@ -168,6 +169,7 @@ impl<'a> Output<'a> {
             err,
             progname: progname.to_vec(),
             verbosity: Verbosity::None,
+            json: false,
             write_error: None,
         }
     }
@@ -175,6 +177,12 @@ impl<'a> Output<'a> {
     /// Sets the verbosity chosen on the command line.
     pub fn set_verbosity(&mut self, verbosity: Verbosity) {
         self.verbosity = verbosity;
+    }
+
+    /// `--json`: stdout carries only [`Output::json_document`]; every human stdout
+    /// line is dropped (stderr is unchanged).
+    pub fn set_json(&mut self, json: bool) {
+        self.json = json;
     }
 
     /// The current verbosity.
@@ -210,6 +218,9 @@ impl<'a> Output<'a> {
     }
 
     fn out_bytes(&mut self, parts: &[&[u8]]) {
+        if self.json {
+            return;
+        }
         let r = parts.iter().try_for_each(|p| self.out.write_all(p));
         self.note(r);
     }
@@ -220,6 +231,15 @@ impl<'a> Output<'a> {
     }
 
     fn out_fmt(&mut self, args: fmt::Arguments<'_>) {
+        if self.json {
+            return;
+        }
+        let r = self.out.write_fmt(args);
+        self.note(r);
+    }
+
+    /// A `--json` document: written even though human stdout lines are dropped.
+    fn json_fmt(&mut self, args: fmt::Arguments<'_>) {
         let r = self.out.write_fmt(args);
         self.note(r);
     }
@@ -246,7 +266,7 @@ impl<'a> Output<'a> {
 
     /// A stdout line naming a key label, printed always or only when verbose.
     fn info_with_label(&mut self, verbose_only: bool, before: &str, label: &[u8], after: &str) {
-        if verbose_only && !self.verbosity.is_verbose() {
+        if self.json || (verbose_only && !self.verbosity.is_verbose()) {
             return;
         }
         let r = self
@@ -395,7 +415,11 @@ impl<'a> Output<'a> {
 
     /// The `--json` document: one line on stdout.
     pub fn json_document(&mut self, doc: &str) {
-        self.out_bytes(&[doc.as_bytes(), b"\n"]);
+        let r = self
+            .out
+            .write_all(doc.as_bytes())
+            .and_then(|()| self.out.write_all(b"\n"));
+        self.note(r);
     }
 
     // ----- -m keys and -m oldrsakeys ------------------------------------------------------
@@ -508,7 +532,7 @@ impl<'a> Output<'a> {
                 .collect();
             format!("{{{}}}", fields.join(","))
         }
-        self.out_fmt(format_args!(
+        self.json_fmt(format_args!(
             "{{\"mode\":\"keys\",\"key_type\":\"{}\",\"dry_run\":{},\"migrated\":{},\"failed\":{}}}\n",
             key_type.name(),
             dry_run,

@@ -505,7 +505,8 @@ fn migrate_one(
     let parts = halves(kind, &blob);
     let token = joined(&blob, &parts, token_name);
     let mkvp_hex = |b: &[u8]| mkvp_of(b).map(|v| hex(&v)).unwrap_or_default();
-    let before = Some(joined(&blob, &parts, mkvp_hex));
+    // External (public) tokens have no MKVP: `null` in --json, not "".
+    let before = Some(joined(&blob, &parts, mkvp_hex)).filter(|s| s.chars().any(|c| c != '+'));
     let mut rec = record(obj, kind, KeyStatus::Skipped, Some(token), before, None);
 
     let skip_line = match precheck(kind, &blob) {

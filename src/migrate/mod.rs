@@ -101,7 +101,14 @@ fn resolve_target(paths: &SystemPaths, args: &Args, out: &mut Output<'_>) -> Res
         (None, Mode::V2ObjectsV3) => Some(paths.data_root.join("ccatok")),
         (None, _) => None,
     };
-    if let Some(dir) = &datastore {
+    if let Some(given) = &datastore {
+        // openCryptoki names the token's shared memory segment after the absolute
+        // data store path, and a configured slot's directory is absolute too:
+        // compare and derive from `-d` made absolute (symlinks are kept as typed).
+        let dir: &PathBuf = &std::path::absolute(given)
+            .unwrap_or_else(|_| given.clone())
+            .components()
+            .collect();
         let name = dir
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -332,7 +339,14 @@ fn run_keys(
 /// Loads `libcsulcca.so`; a failure is upstream's `dlopen(...) failed` and exit 255.
 fn open_library(out: &mut Output<'_>) -> Result<Csulcca, Exit> {
     Csulcca::open().map_err(|e| {
-        out.dlopen_failed(Csulcca::LIBRARY, e);
+        // The loader's own text already names the library: print it alone after
+        // upstream's `dlopen(libcsulcca.so) failed: `.
+        match e {
+            crate::cca::LoadError::Open { detail, .. } => {
+                out.dlopen_failed(Csulcca::LIBRARY, detail)
+            }
+            e => out.dlopen_failed(Csulcca::LIBRARY, e),
+        }
         Exit::Failure
     })
 }
@@ -424,8 +438,8 @@ fn write_keys(
     })
 }
 
-/// Commits `batch` atomically and removes the token's shared memory segment; nothing
-/// with `dry_run` or an empty batch. Returns how many files were written.
+/// Commits `batch` atomically and removes the token's shared memory segment (also when
+/// the batch is empty); nothing with `dry_run`. Returns how many files were written.
 fn commit(
     paths: &SystemPaths,
     target: &Target,
@@ -435,12 +449,25 @@ fn commit(
     dry_run: bool,
     out: &mut Output<'_>,
 ) -> Result<usize, StoreError> {
-    if dry_run || batch.is_empty() {
+    if dry_run {
         return Ok(0);
     }
-    let report = store.commit(mk, batch)?;
+    let written = if batch.is_empty() {
+        0
+    } else {
+        match store.commit(mk, batch) {
+            Ok(report) => report.written.len(),
+            Err(e) => {
+                // Some files may have been renamed already (a partial commit).
+                remove_shm(paths, &target.shm_name, out);
+                return Err(e);
+            }
+        }
+    };
+    // Also when this run changed nothing: an earlier run may have been killed after
+    // its renames and before it could remove the segment.
     remove_shm(paths, &target.shm_name, out);
-    Ok(report.written.len())
+    Ok(written)
 }
 
 /// The `--dry-run` note printed after the summary.

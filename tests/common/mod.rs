@@ -5,6 +5,8 @@
 
 /// The software CCA library (`libcsulcca.so`) for tests.
 pub mod emu;
+/// Per-test migration labs: sample stores over the emulator and the tools run on them.
+pub mod lab;
 
 use std::collections::BTreeMap;
 use std::fs;

@@ -1,0 +1,1117 @@
+//! End-to-end tests of `pkcscca -m keys`: the built binary against sample CCA
+//! token stores made by the software CCA library (`csulcca-emu-sample`), with
+//! master key changes made on the emulated card's panel (`csulcca-emu-admin`).
+//!
+//! Every test proves what matters with the key material itself: after our run,
+//! `csulcca-emu-sample check` re-enciphers nothing; it confirms each token
+//! carries the CURRENT MKVP and still reproduces the ciphertext, MAC or
+//! signature recorded when the store was made. Files that must not change are
+//! compared byte for byte.
+//!
+//! Golden files (`tests/golden/migrate-keys/*.txt`) hold stdout, stderr and the
+//! exit status of the human output; `PKCSCCA_UPDATE_GOLDEN=1` rewrites them.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::io::Read;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::lab::{check_lines, object_files, Lab, Run, PINS};
+
+/// Store layouts the sample tool makes.
+const OLD_381: &[&str] = &["--format", "old", "--openCryptoki-3.8.1-style"];
+const NEW: &[&str] = &["--format", "new"];
+const OLD_BIG: &[&str] = &["--format", "old", "--byte-order", "big"];
+const NEW_BIG: &[&str] = &["--format", "new", "--byte-order", "big"];
+
+const PROMPTS: &str = "Enter the SO PIN: \nEnter the USER PIN: \n";
+
+/// The sample keys each `-k` value re-enciphers (labels from the sample tool).
+fn keys_of(ty: &str) -> BTreeSet<&'static str> {
+    let v: &[&str] = match ty {
+        "sym" => &["des-priv-ext", "des2-pub-noext", "des3-priv-noext"],
+        "aes" => &[
+            "aes128-data-priv-ext",
+            "aes192-data-pub-noext",
+            "aes256-data-priv-noext",
+            "aes256-cipher-priv-ext",
+            "aes128-cipher-pub-noext",
+            "aes-xts-priv-ext",
+            "aes-xts-cipher-pub-noext",
+            "generic-hmac-priv-ext",
+            "sha256-hmac-pub-noext",
+        ],
+        "asym" => &["rsa08-priv-noext", "rsa08-pub-fulltoken"],
+        "apka" => &[
+            "rsa31-priv-ext",
+            "rsa30-priv-noext",
+            "ec-priv-noext",
+            "mldsa-priv-ext",
+            "dilithium-priv-noext",
+            "mlkem-priv-ext",
+        ],
+        _ => unreachable!(),
+    };
+    v.iter().copied().collect()
+}
+
+/// Upstream's summary line for a run over a whole sample store.
+fn summary_of(ty: &str) -> &'static str {
+    match ty {
+        "sym" => "Successfully migrated: DES: 3. \n",
+        "aes" => "Successfully migrated: AES: 7. HMAC: 2. \n",
+        // The RSA-AESC/AESM objects are skipped (counted, as upstream counts them).
+        "asym" => "Successfully migrated: RSA: 5. \n",
+        "apka" => {
+            "Successfully migrated: ECC: 2. RSA: 5. IBM Dilithium: 1. IBM ML-DSA: 1. \
+             IBM ML-KEM: 1. \n"
+        }
+        _ => unreachable!(),
+    }
+}
+
+fn set(v: Vec<String>) -> BTreeSet<String> {
+    v.into_iter().collect()
+}
+
+fn owned(s: &BTreeSet<&str>) -> BTreeSet<String> {
+    s.iter().map(|x| x.to_string()).collect()
+}
+
+/// Asserts which objects changed between two `TOK_OBJ` listings: exactly the
+/// objects labelled in `changed` (no file added or removed).
+fn assert_changed(
+    lab: &Lab,
+    before: &BTreeMap<String, Vec<u8>>,
+    after: &BTreeMap<String, Vec<u8>>,
+    changed: &BTreeSet<&str>,
+) {
+    assert_eq!(
+        before.keys().collect::<Vec<_>>(),
+        after.keys().collect::<Vec<_>>(),
+        "the set of files in TOK_OBJ changed"
+    );
+    let labels = lab.labels();
+    for (name, bytes) in before {
+        let label = labels.get(name).map(String::as_str).unwrap_or("(OBJ.IDX)");
+        let want_change = changed.contains(label);
+        assert_eq!(
+            &after[name] != bytes,
+            want_change,
+            "{name} ({label}): expected {}",
+            if want_change {
+                "a rewrite"
+            } else {
+                "identical bytes"
+            }
+        );
+    }
+}
+
+/// How many `Skipping, ... token is  wrapped with current master key.` lines.
+fn current_lines(stdout: &str) -> usize {
+    stdout
+        .lines()
+        .filter(|l| l.contains("token is  wrapped with current master key."))
+        .count()
+}
+
+/// Create → MK change → check fails → pkcscca → check passes, others untouched →
+/// second run reports every key current and writes nothing.
+fn full_cycle(layout: &[&str], ty: &str) {
+    let lab = Lab::new(layout);
+    let r = lab.check(None);
+    assert_eq!(r.code, 0, "fresh store: {r:?}");
+
+    let before = lab.objects();
+    let meta_before = common::snapshot(&lab.store);
+    lab.change_mk(ty, 1);
+    let r = lab.check(Some(ty));
+    assert_eq!(r.code, 1, "keys under OLD must fail the check: {r:?}");
+    assert_eq!(set(check_lines(&r.stdout, "FAILED")), owned(&keys_of(ty)));
+
+    let run = lab.migrate(ty, &[]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(run.stdout.starts_with(PROMPTS), "{run:?}");
+    assert!(run.stdout.ends_with(summary_of(ty)), "{run:?}");
+    assert_eq!(run.stderr, "");
+
+    let r = lab.check(Some(ty));
+    assert_eq!(r.code, 0, "after migration: {r:?}");
+    assert_eq!(set(check_lines(&r.stdout, "ok")), owned(&keys_of(ty)));
+    let r = lab.check(None);
+    assert_eq!(r.code, 0, "every object: {r:?}");
+    let after = lab.objects();
+    assert_changed(&lab, &before, &after, &keys_of(ty));
+    assert!(!after.keys().any(|n| n.ends_with(".pkcscca.tmp")));
+    // Rewritten files keep openCryptoki's owner, group and mode (rw-rw----).
+    let meta_after = common::snapshot(&lab.store);
+    assert_eq!(
+        meta_before.keys().collect::<Vec<_>>(),
+        meta_after.keys().collect::<Vec<_>>()
+    );
+    for (path, b) in &meta_before {
+        let a = &meta_after[path];
+        assert_eq!(
+            (a.mode, a.uid, a.gid),
+            (b.mode, b.uid, b.gid),
+            "{}",
+            path.display()
+        );
+    }
+
+    let again = lab.migrate(ty, &[]);
+    assert_eq!(again.code, 0, "{again:?}");
+    let current = current_lines(&again.stdout);
+    assert_eq!(current, keys_of(ty).len(), "{again:?}");
+    assert!(again.stdout.ends_with(summary_of(ty)));
+    assert_eq!(lab.objects(), after, "a second run must write nothing");
+}
+
+macro_rules! cycles {
+    ($($name:ident: $layout:expr, $ty:expr;)*) => {
+        $(#[test] fn $name() { full_cycle($layout, $ty); })*
+    };
+}
+
+cycles! {
+    sym_old_381: OLD_381, "sym";
+    aes_old_381: OLD_381, "aes";
+    apka_old_381: OLD_381, "apka";
+    asym_old_381: OLD_381, "asym";
+    sym_new: NEW, "sym";
+    aes_new: NEW, "aes";
+    apka_new: NEW, "apka";
+    asym_new: NEW, "asym";
+    sym_old_big_endian: OLD_BIG, "sym";
+    aes_new_big_endian: NEW_BIG, "aes";
+    apka_new_big_endian: NEW_BIG, "apka";
+    asym_old_big_endian: OLD_BIG, "asym";
+}
+
+// ----- golden output --------------------------------------------------------------------
+
+/// Compares (or with `PKCSCCA_UPDATE_GOLDEN=1` rewrites)
+/// `tests/golden/migrate-keys/<case>.txt`: exit status, stdout and stderr, with
+/// the lab's directory shown as `$LAB`.
+fn golden(lab: &Lab, case: &str, args: &str, run: &Run) {
+    let root = lab.root().display().to_string();
+    let text = format!(
+        "# pkcscca {args}\nexit: {}\n--- stdout\n{}--- stderr\n{}",
+        run.code,
+        run.stdout.replace(&root, "$LAB"),
+        run.stderr.replace(&root, "$LAB"),
+    );
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden/migrate-keys")
+        .join(format!("{case}.txt"));
+    if std::env::var_os("PKCSCCA_UPDATE_GOLDEN").is_some() {
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(&path, &text).unwrap();
+        return;
+    }
+    let want = fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e} (run with PKCSCCA_UPDATE_GOLDEN=1)", path.display()));
+    assert_eq!(text, want, "{} differs", path.display());
+}
+
+/// Runs `pkcscca -m keys -s 2 -k TY -d $LAB/ccatok EXTRA` and checks it against a golden.
+fn golden_run(lab: &Lab, case: &str, ty: &str, extra: &[&str], stdin: &[u8]) -> Run {
+    golden_run_on(lab, &lab.store, case, ty, extra, stdin)
+}
+
+/// [`golden_run`] on the store in `dir`.
+fn golden_run_on(lab: &Lab, dir: &Path, case: &str, ty: &str, extra: &[&str], stdin: &[u8]) -> Run {
+    let store = dir.display().to_string();
+    let mut args = vec!["-m", "keys", "-s", "2", "-k", ty, "-d", &store];
+    args.extend_from_slice(extra);
+    let run = lab.pkcscca(&args, stdin);
+    let shown = args
+        .join(" ")
+        .replace(&lab.root().display().to_string(), "$LAB");
+    golden(lab, case, &shown, &run);
+    run
+}
+
+#[test]
+fn golden_wrong_pins_change_nothing() {
+    let lab = Lab::new(OLD_381);
+    lab.change_mk("sym", 1);
+    let before = common::snapshot(&lab.store);
+    let r = golden_run(&lab, "wrong-so-pin", "sym", &[], b"00000000\n11223344\n");
+    assert_eq!(r.code, 255);
+    let r = golden_run(&lab, "wrong-user-pin", "sym", &[], b"76543210\n00000000\n");
+    assert_eq!(r.code, 255);
+    let r = golden_run(&lab, "no-pins", "sym", &[], b"");
+    assert_eq!(r.code, 255);
+    assert_eq!(common::snapshot(&lab.store), before);
+}
+
+#[test]
+fn golden_wrong_so_pin_new_format() {
+    let lab = Lab::new(NEW);
+    let before = common::snapshot(&lab.store);
+    let r = golden_run(
+        &lab,
+        "wrong-so-pin-new-format",
+        "aes",
+        &[],
+        b"1\n11223344\n",
+    );
+    assert_eq!(r.code, 255);
+    assert_eq!(common::snapshot(&lab.store), before);
+}
+
+#[test]
+fn golden_missing_library() {
+    let mut lab = Lab::new(OLD_381);
+    lab.change_mk("sym", 1);
+    let empty = lab.root().join("no-cca-here");
+    fs::create_dir(&empty).unwrap();
+    lab.extra_env
+        .push(("LD_LIBRARY_PATH".into(), empty.display().to_string()));
+    let before = common::snapshot(&lab.store);
+    let r = golden_run(&lab, "missing-library", "sym", &[], PINS);
+    assert_eq!(r.code, 255);
+    assert_eq!(common::snapshot(&lab.store), before);
+}
+
+#[test]
+fn golden_no_keys_of_the_type() {
+    let lab = Lab::new(&[
+        "--format",
+        "old",
+        "--openCryptoki-3.8.1-style",
+        "--only-data",
+    ]);
+    lab.change_mk("apka", 1);
+    let before = common::snapshot(&lab.store);
+    let r = golden_run(&lab, "no-keys", "apka", &[], PINS);
+    assert_eq!(
+        (r.code, r.stdout.as_str()),
+        (0, "Enter the SO PIN: \nEnter the USER PIN: \n\n")
+    );
+    let r = golden_run(&lab, "no-keys-verbose", "apka", &["-v", "info"], PINS);
+    assert_eq!(r.code, 0);
+    assert_eq!(common::snapshot(&lab.store), before);
+}
+
+#[test]
+fn golden_sym_migration_then_all_current() {
+    let lab = Lab::new(OLD_381);
+    lab.change_mk("sym", 1);
+    let r = golden_run(&lab, "sym-verbose", "sym", &["-v", "info"], PINS);
+    assert_eq!(r.code, 0);
+    let r = golden_run(&lab, "sym-again", "sym", &[], PINS);
+    assert_eq!(r.code, 0);
+    lab.change_mk("apka", 1);
+    let r = golden_run(&lab, "apka", "apka", &[], PINS);
+    assert_eq!(r.code, 0);
+    lab.change_mk("asym", 1);
+    let r = golden_run(&lab, "asym-verbose", "asym", &["-v", "debug"], PINS);
+    assert_eq!(r.code, 0);
+    lab.change_mk("aes", 1);
+    let r = golden_run(&lab, "aes-verbose", "aes", &["--verbose"], PINS);
+    assert_eq!(r.code, 0);
+    assert_eq!(lab.check(None).code, 0);
+}
+
+#[test]
+fn dry_run_writes_nothing() {
+    let lab = Lab::new(OLD_381);
+    lab.change_mk("aes", 1);
+    let before = common::snapshot(&lab.store);
+    let r = golden_run(&lab, "aes-dry-run", "aes", &["--dry-run"], PINS);
+    assert_eq!(r.code, 0);
+    assert_eq!(common::snapshot(&lab.store), before, "--dry-run wrote");
+    assert_eq!(lab.check(Some("aes")).code, 1, "still under OLD");
+    // The real run afterwards migrates every key the dry run announced.
+    let r = lab.migrate("aes", &[]);
+    assert_eq!(r.code, 0);
+    assert_eq!(lab.check(Some("aes")).code, 0);
+}
+
+fn json_statuses(run: &Run, lab: &Lab) -> BTreeMap<String, String> {
+    let doc: serde_json::Value = serde_json::from_str(&run.stdout)
+        .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}): {run:?}"));
+    assert_eq!(doc["mode"], "keys");
+    assert_eq!(doc["datastore"], lab.store.display().to_string());
+    let labels = lab.labels();
+    doc["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| {
+            let object = k["object"].as_str().unwrap();
+            assert_eq!(k["label"].as_str(), labels.get(object).map(String::as_str));
+            (
+                k["label"].as_str().unwrap().to_string(),
+                k["status"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn json_reports_status_per_object() {
+    let lab = Lab::new(NEW);
+    lab.change_mk("asym", 1);
+    let r = lab.migrate("asym", &["--json"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(r.stderr, PROMPTS, "prompts go to stderr with --json");
+    let want: BTreeMap<String, String> = [
+        ("rsa08-priv-noext", "migrated"),
+        ("rsa08-pub-fulltoken", "migrated"),
+        ("rsa31-priv-ext", "skipped"),
+        ("rsa31-pub-external", "skipped"),
+        ("rsa30-priv-noext", "skipped"),
+    ]
+    .iter()
+    .map(|(a, b)| (a.to_string(), b.to_string()))
+    .collect();
+    assert_eq!(json_statuses(&r, &lab), want);
+    assert_eq!(lab.check(Some("asym")).code, 0);
+
+    let before = lab.objects();
+    let r = lab.migrate("asym", &["--json", "--dry-run"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let st = json_statuses(&r, &lab);
+    assert_eq!(st["rsa08-priv-noext"], "current");
+    assert_eq!(st["rsa08-pub-fulltoken"], "current");
+    assert_eq!(lab.objects(), before);
+
+    // Lost master key: both old RSA keys fail, exit 3, files untouched.
+    lab.change_mk("asym", 2);
+    lab.change_mk("asym", 3);
+    let r = lab.migrate("asym", &["--json"]);
+    assert_eq!(r.code, 3, "{r:?}");
+    let st = json_statuses(&r, &lab);
+    assert_eq!(st["rsa08-priv-noext"], "failed");
+    assert_eq!(st["rsa08-pub-fulltoken"], "failed");
+    assert_eq!(lab.objects(), before);
+}
+
+// ----- faults and lost keys -------------------------------------------------------------
+
+/// Hex of bytes 16..48 of a key's first token (its wrapped key material: unique
+/// to that key), for `CSULCCA_EMU_FAIL=VERB:token=HEX:RC:REASON`.
+fn token_marker(lab: &Lab, label: &str) -> String {
+    let store = pkcscca::store::TokenStore::open(&lab.store).unwrap();
+    let mk = store.login_user(common::lab::USER_PIN.as_bytes()).unwrap();
+    let name = pkcscca::store::ObjectName::parse(&lab.object_named(label)).unwrap();
+    let obj = store.load_object(name, Some(&mk)).unwrap();
+    let blob = obj
+        .template
+        .get(pkcscca::pkcs11::AttrType::IBM_OPAQUE)
+        .unwrap();
+    common::hex(&blob[16..48])
+}
+
+/// The DES and DES2 keys were rewritten and check out; the DES3 key's file is as
+/// it was in `before` and fails the check.
+fn assert_des3_alone_left_behind(lab: &Lab, before: &BTreeMap<String, Vec<u8>>) {
+    let after = lab.objects();
+    assert_changed(
+        lab,
+        before,
+        &after,
+        &["des-priv-ext", "des2-pub-noext"].into(),
+    );
+    let c = lab.check(Some("sym"));
+    assert_eq!(check_lines(&c.stdout, "FAILED"), ["des3-priv-noext"]);
+    assert_eq!(check_lines(&c.stdout, "ok").len(), 2);
+}
+
+/// One verb failing for one key leaves exactly that object as it was, the other
+/// keys migrated, exit 3. After a second master key change that key is lost: it
+/// fails with 8/48, stays byte-identical, and the summary says so (golden).
+#[test]
+fn fault_on_one_key_then_lost_after_second_change() {
+    let mut lab = Lab::new(OLD_381);
+    lab.change_mk("sym", 1);
+    let marker = token_marker(&lab, "des3-priv-noext");
+    lab.extra_env.push((
+        "CSULCCA_EMU_FAIL".into(),
+        format!("CSNBKTC:token={marker}:12:8"),
+    ));
+    let before = lab.objects();
+    let r = lab.migrate("sym", &[]);
+    assert_eq!(r.code, 3, "{r:?}");
+    assert!(r
+        .stdout
+        .ends_with("Successfully migrated: DES: 2. \nFailed to migrate: DES: 1. \n"));
+    assert!(r
+        .stderr
+        .contains("CSNBKTC (Key Token Change) failed. return code: 12, reason code: 8"));
+    assert_des3_alone_left_behind(&lab, &before);
+    lab.extra_env.clear();
+
+    // The second change loses the key des3 was still wrapped under.
+    lab.change_mk("sym", 2);
+    let verbose_copy = lab.root().join("ccatok-copy");
+    common::copy_tree(&lab.store, &verbose_copy);
+    let before = lab.objects();
+    let r = golden_run(&lab, "lost-key", "sym", &[], PINS);
+    assert_eq!(r.code, 3);
+    assert_des3_alone_left_behind(&lab, &before);
+
+    let r = golden_run_on(
+        &lab,
+        &verbose_copy,
+        "lost-key-verbose",
+        "sym",
+        &["-v", "info"],
+        PINS,
+    );
+    assert_eq!(r.code, 3);
+    let copy_after = object_files(&verbose_copy);
+    assert_eq!(
+        copy_after[&lab.object_named("des3-priv-noext")],
+        before[&lab.object_named("des3-priv-noext")]
+    );
+}
+
+/// A new-format sample store after a master key change of `ty`, with the
+/// card's fault knob set to `fault` for the runs that follow.
+fn lab_after_change_with_fault(ty: &str, fault: &str) -> Lab {
+    let mut lab = Lab::new(NEW);
+    lab.change_mk(ty, 1);
+    lab.extra_env
+        .push(("CSULCCA_EMU_FAIL".into(), fault.into()));
+    lab
+}
+
+/// A fault on every key of one verb (the HMAC path) fails those keys only.
+#[test]
+fn fault_on_a_whole_verb_fails_only_its_keys() {
+    let mut lab = lab_after_change_with_fault("aes", "CSNBKTC2:*:16:336");
+    let before = lab.objects();
+    let r = lab.migrate("aes", &[]);
+    assert_eq!(r.code, 3, "{r:?}");
+    // AES DATA tokens (also as XTS halves) go through CSNBKTC; AES CIPHER tokens
+    // (also as XTS halves) and HMAC tokens through CSNBKTC2.
+    assert!(
+        r.stdout
+            .ends_with("Successfully migrated: AES: 4. \nFailed to migrate: AES: 3. HMAC: 2. \n"),
+        "{r:?}"
+    );
+    let migrated = [
+        "aes128-data-priv-ext",
+        "aes192-data-pub-noext",
+        "aes256-data-priv-noext",
+        "aes-xts-priv-ext",
+    ];
+    assert_changed(&lab, &before, &lab.objects(), &migrated.into());
+    lab.extra_env.clear();
+    let r = lab.migrate("aes", &[]);
+    assert_eq!(r.code, 0, "the retry finishes the job: {r:?}");
+    assert_eq!(lab.check(Some("aes")).code, 0);
+}
+
+// ----- interrupted runs -----------------------------------------------------------------
+
+fn assert_recovered(lab: &Lab, ty: &str) {
+    let r = lab.migrate(ty, &[]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let files = lab.objects();
+    assert!(
+        !files.keys().any(|n| n.ends_with(".pkcscca.tmp")),
+        "temp files left: {:?}",
+        files.keys()
+    );
+    let c = lab.check(None);
+    assert_eq!(c.code, 0, "{c:?}");
+}
+
+/// The states a crash during the commit can leave, built without any hook in the
+/// binary: the new object files placed as our temp files, `k` of them already
+/// renamed over their originals. A re-run ends with every key under CURRENT and
+/// no temp file.
+#[test]
+fn recovery_from_every_commit_state() {
+    let base = Lab::new(OLD_381);
+    base.change_mk("aes", 1);
+    let migrated_copy = base.root().join("migrated");
+    common::copy_tree(&base.store, &migrated_copy);
+    let copy = migrated_copy.display().to_string();
+    let r = base.pkcscca(&["-m", "keys", "-s", "2", "-k", "aes", "-d", &copy], PINS);
+    assert_eq!(r.code, 0, "{r:?}");
+    let old = base.objects();
+    let new = object_files(&migrated_copy);
+    let changed: Vec<&String> = old.keys().filter(|n| old[*n] != new[*n]).collect();
+    assert_eq!(changed.len(), keys_of("aes").len());
+
+    for k in 0..=changed.len() {
+        let dir = base.root().join(format!("crash-{k}"));
+        common::copy_tree(&base.store, &dir);
+        let tok = dir.join("TOK_OBJ");
+        for (i, name) in changed.iter().enumerate() {
+            let tmp = tok.join(format!(".{name}.pkcscca.tmp"));
+            fs::write(&tmp, &new[*name]).unwrap();
+            if i < k {
+                fs::rename(&tmp, tok.join(name)).unwrap();
+            }
+        }
+        let d = dir.display().to_string();
+        let r = base.pkcscca(&["-m", "keys", "-s", "2", "-k", "aes", "-d", &d], PINS);
+        assert_eq!(r.code, 0, "k={k}: {r:?}");
+        let files = object_files(&dir);
+        assert!(!files.keys().any(|n| n.ends_with(".pkcscca.tmp")), "k={k}");
+        let c = base.check_store(&dir, None);
+        assert_eq!(c.code, 0, "k={k}: {c:?}");
+        // Keys of the other types are untouched.
+        for (n, b) in &old {
+            if !changed.contains(&n) {
+                assert_eq!(&files[n], b, "k={k}: {n}");
+            }
+        }
+    }
+}
+
+/// Starts `pkcscca -m keys -k aes` on the lab's store with the PINs piped, the
+/// card slowed down by `latency_us` per verb; returns the child and when it started.
+fn spawn_slow_aes_run(lab: &Lab, latency_us: u32) -> (std::process::Child, Instant) {
+    use std::io::Write;
+    let store = lab.store.display().to_string();
+    let mut cmd = Command::new(common::lab::pkcscca_bin());
+    cmd.args(["-m", "keys", "-s", "2", "-k", "aes", "-d", &store]);
+    lab.env(&mut cmd);
+    cmd.env("CSULCCA_EMU_LATENCY_US", latency_us.to_string())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut child = cmd.spawn().unwrap();
+    let started = Instant::now();
+    child.stdin.take().unwrap().write_all(PINS).unwrap();
+    (child, started)
+}
+
+/// A real `kill -9` at a few random points of a run slowed down in the card,
+/// weighted towards its end (the last verbs and the commit), then a re-run:
+/// every key ends under CURRENT, no temp file remains. Which state each kill
+/// left (how many files were already rewritten) is printed.
+#[test]
+fn kill_9_at_random_points_then_rerun() {
+    const LATENCY_US: u32 = 10_000;
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    let mut x = u64::from(seed) | 1;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let _guard = common::lab::no_pkcsslotd_guard();
+    // How long a whole slowed-down run takes here.
+    let calibrate = Lab::new(OLD_381);
+    calibrate.change_mk("aes", 1);
+    let (mut child, started) = spawn_slow_aes_run(&calibrate, LATENCY_US);
+    assert!(child.wait().unwrap().success());
+    let full = started.elapsed();
+
+    for round in 0..6 {
+        let lab = Lab::new(OLD_381);
+        lab.change_mk("aes", 1);
+        let before = lab.objects();
+        // Uniform over [70%, 105%] of a full run.
+        let permille = 700 + next() % 350;
+        let delay = full * u32::try_from(permille).unwrap() / 1000;
+        let (mut child, started) = spawn_slow_aes_run(&lab, LATENCY_US);
+        std::thread::sleep(delay.saturating_sub(started.elapsed()));
+        let _ = child.kill(); // SIGKILL
+        let status = child.wait().unwrap();
+        let now = lab.objects();
+        let rewritten = before
+            .iter()
+            .filter(|(n, b)| now.get(*n).is_some_and(|a| a != *b))
+            .count();
+        let temps = now.keys().filter(|n| n.ends_with(".pkcscca.tmp")).count();
+        eprintln!(
+            "round {round}: kill at {delay:?} of {full:?} ({status}): \
+             {rewritten} file(s) rewritten, {temps} temp file(s)"
+        );
+        assert_recovered(&lab, "aes");
+    }
+}
+
+// ----- a terminal -----------------------------------------------------------------------
+
+/// The PINs typed on a pseudo-terminal (echo off while typing), as an admin
+/// would at the console.
+#[test]
+fn pins_typed_on_a_terminal() {
+    use rustix::pty::{grantpt, openpt, ptsname, unlockpt, OpenptFlags};
+    use rustix::termios::{tcgetattr, LocalModes};
+    use std::io::Write;
+    use std::os::fd::AsFd;
+    use std::os::unix::ffi::OsStrExt;
+
+    let lab = Lab::new(OLD_381);
+    lab.change_mk("sym", 1);
+    let master = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY).unwrap();
+    grantpt(&master).unwrap();
+    unlockpt(&master).unwrap();
+    let name = ptsname(&master, Vec::new()).unwrap();
+    let slave = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(std::ffi::OsStr::from_bytes(name.as_bytes()))
+        .unwrap();
+    let echo_on = |f: &fs::File| {
+        tcgetattr(f.as_fd())
+            .unwrap()
+            .local_modes
+            .contains(LocalModes::ECHO)
+    };
+
+    let store = lab.store.display().to_string();
+    let guard = common::lab::no_pkcsslotd_guard();
+    let mut cmd = Command::new(common::lab::pkcscca_bin());
+    cmd.args(["-m", "keys", "-s", "2", "-k", "sym", "-d", &store]);
+    lab.env(&mut cmd);
+    cmd.stdin(slave.try_clone().unwrap())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let stdout = Arc::new(Mutex::new(Vec::new()));
+    let mut pipe = child.stdout.take().unwrap();
+    let sink = Arc::clone(&stdout);
+    let reader = std::thread::spawn(move || {
+        let mut buf = [0u8; 256];
+        loop {
+            match pipe.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => sink.lock().unwrap().extend_from_slice(&buf[..n]),
+            }
+        }
+    });
+    let mut master = fs::File::from(master);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    for (prompt, pin) in [
+        (&b"Enter the SO PIN: "[..], &b"76543210\n"[..]),
+        (b"Enter the USER PIN: ", b"11223344\n"),
+    ] {
+        // Wait for the prompt, then for echo to go off, then type.
+        while !stdout
+            .lock()
+            .unwrap()
+            .windows(prompt.len())
+            .any(|w| w == prompt)
+        {
+            assert!(Instant::now() < deadline, "no prompt {prompt:?}");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        while echo_on(&slave) {
+            assert!(Instant::now() < deadline, "echo never turned off");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        master.write_all(pin).unwrap();
+    }
+    let status = child.wait().unwrap();
+    drop(guard);
+    reader.join().unwrap();
+    let out = String::from_utf8(stdout.lock().unwrap().clone()).unwrap();
+    assert_eq!(status.code(), Some(0), "{out}");
+    assert_eq!(out, format!("{PROMPTS}Successfully migrated: DES: 3. \n"));
+    assert!(echo_on(&slave), "echo restored");
+    assert_eq!(lab.check(Some("sym")).code, 0);
+}
+
+// ----- pkcsslotd ------------------------------------------------------------------------
+
+/// Runs `pkcscca ARGV` in this process with `paths` for openCryptoki's system
+/// files and no PINs on stdin (so a run that is not refused stops at the prompt
+/// and never loads the CCA library here); returns status, stdout, stderr.
+fn run_in_process(paths: pkcscca::config::SystemPaths, argv: &[&str]) -> (u8, String, String) {
+    use pkcscca::app::{self, Io, Settings};
+    use pkcscca::migrate::Migrator;
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let mut stdin: &[u8] = b"";
+    let io = Io {
+        stdin: &mut stdin,
+        stdout: &mut out,
+        stderr: &mut err,
+        terminal: None,
+    };
+    let exit = app::run_with(
+        argv.iter().copied(),
+        io,
+        Settings::default(),
+        &mut Migrator::with_paths(paths),
+    );
+    (
+        exit.code(),
+        String::from_utf8(out).unwrap(),
+        String::from_utf8(err).unwrap(),
+    )
+}
+
+/// openCryptoki's system paths inside the lab, with these pkcsslotd pid files.
+fn lab_paths(lab: &Lab, pid_files: Vec<std::path::PathBuf>) -> pkcscca::config::SystemPaths {
+    pkcscca::config::SystemPaths {
+        conf_file: lab.root().join("no-opencryptoki.conf"),
+        lock_root: lab.lock_dir.clone(),
+        pkcsslotd_pid_files: pid_files,
+        data_root: lab.root().join("var-lib-opencryptoki"),
+        shm_root: lab.root().join("shm"),
+        ..pkcscca::config::SystemPaths::default()
+    }
+}
+
+/// With a process named pkcsslotd alive (a copy of `sleep`) and a pid file naming
+/// it, the run is refused before prompting, exit 2, and nothing is touched.
+#[test]
+fn refuses_while_pkcsslotd_runs() {
+    let lab = Lab::new(OLD_381);
+    let sleep = ["/bin/sleep", "/usr/bin/sleep"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .expect("a sleep binary");
+    let fake = lab.root().join("pkcsslotd");
+    fs::copy(sleep, &fake).unwrap();
+    let mut daemon = Command::new(&fake).arg("30").spawn().unwrap();
+    let pid_file = lab.root().join("pkcsslotd.pid");
+    fs::write(&pid_file, format!("{}\n", daemon.id())).unwrap();
+    // Right after spawn the new process's cmdline can still read empty.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let cmdline = format!("/proc/{}/cmdline", daemon.id());
+    while !fs::read(&cmdline)
+        .unwrap_or_default()
+        .starts_with(fake.as_os_str().as_encoded_bytes())
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the fake pkcsslotd did not start"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+
+    let before = common::snapshot(&lab.store);
+    let store = lab.store.display().to_string();
+    let argv = [
+        "pkcscca", "-m", "keys", "-s", "2", "-k", "sym", "-d", &store,
+    ];
+    let (code, out, err) = run_in_process(lab_paths(&lab, vec![pid_file]), &argv);
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    assert_eq!(code, 2, "{out}{err}");
+    assert_eq!(out, "", "refused before prompting");
+    assert_eq!(
+        err,
+        format!(
+            "pkcscca: pkcsslotd is running (pid {}): stop it and every openCryptoki \
+             application before migrating keys offline\n",
+            daemon.id()
+        )
+    );
+    assert_eq!(common::snapshot(&lab.store), before);
+}
+
+// ----- refusals that protect the keys ---------------------------------------------------
+
+/// A card without a valid CURRENT master key of the type: stop before anything
+/// is touched (re-enciphering would have nowhere to go).
+#[test]
+fn refuses_without_a_current_master_key() {
+    let lab = Lab::new(OLD_381);
+    lab.change_mk("sym", 1);
+    lab.admin(&["clear-current", "sym"]);
+    let before = common::snapshot(&lab.store);
+    let r = golden_run(&lab, "no-current-master-key", "sym", &[], PINS);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert_eq!(common::snapshot(&lab.store), before);
+}
+
+/// Another process holding openCryptoki's token lock: refused, exit 2, nothing
+/// touched; once the lock is free the run goes through.
+#[test]
+fn refuses_while_the_token_is_locked() {
+    let lab = Lab::new(OLD_381);
+    lab.change_mk("sym", 1);
+    let lock_file = lab.lock_dir.join("ccatok").join("LCK..ccatok");
+    let held = pkcscca::store::lock::TokenLock::acquire(&lock_file, None).unwrap();
+    let before = common::snapshot(&lab.store);
+    let r = golden_run(&lab, "token-locked", "sym", &[], PINS);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert_eq!(common::snapshot(&lab.store), before);
+    drop(held);
+    let r = lab.migrate("sym", &[]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(lab.check(Some("sym")).code, 0);
+}
+
+/// Removes a file when dropped (test cleanup, pass or fail).
+struct RemoveOnDrop(std::path::PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.0);
+    }
+}
+
+/// openCryptoki's shared memory segment of the token is removed by every
+/// writing run, also one with nothing left to change (an earlier run may have
+/// died between its renames and the removal); `--dry-run` leaves it alone.
+#[test]
+fn token_shared_memory_is_removed_by_every_writing_run() {
+    let lab = Lab::new(OLD_381);
+    lab.change_mk("sym", 1);
+    assert_eq!(lab.migrate("sym", &[]).code, 0);
+    let name = pkcscca::config::shm_name(&lab.store);
+    let segment = RemoveOnDrop(Path::new("/dev/shm").join(name.trim_start_matches('/')));
+    if fs::write(&segment.0, b"stale segment").is_err() {
+        eprintln!("no /dev/shm here; skipped");
+        return;
+    }
+    let r = lab.migrate("sym", &["--dry-run"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(segment.0.exists(), "--dry-run removed the segment");
+    let before = lab.objects();
+    let r = lab.migrate("sym", &[]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(lab.objects(), before, "nothing to change");
+    assert!(!segment.0.exists(), "the stale segment is still there");
+}
+
+/// `-d` given relative to the working directory (with a trailing slash) names
+/// the same token as its absolute path: same shared memory segment, same lock.
+#[test]
+fn relative_datastore_path_is_the_same_token() {
+    let lab = Lab::new(OLD_381);
+    lab.change_mk("sym", 1);
+    let name = pkcscca::config::shm_name(&lab.store);
+    let segment = RemoveOnDrop(Path::new("/dev/shm").join(name.trim_start_matches('/')));
+    if fs::write(&segment.0, b"stale segment").is_err() {
+        eprintln!("no /dev/shm here; skipped");
+        return;
+    }
+    let mut cmd = Command::new(common::lab::pkcscca_bin());
+    cmd.args([
+        "-m",
+        "keys",
+        "-s",
+        "2",
+        "-k",
+        "sym",
+        "-d",
+        "./ccatok/",
+        "--json",
+    ])
+    .current_dir(lab.root());
+    let r = lab.run_with_stdin(cmd, PINS);
+    assert_eq!(r.code, 0, "{r:?}");
+    let doc: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(doc["datastore"], lab.store.display().to_string());
+    assert!(!segment.0.exists(), "the token's segment was not removed");
+    assert_eq!(lab.check(Some("sym")).code, 0);
+
+    // The lock is the same one: held elsewhere, the relative run is refused.
+    lab.change_mk("sym", 2);
+    let lock_file = lab.lock_dir.join("ccatok").join("LCK..ccatok");
+    let _held = pkcscca::store::lock::TokenLock::acquire(&lock_file, None).unwrap();
+    let mut cmd = Command::new(common::lab::pkcscca_bin());
+    cmd.args(["-m", "keys", "-s", "2", "-k", "sym", "-d", "ccatok"])
+        .current_dir(lab.root());
+    assert_eq!(lab.run_with_stdin(cmd, PINS).code, 2);
+}
+
+/// An object file that cannot be read is reported and never rewritten; the
+/// other keys are migrated; the exit status says something was left (3).
+#[test]
+fn a_damaged_object_is_left_alone_and_reported() {
+    let lab = Lab::new(OLD_381);
+    lab.change_mk("sym", 1);
+    let victim = lab.object_named("des3-priv-noext");
+    let path = lab.store.join("TOK_OBJ").join(&victim);
+    let mut bytes = fs::read(&path).unwrap();
+    bytes.truncate(bytes.len() / 2);
+    fs::write(&path, &bytes).unwrap();
+    let before = lab.objects();
+    let r = lab.migrate("sym", &[]);
+    assert_eq!(r.code, 3, "{r:?}");
+    assert!(
+        r.stdout.ends_with("Successfully migrated: DES: 2. \n"),
+        "{r:?}"
+    );
+    assert!(
+        r.stderr.contains(&format!("TOK_OBJ/{victim}"))
+            && r.stderr.contains("(object left untouched)"),
+        "{r:?}"
+    );
+    assert_changed(
+        &lab,
+        &before,
+        &lab.objects(),
+        &["des-priv-ext", "des2-pub-noext"].into(),
+    );
+}
+
+/// Without `-d`, the store is the slot's token directory from
+/// `opencryptoki.conf` (here through `PKCS_APP_STORE`, as openCryptoki resolves
+/// it); a slot that is not configured is refused before prompting, exit 5.
+#[test]
+fn store_found_through_the_slot_configuration() {
+    let mut lab = Lab::new(OLD_381);
+    lab.change_mk("sym", 1);
+    let conf = lab.root().join("opencryptoki.conf");
+    fs::write(
+        &conf,
+        "version opencryptoki-3.27\n\nslot 2\n{\nstdll = libpkcs11_cca.so\n}\n",
+    )
+    .unwrap();
+    lab.extra_env.push((
+        "PKCSCCA_OPENCRYPTOKI_CONF".into(),
+        conf.display().to_string(),
+    ));
+    lab.extra_env
+        .push(("PKCS_APP_STORE".into(), lab.root().display().to_string()));
+    let before = lab.objects();
+    let r = lab.pkcscca(&["-m", "keys", "-s", "3", "-k", "sym"], PINS);
+    assert_eq!(r.code, 5, "{r:?}");
+    assert_eq!(r.stdout, "", "refused before prompting");
+    assert!(r
+        .stderr
+        .ends_with("pkcscca: C_OpenSession failed: rc=0x3 (CKR_SLOT_ID_INVALID)\n"));
+    assert_eq!(lab.objects(), before);
+
+    let r = lab.pkcscca(&["-m", "keys", "-s", "2", "-k", "sym"], PINS);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(r.stdout, format!("{PROMPTS}{}", summary_of("sym")));
+    assert_eq!(lab.check(Some("sym")).code, 0);
+    assert!(lab.lock_dir.join("ccatok").join("LCK..ccatok").exists());
+}
+
+/// An object carrying `CKA_IBM_OPAQUE_REENC` means openCryptoki's own (online)
+/// HSM master key change is half done: refused, exit 2, nothing written.
+#[test]
+fn refuses_during_a_pending_hsm_master_key_change_object() {
+    use pkcscca::pkcs11::{AttrType, KeyType, ObjectClass};
+    use pkcscca::store::{Template, TokenStore};
+    let lab = Lab::new(OLD_381);
+    lab.change_mk("sym", 1);
+    {
+        let mut store = TokenStore::open(&lab.store).unwrap();
+        let mk = store.login_user(common::lab::USER_PIN.as_bytes()).unwrap();
+        let mut t = Template::new(store.byte_order());
+        t.set_ulong(AttrType::CLASS, ObjectClass::SECRET_KEY.value());
+        t.set_ulong(AttrType::KEY_TYPE, KeyType::AES.value());
+        t.set_bool(AttrType::TOKEN, true);
+        t.set_bool(AttrType::PRIVATE, false);
+        t.set(AttrType::LABEL, b"reenc-pending".to_vec());
+        t.set(AttrType::IBM_OPAQUE, vec![0; 64]);
+        t.set(AttrType::IBM_OPAQUE_REENC, vec![0; 64]);
+        store.add_object(&mk, t).unwrap();
+    }
+    let before = common::snapshot(&lab.store);
+    let r = lab.migrate("sym", &[]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(r.stderr.contains("holds CKA_IBM_OPAQUE_REENC"), "{r:?}");
+    assert_eq!(common::snapshot(&lab.store), before);
+}
+
+/// A file in `<data root>/HSM_MK_CHANGE/`: refused before prompting, exit 2.
+#[test]
+fn refuses_during_a_pending_hsm_master_key_change_file() {
+    let lab = Lab::new(OLD_381);
+    let paths = lab_paths(&lab, Vec::new());
+    let pending = paths.data_root.join("HSM_MK_CHANGE");
+    fs::create_dir_all(&pending).unwrap();
+    fs::write(pending.join("op-1"), b"pending").unwrap();
+    let before = common::snapshot(&lab.store);
+    let store = lab.store.display().to_string();
+    let argv = [
+        "pkcscca", "-m", "keys", "-s", "2", "-k", "sym", "-d", &store,
+    ];
+    let (code, out, err) = run_in_process(paths, &argv);
+    assert_eq!(code, 2, "{err}");
+    assert_eq!(out, "", "refused before prompting");
+    assert!(
+        err.contains("HSM_MK_CHANGE/op-1: a concurrent HSM master key change is pending"),
+        "{err}"
+    );
+    assert_eq!(common::snapshot(&lab.store), before);
+}
+
+/// The checker itself: a key whose material changed (two keys' secure key
+/// tokens swapped, both still under CURRENT) fails its proof, so a migration
+/// that mixed up keys could not pass the tests above.
+#[test]
+fn sample_check_catches_swapped_key_material() {
+    use pkcscca::pkcs11::AttrType;
+    use pkcscca::store::{ObjectName, TokenStore};
+    let lab = Lab::new(NEW);
+    let store = TokenStore::open(&lab.store).unwrap();
+    let mk = store.login_user(common::lab::USER_PIN.as_bytes()).unwrap();
+    let load = |label: &str| {
+        let name = ObjectName::parse(&lab.object_named(label)).unwrap();
+        store.load_object(name, Some(&mk)).unwrap()
+    };
+    let (mut a, mut b) = (load("des-priv-ext"), load("des3-priv-noext"));
+    let (ta, tb) = (
+        a.template.get(AttrType::IBM_OPAQUE).unwrap().to_vec(),
+        b.template.get(AttrType::IBM_OPAQUE).unwrap().to_vec(),
+    );
+    a.template.set(AttrType::IBM_OPAQUE, tb);
+    b.template.set(AttrType::IBM_OPAQUE, ta);
+    store.commit(&mk, &[&a, &b]).unwrap();
+    let c = lab.check(None);
+    assert_eq!(c.code, 1, "{c:?}");
+    assert_eq!(
+        set(check_lines(&c.stdout, "FAILED")),
+        set(vec!["des-priv-ext".into(), "des3-priv-noext".into()])
+    );
+    assert!(c.stdout.contains("des proof differs"), "{c:?}");
+}
+
+/// A card that cannot report its master key registers (CSUACFQ failing):
+/// upstream's way is used, every key goes to the verb and an unchanged answer
+/// means "already current". The result is the same.
+#[test]
+fn without_the_register_query_every_key_goes_to_the_card() {
+    let lab = lab_after_change_with_fault("apka", "CSUACFQ:*:16:336");
+    let r = lab.migrate("apka", &["-v", "info"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.stdout.contains("Cannot read the master key registers"),
+        "{r:?}"
+    );
+    assert!(r.stdout.ends_with(summary_of("apka")), "{r:?}");
+    assert_eq!(lab.check(Some("apka")).code, 0);
+    let before = lab.objects();
+    let r = lab.migrate("apka", &[]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let current = current_lines(&r.stdout);
+    assert_eq!(current, keys_of("apka").len(), "{r:?}");
+    assert_eq!(lab.objects(), before);
+}
+
+/// Two runs started together on one store: openCryptoki's token lock lets one
+/// through; the other is refused (exit 2) or, if it came after, finds every key
+/// current. Either way the store ends consistent.
+#[test]
+fn two_runs_at_once() {
+    let lab = Lab::new(OLD_381);
+    lab.change_mk("aes", 1);
+    let _guard = common::lab::no_pkcsslotd_guard();
+    let (mut a, _) = spawn_slow_aes_run(&lab, 5_000);
+    let (mut b, _) = spawn_slow_aes_run(&lab, 5_000);
+    let codes = [
+        a.wait().unwrap().code().unwrap(),
+        b.wait().unwrap().code().unwrap(),
+    ];
+    eprintln!("exit statuses {codes:?}");
+    assert!(codes.contains(&0), "{codes:?}");
+    assert!(codes.iter().all(|c| matches!(c, 0 | 2)), "{codes:?}");
+    assert!(!lab.objects().keys().any(|n| n.ends_with(".pkcscca.tmp")));
+    assert_eq!(lab.check(None).code, 0);
+}
