@@ -568,13 +568,6 @@ impl<'a> Output<'a> {
         self.out_bytes(&[b"\n"]);
     }
 
-    /// Our `--json` summary of `-m oldrsakeys`.
-    pub fn old_rsa_summary_json(&mut self, dry_run: bool, migrated: u32, failed: u32) {
-        self.json_fmt(format_args!(
-            "{{\"mode\":\"oldrsakeys\",\"dry_run\":{dry_run},\"migrated\":{migrated},\"failed\":{failed}}}\n"
-        ));
-    }
-
     // ----- -m v2objectsv3 ------------------------------------------------------------------
 
     /// `Cannot find <path>.` (`migrate_version()`, stderr).
@@ -600,6 +593,46 @@ impl<'a> Output<'a> {
             "Could not load masterkey from MK_{}.",
             kind.name()
         ));
+    }
+
+    /// `<path> appears to have been tampered!` then `Cannot migrate.` (`load_masterkey()`:
+    /// the MK file does not open with a PIN that matched NVTOK.DAT).
+    pub fn master_key_tampered(&mut self, path: impl Display) {
+        self.error(format_args!("{path} appears to have been tampered!"));
+        self.error("Cannot migrate.");
+    }
+
+    /// `CSNBDEC (DES3 DECRYPT) failed: return_code=RC reason_code=RSN` (`cca_decrypt()`).
+    pub fn csnbdec_failed(&mut self, return_code: i64, reason_code: i64) {
+        self.error(format_args!(
+            "CSNBDEC (DES3 DECRYPT) failed: return_code={return_code} reason_code={reason_code}"
+        ));
+    }
+
+    /// `Decrypted object data is inconsistent. Possibly already migrated?`
+    /// (`reencrypt_private_token_object()`).
+    pub fn decrypted_data_inconsistent(&mut self) {
+        self.error("Decrypted object data is inconsistent. Possibly already migrated?");
+    }
+
+    /// `Stored hash does not match restored data hash.`
+    pub fn stored_hash_mismatch(&mut self) {
+        self.error("Stored hash does not match restored data hash.");
+    }
+
+    /// `No CKA_CLASS attribute found` (`adjust_key_object_attributes()`).
+    pub fn no_class_attribute(&mut self) {
+        self.error("No CKA_CLASS attribute found");
+    }
+
+    /// `No CKA_VALUE attribute found` (`adjust_secret_key_attributes()`).
+    pub fn no_value_attribute(&mut self) {
+        self.error("No CKA_VALUE attribute found");
+    }
+
+    /// `CKA_VALUE does not contain a CCA secure key` (the object is left as it is).
+    pub fn value_not_secure_key(&mut self) {
+        self.error("CKA_VALUE does not contain a CCA secure key");
     }
 
     /// Verbose `Successfully verified SO Pin.` / `... USER Pin.`

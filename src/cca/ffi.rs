@@ -63,6 +63,8 @@ verbs! {
     csnbsad: CsnbsaeFn = "CSNBSAD",
     csndpkt: CsndpktFn = "CSNDPKT",
     csndpkx: CsndpkxFn = "CSNDPKX",
+    csnddsg: CsnddsgFn = "CSNDDSG",
+    csnddsv: CsnddsvFn = "CSNDDSV",
     csnbkgn: CsnbkgnFn = "CSNBKGN",
     csnbktb: CsnbktbFn = "CSNBKTB",
     csndpkb: CsndpkbFn = "CSNDPKB",
@@ -406,6 +408,71 @@ impl Lib {
         };
         out.truncate(clamp(out_len, 8000));
         (r, out)
+    }
+
+    /// CSNDDSG: signs `hash` with `key`; the signature field offers 1024 bytes.
+    pub(crate) fn csnddsg(&self, rule: &[u8], key: &[u8], hash: &[u8]) -> (Raw, Vec<u8>) {
+        let mut r = Raw { rc: 0, reason: 0 };
+        let mut count = len_of(rule) / 8;
+        let mut rule = rule.to_vec();
+        let mut k = key.to_vec();
+        let mut k_len = len_of(key);
+        let mut h = hash.to_vec();
+        let mut h_len = len_of(hash);
+        let mut sig = vec![0u8; 1024];
+        let mut sig_len = len_of(&sig);
+        let mut sig_bits: c_long = 0;
+        // SAFETY: buffers passed with their true lengths.
+        unsafe {
+            (self.verbs.csnddsg)(
+                &mut r.rc,
+                &mut r.reason,
+                ptr::null_mut(),
+                ptr::null_mut(),
+                &mut count,
+                rule.as_mut_ptr(),
+                &mut k_len,
+                k.as_mut_ptr(),
+                &mut h_len,
+                h.as_mut_ptr(),
+                &mut sig_len,
+                &mut sig_bits,
+                sig.as_mut_ptr(),
+            )
+        };
+        sig.truncate(clamp(sig_len, 1024));
+        (r, sig)
+    }
+
+    /// CSNDDSV: verifies `sig` over `hash` with `key`.
+    pub(crate) fn csnddsv(&self, rule: &[u8], key: &[u8], hash: &[u8], sig: &[u8]) -> Raw {
+        let mut r = Raw { rc: 0, reason: 0 };
+        let mut count = len_of(rule) / 8;
+        let mut rule = rule.to_vec();
+        let mut k = key.to_vec();
+        let mut k_len = len_of(key);
+        let mut h = hash.to_vec();
+        let mut h_len = len_of(hash);
+        let mut s = sig.to_vec();
+        let mut s_len = len_of(sig);
+        // SAFETY: buffers passed with their true lengths.
+        unsafe {
+            (self.verbs.csnddsv)(
+                &mut r.rc,
+                &mut r.reason,
+                ptr::null_mut(),
+                ptr::null_mut(),
+                &mut count,
+                rule.as_mut_ptr(),
+                &mut k_len,
+                k.as_mut_ptr(),
+                &mut h_len,
+                h.as_mut_ptr(),
+                &mut s_len,
+                s.as_mut_ptr(),
+            )
+        };
+        r
     }
 
     /// CSNBKGN: one operational key into `token` (in/out, 64 bytes).

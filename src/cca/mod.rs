@@ -46,6 +46,10 @@ pub enum Verb {
     Csndpkt,
     /// PKA Public Key Extract.
     Csndpkx,
+    /// Digital Signature Generate.
+    Csnddsg,
+    /// Digital Signature Verify.
+    Csnddsv,
     /// Key Generate.
     Csnbkgn,
     /// Key Token Build.
@@ -76,6 +80,8 @@ impl Verb {
             Verb::Csnbsad => "CSNBSAD",
             Verb::Csndpkt => "CSNDPKT",
             Verb::Csndpkx => "CSNDPKX",
+            Verb::Csnddsg => "CSNDDSG",
+            Verb::Csnddsv => "CSNDDSV",
             Verb::Csnbkgn => "CSNBKGN",
             Verb::Csnbktb => "CSNBKTB",
             Verb::Csndpkb => "CSNDPKB",
@@ -383,6 +389,28 @@ impl Csulcca {
         let (raw, out) = self.lib.csndpkx(source);
         check(Verb::Csndpkx, raw)?;
         Ok(out)
+    }
+
+    /// CSNDDSG: the signature of `hash` with a private key token (`rule` e.g.
+    /// `PKCS-1.1` for RSA, where `hash` is the DigestInfo to pad).
+    pub fn csnddsg(&self, rule: &RuleArray, key: &[u8], hash: &[u8]) -> Result<Vec<u8>, CcaError> {
+        let (raw, out) = self.lib.csnddsg(rule.as_bytes(), key, hash);
+        check(Verb::Csnddsg, raw)?;
+        Ok(out)
+    }
+
+    /// CSNDDSV: verifies `signature` over `hash` with a PKA token's public key.
+    pub fn csnddsv(
+        &self,
+        rule: &RuleArray,
+        key: &[u8],
+        hash: &[u8],
+        signature: &[u8],
+    ) -> Result<Status, CcaError> {
+        check(
+            Verb::Csnddsv,
+            self.lib.csnddsv(rule.as_bytes(), key, hash, signature),
+        )
     }
 
     /// CSNBKGN with form `OP`: generates an operational key into `token`

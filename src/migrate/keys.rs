@@ -152,12 +152,12 @@ fn verb_description(verb: Verb) -> &'static str {
     }
 }
 
-fn hex(b: &[u8]) -> String {
+pub(super) fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 /// The kind of token in words, for `--json`.
-fn token_name(blob: &[u8]) -> String {
+pub(super) fn token_name(blob: &[u8]) -> String {
     match token::classify(blob) {
         Ok(info) => format!("{:?}", info.kind),
         Err(_) => match blob.first() {
@@ -169,7 +169,7 @@ fn token_name(blob: &[u8]) -> String {
     }
 }
 
-fn mkvp_of(blob: &[u8]) -> Option<Vec<u8>> {
+pub(super) fn mkvp_of(blob: &[u8]) -> Option<Vec<u8>> {
     let info = token::classify(blob).ok()?;
     Some(info.mkvp(blob).to_vec())
 }
@@ -358,9 +358,11 @@ fn precheck(kind: &KeyKind, blob: &[u8]) -> Precheck {
 }
 
 /// One key found by a search.
-struct Found {
-    index: usize,
-    label: Vec<u8>,
+pub(super) struct Found {
+    /// Index of the object in the run's object list.
+    pub(super) index: usize,
+    /// Its `CKA_LABEL`.
+    pub(super) label: Vec<u8>,
 }
 
 /// The object's `CKA_LABEL` (empty when absent).
@@ -383,42 +385,7 @@ pub fn migrate(
     let mut tally = Tally::default();
     let mut changed = Vec::new();
     for kind in kinds {
-        if let Some(what) = kind.announce {
-            out.search_for(what);
-        }
-        let matches: Vec<usize> = objects
-            .iter()
-            .enumerate()
-            .filter(|(_, o)| {
-                o.template.key_type() == Some(kind.key_type)
-                    && o.template.get_bool(AttrType::TOKEN) != Some(false)
-                    && o.template.get_bool(CKA_HIDDEN) != Some(true)
-            })
-            .map(|(i, _)| i)
-            .collect();
-        if kind.upstream || !matches.is_empty() {
-            out.found_keys(matches.len() as u64);
-        }
-        let mut found = Vec::new();
-        for &i in &matches {
-            let Some(obj) = objects.get(i) else { continue };
-            let label = label_of(obj);
-            if obj.template.get(AttrType::IBM_OPAQUE).is_none() {
-                out.error(format_args!(
-                    "object {}: {} key without CKA_IBM_OPAQUE is not a CCA secure key; skipped",
-                    obj.name, kind.type_name
-                ));
-                tally
-                    .keys
-                    .push(record(obj, kind, KeyStatus::Skipped, None, None, None));
-                if let Some(r) = tally.keys.last_mut() {
-                    r.reason = Some("no CKA_IBM_OPAQUE attribute".into());
-                }
-                continue;
-            }
-            out.migratable_key_found(kind.type_name, &label, obj.name.as_str());
-            found.push(Found { index: i, label });
-        }
+        let found = find(kind, objects, &mut tally, out);
         for f in found.iter().rev() {
             let Some(obj) = objects.get_mut(f.index) else {
                 continue;
@@ -431,7 +398,56 @@ pub fn migrate(
     (tally, changed)
 }
 
-fn record(
+/// One search (`find_wrapped_keys()` and `add_key()`): the token objects of
+/// `kind.key_type` in find order, with upstream's verbose lines. A key without
+/// `CKA_IBM_OPAQUE` is reported and recorded as skipped in `tally`.
+pub(super) fn find(
+    kind: &KeyKind,
+    objects: &[StoredObject],
+    tally: &mut Tally,
+    out: &mut Output<'_>,
+) -> Vec<Found> {
+    if let Some(what) = kind.announce {
+        out.search_for(what);
+    }
+    let matches: Vec<usize> = objects
+        .iter()
+        .enumerate()
+        .filter(|(_, o)| {
+            o.template.key_type() == Some(kind.key_type)
+                && o.template.get_bool(AttrType::TOKEN) != Some(false)
+                && o.template.get_bool(CKA_HIDDEN) != Some(true)
+        })
+        .map(|(i, _)| i)
+        .collect();
+    if kind.upstream || !matches.is_empty() {
+        out.found_keys(matches.len() as u64);
+    }
+    let mut found = Vec::new();
+    for &i in &matches {
+        let Some(obj) = objects.get(i) else { continue };
+        let label = label_of(obj);
+        if obj.template.get(AttrType::IBM_OPAQUE).is_none() {
+            out.error(format_args!(
+                "object {}: {} key without CKA_IBM_OPAQUE is not a CCA secure key; skipped",
+                obj.name, kind.type_name
+            ));
+            tally
+                .keys
+                .push(record(obj, kind, KeyStatus::Skipped, None, None, None));
+            if let Some(r) = tally.keys.last_mut() {
+                r.reason = Some("no CKA_IBM_OPAQUE attribute".into());
+            }
+            continue;
+        }
+        out.migratable_key_found(kind.type_name, &label, obj.name.as_str());
+        found.push(Found { index: i, label });
+    }
+    found
+}
+
+/// A record of `obj`, examined by a search of `kind`.
+pub(super) fn record(
     obj: &StoredObject,
     kind: &KeyKind,
     status: KeyStatus,

@@ -13,10 +13,12 @@
 //! | `C_Login(USER)` (8) | the store's master key from `MK_USER` (8) |
 //! | `dlopen(libcsulcca.so)` (255) | the same (255) |
 //! | `C_FindObjects` / `C_SetAttributeValue` | objects decrypted from `TOK_OBJ`, rewritten in one atomic batch (8 if that fails) |
-//! | exit 0 even if keys failed | exit 3 if any key failed or any object could not be read |
+//! | exit 0 even if keys failed | exit 3 if any key failed or any object could not be read (`-m v2objectsv3` keeps upstream's 0, see [`v2`]) |
 
 pub mod keys;
+pub mod oldrsa;
 pub mod select;
+pub mod v2;
 
 use std::path::{Path, PathBuf};
 
@@ -30,7 +32,7 @@ use crate::messages::Output;
 use crate::pin::PinKind;
 use crate::pkcs11::AttrType;
 use crate::store::lock::{self, TokenLock};
-use crate::store::{atomic, StoreError, StoredObject, TokenStore};
+use crate::store::{atomic, MasterKey, StoreError, StoredObject, TokenStore};
 
 use keys::{Card, KeyStatus, Tally};
 
@@ -82,14 +84,24 @@ pub fn mk_type(k: MkArg) -> MkType {
 
 /// Resolves the data store of the run: `-d DIR` is the store itself (the slot need
 /// not be configured then); otherwise the slot's stanza in `opencryptoki.conf`.
+/// `-m v2objectsv3` takes no slot: its store is `-d DIR`, by default upstream's
+/// `/var/lib/opencryptoki/ccatok`.
 fn resolve_target(paths: &SystemPaths, args: &Args, out: &mut Output<'_>) -> Result<Target, Exit> {
     let slot = args.slot().unwrap_or(0);
-    let located = u32::try_from(slot)
-        .ok()
-        .map(|s| config::locate_token(paths, s));
+    let located = match args.mode {
+        Mode::V2ObjectsV3 => None,
+        _ => u32::try_from(slot)
+            .ok()
+            .map(|s| config::locate_token(paths, s)),
+    };
     let group =
         |usergroup: Option<&str>| lock::group_gid(&paths.group_file, usergroup.unwrap_or("pkcs11"));
-    if let Some(given) = &args.datastore {
+    let datastore = match (&args.datastore, args.mode) {
+        (Some(dir), _) => Some(dir.clone()),
+        (None, Mode::V2ObjectsV3) => Some(paths.data_root.join("ccatok")),
+        (None, _) => None,
+    };
+    if let Some(given) = &datastore {
         // openCryptoki names the token's shared memory segment after the absolute
         // data store path, and a configured slot's directory is absolute too:
         // compare and derive from `-d` made absolute (symlinks are kept as typed).
@@ -193,26 +205,28 @@ fn preflight(paths: &SystemPaths, target: &Target, out: &mut Output<'_>) -> Resu
 
 impl ModeRunner for Migrator {
     fn prepare(&mut self, args: &Args, out: &mut Output<'_>) -> Result<(), Exit> {
-        match args.mode {
-            Mode::Keys { .. } => {
-                let target = resolve_target(&self.paths, args, out)?;
-                preflight(&self.paths, &target, out)?;
-                self.target = Some(target);
-                Ok(())
-            }
-            Mode::V2ObjectsV3 | Mode::OldRsaKeys { .. } => {
-                out.mode_unavailable(args.mode.name());
-                Err(Exit::Failure)
-            }
+        let target = resolve_target(&self.paths, args, out)?;
+        match (preflight(&self.paths, &target, out), args.mode) {
+            // Upstream's v2objectsv3 fails on an unusable store with -1 (255).
+            (Err(Exit::OpenSession), Mode::V2ObjectsV3) => return Err(Exit::Failure),
+            (r, _) => r?,
         }
+        self.target = Some(target);
+        Ok(())
     }
 
     fn run(&mut self, args: &Args, pins: &Pins, out: &mut Output<'_>) -> Exit {
-        let (Some(target), Some(k)) = (self.target.clone(), args.key_type()) else {
+        let Some(target) = self.target.clone() else {
             out.mode_unavailable(args.mode.name());
             return Exit::Failure;
         };
-        run_keys(&self.paths, &target, k, args, pins, out)
+        match args.mode {
+            Mode::Keys { key_type, .. } => {
+                run_keys(&self.paths, &target, key_type, args, pins, out)
+            }
+            Mode::OldRsaKeys { .. } => oldrsa::run(&self.paths, &target, args, pins, out),
+            Mode::V2ObjectsV3 => v2::run(&self.paths, &target, args, pins, out),
+        }
     }
 }
 
@@ -221,7 +235,7 @@ fn open_and_login(
     target: &Target,
     pins: &Pins,
     out: &mut Output<'_>,
-) -> Result<(TokenStore, crate::store::MasterKey), Exit> {
+) -> Result<(TokenStore, MasterKey), Exit> {
     let store = TokenStore::open(&target.dir).map_err(|e| {
         out.error(e);
         Exit::OpenSession
@@ -263,19 +277,9 @@ fn run_keys(
         Ok(x) => x,
         Err(e) => return e,
     };
-    let lib = match Csulcca::open() {
+    let lib = match open_library(out) {
         Ok(lib) => lib,
-        Err(e) => {
-            // The loader's own text already names the library: print it alone
-            // after upstream's `dlopen(libcsulcca.so) failed: `.
-            match e {
-                crate::cca::LoadError::Open { detail, .. } => {
-                    out.dlopen_failed(Csulcca::LIBRARY, detail)
-                }
-                e => out.dlopen_failed(Csulcca::LIBRARY, e),
-            }
-            return Exit::Failure;
-        }
+        Err(e) => return e,
     };
     let mk_type = mk_type(k);
     let status = match lib.mk_status(mk_type) {
@@ -300,7 +304,62 @@ fn run_keys(
         status,
     };
 
-    let _lock = match TokenLock::try_acquire(&target.lock_file, target.gid) {
+    let _lock = match lock_store(target, &store, args.dry_run, out) {
+        Ok(l) => l,
+        Err(e) => return e,
+    };
+    let (mut objects, unreadable) = match load_keys(&store, &mk, out) {
+        Ok(x) => x,
+        Err(exit) => return exit,
+    };
+
+    let kinds = select::searches(k);
+    let (tally, changed) = keys::migrate(&card, &kinds, &mut objects, out);
+
+    let written = match write_keys(paths, target, &store, &mk, &objects, &changed, args, out) {
+        Ok(n) => n,
+        Err(e) => return e,
+    };
+
+    if args.json {
+        out.json_document(&json_document(args, k, target, &tally, written, unreadable));
+    } else {
+        out.keys_summary(&tally.migrated, &tally.failed);
+        if args.dry_run {
+            dry_run_note(changed.len(), out);
+        }
+    }
+    if tally.count(KeyStatus::Failed) > 0 || unreadable > 0 {
+        Exit::KeysFailed
+    } else {
+        Exit::Success
+    }
+}
+
+/// Loads `libcsulcca.so`; a failure is upstream's `dlopen(...) failed` and exit 255.
+fn open_library(out: &mut Output<'_>) -> Result<Csulcca, Exit> {
+    Csulcca::open().map_err(|e| {
+        // The loader's own text already names the library: print it alone after
+        // upstream's `dlopen(libcsulcca.so) failed: `.
+        match e {
+            crate::cca::LoadError::Open { detail, .. } => {
+                out.dlopen_failed(Csulcca::LIBRARY, detail)
+            }
+            e => out.dlopen_failed(Csulcca::LIBRARY, e),
+        }
+        Exit::Failure
+    })
+}
+
+/// Takes openCryptoki's token lock (held until the returned guard drops) and, unless
+/// `dry_run`, removes temporary files an interrupted run left in `TOK_OBJ/`.
+fn lock_store(
+    target: &Target,
+    store: &TokenStore,
+    dry_run: bool,
+    out: &mut Output<'_>,
+) -> Result<TokenLock, Exit> {
+    let lock = match TokenLock::try_acquire(&target.lock_file, target.gid) {
         Ok(Some(l)) => l,
         Ok(None) => {
             out.error(format_args!(
@@ -308,14 +367,14 @@ fn run_keys(
                  application first",
                 target.lock_file.display()
             ));
-            return Exit::Pkcs11Init;
+            return Err(Exit::Pkcs11Init);
         }
         Err(e) => {
             out.error(e);
-            return Exit::Pkcs11Init;
+            return Err(Exit::Pkcs11Init);
         }
     };
-    if !args.dry_run {
+    if !dry_run {
         match atomic::remove_stale_temps(&store.tok_obj_dir()) {
             Ok(removed) => {
                 for p in removed {
@@ -327,15 +386,22 @@ fn run_keys(
             }
             Err(e) => {
                 out.error(e);
-                return Exit::Login;
+                return Err(Exit::Login);
             }
         }
     }
+    Ok(lock)
+}
 
-    let (mut objects, unreadable) = match load_in_find_order(&store, &mk, out) {
-        Ok(x) => x,
-        Err(exit) => return exit,
-    };
+/// The key objects of `-m keys` / `-m oldrsakeys`: every object in find order (see
+/// [`load_in_find_order`]), refusing a store where a concurrent HSM master key change
+/// left `CKA_IBM_OPAQUE_REENC` behind.
+fn load_keys(
+    store: &TokenStore,
+    mk: &MasterKey,
+    out: &mut Output<'_>,
+) -> Result<(Vec<StoredObject>, usize), Exit> {
+    let (objects, unreadable) = load_in_find_order(store, mk, out)?;
     if let Some(o) = objects
         .iter()
         .find(|o| o.template.get(AttrType::IBM_OPAQUE_REENC).is_some())
@@ -345,47 +411,70 @@ fn run_keys(
              progress; finish or cancel it with pkcshsm_mk_change first",
             store.object_path(o.name).display()
         ));
-        return Exit::Pkcs11Init;
+        return Err(Exit::Pkcs11Init);
     }
+    Ok((objects, unreadable))
+}
 
-    let kinds = select::searches(k);
-    let (tally, changed) = keys::migrate(&card, &kinds, &mut objects, out);
+/// Rewrites `objects[changed]` in one atomic batch (unless `--dry-run`) and removes
+/// the token's shared memory; returns how many files were written. A failure is
+/// upstream's `Error replacing old key with migrated key.` and exit 8.
+#[allow(clippy::too_many_arguments)]
+fn write_keys(
+    paths: &SystemPaths,
+    target: &Target,
+    store: &TokenStore,
+    mk: &MasterKey,
+    objects: &[StoredObject],
+    changed: &[usize],
+    args: &Args,
+    out: &mut Output<'_>,
+) -> Result<usize, Exit> {
+    let batch: Vec<&StoredObject> = changed.iter().filter_map(|&i| objects.get(i)).collect();
+    commit(paths, target, store, mk, &batch, args.dry_run, out).map_err(|e| {
+        out.error("Error replacing old key with migrated key.");
+        out.error(e);
+        Exit::Login
+    })
+}
 
-    let mut written = 0usize;
-    if !args.dry_run {
-        if !changed.is_empty() {
-            let batch: Vec<&StoredObject> =
-                changed.iter().filter_map(|&i| objects.get(i)).collect();
-            if let Err(e) = store.commit(&mk, &batch) {
-                out.error("Error replacing old key with migrated key.");
-                out.error(e);
+/// Commits `batch` atomically and removes the token's shared memory segment (also when
+/// the batch is empty); nothing with `dry_run`. Returns how many files were written.
+fn commit(
+    paths: &SystemPaths,
+    target: &Target,
+    store: &TokenStore,
+    mk: &MasterKey,
+    batch: &[&StoredObject],
+    dry_run: bool,
+    out: &mut Output<'_>,
+) -> Result<usize, StoreError> {
+    if dry_run {
+        return Ok(0);
+    }
+    let written = if batch.is_empty() {
+        0
+    } else {
+        match store.commit(mk, batch) {
+            Ok(report) => report.written.len(),
+            Err(e) => {
                 // Some files may have been renamed already (a partial commit).
                 remove_shm(paths, &target.shm_name, out);
-                return Exit::Login;
+                return Err(e);
             }
-            written = batch.len();
         }
-        // Also when this run changed nothing: an earlier run may have been killed
-        // after its renames and before it could remove the segment.
-        remove_shm(paths, &target.shm_name, out);
-    }
+    };
+    // Also when this run changed nothing: an earlier run may have been killed after
+    // its renames and before it could remove the segment.
+    remove_shm(paths, &target.shm_name, out);
+    Ok(written)
+}
 
-    if args.json {
-        out.json_document(&json_document(args, k, target, &tally, written, unreadable));
-    } else {
-        out.keys_summary(&tally.migrated, &tally.failed);
-        if args.dry_run {
-            out.notice(format_args!(
-                "Dry run: {} object(s) would be rewritten; nothing was written.",
-                changed.len()
-            ));
-        }
-    }
-    if tally.count(KeyStatus::Failed) > 0 || unreadable > 0 {
-        Exit::KeysFailed
-    } else {
-        Exit::Success
-    }
+/// The `--dry-run` note printed after the summary.
+fn dry_run_note(would_write: usize, out: &mut Output<'_>) {
+    out.notice(format_args!(
+        "Dry run: {would_write} object(s) would be rewritten; nothing was written."
+    ));
 }
 
 /// Loads every object listed in `OBJ.IDX`, private ones first (the order a USER
@@ -393,7 +482,7 @@ fn run_keys(
 /// decrypted is reported, left untouched and counted; the rest go on.
 fn load_in_find_order(
     store: &TokenStore,
-    mk: &crate::store::MasterKey,
+    mk: &MasterKey,
     out: &mut Output<'_>,
 ) -> Result<(Vec<StoredObject>, usize), Exit> {
     let names = match store.read_index() {
@@ -451,24 +540,7 @@ fn json_document(
         }
         Value::Object(m)
     };
-    let keys: Vec<Value> = tally
-        .keys
-        .iter()
-        .map(|r| {
-            json!({
-                "object": r.object,
-                "class": r.class.map(|c| c.name().map_or_else(|| c.to_string(), str::to_string)),
-                "key_type": r.key_type.name().map_or_else(|| r.key_type.to_string(), str::to_string),
-                "label": String::from_utf8_lossy(&r.label),
-                "private": r.private,
-                "token": r.token,
-                "mkvp_before": r.mkvp_before,
-                "mkvp_after": r.mkvp_after,
-                "status": r.status.name(),
-                "reason": r.reason,
-            })
-        })
-        .collect();
+    let keys: Vec<Value> = tally.keys.iter().map(key_json).collect();
     let doc = json!({
         "mode": "keys",
         "mk_type": k.name(),
@@ -487,6 +559,22 @@ fn json_document(
         },
     });
     doc.to_string()
+}
+
+/// One examined key in a `--json` document.
+fn key_json(r: &keys::KeyRecord) -> serde_json::Value {
+    serde_json::json!({
+        "object": r.object,
+        "class": r.class.map(|c| c.name().map_or_else(|| c.to_string(), str::to_string)),
+        "key_type": r.key_type.name().map_or_else(|| r.key_type.to_string(), str::to_string),
+        "label": String::from_utf8_lossy(&r.label),
+        "private": r.private,
+        "token": r.token,
+        "mkvp_before": r.mkvp_before,
+        "mkvp_after": r.mkvp_after,
+        "status": r.status.name(),
+        "reason": r.reason,
+    })
 }
 
 fn display_path(p: &Path) -> String {

@@ -147,6 +147,23 @@ const fn ecc(key_type: KeyType) -> KeyKind {
     )
 }
 
+/// The one search of `-m oldrsakeys` (`migrate_old_rsa_keys()`: `Search for RSA keys`,
+/// `CKK_RSA`, type name `RSA`).
+pub fn old_rsa_search() -> KeyKind {
+    KeyKind {
+        rsa: Some(RsaFormat::Old),
+        ..kind(
+            KeyType::RSA,
+            Some("RSA"),
+            true,
+            "RSA",
+            "RSA",
+            Handling::Asymmetric,
+            Counter::Rsa,
+        )
+    }
+}
+
 /// The searches of one `-k` value, in upstream's order, followed by ours.
 pub fn searches(mk: MkArg) -> Vec<KeyKind> {
     use Handling::{Asymmetric as Asym, Symmetric as Sym};

@@ -39,6 +39,10 @@ pub struct CreateOptions {
     /// Old format only: write a 64-byte master key (24 random bytes + 40 zero
     /// bytes) in 88-byte MK files, as the 3.8.1–3.14 CCA token did.
     pub legacy_cca_mk: bool,
+    /// Old format only: this master key (24 or 64 bytes) instead of a random
+    /// one, e.g. the 64-byte CCA DES key token an openCryptoki 2.x CCA store
+    /// used (spec §5.4); a 64-byte key is written in 88-byte MK files.
+    pub master_key: Option<Zeroizing<Vec<u8>>>,
     /// Old format only: write NVTOK.DAT as openCryptoki 3.8.1 did (its
     /// defaults, Appendix E.1, and the base-36 object name counter, so that
     /// [`TokenStore::add_object`] names objects `00000000`, `10000000`, …).
@@ -61,6 +65,7 @@ impl CreateOptions {
             so_pin: Zeroizing::new(b"76543210".to_vec()),
             user_pin: Some(Zeroizing::new(b"11223344".to_vec())),
             legacy_cca_mk: false,
+            master_key: None,
             opencryptoki_3_8_1: false,
             label: "pkcscca".to_string(),
             pbkdf2_iterations: 100_000,
@@ -185,14 +190,21 @@ impl TokenStore {
         let rnd = |n| crypt::random(n).map_err(|e| StoreError::io(dir, "no random bytes", e));
         let legacy = opts.legacy_cca_mk && opts.format == Format::Old;
         let v381 = opts.opencryptoki_3_8_1 && opts.format == Format::Old;
-        let mk = match opts.format {
-            Format::Old if legacy => {
+        let mk = match (opts.format, &opts.master_key) {
+            (Format::Old, Some(k)) if k.len() == 24 || k.len() == 64 => k.clone(),
+            (_, Some(_)) => {
+                return Err(invalid(
+                    dir,
+                    "a given master key must be 24 or 64 bytes, old format",
+                ))
+            }
+            (Format::Old, None) if legacy => {
                 let mut k = rnd(24)?;
                 k.resize(64, 0);
                 k
             }
-            Format::Old => rnd(24)?,
-            Format::New => rnd(32)?,
+            (Format::Old, None) => rnd(24)?,
+            (Format::New, None) => rnd(32)?,
         };
         let mk = MasterKey::from_vec(mk);
         let order = opts.byte_order;

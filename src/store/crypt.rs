@@ -61,6 +61,15 @@ impl MasterKey {
         ct_eq(&self.0, &other.0)
     }
 
+    /// The 64-byte legacy CCA master key as a CCA key identifier. In stores
+    /// written by openCryptoki 2.x this is a DES key token (enciphered under
+    /// the card's SYM master key) that the card used to encipher private
+    /// objects (spec §5.4); `None` for other key sizes.
+    pub fn cca_key_token(&self) -> Option<&[u8; 64]> {
+        let s: &[u8] = &self.0;
+        <&[u8; 64]>::try_from(s).ok()
+    }
+
     pub(crate) fn bytes(&self) -> &[u8] {
         &self.0
     }

@@ -64,6 +64,16 @@ use attrs::FlatObject;
 use bytes::ct_eq;
 use nvtok::{flags, TokenData, USER_PIN_SENTINEL};
 use object_file::{DecodeError, Envelope};
+pub use object_file::{PLAIN_BAD_LENGTH, PLAIN_BAD_PADDING, PLAIN_BAD_SHA1};
+
+/// `what` of the [`StoreError`] when a payload decipher or encipher function of
+/// [`TokenStore::decode_object_deciphered`] / [`TokenStore::encode_object_enciphered`]
+/// failed.
+pub const DECIPHER_FAILED: &str = "the card could not (de)cipher the object";
+
+/// A caller's decipher function for [`TokenStore::decode_object_deciphered`]:
+/// ciphertext in, padded plaintext of the same length out, `None` on failure.
+pub type PayloadDecipher<'a> = &'a mut dyn FnMut(&[u8]) -> Option<Zeroizing<Vec<u8>>>;
 
 /// Name of the token data file.
 pub const NVTOK_DAT: &str = "NVTOK.DAT";
@@ -511,6 +521,63 @@ impl TokenStore {
         self.decode_object(name, &path, file, mk)
     }
 
+    /// Decodes the bytes of an old-format object file named `name` whose private
+    /// payload is turned back into its padded plaintext by `decipher` (same
+    /// length out as in; `None` = it failed) instead of software DES3 under the
+    /// master key: openCryptoki 2.x CCA stores had the card encipher private
+    /// objects (CSNBENC with the 64-byte DES key token held as master key).
+    /// The object re-encodes ([`encode_object`](Self::encode_object),
+    /// [`commit`](Self::commit)) in the 3.x form.
+    ///
+    /// A `decipher` failure is [`StoreError::Decrypt`] with [`DECIPHER_FAILED`];
+    /// failed checks of the plaintext carry [`PLAIN_BAD_LENGTH`],
+    /// [`PLAIN_BAD_PADDING`] or [`PLAIN_BAD_SHA1`].
+    pub fn decode_object_deciphered(
+        &self,
+        name: ObjectName,
+        file: Vec<u8>,
+        decipher: PayloadDecipher<'_>,
+    ) -> Result<StoredObject, StoreError> {
+        let path = self.object_path(name);
+        if self.format != Format::Old {
+            return Err(StoreError::Invalid {
+                file: path,
+                what: "card-enciphered objects exist only in old-format stores",
+            });
+        }
+        let d = object_file::decode_old_with(&file, self.order, &mut |payload| {
+            decipher(payload).ok_or(DecodeError::Crypto(DECIPHER_FAILED))
+        });
+        self.finish_decode(name, &path, file, d)
+    }
+
+    /// Encodes an old-format private object as openCryptoki 2.x CCA stores held
+    /// it: the padded plaintext (spec §5.3) enciphered by `encipher` (same length
+    /// out as in; `None` = it failed). Builds such stores for tests.
+    pub fn encode_object_enciphered(
+        &self,
+        obj: &StoredObject,
+        encipher: &mut dyn FnMut(&[u8]) -> Option<Vec<u8>>,
+    ) -> Result<Vec<u8>, StoreError> {
+        let file = self.object_path(obj.name);
+        if self.format != Format::Old || !obj.private || obj.envelope != Envelope::Old {
+            return Err(StoreError::Invalid {
+                file,
+                what: "only old-format private objects can be card-enciphered",
+            });
+        }
+        if obj.template.byte_order() != self.order {
+            return Err(StoreError::Invalid {
+                file,
+                what: "template byte order differs from the store's",
+            });
+        }
+        object_file::encode_old_private_with(&obj.flat(), &mut |plain| {
+            encipher(plain).ok_or(DECIPHER_FAILED)
+        })
+        .map_err(|what| StoreError::Invalid { file, what })
+    }
+
     fn decode_object(
         &self,
         name: ObjectName,
@@ -518,7 +585,18 @@ impl TokenStore {
         file: Vec<u8>,
         mk: Option<&MasterKey>,
     ) -> Result<StoredObject, StoreError> {
-        let d = object_file::decode(&file, self.format, self.order, mk).map_err(|e| match e {
+        let d = object_file::decode(&file, self.format, self.order, mk);
+        self.finish_decode(name, path, file, d)
+    }
+
+    fn finish_decode(
+        &self,
+        name: ObjectName,
+        path: &Path,
+        file: Vec<u8>,
+        decoded: Result<object_file::Decoded, DecodeError>,
+    ) -> Result<StoredObject, StoreError> {
+        let d = decoded.map_err(|e| match e {
             DecodeError::Parse(p) => p.at(path),
             DecodeError::Crypto(what) => StoreError::Decrypt {
                 file: path.to_path_buf(),

@@ -143,6 +143,33 @@ fn decode_old(
     order: ByteOrder,
     mk: Option<&MasterKey>,
 ) -> Result<Decoded, DecodeError> {
+    decode_old_with(file, order, &mut |payload| {
+        let key = mk
+            .and_then(MasterKey::des3_key)
+            .ok_or(DecodeError::Crypto("an old-format master key is needed"))?;
+        crypt::des3_cbc(key, &OBJ_IV, payload, false)
+            .ok_or(DecodeError::Crypto("DES3 decryption failed"))
+    })
+}
+
+/// `what` of a failed check of a deciphered old-format private payload: the length
+/// field does not fit the payload.
+pub const PLAIN_BAD_LENGTH: &str = "decrypted length field out of range (wrong master key?)";
+/// ... the padding is not openCryptoki's.
+pub const PLAIN_BAD_PADDING: &str = "bad padding (wrong master key?)";
+/// ... the SHA-1 of the flattened object does not match.
+pub const PLAIN_BAD_SHA1: &str = "SHA-1 mismatch (wrong master key?)";
+
+/// Deciphers the payload of an old-format private object (same length out as in).
+pub(crate) type Decipher<'a> = &'a mut dyn FnMut(&[u8]) -> Result<Zeroizing<Vec<u8>>, DecodeError>;
+
+/// Decodes an old-format object file, handing a private payload to `decipher`
+/// (software DES3 under `MK[0..24]` for openCryptoki 3.x, the card for 2.x CCA stores).
+pub(crate) fn decode_old_with(
+    file: &[u8],
+    order: ByteOrder,
+    decipher: Decipher<'_>,
+) -> Result<Decoded, DecodeError> {
     let mut c = Cursor::new(file);
     let total = c.u32(order, "object length")?;
     check_len(u64::from(total), 0, file.len(), "object length")?;
@@ -163,14 +190,15 @@ fn decode_old(
             envelope: Envelope::Old,
         });
     }
-    let key = mk
-        .and_then(MasterKey::des3_key)
-        .ok_or(DecodeError::Crypto("an old-format master key is needed"))?;
     if !payload.len().is_multiple_of(8) {
         return Err(malformed(5, "encrypted payload is not a multiple of 8 bytes").into());
     }
-    let plain = crypt::des3_cbc(key, &OBJ_IV, payload, false)
-        .ok_or(DecodeError::Crypto("DES3 decryption failed"))?;
+    let plain = decipher(payload)?;
+    if plain.len() != payload.len() {
+        return Err(DecodeError::Crypto(
+            "deciphered payload has the wrong length",
+        ));
+    }
     let flat_bytes = split_old_plain(&plain, order)?;
     let flat = decode_flat(flat_bytes, order).map_err(|e| e.shifted(4))?;
     Ok(Decoded {
@@ -188,9 +216,7 @@ fn split_old_plain(plain: &[u8], order: ByteOrder) -> Result<&[u8], DecodeError>
     let used = obj_len
         .checked_add(24)
         .filter(|u| *u <= plain.len())
-        .ok_or(DecodeError::Crypto(
-            "decrypted length field out of range (wrong master key?)",
-        ))?;
+        .ok_or(DecodeError::Crypto(PLAIN_BAD_LENGTH))?;
     let pad = plain.len() - used;
     let expected_pad = 8 - (used % 8);
     if pad != expected_pad
@@ -198,12 +224,12 @@ fn split_old_plain(plain: &[u8], order: ByteOrder) -> Result<&[u8], DecodeError>
             .get(used..)
             .is_none_or(|p| p.iter().any(|b| usize::from(*b) != pad))
     {
-        return Err(DecodeError::Crypto("bad padding (wrong master key?)"));
+        return Err(DecodeError::Crypto(PLAIN_BAD_PADDING));
     }
     let flat = c.bytes(obj_len, "flattened object")?;
     let sha = c.bytes(20, "object SHA-1")?;
     if !super::bytes::ct_eq(&crypt::sha1(flat), sha) {
-        return Err(DecodeError::Crypto("SHA-1 mismatch (wrong master key?)"));
+        return Err(DecodeError::Crypto(PLAIN_BAD_SHA1));
     }
     Ok(flat)
 }
@@ -314,28 +340,15 @@ pub(crate) fn encode(
         return Err("object too large");
     }
     match envelope {
-        Envelope::Old => {
-            let payload: Vec<u8> = if private {
-                let key = mk
-                    .and_then(MasterKey::des3_key)
-                    .ok_or("an old-format master key is needed")?;
-                let mut plain = Zeroizing::new(Vec::with_capacity(body.len() + 32));
-                plain.extend_from_slice(&order.u32_bytes(body.len() as u32));
-                plain.extend_from_slice(&body);
-                plain.extend_from_slice(&crypt::sha1(&body));
-                crypt::pad8(&mut plain);
-                crypt::des3_cbc(key, &OBJ_IV, &plain, true)
-                    .ok_or("DES3 encryption failed")?
-                    .to_vec()
-            } else {
-                body.to_vec()
-            };
-            let mut out = Vec::with_capacity(payload.len() + 5);
-            out.extend_from_slice(&order.u32_bytes(payload.len() as u32 + 5));
-            out.push(u8::from(private));
-            out.extend_from_slice(&payload);
-            Ok(out)
-        }
+        Envelope::Old if private => encode_old_private_with(flat, &mut |plain| {
+            let key = mk
+                .and_then(MasterKey::des3_key)
+                .ok_or("an old-format master key is needed")?;
+            crypt::des3_cbc(key, &OBJ_IV, plain, true)
+                .map(|c| c.to_vec())
+                .ok_or("DES3 encryption failed")
+        }),
+        Envelope::Old => Ok(old_file(order, false, &body)),
         Envelope::New { tokversion, .. } => {
             let v = ByteOrder::Big.u32_bytes(*tokversion);
             let len = ByteOrder::Big.u32_bytes(body.len() as u32);
@@ -372,6 +385,41 @@ pub(crate) fn encode(
             Ok(out)
         }
     }
+}
+
+/// Enciphers the padded plaintext of an old-format private object.
+pub(crate) type Encipher<'a> = &'a mut dyn FnMut(&[u8]) -> Result<Vec<u8>, &'static str>;
+
+/// Encodes an old-format private object, handing the padded plaintext
+/// (`u32 obj_len ‖ flat ‖ SHA-1 ‖ padding`, spec §5.3) to `encipher`.
+pub(crate) fn encode_old_private_with(
+    flat: &FlatObject,
+    encipher: Encipher<'_>,
+) -> Result<Vec<u8>, &'static str> {
+    let body = encode_flat(flat);
+    let order = flat.template.byte_order();
+    if body.len() as u64 >= MAX_LEN - 1024 {
+        return Err("object too large");
+    }
+    let mut plain = Zeroizing::new(Vec::with_capacity(body.len() + 32));
+    plain.extend_from_slice(&order.u32_bytes(body.len() as u32));
+    plain.extend_from_slice(&body);
+    plain.extend_from_slice(&crypt::sha1(&body));
+    crypt::pad8(&mut plain);
+    let payload = encipher(&plain)?;
+    if payload.len() != plain.len() {
+        return Err("enciphered payload has the wrong length");
+    }
+    Ok(old_file(order, true, &payload))
+}
+
+/// Header (`u32 total_len ‖ u8 private`, spec §5.1) and payload.
+fn old_file(order: ByteOrder, private: bool, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(payload.len() + 5);
+    out.extend_from_slice(&order.u32_bytes(payload.len() as u32 + 5));
+    out.push(u8::from(private));
+    out.extend_from_slice(payload);
+    out
 }
 
 #[cfg(test)]
