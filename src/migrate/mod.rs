@@ -54,6 +54,8 @@ pub struct Target {
 pub struct Migrator {
     paths: SystemPaths,
     target: Option<Target>,
+    /// openCryptoki's token lock, taken before the prompts and held to the end.
+    lock: Option<TokenLock>,
 }
 
 impl Migrator {
@@ -68,6 +70,7 @@ impl Migrator {
         Migrator {
             paths,
             target: None,
+            lock: None,
         }
     }
 }
@@ -211,6 +214,7 @@ impl ModeRunner for Migrator {
             (Err(Exit::OpenSession), Mode::V2ObjectsV3) => return Err(Exit::Failure),
             (r, _) => r?,
         }
+        self.lock = Some(take_lock(&target, out)?);
         self.target = Some(target);
         Ok(())
     }
@@ -304,10 +308,9 @@ fn run_keys(
         status,
     };
 
-    let _lock = match lock_store(target, &store, args.dry_run, out) {
-        Ok(l) => l,
-        Err(e) => return e,
-    };
+    if let Err(e) = clean_temps(&store, args.dry_run, out) {
+        return e;
+    }
     let (mut objects, unreadable) = match load_keys(&store, &mk, out) {
         Ok(x) => x,
         Err(exit) => return exit,
@@ -351,46 +354,48 @@ fn open_library(out: &mut Output<'_>) -> Result<Csulcca, Exit> {
     })
 }
 
-/// Takes openCryptoki's token lock (held until the returned guard drops) and, unless
-/// `dry_run`, removes temporary files an interrupted run left in `TOK_OBJ/`.
-fn lock_store(
-    target: &Target,
-    store: &TokenStore,
-    dry_run: bool,
-    out: &mut Output<'_>,
-) -> Result<TokenLock, Exit> {
-    let lock = match TokenLock::try_acquire(&target.lock_file, target.gid) {
-        Ok(Some(l)) => l,
+/// Takes openCryptoki's per-token lock (held until the returned guard drops): before
+/// the PIN prompts, so that a busy token is reported at once, and so that no
+/// openCryptoki process can start on the token while the PINs are typed.
+fn take_lock(target: &Target, out: &mut Output<'_>) -> Result<TokenLock, Exit> {
+    match TokenLock::try_acquire(&target.lock_file, target.gid) {
+        Ok(Some(l)) => Ok(l),
         Ok(None) => {
             out.error(format_args!(
                 "{}: the token is locked by another process; stop every openCryptoki \
                  application first",
                 target.lock_file.display()
             ));
-            return Err(Exit::Pkcs11Init);
+            Err(Exit::Pkcs11Init)
         }
         Err(e) => {
             out.error(e);
-            return Err(Exit::Pkcs11Init);
-        }
-    };
-    if !dry_run {
-        match atomic::remove_stale_temps(&store.tok_obj_dir()) {
-            Ok(removed) => {
-                for p in removed {
-                    out.verbose_notice(format_args!(
-                        "Removed {} left by an interrupted run",
-                        p.display()
-                    ));
-                }
-            }
-            Err(e) => {
-                out.error(e);
-                return Err(Exit::Login);
-            }
+            Err(Exit::Pkcs11Init)
         }
     }
-    Ok(lock)
+}
+
+/// Unless `dry_run`, removes the temporary files an interrupted run left in
+/// `TOK_OBJ/` (under the token lock, before the objects are read).
+fn clean_temps(store: &TokenStore, dry_run: bool, out: &mut Output<'_>) -> Result<(), Exit> {
+    if dry_run {
+        return Ok(());
+    }
+    match atomic::remove_stale_temps(&store.tok_obj_dir()) {
+        Ok(removed) => {
+            for p in removed {
+                out.verbose_notice(format_args!(
+                    "Removed {} left by an interrupted run",
+                    p.display()
+                ));
+            }
+            Ok(())
+        }
+        Err(e) => {
+            out.error(e);
+            Err(Exit::Login)
+        }
+    }
 }
 
 /// The key objects of `-m keys` / `-m oldrsakeys`: every object in find order (see

@@ -49,10 +49,9 @@ pub fn run(
         Ok(lib) => lib,
         Err(e) => return e,
     };
-    let _lock = match super::lock_store(target, &store, args.dry_run, out) {
-        Ok(l) => l,
-        Err(e) => return e,
-    };
+    if let Err(e) = super::clean_temps(&store, args.dry_run, out) {
+        return e;
+    }
     let (mut objects, unreadable) = match super::load_keys(&store, &mk, out) {
         Ok(x) => x,
         Err(e) => return e,

@@ -102,10 +102,9 @@ pub fn run(
             return Exit::Failure;
         }
     };
-    let _lock = match super::lock_store(target, &store, args.dry_run, out) {
-        Ok(l) => l,
-        Err(e) => return e,
-    };
+    if let Err(e) = super::clean_temps(&store, args.dry_run, out) {
+        return e;
+    }
 
     let converter = Converter {
         store: &store,

@@ -45,6 +45,8 @@ pub fn pkcscca_env(
     stdin: &[u8],
     env: &[(&str, &str)],
 ) -> Run {
+    // Wait while a tests/ock381 or tests/interop harness runs its pkcsslotd.
+    let _guard = crate::common::lab::no_pkcsslotd_guard();
     let mut child = Command::new(env!("CARGO_BIN_EXE_pkcscca"))
         .args(args)
         .env_clear()
