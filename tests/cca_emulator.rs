@@ -258,11 +258,8 @@ fn state_is_shared_with_the_admin_tool() {
     let cca = s.open();
     let aes_before = current_vp(&cca, MkType::Aes);
     let part = "11".repeat(32);
-    for args in [
-        vec!["load-new", "aes", "--first", &part],
-        vec!["load-new", "aes", "--last", &part],
-    ] {
-        let o = s.admin(&args);
+    for flag in ["--first", "--last"] {
+        let o = s.admin_input(&["load-new", "aes", flag], format!("{part}\n").as_bytes());
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     }
     // Parts XOR to zero: a full NEW register holding the all-zero key.
@@ -294,24 +291,23 @@ fn state_is_shared_with_the_admin_tool() {
     );
     // Refuses to SET a NEW key equal to CURRENT.
     let zero = "00".repeat(32);
-    assert!(s
-        .admin(&["load-new", "aes", "--first", &zero])
-        .status
-        .success());
-    assert!(s
-        .admin(&["load-new", "aes", "--last", &zero])
-        .status
-        .success());
+    for flag in ["--first", "--last"] {
+        let o = s.admin_input(&["load-new", "aes", flag], zero.as_bytes());
+        assert!(o.status.success());
+    }
     assert!(!s.admin(&["set", "aes"]).status.success());
     // Bad input is refused without touching the registers.
     let before = cca.mk_status(MkType::Sym).unwrap();
-    for bad in [
-        vec!["load-new", "sym", "--first", "1122"],
-        vec!["load-new", "des", "--random"],
-        vec!["load-new", "sym", "--middle", &"zz".repeat(24)],
-        vec!["frobnicate"],
+    let sym_part = "11".repeat(24);
+    for (bad, input) in [
+        (vec!["load-new", "sym", "--first"], "1122\n".to_string()),
+        (vec!["load-new", "des", "--random"], String::new()),
+        (vec!["load-new", "sym", "--middle"], "zz".repeat(24)),
+        // A key part on the command line is refused, even a well-formed one.
+        (vec!["load-new", "sym", "--first", &sym_part], String::new()),
+        (vec!["frobnicate"], String::new()),
     ] {
-        let o = s.admin(&bad);
+        let o = s.admin_input(&bad, input.as_bytes());
         assert_eq!(o.status.code(), Some(2), "{bad:?}");
         assert!(!o.stderr.is_empty());
     }

@@ -108,11 +108,28 @@ impl EmuSession {
 
     /// Runs `csulcca-emu-admin ARGS` on this session's state file.
     pub fn admin(&self, args: &[&str]) -> Output {
-        Command::new(admin_tool())
+        self.admin_input(args, b"")
+    }
+
+    /// Runs `csulcca-emu-admin ARGS` with `input` on its standard input (key parts
+    /// are read from there, never from the command line).
+    pub fn admin_input(&self, args: &[&str], input: &[u8]) -> Output {
+        use std::io::Write as _;
+        let mut child = Command::new(admin_tool())
             .args(args)
             .envs(self.child_env())
-            .output()
-            .expect("run csulcca-emu-admin")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run csulcca-emu-admin");
+        if let Some(mut i) = child.stdin.take() {
+            // The tool may exit before reading (bad arguments).
+            let _ = i.write_all(input);
+        }
+        child
+            .wait_with_output()
+            .expect("wait for csulcca-emu-admin")
     }
 }
 

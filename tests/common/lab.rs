@@ -182,9 +182,14 @@ impl Lab {
 
     /// `csulcca-emu-admin ARGS`; panics unless it succeeds.
     pub fn admin(&self, args: &[&str]) -> String {
+        self.admin_input(args, b"")
+    }
+
+    /// Runs the admin tool with `input` on its standard input (key parts).
+    pub fn admin_input(&self, args: &[&str], input: &[u8]) -> String {
         let mut cmd = Command::new(emu::admin_tool());
         cmd.args(args);
-        let r = self.run_with_stdin(cmd, b"");
+        let r = self.run_with_stdin(cmd, input);
         assert_eq!(r.code, 0, "csulcca-emu-admin {args:?}: {r:?}");
         r.stdout
     }
@@ -196,8 +201,8 @@ impl Lab {
         let len = if matches!(ty, "sym" | "asym") { 24 } else { 32 };
         let first = super::hex(&vec![generation; len]);
         let last = super::hex(&vec![0x5A; len]);
-        self.admin(&["load-new", ty, "--first", &first]);
-        self.admin(&["load-new", ty, "--last", &last]);
+        self.admin_input(&["load-new", ty, "--first"], first.as_bytes());
+        self.admin_input(&["load-new", ty, "--last"], last.as_bytes());
         self.admin(&["set", ty]);
     }
 

@@ -4,13 +4,15 @@
 //! `csulcca::state`). Subcommands:
 //!
 //! * `status` — NEW/CURRENT/OLD state and MKVP of every master-key type;
-//! * `load-new TYPE --first|--middle|--last HEX` or `load-new TYPE --random`;
+//! * `load-new TYPE --first|--middle|--last` (the key part is read as one line of hex
+//!   from standard input: secrets never go on the command line) or
+//!   `load-new TYPE --random`;
 //! * `set TYPE` — NEW → CURRENT → OLD;
 //! * `clear-new TYPE`, `clear-old TYPE`, `clear-current TYPE`;
 //! * `init [--seed S]` — reset to the deterministic seed state.
 //!
 //! TYPE is `sym`, `asym`, `aes` or `apka`. Master-key values are never
-//! printed; key parts given in hex are zeroized after use.
+//! printed; key parts are zeroized after use.
 
 use std::process::ExitCode;
 
@@ -20,7 +22,8 @@ use pkcscca::cca::MkType;
 use zeroize::Zeroizing;
 
 const USAGE: &str = "usage: csulcca-emu-admin status
-       csulcca-emu-admin load-new TYPE (--first HEX | --middle HEX | --last HEX | --random)
+       csulcca-emu-admin load-new TYPE (--first | --middle | --last | --random)
+         (a key part is one line of hex on standard input)
        csulcca-emu-admin set TYPE
        csulcca-emu-admin clear-new TYPE | clear-old TYPE | clear-current TYPE
        csulcca-emu-admin init [--seed SEED]
@@ -67,10 +70,17 @@ fn run(args: &[String]) -> Result<String, String> {
             let (action, part) = match args.get(2).map(String::as_str) {
                 Some("--random") => (MkAction::Random, Zeroizing::new(Vec::new())),
                 Some(flag @ ("--first" | "--middle" | "--last")) => {
-                    let p = args
-                        .get(3)
-                        .and_then(|h| state::unhex(h))
-                        .map(Zeroizing::new);
+                    if args.get(3).is_some() {
+                        return Err(
+                            "key parts are read from standard input, never from the command line"
+                                .into(),
+                        );
+                    }
+                    let mut line = Zeroizing::new(String::new());
+                    std::io::stdin()
+                        .read_line(&mut line)
+                        .map_err(|e| format!("cannot read the key part: {e}"))?;
+                    let p = state::unhex(line.trim()).map(Zeroizing::new);
                     let p = p
                         .filter(|p| p.len() == t.key_len())
                         .ok_or_else(|| format!("key part must be {} bytes of hex", t.key_len()))?;
