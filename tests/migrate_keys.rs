@@ -589,7 +589,9 @@ fn spawn_slow_aes_run(lab: &Lab, latency_us: u32) -> (std::process::Child, Insta
         .stderr(Stdio::null());
     let mut child = cmd.spawn().unwrap();
     let started = Instant::now();
-    child.stdin.take().unwrap().write_all(PINS).unwrap();
+    // A run refused before its prompts (the token lock is taken first) exits without
+    // reading its input.
+    let _ = child.stdin.take().unwrap().write_all(PINS);
     (child, started)
 }
 

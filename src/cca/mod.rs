@@ -186,15 +186,40 @@ pub struct MkStatus {
     pub old: Register,
 }
 
-/// The STATICSB verb-data offsets of the MKVP values, per type, as
-/// (OLD, CURRENT, NEW) and value length (cca.md §3.4). Some of the OLD
-/// offsets are UNCONFIRMED on real cards.
-fn staticsb_offsets(t: MkType) -> ([usize; 3], usize) {
+/// The STATICSB block IDs of the verification patterns of one master key type, as
+/// (OLD, CURRENT, NEW), and the value length (cca.md §3.4). openCryptoki itself
+/// reads the CURRENT and NEW IDs of SYM (`X'0F07'`, `X'0F06'`), AES (`X'0F0B'`,
+/// `X'0F0A'`) and APKA (`X'0F0E'`, `X'0F0D'`); the OLD IDs and all ASYM IDs are
+/// UNCONFIRMED (they are what our software CCA answers). Blocks are looked up by ID,
+/// not by offset, so a card that lays them out differently, or lacks one, yields no
+/// MKVP for that register rather than a wrong one, and the migration then falls back
+/// to calling the verb and comparing.
+fn staticsb_ids(t: MkType) -> ([u16; 3], usize) {
     match t {
-        MkType::Sym => ([124, 136, 148], 8),
-        MkType::Asym => ([64, 84, 104], 16),
-        MkType::Aes => ([172, 184, 196], 8),
-        MkType::Apka => ([208, 220, 232], 8),
+        MkType::Sym => ([0x0F08, 0x0F07, 0x0F06], 8),
+        MkType::Asym => ([0x0F12, 0x0F11, 0x0F13], 16),
+        MkType::Aes => ([0x0F0C, 0x0F0B, 0x0F0A], 8),
+        MkType::Apka => ([0x0F0F, 0x0F0E, 0x0F0D], 8),
+    }
+}
+
+/// The value of the STATICSB block with `id` (blocks are `len(2) id(2) value`, `len`
+/// counting the 4 header bytes, big-endian), if present and at least `len` bytes.
+fn staticsb_value(verb_data: &[u8], id: u16, len: usize) -> Option<&[u8]> {
+    let mut pos = 0usize;
+    loop {
+        let hdr = verb_data.get(pos..pos.checked_add(4)?)?;
+        let blen = usize::from(u16::from_be_bytes([*hdr.first()?, *hdr.get(1)?]));
+        let bid = u16::from_be_bytes([*hdr.get(2)?, *hdr.get(3)?]);
+        if blen < 4 {
+            return None;
+        }
+        let end = pos.checked_add(blen)?;
+        if bid == id {
+            let value = verb_data.get(pos + 4..end)?;
+            return value.get(..len);
+        }
+        pos = end;
     }
 }
 
@@ -292,7 +317,8 @@ impl Csulcca {
     }
 
     /// NEW/CURRENT/OLD states and MKVPs of one master-key type: states from
-    /// STATCCAE (SYM, ASYM), STATAES or STATAPKA; MKVPs from STATICSB.
+    /// STATCCAE (SYM, ASYM), STATAES or STATAPKA; MKVPs from the STATICSB blocks
+    /// with the IDs of [`staticsb_ids`] (none where the card has no such block).
     pub fn mk_status(&self, t: MkType) -> Result<MkStatus, CcaError> {
         let (kw, first) = match t {
             MkType::Sym => (rules::STATCCAE, 0),
@@ -304,10 +330,9 @@ impl Csulcca {
         let st = |i: usize| state_digit(q.rule_array.get(first + i));
         let (ns, cs, os) = (st(0), st(1), st(2));
         let icsb = self.csuacfq(&RuleArray::new(&[rules::STATICSB]), 256)?;
-        let (offs, len) = staticsb_offsets(t);
+        let (ids, len) = staticsb_ids(t);
         let vp = |i: usize, state: u8| -> Option<Vec<u8>> {
-            let off = *offs.get(i)?;
-            let v = icsb.verb_data.get(off..off + len)?;
+            let v = staticsb_value(&icsb.verb_data, *ids.get(i)?, len)?;
             (state >= 2).then(|| v.to_vec())
         };
         Ok(MkStatus {
@@ -471,5 +496,35 @@ impl Csulcca {
                 .csnbkgn2(rule.as_bytes(), std::os::raw::c_long::from(bits), skeleton);
         check(Verb::Csnbkgn2, raw)?;
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn block(out: &mut Vec<u8>, id: u16, value: &[u8]) {
+        out.extend_from_slice(&u16::try_from(4 + value.len()).unwrap().to_be_bytes());
+        out.extend_from_slice(&id.to_be_bytes());
+        out.extend_from_slice(value);
+    }
+
+    #[test]
+    fn staticsb_blocks_are_found_by_id_not_offset() {
+        let mut vd = Vec::new();
+        block(&mut vd, 0x0F01, &[1; 16]);
+        block(&mut vd, 0x0F0B, &[0xAB; 8]);
+        block(&mut vd, 0x0F0E, &[0xCD; 12]);
+        assert_eq!(staticsb_value(&vd, 0x0F0B, 8), Some(&[0xAB; 8][..]));
+        assert_eq!(staticsb_value(&vd, 0x0F0E, 8), Some(&[0xCD; 8][..]));
+        assert_eq!(staticsb_value(&vd, 0x0F01, 16), Some(&[1; 16][..]));
+        // Absent, too short for the pattern, or cut off: no MKVP rather than a wrong one.
+        assert_eq!(staticsb_value(&vd, 0x0F0A, 8), None);
+        assert_eq!(staticsb_value(&vd, 0x0F0B, 16), None);
+        assert_eq!(staticsb_value(&vd[..vd.len() - 1], 0x0F0E, 8), None);
+        // A zero block length ends the walk instead of looping.
+        let mut bad = vec![0, 0, 0x0F, 0x0B];
+        bad.extend_from_slice(&[0xAB; 8]);
+        assert_eq!(staticsb_value(&bad, 0x0F0B, 8), None);
     }
 }
