@@ -9,8 +9,8 @@
 //! 3. prompt for the SO PIN, then the USER PIN ([`crate::pin`]);
 //! 4. [`ModeRunner::run`]: verify the PINs and migrate.
 //!
-//! The migration modes are not part of this module. They plug in through [`ModeRunner`];
-//! until they exist, [`NotYetAvailable`] is the runner and says so plainly.
+//! The migration modes are not part of this module. They plug in through [`ModeRunner`]
+//! ([`crate::migrate::Migrator`] in the binary).
 
 use std::ffi::OsString;
 use std::io::{BufRead, Write};
@@ -71,24 +71,6 @@ pub trait ModeRunner {
     fn run(&mut self, args: &Args, pins: &Pins, out: &mut Output<'_>) -> Exit;
 }
 
-/// PLACEHOLDER runner: no migration mode is wired into this build yet. Every mode is
-/// refused with `pkcscca: mode '<m>' is not available in this build` and exit 255,
-/// before any prompt. The lead replaces this with the real dispatcher (`crate::migrate`).
-#[derive(Debug, Default, Clone, Copy)]
-pub struct NotYetAvailable;
-
-impl ModeRunner for NotYetAvailable {
-    fn prepare(&mut self, args: &Args, out: &mut Output<'_>) -> Result<(), Exit> {
-        out.mode_unavailable(args.mode.name());
-        Err(Exit::Failure)
-    }
-
-    fn run(&mut self, args: &Args, _pins: &Pins, out: &mut Output<'_>) -> Exit {
-        out.mode_unavailable(args.mode.name());
-        Exit::Failure
-    }
-}
-
 /// Runs `pkcscca` with `args` (starting with `argv[0]`) on the given streams, with the
 /// environment's [`Settings`] and the runner of this build; stdin is treated as a
 /// non-terminal.
@@ -108,7 +90,12 @@ where
         stderr,
         terminal: None,
     };
-    run_with(args, io, Settings::from_env(), &mut NotYetAvailable)
+    run_with(
+        args,
+        io,
+        Settings::from_env(),
+        &mut crate::migrate::Migrator::from_env(),
+    )
 }
 
 /// Runs `pkcscca` with everything explicit: streams, settings and the mode runner.
@@ -291,22 +278,5 @@ mod tests {
         assert_eq!(exit, Exit::Failure);
         assert_eq!(err, "pkcscca: missing slot number\n");
         assert_eq!(r.prepared, None);
-    }
-
-    #[test]
-    fn placeholder_runner_refuses_every_mode_before_prompting() {
-        for (args, word) in [
-            (&["-m", "keys", "-s", "2", "-k", "aes"][..], "keys"),
-            (&["-m", "oldrsakeys", "-s", "2"], "oldrsakeys"),
-            (&["-m", "v2objectsv3"], "v2objectsv3"),
-        ] {
-            let (exit, out, err) = go(args, b"1\n2\n", &mut NotYetAvailable);
-            assert_eq!(exit, Exit::Failure);
-            assert_eq!(out, "");
-            assert_eq!(
-                err,
-                format!("pkcscca: mode '{word}' is not available in this build\n")
-            );
-        }
     }
 }

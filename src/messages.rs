@@ -20,7 +20,7 @@
 use std::fmt::{self, Display};
 use std::io::{self, Write};
 
-use crate::cli::{CliError, GetoptError, KeyType, ModeName};
+use crate::cli::{CliError, GetoptError, KeyType};
 use crate::pin::PinKind;
 use crate::usage;
 
@@ -375,14 +375,6 @@ impl<'a> Output<'a> {
     /// Upstream's `p11_error()` shape: `<what> failed: rc=0x<RC> (<name>)`.
     pub fn pkcs11_failed(&mut self, what: &str, rc: u64, rc_name: &str) {
         self.error(format_args!("{what} failed: rc=0x{rc:X} ({rc_name})"));
-    }
-
-    /// Explicit placeholder while the migration modes are not wired in (see `crate::app`).
-    pub fn mode_unavailable(&mut self, mode: ModeName) {
-        self.error(format_args!(
-            "mode '{}' is not available in this build",
-            mode.name()
-        ));
     }
 
     // ----- PINs ---------------------------------------------------------------------------

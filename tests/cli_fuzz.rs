@@ -4,9 +4,26 @@
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStringExt;
 
-use pkcscca::app::{run_with, Io, NotYetAvailable, Settings};
+use pkcscca::app::{run_with, Io, ModeRunner, Pins, Settings};
+use pkcscca::cli::Args;
 use pkcscca::exit::Exit;
+use pkcscca::messages::Output;
 use proptest::prelude::*;
+
+/// A runner that refuses every mode before prompting, with a message: the property is
+/// about the command line, not the migrations.
+struct RefuseAll;
+
+impl ModeRunner for RefuseAll {
+    fn prepare(&mut self, _args: &Args, out: &mut Output<'_>) -> Result<(), Exit> {
+        out.error("refused by the test runner");
+        Err(Exit::Failure)
+    }
+
+    fn run(&mut self, _args: &Args, _pins: &Pins, _out: &mut Output<'_>) -> Exit {
+        Exit::Failure
+    }
+}
 
 fn word() -> impl Strategy<Value = Vec<u8>> {
     prop_oneof![
@@ -29,7 +46,7 @@ proptest! {
         let (mut out, mut err) = (Vec::new(), Vec::new());
         let mut stdin: &[u8] = b"1234\n5678\n";
         let io = Io { stdin: &mut stdin, stdout: &mut out, stderr: &mut err, terminal: None };
-        let exit = run_with(argv, io, Settings { posixly_correct: posix }, &mut NotYetAvailable);
+        let exit = run_with(argv, io, Settings { posixly_correct: posix }, &mut RefuseAll);
         match exit {
             // Help: usage only, nothing on stderr.
             Exit::Success => prop_assert!(err.is_empty() && out.starts_with(b" Help:")),

@@ -318,7 +318,7 @@ impl Csulcca {
 
     /// NEW/CURRENT/OLD states and MKVPs of one master-key type: states from
     /// STATCCAE (SYM, ASYM), STATAES or STATAPKA; MKVPs from the STATICSB blocks
-    /// with the IDs of [`staticsb_ids`] (none where the card has no such block).
+    /// with the IDs of `staticsb_ids` (none where the card has no such block).
     pub fn mk_status(&self, t: MkType) -> Result<MkStatus, CcaError> {
         let (kw, first) = match t {
             MkType::Sym => (rules::STATCCAE, 0),

@@ -221,7 +221,8 @@ impl ModeRunner for Migrator {
 
     fn run(&mut self, args: &Args, pins: &Pins, out: &mut Output<'_>) -> Exit {
         let Some(target) = self.target.clone() else {
-            out.mode_unavailable(args.mode.name());
+            // `app` calls `prepare` first and stops when it fails.
+            out.error("internal error: no token data store was resolved");
             return Exit::Failure;
         };
         match args.mode {
