@@ -960,7 +960,8 @@ fn a_damaged_object_is_left_alone_and_reported() {
 
 /// Without `-d`, the store is the slot's token directory from
 /// `opencryptoki.conf` (here through `PKCS_APP_STORE`, as openCryptoki resolves
-/// it); a slot that is not configured is refused before prompting, exit 5.
+/// it); a slot that is not configured, or is not a CCA token, is refused before
+/// prompting, exit 5.
 #[test]
 fn store_found_through_the_slot_configuration() {
     let mut lab = Lab::new(OLD_381);
@@ -968,7 +969,7 @@ fn store_found_through_the_slot_configuration() {
     let conf = lab.root().join("opencryptoki.conf");
     fs::write(
         &conf,
-        "version opencryptoki-3.27\n\nslot 2\n{\nstdll = libpkcs11_cca.so\n}\n",
+        "version opencryptoki-3.27\n\nslot 1\n{\nstdll = libpkcs11_sw.so\n}\n\nslot 2\n{\nstdll = libpkcs11_cca.so\n}\n",
     )
     .unwrap();
     lab.extra_env.push((
@@ -984,6 +985,17 @@ fn store_found_through_the_slot_configuration() {
     assert!(r
         .stderr
         .ends_with("pkcscca: C_OpenSession failed: rc=0x3 (CKR_SLOT_ID_INVALID)\n"));
+    assert_eq!(lab.objects(), before);
+
+    // A configured slot of another token type (here the soft token) is refused too.
+    let r = lab.pkcscca(&["-m", "keys", "-s", "1", "-k", "sym"], PINS);
+    assert_eq!(r.code, 5, "{r:?}");
+    assert_eq!(r.stdout, "", "refused before prompting");
+    assert!(
+        r.stderr
+            .starts_with("pkcscca: slot 1 is not a CCA token (stdll libpkcs11_sw.so)"),
+        "{r:?}"
+    );
     assert_eq!(lab.objects(), before);
 
     let r = lab.pkcscca(&["-m", "keys", "-s", "2", "-k", "sym"], PINS);

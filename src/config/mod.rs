@@ -127,6 +127,8 @@ pub struct TokenLocation {
     pub format: Format,
     /// The slot's `usergroup`, if any.
     pub usergroup: Option<String>,
+    /// The slot's `stdll` as configured.
+    pub stdll: String,
 }
 
 impl TokenLocation {
@@ -224,6 +226,7 @@ pub fn resolve_slot(
         tokversion,
         format: Format::from_tokversion(tokversion),
         usergroup: s.usergroup.clone(),
+        stdll: stdll.clone(),
     })
 }
 

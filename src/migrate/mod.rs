@@ -134,6 +134,14 @@ fn resolve_target(paths: &SystemPaths, args: &Args, out: &mut Output<'_>) -> Res
         });
     }
     match located {
+        Some(Ok(loc)) if config::stdll_subdir(&loc.stdll).is_some_and(|d| d != "ccatok") => {
+            out.error(format_args!(
+                "slot {slot} is not a CCA token (stdll {}); give the CCA token's slot",
+                loc.stdll
+            ));
+            out.slot_id_invalid();
+            Err(Exit::OpenSession)
+        }
         Some(Ok(loc)) => {
             let gid = group(loc.usergroup.as_deref());
             Ok(Target {
