@@ -209,17 +209,7 @@ fn golden(lab: &Lab, case: &str, args: &str, run: &Run) {
         run.stdout.replace(&root, "$LAB"),
         run.stderr.replace(&root, "$LAB"),
     );
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/golden/migrate-keys")
-        .join(format!("{case}.txt"));
-    if std::env::var_os("PKCSCCA_UPDATE_GOLDEN").is_some() {
-        fs::create_dir_all(path.parent().unwrap()).unwrap();
-        fs::write(&path, &text).unwrap();
-        return;
-    }
-    let want = fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{}: {e} (run with PKCSCCA_UPDATE_GOLDEN=1)", path.display()));
-    assert_eq!(text, want, "{} differs", path.display());
+    common::assert_golden(&format!("migrate-keys/{case}.txt"), &text);
 }
 
 /// Runs `pkcscca -m keys -s 2 -k TY -d $LAB/ccatok EXTRA` and checks it against a golden.

@@ -7,8 +7,6 @@
 
 mod common;
 
-use std::path::Path;
-
 use pkcscca::store::TokenStore;
 
 fn dump_store(rel: &str) -> String {
@@ -30,18 +28,7 @@ fn dump_store(rel: &str) -> String {
 
 fn check(rel: &str) {
     let name = format!("store-{}.dump", rel.replace('/', "-"));
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/golden")
-        .join(name);
-    let got = dump_store(rel);
-    if std::env::var_os("PKCSCCA_UPDATE_GOLDEN").is_some() {
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(&path, &got).unwrap();
-        return;
-    }
-    let want = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{}: {e} (run with PKCSCCA_UPDATE_GOLDEN=1)", path.display()));
-    assert_eq!(got, want, "{} differs", path.display());
+    common::assert_golden(&name, &dump_store(rel));
 }
 
 #[test]

@@ -85,17 +85,7 @@ pub fn check_golden(name: &str, run: &Run, store: &Path) {
         run.stdout.replace(&s, "<STORE>"),
         run.stderr.replace(&s, "<STORE>")
     );
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/golden/migrate")
-        .join(format!("{name}.txt"));
-    if std::env::var_os("PKCSCCA_UPDATE_GOLDEN").is_some() {
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(&path, &got).unwrap();
-        return;
-    }
-    let want = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{}: {e} (run with PKCSCCA_UPDATE_GOLDEN=1)", path.display()));
-    assert_eq!(got, want, "{} differs", path.display());
+    crate::common::assert_golden(&format!("migrate/{name}.txt"), &got);
 }
 
 /// A fresh temporary directory with the store at `<tmp>/store`.
