@@ -373,6 +373,14 @@ fn label_of(obj: &StoredObject) -> Vec<u8> {
         .unwrap_or_default()
 }
 
+/// A copy of the object's secure key blob, `CKA_IBM_OPAQUE` (empty when absent).
+pub(super) fn opaque_of(obj: &StoredObject) -> Vec<u8> {
+    obj.template
+        .get(AttrType::IBM_OPAQUE)
+        .map(<[u8]>::to_vec)
+        .unwrap_or_default()
+}
+
 /// Runs every search of `kinds` over `objects` (already in find order), updating the
 /// `CKA_IBM_OPAQUE` of migrated keys in place. Returns the tally and the indices of the
 /// objects that changed.
@@ -497,11 +505,7 @@ fn migrate_one(
     out: &mut Output<'_>,
 ) -> bool {
     let handle = obj.name.as_str().to_string();
-    let blob = obj
-        .template
-        .get(AttrType::IBM_OPAQUE)
-        .map(<[u8]>::to_vec)
-        .unwrap_or_default();
+    let blob = opaque_of(obj);
     let parts = halves(kind, &blob);
     let token = joined(&blob, &parts, token_name);
     let mkvp_hex = |b: &[u8]| mkvp_of(b).map(|v| hex(&v)).unwrap_or_default();

@@ -97,11 +97,7 @@ pub fn migrate(
             continue;
         };
         let handle = obj.name.as_str().to_string();
-        let blob = obj
-            .template
-            .get(AttrType::IBM_OPAQUE)
-            .map(<[u8]>::to_vec)
-            .unwrap_or_default();
+        let blob = keys::opaque_of(obj);
         let mkvp = |b: &[u8]| keys::mkvp_of(b).map(|v| keys::hex(&v));
         let mut rec = keys::record(
             obj,
