@@ -416,6 +416,19 @@ impl<'a> Output<'a> {
 
     // ----- -m keys and -m oldrsakeys ------------------------------------------------------
 
+    /// Verbose `PKCS#11 library initialized` (`pkcscca.c: p11_init()`, after
+    /// `C_Initialize`, before `C_Login`).
+    pub fn pkcs11_initialized(&mut self) {
+        self.verbose_fmt(format_args!("PKCS#11 library initialized\n"));
+    }
+
+    /// Upstream's `C_Login (USER) failed: rc=0xA0 (CKR_PIN_INCORRECT)`, the line
+    /// 3.27 prints for a wrong USER PIN on a 3.12+ store (its `verify_pins()` does
+    /// not check that PIN there, `C_Login` does).
+    pub fn user_login_failed(&mut self) {
+        self.pkcs11_failed("C_Login (USER)", 0xA0, "CKR_PIN_INCORRECT");
+    }
+
     /// Verbose `Search for <what> keys` (`migrate_wrapped_keys()`); `what` is one of
     /// `AES`, `HMAC`, `ECC`, `RSA`, `IBM Dilithium`, `IBM ML-DSA`, `IBM ML-KEM`, `ML-DSA`,
     /// `old RSA`, `DES`, `DES2`, `DES3`.

@@ -260,6 +260,34 @@ fn golden_wrong_so_pin_new_format() {
 }
 
 #[test]
+fn golden_wrong_user_pin_new_format_is_upstreams_c_login_failure() {
+    // 3.27 checks the USER PIN of a 3.12+ store at C_Login: exit 8, its line after ours.
+    let lab = Lab::new(NEW);
+    let before = common::snapshot(&lab.store);
+    let r = golden_run(
+        &lab,
+        "wrong-user-pin-new-format",
+        "aes",
+        &[],
+        b"76543210\n1\n",
+    );
+    assert_eq!(r.code, 8, "{}", r.stderr);
+    assert!(r.stderr.ends_with(
+        "USER PIN is incorrect.\npkcscca: C_Login (USER) failed: rc=0xA0 (CKR_PIN_INCORRECT)\n"
+    ));
+    let r = golden_run(
+        &lab,
+        "wrong-user-pin-new-format-verbose",
+        "aes",
+        &["-v", "info"],
+        b"76543210\n1\n",
+    );
+    assert_eq!(r.code, 8, "{}", r.stderr);
+    assert!(r.stdout.ends_with("PKCS#11 library initialized\n"));
+    assert_eq!(common::snapshot(&lab.store), before);
+}
+
+#[test]
 fn golden_missing_library() {
     let mut lab = Lab::new(OLD_381);
     lab.change_mk("sym", 1);

@@ -286,6 +286,29 @@ fn v2_object_the_card_cannot_decipher_is_reported_and_left() {
 }
 
 #[test]
+fn v2_refuses_a_soft_token_store() {
+    let s = EmuSession::new("migrate-v2-soft");
+    for vector in ["ock-3.8.1/swtok-sample", "ock-3.27/swtok-old-sample"] {
+        let (tmp, dir) = temp();
+        common::copy_tree(&common::data_dir().join(vector), &dir);
+        let before = common::snapshot(&dir);
+        let d = dir.to_str().unwrap();
+        let run = pkcscca(&s, tmp.path(), &["-m", "v2objectsv3", "-d", d], PINS);
+        check_golden(
+            &format!("v2-soft-token-{}", vector.replace('/', "-")),
+            &run,
+            &dir,
+        );
+        assert_eq!(run.rc, 255, "{vector}");
+        assert!(
+            run.stderr.contains("not a CCA token data store"),
+            "{vector}"
+        );
+        assert_eq!(common::snapshot(&dir), before, "{vector}: nothing written");
+    }
+}
+
+#[test]
 fn v2_golden_errors() {
     let s = EmuSession::new("migrate-v2-errors");
     let cca = s.open();

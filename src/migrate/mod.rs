@@ -32,7 +32,7 @@ use crate::messages::Output;
 use crate::pin::PinKind;
 use crate::pkcs11::AttrType;
 use crate::store::lock::{self, TokenLock};
-use crate::store::{atomic, MasterKey, StoreError, StoredObject, TokenStore};
+use crate::store::{atomic, Format, MasterKey, StoreError, StoredObject, TokenStore};
 
 use keys::{Card, KeyStatus, Tally};
 
@@ -266,6 +266,14 @@ fn open_and_login(
     }
     match store.login_user(pins.user.as_bytes()) {
         Ok(mk) => Ok((store, mk)),
+        // Upstream 3.27 checks the USER PIN of a 3.12+ store only at C_Login, after
+        // C_Initialize: its line and exit 8 follow ours.
+        Err(StoreError::WrongUserPin { .. }) if store.format() != Format::Old => {
+            out.pin_incorrect(PinKind::User);
+            out.pkcs11_initialized();
+            out.user_login_failed();
+            Err(Exit::Login)
+        }
         Err(StoreError::WrongUserPin { .. }) => {
             out.pin_incorrect(PinKind::User);
             Err(Exit::Failure)
@@ -294,6 +302,7 @@ fn run_keys(
         Ok(lib) => lib,
         Err(e) => return e,
     };
+    out.pkcs11_initialized();
     let mk_type = mk_type(k);
     let status = match lib.mk_status(mk_type) {
         Ok(s) if s.current.state != 2 => {

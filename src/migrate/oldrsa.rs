@@ -49,6 +49,7 @@ pub fn run(
         Ok(lib) => lib,
         Err(e) => return e,
     };
+    out.pkcs11_initialized();
     if let Err(e) = super::clean_temps(&store, args.dry_run, out) {
         return e;
     }

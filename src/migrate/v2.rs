@@ -60,6 +60,17 @@ pub fn run(
             return Exit::Failure;
         }
     };
+    // A soft token's objects are enciphered in software and hold clear keys: there is
+    // nothing for the card to convert, and rewriting them would be wrong.
+    if !store.is_cca_token() {
+        out.error(format_args!(
+            "{}: not a CCA token data store (NVTOK.DAT names the token model \"{}\"); \
+             -m v2objectsv3 converts CCA token stores only, nothing was changed",
+            dir.display(),
+            store.model()
+        ));
+        return Exit::Failure;
+    }
     let mk = match login(&store, dir, pins, out) {
         Ok(mk) => mk,
         Err(e) => return e,

@@ -331,6 +331,17 @@ impl TokenStore {
         self.nvtok.label()
     }
 
+    /// The token model from NVTOK.DAT (`CCA`, `Soft`, ...), trailing blanks removed.
+    pub fn model(&self) -> String {
+        self.nvtok.model()
+    }
+
+    /// Whether NVTOK.DAT says a CCA token's STDLL initialised this store (its model
+    /// names CCA, as both 3.8.1's `IBM CCA Token` and 3.27's `CCA` do).
+    pub fn is_cca_token(&self) -> bool {
+        self.nvtok.model().contains("CCA")
+    }
+
     /// The token flags word from NVTOK.DAT.
     pub fn token_flags(&self) -> u32 {
         self.nvtok.flags()

@@ -189,6 +189,16 @@ impl TokenData {
         self.field(off::USER_LOGIN_KEY, 32)
     }
 
+    /// The token model (`CK_TOKEN_INFO.model`) the STDLL wrote at C_InitToken,
+    /// blank padding removed: `CCA` / `IBM CCA Token` for the CCA token, `Soft` /
+    /// `IBM SoftTok` for the soft token (usr/lib/cca_stdll/cca_specific.c,
+    /// usr/lib/soft_stdll/soft_specific.c).
+    pub(crate) fn model(&self) -> String {
+        String::from_utf8_lossy(self.field(off::MODEL, 16))
+            .trim_end_matches(' ')
+            .to_string()
+    }
+
     /// The label, blank padding removed.
     pub(crate) fn label(&self) -> String {
         String::from_utf8_lossy(self.field(off::LABEL, 32))
