@@ -1,0 +1,199 @@
+//! The man page (`man/pkcscca.1`) renders without a warning from groff (all
+//! warnings, man macro style checks) or mandoc's linter, keeps its layout
+//! (text after an example goes on at the indentation it had before), fits an
+//! 80-column terminal, and documents what the packaging installs.
+//!
+//! groff, man and mandoc are not on every machine: a missing tool skips its
+//! check with a note, unless `PKCSCCA_REQUIRE_DOC_TOOLS=1` (set by .ci/run,
+//! which installs them) makes it a failure.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn page() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("man/pkcscca.1")
+}
+
+/// Runs `cmd`, or returns `None` (after saying so) when its program is not
+/// installed and the tools are not required.
+fn run(mut cmd: Command) -> Option<Output> {
+    match cmd.output() {
+        Ok(out) => Some(out),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let what = format!("{:?}", cmd.get_program());
+            if std::env::var_os("PKCSCCA_REQUIRE_DOC_TOOLS").is_some_and(|v| v == "1") {
+                panic!("{what} is not installed (PKCSCCA_REQUIRE_DOC_TOOLS=1)");
+            }
+            eprintln!(
+                "skipped: {what} is not installed (apt-get install groff-base man-db mandoc)"
+            );
+            None
+        }
+        Err(e) => panic!("running {cmd:?}: {e}"),
+    }
+}
+
+/// The page as plain text at `width` columns (groff's ASCII output without
+/// overstriking or escape sequences).
+fn render(width: u32) -> Option<String> {
+    let mut cmd = Command::new("groff");
+    cmd.args(["-man", "-Tutf8", "-P-cbou", "-ww"])
+        .arg(format!("-rLL={width}n"))
+        .arg(page())
+        .env("LC_ALL", "C.UTF-8");
+    let out = run(cmd)?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "groff failed: {stderr}");
+    assert!(stderr.is_empty(), "groff warnings:\n{stderr}");
+    Some(String::from_utf8(out.stdout).unwrap())
+}
+
+#[test]
+fn groff_reports_no_warning_and_no_style_problem() {
+    let mut cmd = Command::new("groff");
+    cmd.args(["-man", "-z", "-ww", "-rCHECKSTYLE=3"])
+        .arg(page());
+    let Some(out) = run(cmd) else { return };
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "groff failed: {stderr}");
+    assert!(stderr.is_empty(), "groff:\n{stderr}");
+}
+
+#[test]
+fn mandoc_lint_reports_no_warning() {
+    // Style notes (source lines over 80 bytes) are not rendering problems.
+    let mut cmd = Command::new("mandoc");
+    cmd.args(["-T", "lint", "-W", "warning"]).arg(page());
+    let Some(out) = run(cmd) else { return };
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success() && all.is_empty(), "mandoc:\n{all}");
+}
+
+#[test]
+fn man_dash_l_renders_the_page() {
+    // What the README tells a reader to type.
+    let mut cmd = Command::new("man");
+    cmd.arg("-l")
+        .arg(page())
+        .env("MANPAGER", "cat")
+        .env("PAGER", "cat")
+        .env("MANWIDTH", "80")
+        .env("LC_ALL", "C.UTF-8");
+    let Some(out) = run(cmd) else { return };
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "man -l failed: {stderr}");
+    assert!(stderr.is_empty(), "man -l: {stderr}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("PKCSCCA(1)"), "{text}");
+    assert!(text.contains("NAME"), "{text}");
+}
+
+/// Leading blanks of a rendered line.
+fn indent(line: &str) -> usize {
+    line.len() - line.trim_start().len()
+}
+
+/// The indentation of the text before the no-fill example whose first line
+/// starts with `start`, of the example, and of the text after it.
+fn indents_around_example(text: &str, start: &str) -> (usize, usize, usize) {
+    let lines: Vec<&str> = text.lines().collect();
+    let first = lines
+        .iter()
+        .position(|l| l.trim_start().starts_with(start))
+        .unwrap_or_else(|| panic!("no line starting with {start:?} in\n{text}"));
+    let before = lines
+        .get(..first)
+        .unwrap()
+        .iter()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .expect("text before the example");
+    let rest = lines.get(first..).unwrap();
+    let end = rest
+        .iter()
+        .position(|l| l.trim().is_empty())
+        .expect("end of the example");
+    let after = rest
+        .get(end..)
+        .unwrap()
+        .iter()
+        .find(|l| !l.trim().is_empty())
+        .expect("text after the example");
+    (indent(before), indent(rest.first().unwrap()), indent(after))
+}
+
+#[test]
+fn text_after_the_json_examples_keeps_the_option_indentation() {
+    let Some(text) = render(80) else { return };
+    // The --json option's paragraph: body text, the example, the text after it.
+    let (body, example, after) = indents_around_example(&text, "{\"mode\":\"keys\"");
+    assert!(example > body, "example not indented:\n{text}");
+    assert_eq!(
+        after, body,
+        "indentation lost after the first example:\n{text}"
+    );
+    let (body2, example2, after2) = indents_around_example(&text, "{\"mode\":\"oldrsakeys\"");
+    assert_eq!((body2, example2, after2), (body, example, body), "{text}");
+    // The option paragraphs are indented below the section's own text.
+    let section = indent(
+        text.lines()
+            .find(|l| {
+                l.trim_start()
+                    .starts_with("Long options may be abbreviated")
+            })
+            .expect("the paragraph after the options"),
+    );
+    assert!(section < body, "{text}");
+}
+
+#[test]
+fn fits_an_80_column_terminal() {
+    let Some(text) = render(80) else { return };
+    for line in text.lines() {
+        assert!(
+            line.chars().count() <= 80,
+            "line wider than 80 columns: {line:?}"
+        );
+    }
+}
+
+#[test]
+fn documents_installed_files_and_coexistence_with_opencryptoki() {
+    let Some(text) = render(80) else { return };
+    let files = text
+        .split("\nFILES\n")
+        .nth(1)
+        .expect("FILES section")
+        .split("\nDIFFERENCES FROM OPENCRYPTOKI\n")
+        .next()
+        .unwrap();
+    for path in [
+        "/usr/sbin/pkcscca",
+        "/usr/local/sbin/pkcscca",
+        "/usr/share/bash-completion/completions/pkcscca",
+    ] {
+        assert!(files.contains(path), "FILES lacks {path}:\n{files}");
+    }
+    let notes = text
+        .split("\nNOTES\n")
+        .nth(1)
+        .expect("NOTES section")
+        .split("\nEXAMPLES\n")
+        .next()
+        .unwrap();
+    for needle in [
+        "/usr/sbin/pkcscca.opencryptoki",
+        "/usr/share/man/man1/pkcscca.opencryptoki.1.gz",
+        "dpkg-divert --local --rename --remove /usr/sbin/pkcscca",
+        "--divert /usr/sbin/pkcscca.opencryptoki \\\n",
+        "--add /usr/sbin/pkcscca\n",
+    ] {
+        assert!(notes.contains(needle), "NOTES lacks {needle:?}:\n{notes}");
+    }
+}
