@@ -3,7 +3,7 @@
 //! The entry points are generated from pkcscca's verb table
 //! ([`pkcscca::cca_verb_table`], the signatures of openCryptoki's
 //! `csulincl.h`): each one gathers the parameters after the status prefix
-//! into a struct of [`args`] and runs the verb's body here under [`run`]
+//! into a struct of `args` and runs the verb's body here under `run`
 //! (`catch_unwind`: a panic becomes 16/336 instead of aborting the host
 //! process; the status is written last). A body turns the pointers into
 //! slices (NULL or a zero length reads as empty), runs the safe verb logic
@@ -163,7 +163,7 @@ macro_rules! not_emulated {
 }
 
 /// From pkcscca's verb table: an entry point per verb with a signature (its
-/// body is the function of the same name in [`body`]) and a 16/336 stub per
+/// body is the function of the same name in `body`) and a 16/336 stub per
 /// `unimplemented` name.
 macro_rules! exports {
     (
