@@ -10,7 +10,8 @@
 //! It hands the table to a macro of the caller's, which turns it into:
 //! * here, the function-pointer types in [`fns`] and the symbol list [`ALL_VERBS`];
 //! * in `cca::mod`, the [`Verb`](super::Verb) enum;
-//! * in `cca::ffi`, the resolved pointers and one call method per verb that
+//! * in `cca::ffi`, the resolved pointers, and per verb an argument struct
+//!   (every length 0, every pointer NULL unless set) and a call method that
 //!   supplies the common status prefix;
 //! * in the software CCA (`tests/csulcca-emu/src/exports.rs`), the exported
 //!   `extern "C"` entry points.
@@ -31,8 +32,8 @@ pub type PVoid = *mut c_void;
 /// variant, the C symbol, and the parameters after the common prefix
 /// `long *return_code, long *reason_code, long *exit_data_length,
 /// unsigned char *exit_data`, which every verb shares and no row repeats.
-/// Parameter names and order are `csulincl.h`'s; types are [`PLong`],
-/// [`PBytes`] and [`PVoid`], which the receiving macro must have in scope.
+/// Parameter names and order are `csulincl.h`'s; types are the tokens
+/// `PLong`, `PBytes` and `PVoid` (the aliases [`PLong`], [`PBytes`], [`PVoid`]).
 ///
 /// The rows are grouped by who calls the verb:
 /// * `pkcscca`: the verbs the migration modes call;
