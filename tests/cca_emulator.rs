@@ -63,12 +63,15 @@ fn rtcmk() -> RuleArray {
 #[test]
 fn loader_reports_missing_library_and_version() {
     let s = EmuSession::new("loader");
-    match Csulcca::open_path(std::path::Path::new("/nonexistent/libcsulcca.so")) {
+    match Csulcca::open_path(
+        std::path::Path::new("/nonexistent/libcsulcca.so"),
+        Verb::ALL,
+    ) {
         Err(LoadError::Open { name, .. }) => assert!(name.contains("nonexistent")),
         other => panic!("unexpected {other:?}"),
     }
     // A library without the CCA verbs is reported by the first missing verb.
-    match Csulcca::open_path(std::path::Path::new("libc.so.6")) {
+    match Csulcca::open_path(std::path::Path::new("libc.so.6"), Verb::ALL) {
         Err(LoadError::MissingSymbol { symbol, .. }) => assert_eq!(symbol, "CSNBKTC"),
         other => panic!("unexpected {other:?}"),
     }

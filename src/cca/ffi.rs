@@ -1,12 +1,18 @@
 //! The only unsafe module of the crate: loading `libcsulcca.so` and calling
 //! its verbs.
 //!
-//! Mirrors `pkcscca.c: main()`'s `dlopen("libcsulcca.so", RTLD_GLOBAL|RTLD_NOW)`
-//! and the STDLL's `dlsym` loop, with one difference: every verb we call is
-//! resolved up front and a missing one is reported by name before any work
-//! starts. Each call method takes Rust slices, derives every length it hands
-//! to C from those slices, and returns the raw return/reason pair; the safe
-//! layer in [`super`] turns that into a `Result` in one place.
+//! Mirrors `usr/sbin/pkcscca/pkcscca.c: main()`: `dlopen("libcsulcca.so",
+//! RTLD_GLOBAL|RTLD_NOW)`, then `dlsym` of just the verbs the chosen mode calls.
+//! One difference: every verb asked for is checked, and a missing one is
+//! reported by name before any work starts (upstream would call through
+//! whatever `dlsym` returned).
+//!
+//! The verb table ([`crate::cca_verb_table`]) gives every verb pkcscca calls a
+//! call method here (named after the C symbol) that supplies the common status
+//! prefix and answers `None` when the verb was not resolved. The wrappers
+//! below take Rust slices, derive every length they hand to C from those
+//! slices, and return the raw return/reason pair; the safe layer in [`super`]
+//! turns that into a `Result` in one place.
 #![allow(unsafe_code)]
 
 use std::os::raw::c_long;
@@ -14,7 +20,10 @@ use std::ptr;
 
 use libloading::os::unix::{Library, RTLD_GLOBAL, RTLD_NOW};
 
-use super::abi::*;
+#[cfg(feature = "testkit")]
+use super::abi::PVoid;
+use super::abi::{self, PBytes};
+use super::Verb;
 
 /// Raw status of one verb call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -30,53 +39,160 @@ pub(crate) enum OpenError {
     Missing(&'static str),
 }
 
-macro_rules! verbs {
-    ($($field:ident : $ty:ty = $name:literal,)*) => {
-        /// Every verb this crate calls, resolved at load time.
-        struct Verbs { $($field: $ty,)* }
+/// The symbol `verb` of `lib` as a `T`.
+///
+/// # Safety
+/// `T` is the function-pointer type of `verb`'s C prototype.
+unsafe fn symbol<T: Copy>(lib: &Library, verb: Verb) -> Result<T, OpenError> {
+    // SAFETY: `T` matches the symbol (the caller's contract); the pointer is
+    // copied out, and `Lib` keeps `lib` loaded for as long as it is used.
+    let sym = unsafe { lib.get::<T>(verb.name().as_bytes()) };
+    Ok(*sym.map_err(|_| OpenError::Missing(verb.name()))?)
+}
 
-        fn resolve(lib: &Library) -> Result<Verbs, OpenError> {
-            Ok(Verbs {
-                $($field: {
-                    // SAFETY: the symbol is a CCA verb whose C prototype
-                    // (openCryptoki csulincl.h) is exactly `$ty`; we copy the
-                    // function pointer out and keep `lib` alive in `Lib` for
-                    // as long as the pointer is used.
-                    let sym = unsafe { lib.get::<$ty>(concat!($name, "\0").as_bytes()) };
-                    *sym.map_err(|_| OpenError::Missing($name))?
-                },)*
-            })
+/// The Rust type holding one parameter of a call: a `long *` points to a
+/// `c_long` of the argument struct, byte strings are pointers.
+macro_rules! c_field {
+    (PLong) => {
+        c_long
+    };
+    (PBytes) => {
+        PBytes
+    };
+    (PVoid) => {
+        PVoid
+    };
+}
+
+/// The initial value of a parameter: length 0, pointer NULL (what callers
+/// pass for parameters they do not use, as `pkcscca.c` does).
+macro_rules! c_zero {
+    (PLong) => {
+        0
+    };
+    (PBytes) => {
+        ptr::null_mut()
+    };
+    (PVoid) => {
+        ptr::null_mut()
+    };
+}
+
+/// The argument a field becomes in the call.
+macro_rules! c_arg {
+    (PLong, $field:expr) => {
+        &mut $field
+    };
+    (PBytes, $field:expr) => {
+        $field
+    };
+    (PVoid, $field:expr) => {
+        $field
+    };
+}
+
+/// From the table's `pkcscca` and `testkit` rows: the resolved pointers, one
+/// argument struct per verb, and one call method per verb (the `testkit` ones
+/// only with that feature).
+macro_rules! lib_verbs {
+    (
+        pkcscca { $( $(#[$doc:meta])* $v:ident $n:ident ( $($p:ident : $t:ident),* ); )* }
+        testkit { $( $(#[$tdoc:meta])* $tv:ident $tn:ident ( $($tp:ident : $tt:ident),* ); )* }
+        $($others:tt)*
+    ) => {
+        lib_verbs! { @rows
+            $( [] $v $n ( $($p : $t),* ); )*
+            $( [#[cfg(feature = "testkit")]] $tv $tn ( $($tp : $tt),* ); )*
+        }
+    };
+    (@rows $( [$(#[$cfg:meta])*] $v:ident $n:ident ( $($p:ident : $t:ident),* ); )*) => {
+        /// The verbs resolved at load time (`None`: not asked for).
+        #[derive(Default)]
+        #[allow(non_snake_case, reason = "named after the C symbols")]
+        struct Fns {
+            $( $(#[$cfg])* $n: Option<abi::fns::$n>, )*
+        }
+
+        /// Resolves `verbs`, in their order; the first missing one is the error.
+        fn resolve(lib: &Library, verbs: &[Verb]) -> Result<Fns, OpenError> {
+            let mut fns = Fns::default();
+            for &verb in verbs {
+                match verb {
+                    $( $(#[$cfg])* Verb::$v => {
+                        // SAFETY: `abi::fns::$n` is the C prototype of `$n`.
+                        fns.$n = Some(unsafe { symbol::<abi::fns::$n>(lib, verb)? });
+                    } )*
+                }
+            }
+            Ok(fns)
+        }
+
+        /// One struct per verb: its parameters after the status prefix, under
+        /// their `csulincl.h` names; [`Default`] is every length 0 and every
+        /// pointer NULL, so a wrapper names only what it passes.
+        #[allow(
+            non_snake_case,
+            non_camel_case_types,
+            clippy::upper_case_acronyms,
+            reason = "named after the C symbols and csulincl.h"
+        )]
+        mod args {
+            use super::*;
+            $(
+                $(#[$cfg])*
+                pub(super) struct $n { $( pub(super) $p: c_field!($t), )* }
+
+                $(#[$cfg])*
+                impl Default for $n {
+                    fn default() -> $n {
+                        $n { $( $p: c_zero!($t), )* }
+                    }
+                }
+            )*
+        }
+
+        #[allow(non_snake_case, reason = "named after the C symbols")]
+        impl Lib {
+            $(
+                #[doc = concat!(
+                    "Calls `", stringify!($n), "` with the status pointers, no exit ",
+                    "data, and the parameters in `a` (lengths are passed by pointer ",
+                    "and updated in place); `None` when the verb was not resolved."
+                )]
+                ///
+                /// # Safety
+                /// Every pointer in `a` is valid for what the verb reads and writes
+                /// through it (its C contract, with the lengths in `a`), or NULL
+                /// where the verb allows it.
+                $(#[$cfg])*
+                unsafe fn $n(&self, a: &mut args::$n) -> Option<Raw> {
+                    let f = self.fns.$n?;
+                    let mut raw = Raw { rc: 0, reason: 0 };
+                    // SAFETY: `f` has the verb's C prototype and `self` keeps its
+                    // library loaded; the status pointers are locals, the exit
+                    // data NULL (CCA ignores it), the rest valid per the contract.
+                    unsafe {
+                        f(
+                            &mut raw.rc,
+                            &mut raw.reason,
+                            ptr::null_mut(),
+                            ptr::null_mut(),
+                            $( c_arg!($t, a.$p) ),*
+                        )
+                    };
+                    Some(raw)
+                }
+            )*
         }
     };
 }
 
-verbs! {
-    csnbktc: CsnbktcFn = "CSNBKTC",
-    csnbktc2: Csnbktc2Fn = "CSNBKTC2",
-    csndktc: CsndktcFn = "CSNDKTC",
-    csuacfq: CsuacfqFn = "CSUACFQ",
-    csuacfv: CsuacfvFn = "CSUACFV",
-    csnbmkp: CsnbmkpFn = "CSNBMKP",
-    csnbdec: CsnbdecFn = "CSNBDEC",
-    csnbenc: CsnbencFn = "CSNBENC",
-    csnbsae: CsnbsaeFn = "CSNBSAE",
-    csnbsad: CsnbsaeFn = "CSNBSAD",
-    csndpkt: CsndpktFn = "CSNDPKT",
-    csndpkx: CsndpkxFn = "CSNDPKX",
-    csnddsg: CsnddsgFn = "CSNDDSG",
-    csnddsv: CsnddsvFn = "CSNDDSV",
-    csnbkgn: CsnbkgnFn = "CSNBKGN",
-    csnbktb: CsnbktbFn = "CSNBKTB",
-    csndpkb: CsndpkbFn = "CSNDPKB",
-    csndpkg: CsndpkgFn = "CSNDPKG",
-    csnbktb2: Csnbktb2Fn = "CSNBKTB2",
-    csnbkgn2: Csnbkgn2Fn = "CSNBKGN2",
-}
+crate::cca_verb_table!(lib_verbs);
 
 /// The loaded library and its resolved verbs. Field order keeps the pointers
 /// next to the library that owns them.
 pub(crate) struct Lib {
-    verbs: Verbs,
+    fns: Fns,
     _lib: Library,
 }
 
@@ -89,73 +205,143 @@ fn clamp(len: c_long, cap: usize) -> usize {
     usize::try_from(len).unwrap_or(0).min(cap)
 }
 
+/// A buffer as a `long *length, unsigned char *data` pair: its true size and
+/// its start.
+fn pair(buf: &mut [u8]) -> (c_long, PBytes) {
+    (len_of(buf), buf.as_mut_ptr())
+}
+
+/// A rule array as its `long *rule_array_count, unsigned char *rule_array`
+/// pair: the number of 8-byte keywords and its start.
+fn keywords(rule: &mut [u8]) -> (c_long, PBytes) {
+    (len_of(rule) / 8, rule.as_mut_ptr())
+}
+
+/// `buf` cut to the `len` a verb returned, at most the whole buffer.
+fn written(mut buf: Vec<u8>, len: c_long) -> Vec<u8> {
+    let cap = buf.len();
+    buf.truncate(clamp(len, cap));
+    buf
+}
+
+/// CSNBKTC2 and CSNDKTC take the same parameters under other names: calls
+/// `$verb` with `rule` and the token pair `$len`/`$key` over `token`; evaluates
+/// to the status and the returned length.
+macro_rules! ktc_call {
+    ($lib:ident, $verb:ident, $rule:expr, $len:ident, $key:ident, $token:expr) => {{
+        let mut a = args::$verb::default();
+        (a.rule_array_count, a.rule_array) = keywords($rule);
+        (a.$len, a.$key) = pair($token);
+        // SAFETY: the length is the token buffer's true size, so the verb
+        // never writes past it.
+        (unsafe { $lib.$verb(&mut a) }, a.$len)
+    }};
+}
+
+/// CSNBDEC and CSNBENC: the input text pair `$input` and output `$output` of
+/// `$verb` (their names swap), over the buffers of `$d` (a [`DesCall`]);
+/// evaluates to the status.
+macro_rules! des_call {
+    ($lib:ident, $verb:ident, $d:ident, $input:ident, $output:ident) => {{
+        let mut a = args::$verb {
+            key_identifier: $d.key.as_mut_ptr(),
+            initialization_vector: $d.iv.as_mut_ptr(),
+            chaining_vector: $d.chain.as_mut_ptr(),
+            $output: $d.out.as_mut_ptr(),
+            ..Default::default()
+        };
+        (a.text_length, a.$input) = pair(&mut $d.text);
+        (a.rule_array_count, a.rule_array) = keywords(&mut $d.rule);
+        // SAFETY: input and output buffers both hold `text_length` bytes; key
+        // 64, IV 8 and chaining vector 18 bytes as the verb documents.
+        let raw = unsafe { $lib.$verb(&mut a) };
+        $d.len = a.text_length;
+        raw
+    }};
+}
+
+/// Which way [`Lib::des_cipher`] goes.
+pub(crate) enum DesDirection {
+    /// CSNBDEC.
+    Decipher,
+    /// CSNBENC (only tests encipher).
+    #[cfg(feature = "testkit")]
+    Encipher,
+}
+
+/// The buffers of one CSNBDEC or CSNBENC call: copies of the key token, IV,
+/// rule array and text, an output as long as the text, the 18-byte chaining
+/// vector, and the returned length.
+struct DesCall {
+    key: [u8; 64],
+    iv: [u8; 8],
+    rule: Vec<u8>,
+    text: Vec<u8>,
+    out: Vec<u8>,
+    chain: [u8; 18],
+    len: c_long,
+}
+
+impl DesCall {
+    fn new(key: &[u8; 64], iv: &[u8; 8], rule: &[u8], data: &[u8]) -> DesCall {
+        DesCall {
+            key: *key,
+            iv: *iv,
+            rule: rule.to_vec(),
+            text: data.to_vec(),
+            out: vec![0u8; data.len()],
+            chain: [0u8; 18],
+            len: 0,
+        }
+    }
+}
+
 impl Lib {
     /// Opens `name` (a bare name is searched like `dlopen` does) with
-    /// `RTLD_NOW | RTLD_GLOBAL` and resolves every verb.
-    pub(crate) fn open(name: &std::ffi::OsStr) -> Result<Lib, OpenError> {
+    /// `RTLD_NOW | RTLD_GLOBAL` and resolves `verbs`.
+    pub(crate) fn open(name: &std::ffi::OsStr, verbs: &[Verb]) -> Result<Lib, OpenError> {
         // SAFETY: loading a shared object runs its initialisers; the CCA host
         // library (or our emulator) has no initialisers with preconditions.
         let lib = unsafe { Library::open(Some(name), RTLD_NOW | RTLD_GLOBAL) }
             .map_err(|e| OpenError::Open(e.to_string()))?;
-        let verbs = resolve(&lib)?;
-        Ok(Lib { verbs, _lib: lib })
+        let fns = resolve(&lib, verbs)?;
+        Ok(Lib { fns, _lib: lib })
     }
 
     /// CSNBKTC over a 64-byte token, updated in place.
-    pub(crate) fn csnbktc(&self, rule: &[u8], token: &mut [u8; 64]) -> Raw {
-        let mut r = Raw { rc: 0, reason: 0 };
-        let mut count = len_of(rule) / 8;
+    pub(crate) fn csnbktc(&self, rule: &[u8], token: &mut [u8; 64]) -> Option<Raw> {
         let mut rule = rule.to_vec();
-        // SAFETY: all pointers are valid for the duration of the call; the
-        // rule array holds `count` keywords and the token buffer the 64 bytes
-        // CSNBKTC reads and writes.
-        unsafe {
-            (self.verbs.csnbktc)(
-                &mut r.rc,
-                &mut r.reason,
-                ptr::null_mut(),
-                ptr::null_mut(),
-                &mut count,
-                rule.as_mut_ptr(),
-                token.as_mut_ptr(),
-            )
+        let mut a = args::CSNBKTC {
+            key_identifier: token.as_mut_ptr(),
+            ..Default::default()
         };
-        r
+        (a.rule_array_count, a.rule_array) = keywords(&mut rule);
+        // SAFETY: the rule array holds `count` keywords and the token buffer
+        // the 64 bytes CSNBKTC reads and writes.
+        unsafe { self.CSNBKTC(&mut a) }
     }
 
     /// CSNBKTC2 or CSNDKTC over a token buffer; returns the new token length.
-    pub(crate) fn ktc_var(&self, pka: bool, rule: &[u8], token: &mut [u8]) -> (Raw, usize) {
-        let mut r = Raw { rc: 0, reason: 0 };
-        let mut count = len_of(rule) / 8;
+    pub(crate) fn ktc_var(&self, pka: bool, rule: &[u8], token: &mut [u8]) -> Option<(Raw, usize)> {
         let mut rule = rule.to_vec();
-        let mut len = len_of(token);
-        let f = if pka {
-            self.verbs.csndktc
+        let (raw, len) = if pka {
+            ktc_call!(self, CSNDKTC, &mut rule, key_id_length, key_id, token)
         } else {
-            self.verbs.csnbktc2
-        };
-        // SAFETY: pointers valid for the call; `len` is the token buffer's
-        // true size, so the verb never writes past it.
-        unsafe {
-            f(
-                &mut r.rc,
-                &mut r.reason,
-                ptr::null_mut(),
-                ptr::null_mut(),
-                &mut count,
-                rule.as_mut_ptr(),
-                &mut len,
-                token.as_mut_ptr(),
+            ktc_call!(
+                self,
+                CSNBKTC2,
+                &mut rule,
+                key_identifier_length,
+                key_identifier,
+                token
             )
         };
-        (r, clamp(len, token.len()))
+        Some((raw?, clamp(len, token.len())))
     }
 
     /// CSUACFQ: returns the rule-array output (whole buffer) and the verb data
     /// written.
-    pub(crate) fn csuacfq(&self, rule: &[u8], vd_cap: usize) -> (Raw, Vec<u8>, Vec<u8>) {
-        let mut r = Raw { rc: 0, reason: 0 };
-        let mut count = len_of(rule) / 8;
+    pub(crate) fn csuacfq(&self, rule: &[u8], vd_cap: usize) -> Option<(Raw, Vec<u8>, Vec<u8>)> {
         // Room for 32 output elements; CCA writes at most 18 for any keyword.
         let mut ra = vec![b' '; 256];
         let n = rule.len().min(ra.len());
@@ -163,126 +349,126 @@ impl Lib {
             d.copy_from_slice(s);
         }
         let mut vd = vec![0u8; vd_cap];
-        let mut vd_len = len_of(&vd);
+        let mut a = args::CSUACFQ {
+            rule_array_count: len_of(rule) / 8,
+            rule_array: ra.as_mut_ptr(),
+            ..Default::default()
+        };
+        (a.verb_data_length, a.verb_data) = pair(&mut vd);
         // SAFETY: the rule array buffer (256 bytes) exceeds every output the
-        // verb documents; `vd_len` is the verb-data buffer's true size.
-        unsafe {
-            (self.verbs.csuacfq)(
-                &mut r.rc,
-                &mut r.reason,
-                ptr::null_mut(),
-                ptr::null_mut(),
-                &mut count,
-                ra.as_mut_ptr(),
-                &mut vd_len,
-                vd.as_mut_ptr(),
-            )
-        };
-        ra.truncate(clamp(count, 32) * 8);
-        vd.truncate(clamp(vd_len, vd_cap));
-        (r, ra, vd)
+        // verb documents; the verb-data length is its buffer's true size.
+        let raw = unsafe { self.CSUACFQ(&mut a) }?;
+        ra.truncate(clamp(a.rule_array_count, 32) * 8);
+        Some((raw, ra, written(vd, a.verb_data_length)))
     }
 
-    /// CSUACFV: the version string buffer as written.
-    pub(crate) fn csuacfv(&self) -> (Raw, Vec<u8>) {
-        let mut r = Raw { rc: 0, reason: 0 };
-        let mut buf = vec![0u8; 64];
-        let mut len = len_of(&buf);
-        // SAFETY: `len` is the buffer's true size.
-        unsafe {
-            (self.verbs.csuacfv)(
-                &mut r.rc,
-                &mut r.reason,
-                ptr::null_mut(),
-                ptr::null_mut(),
-                &mut len,
-                buf.as_mut_ptr(),
-            )
-        };
-        buf.truncate(clamp(len, 64));
-        (r, buf)
-    }
-
-    /// CSNBMKP with a 32-byte key-part buffer (24-byte registers read the
-    /// first 24 bytes).
-    pub(crate) fn csnbmkp(&self, rule: &[u8], part: &[u8; 32]) -> Raw {
-        let mut r = Raw { rc: 0, reason: 0 };
-        let mut count = len_of(rule) / 8;
-        let mut rule = rule.to_vec();
-        let mut part = *part;
-        // SAFETY: pointers valid; the key part buffer holds 32 bytes, the
-        // largest register.
-        unsafe {
-            (self.verbs.csnbmkp)(
-                &mut r.rc,
-                &mut r.reason,
-                ptr::null_mut(),
-                ptr::null_mut(),
-                &mut count,
-                rule.as_mut_ptr(),
-                part.as_mut_ptr(),
-            )
-        };
-        r
-    }
-
-    /// CSNBENC (`enc`) or CSNBDEC over `data`; output has the same length.
+    /// CSNBDEC, or CSNBENC (`dir`), over `data` (a multiple of 8 bytes, no
+    /// padding character); output has the same length.
     pub(crate) fn des_cipher(
         &self,
-        enc: bool,
+        dir: DesDirection,
         key: &[u8; 64],
         iv: &[u8; 8],
         rule: &[u8],
         data: &[u8],
-    ) -> (Raw, Vec<u8>) {
-        let mut r = Raw { rc: 0, reason: 0 };
-        let mut key = *key;
-        let mut iv = *iv;
-        let mut count = len_of(rule) / 8;
-        let mut rule = rule.to_vec();
-        let mut input = data.to_vec();
-        let mut out = vec![0u8; data.len()];
-        let mut len = len_of(data);
-        let mut chain = [0u8; 18];
-        let mut pad: c_long = 0;
-        // SAFETY: input and output buffers both hold `len` bytes; key 64,
-        // IV 8 and chaining vector 18 bytes as the verb documents.
-        unsafe {
-            if enc {
-                (self.verbs.csnbenc)(
-                    &mut r.rc,
-                    &mut r.reason,
-                    ptr::null_mut(),
-                    ptr::null_mut(),
-                    key.as_mut_ptr(),
-                    &mut len,
-                    input.as_mut_ptr(),
-                    iv.as_mut_ptr(),
-                    &mut count,
-                    rule.as_mut_ptr(),
-                    &mut pad,
-                    chain.as_mut_ptr(),
-                    out.as_mut_ptr(),
-                )
-            } else {
-                (self.verbs.csnbdec)(
-                    &mut r.rc,
-                    &mut r.reason,
-                    ptr::null_mut(),
-                    ptr::null_mut(),
-                    key.as_mut_ptr(),
-                    &mut len,
-                    input.as_mut_ptr(),
-                    iv.as_mut_ptr(),
-                    &mut count,
-                    rule.as_mut_ptr(),
-                    chain.as_mut_ptr(),
-                    out.as_mut_ptr(),
-                )
-            }
+    ) -> Option<(Raw, Vec<u8>)> {
+        let mut d = DesCall::new(key, iv, rule, data);
+        let raw = match dir {
+            DesDirection::Decipher => des_call!(self, CSNBDEC, d, ciphertext, plaintext),
+            #[cfg(feature = "testkit")]
+            DesDirection::Encipher => des_call!(self, CSNBENC, d, plaintext, ciphertext),
+        }?;
+        Some((raw, written(d.out, d.len)))
+    }
+
+    /// CSNDPKT: translate `source` into a new token (buffer of 8000 bytes);
+    /// transport keys unused (length 0, NULL).
+    pub(crate) fn csndpkt(&self, rule: &[u8], source: &[u8]) -> Option<(Raw, Vec<u8>)> {
+        let (mut rule, mut src, mut out) = (rule.to_vec(), source.to_vec(), vec![0u8; 8000]);
+        let mut a = args::CSNDPKT::default();
+        (a.rule_array_count, a.rule_array) = keywords(&mut rule);
+        (a.source_key_identifier_length, a.source_key_identifier) = pair(&mut src);
+        (a.target_key_token_length, a.target_key_token) = pair(&mut out);
+        // SAFETY: buffers passed with their true lengths.
+        let raw = unsafe { self.CSNDPKT(&mut a) }?;
+        Some((raw, written(out, a.target_key_token_length)))
+    }
+
+    /// CSNDPKX: the external public token of `source`.
+    pub(crate) fn csndpkx(&self, source: &[u8]) -> Option<(Raw, Vec<u8>)> {
+        // No keywords: count 0, one blank element for a verb that reads anyway.
+        let (mut rule, mut src) = ([b' '; 8], source.to_vec());
+        let mut out = vec![0u8; 8000];
+        let mut a = args::CSNDPKX {
+            rule_array: rule.as_mut_ptr(),
+            ..Default::default()
         };
-        out.truncate(clamp(len, data.len()));
-        (r, out)
+        (a.source_key_identifier_length, a.source_key_identifier) = pair(&mut src);
+        (a.target_key_token_length, a.target_key_token) = pair(&mut out);
+        // SAFETY: buffers passed with their true lengths.
+        let raw = unsafe { self.CSNDPKX(&mut a) }?;
+        Some((raw, written(out, a.target_key_token_length)))
+    }
+}
+
+/// CSNBSAE and CSNBSAD take the same parameters; the names of the text pairs
+/// say which is the input. Calls `$verb` with the buffers of `$c` (an
+/// [`AesCall`]); evaluates to the status and the output length.
+#[cfg(feature = "testkit")]
+macro_rules! aes_call {
+    ($lib:ident, $verb:ident, $c:ident, $in_len:ident, $input:ident, $out_len:ident, $output:ident) => {{
+        let mut a = args::$verb {
+            block_size: 16,
+            ..Default::default()
+        };
+        (a.rule_array_count, a.rule_array) = keywords(&mut $c.rule);
+        (a.key_length, a.key_identifier) = pair(&mut $c.key);
+        (a.initialization_vector_length, a.initialization_vector) = pair(&mut $c.iv);
+        (a.chain_data_length, a.chain_data) = pair(&mut $c.chain);
+        (a.$in_len, a.$input) = pair(&mut $c.input);
+        (a.$out_len, a.$output) = pair(&mut $c.out);
+        // SAFETY: every buffer is passed with its true length.
+        (unsafe { $lib.$verb(&mut a) }, a.$out_len)
+    }};
+}
+
+/// The buffers of one CSNBSAE or CSNBSAD call: copies of the rule array, key
+/// token, IV and input; an output one block longer than the input (padding)
+/// and a 128-byte chaining vector.
+#[cfg(feature = "testkit")]
+struct AesCall {
+    rule: Vec<u8>,
+    key: Vec<u8>,
+    iv: [u8; 16],
+    chain: [u8; 128],
+    input: Vec<u8>,
+    out: Vec<u8>,
+}
+
+/// The verbs only tests, benches and the emulator's tools call.
+#[cfg(feature = "testkit")]
+impl Lib {
+    /// CSUACFV: the version string buffer as written.
+    pub(crate) fn csuacfv(&self) -> Option<(Raw, Vec<u8>)> {
+        let mut out = vec![0u8; 64];
+        let mut a = args::CSUACFV::default();
+        (a.version_data_length, a.version_data) = pair(&mut out);
+        // SAFETY: the length is the buffer's true size.
+        let raw = unsafe { self.CSUACFV(&mut a) }?;
+        Some((raw, written(out, a.version_data_length)))
+    }
+
+    /// CSNBMKP with a 32-byte key-part buffer (24-byte registers read the
+    /// first 24 bytes).
+    pub(crate) fn csnbmkp(&self, rule: &[u8], part: &mut [u8; 32]) -> Option<Raw> {
+        let mut rule = rule.to_vec();
+        let mut a = args::CSNBMKP {
+            key_part: part.as_mut_ptr(),
+            ..Default::default()
+        };
+        (a.rule_array_count, a.rule_array) = keywords(&mut rule);
+        // SAFETY: the key part buffer holds 32 bytes, the largest register.
+        unsafe { self.CSNBMKP(&mut a) }
     }
 
     /// CSNBSAE (`enc`) or CSNBSAD with a key token, 16-byte IV and `data`;
@@ -294,418 +480,179 @@ impl Lib {
         iv: &[u8; 16],
         rule: &[u8],
         data: &[u8],
-    ) -> (Raw, Vec<u8>) {
-        let mut r = Raw { rc: 0, reason: 0 };
-        let mut key = key.to_vec();
-        let mut key_len = len_of(&key);
-        let mut iv = *iv;
-        let mut iv_len: c_long = 16;
-        let mut count = len_of(rule) / 8;
-        let mut rule = rule.to_vec();
-        let mut input = data.to_vec();
-        let mut in_len = len_of(data);
-        let mut out = vec![0u8; data.len() + 16];
-        let mut out_len = len_of(&out);
-        let mut chain = [0u8; 128];
-        let mut chain_len: c_long = 128;
-        let mut zero: c_long = 0;
-        let mut zero2: c_long = 0;
-        let mut block_size: c_long = 16;
-        let f = if enc {
-            self.verbs.csnbsae
+    ) -> Option<(Raw, Vec<u8>)> {
+        let mut c = AesCall {
+            rule: rule.to_vec(),
+            key: key.to_vec(),
+            iv: *iv,
+            chain: [0u8; 128],
+            input: data.to_vec(),
+            out: vec![0u8; data.len() + 16],
+        };
+        let (raw, len) = if enc {
+            aes_call!(
+                self,
+                CSNBSAE,
+                c,
+                clear_text_length,
+                clear_text,
+                cipher_text_length,
+                cipher_text
+            )
         } else {
-            self.verbs.csnbsad
-        };
-        // SAFETY: every buffer is passed with its true length.
-        unsafe {
-            f(
-                &mut r.rc,
-                &mut r.reason,
-                ptr::null_mut(),
-                ptr::null_mut(),
-                &mut count,
-                rule.as_mut_ptr(),
-                &mut key_len,
-                key.as_mut_ptr(),
-                &mut zero,
-                ptr::null_mut(),
-                &mut block_size,
-                &mut iv_len,
-                iv.as_mut_ptr(),
-                &mut chain_len,
-                chain.as_mut_ptr(),
-                &mut in_len,
-                input.as_mut_ptr(),
-                &mut out_len,
-                out.as_mut_ptr(),
-                &mut zero2,
-                ptr::null_mut(),
+            aes_call!(
+                self,
+                CSNBSAD,
+                c,
+                cipher_text_length,
+                cipher_text,
+                clear_text_length,
+                clear_text
             )
         };
-        let cap = out.len();
-        out.truncate(clamp(out_len, cap));
-        (r, out)
-    }
-
-    /// CSNDPKT: translate `source` into a new token (buffer of 8000 bytes).
-    pub(crate) fn csndpkt(&self, rule: &[u8], source: &[u8]) -> (Raw, Vec<u8>) {
-        let mut r = Raw { rc: 0, reason: 0 };
-        let mut count = len_of(rule) / 8;
-        let mut rule = rule.to_vec();
-        let mut src = source.to_vec();
-        let mut src_len = len_of(source);
-        let mut z1: c_long = 0;
-        let mut z2: c_long = 0;
-        let mut out = vec![0u8; 8000];
-        let mut out_len = len_of(&out);
-        // SAFETY: buffers passed with their true lengths; transport keys are
-        // unused (length 0, NULL).
-        unsafe {
-            (self.verbs.csndpkt)(
-                &mut r.rc,
-                &mut r.reason,
-                ptr::null_mut(),
-                ptr::null_mut(),
-                &mut count,
-                rule.as_mut_ptr(),
-                &mut src_len,
-                src.as_mut_ptr(),
-                &mut z1,
-                ptr::null_mut(),
-                &mut z2,
-                ptr::null_mut(),
-                &mut out_len,
-                out.as_mut_ptr(),
-            )
-        };
-        out.truncate(clamp(out_len, 8000));
-        (r, out)
-    }
-
-    /// CSNDPKX: the external public token of `source`.
-    pub(crate) fn csndpkx(&self, source: &[u8]) -> (Raw, Vec<u8>) {
-        let mut r = Raw { rc: 0, reason: 0 };
-        let mut count: c_long = 0;
-        let mut rule = [b' '; 8];
-        let mut src = source.to_vec();
-        let mut src_len = len_of(source);
-        let mut out = vec![0u8; 8000];
-        let mut out_len = len_of(&out);
-        // SAFETY: buffers passed with their true lengths.
-        unsafe {
-            (self.verbs.csndpkx)(
-                &mut r.rc,
-                &mut r.reason,
-                ptr::null_mut(),
-                ptr::null_mut(),
-                &mut count,
-                rule.as_mut_ptr(),
-                &mut src_len,
-                src.as_mut_ptr(),
-                &mut out_len,
-                out.as_mut_ptr(),
-            )
-        };
-        out.truncate(clamp(out_len, 8000));
-        (r, out)
+        Some((raw?, written(c.out, len)))
     }
 
     /// CSNDDSG: signs `hash` with `key`; the signature field offers 1024 bytes.
-    pub(crate) fn csnddsg(&self, rule: &[u8], key: &[u8], hash: &[u8]) -> (Raw, Vec<u8>) {
-        let mut r = Raw { rc: 0, reason: 0 };
-        let mut count = len_of(rule) / 8;
-        let mut rule = rule.to_vec();
-        let mut k = key.to_vec();
-        let mut k_len = len_of(key);
-        let mut h = hash.to_vec();
-        let mut h_len = len_of(hash);
+    pub(crate) fn csnddsg(&self, rule: &[u8], key: &[u8], hash: &[u8]) -> Option<(Raw, Vec<u8>)> {
+        let (mut rule, mut key, mut hash) = (rule.to_vec(), key.to_vec(), hash.to_vec());
         let mut sig = vec![0u8; 1024];
-        let mut sig_len = len_of(&sig);
-        let mut sig_bits: c_long = 0;
+        let mut a = args::CSNDDSG::default();
+        (a.rule_array_count, a.rule_array) = keywords(&mut rule);
+        (a.PKA_private_key_id_length, a.PKA_private_key_id) = pair(&mut key);
+        (a.hash_length, a.hash) = pair(&mut hash);
+        (a.signature_field_length, a.signature_field) = pair(&mut sig);
         // SAFETY: buffers passed with their true lengths.
-        unsafe {
-            (self.verbs.csnddsg)(
-                &mut r.rc,
-                &mut r.reason,
-                ptr::null_mut(),
-                ptr::null_mut(),
-                &mut count,
-                rule.as_mut_ptr(),
-                &mut k_len,
-                k.as_mut_ptr(),
-                &mut h_len,
-                h.as_mut_ptr(),
-                &mut sig_len,
-                &mut sig_bits,
-                sig.as_mut_ptr(),
-            )
-        };
-        sig.truncate(clamp(sig_len, 1024));
-        (r, sig)
+        let raw = unsafe { self.CSNDDSG(&mut a) }?;
+        Some((raw, written(sig, a.signature_field_length)))
     }
 
     /// CSNDDSV: verifies `sig` over `hash` with `key`.
-    pub(crate) fn csnddsv(&self, rule: &[u8], key: &[u8], hash: &[u8], sig: &[u8]) -> Raw {
-        let mut r = Raw { rc: 0, reason: 0 };
-        let mut count = len_of(rule) / 8;
-        let mut rule = rule.to_vec();
-        let mut k = key.to_vec();
-        let mut k_len = len_of(key);
-        let mut h = hash.to_vec();
-        let mut h_len = len_of(hash);
-        let mut s = sig.to_vec();
-        let mut s_len = len_of(sig);
+    pub(crate) fn csnddsv(&self, rule: &[u8], key: &[u8], hash: &[u8], sig: &[u8]) -> Option<Raw> {
+        let (mut rule, mut key) = (rule.to_vec(), key.to_vec());
+        let (mut hash, mut sig) = (hash.to_vec(), sig.to_vec());
+        let mut a = args::CSNDDSV::default();
+        (a.rule_array_count, a.rule_array) = keywords(&mut rule);
+        (a.PKA_public_key_id_length, a.PKA_public_key_id) = pair(&mut key);
+        (a.hash_length, a.hash) = pair(&mut hash);
+        (a.signature_field_length, a.signature_field) = pair(&mut sig);
         // SAFETY: buffers passed with their true lengths.
-        unsafe {
-            (self.verbs.csnddsv)(
-                &mut r.rc,
-                &mut r.reason,
-                ptr::null_mut(),
-                ptr::null_mut(),
-                &mut count,
-                rule.as_mut_ptr(),
-                &mut k_len,
-                k.as_mut_ptr(),
-                &mut h_len,
-                h.as_mut_ptr(),
-                &mut s_len,
-                s.as_mut_ptr(),
-            )
-        };
-        r
+        unsafe { self.CSNDDSV(&mut a) }
     }
 
-    /// CSNBKGN: one operational key into `token` (in/out, 64 bytes).
+    /// CSNBKGN: one operational key into `token` (in/out, 64 bytes); the
+    /// second key type is 8 zero bytes, the KEKs and second key 64.
     pub(crate) fn csnbkgn(
         &self,
         form: &[u8; 8],
         length: &[u8; 8],
         ty: &[u8; 8],
         token: &mut [u8; 64],
-    ) -> Raw {
-        let mut r = Raw { rc: 0, reason: 0 };
-        let (mut form, mut length, mut ty) = (*form, *length, *ty);
-        let mut ty2 = [0u8; 8];
-        let mut kek1 = [0u8; 64];
-        let mut kek2 = [0u8; 64];
-        let mut gen2 = [0u8; 64];
+    ) -> Option<Raw> {
+        let (mut form, mut length, mut ty, mut ty2) = (*form, *length, *ty, [0u8; 8]);
+        let (mut kek1, mut kek2, mut gen2) = ([0u8; 64], [0u8; 64], [0u8; 64]);
+        let mut a = args::CSNBKGN {
+            key_form: form.as_mut_ptr(),
+            key_length: length.as_mut_ptr(),
+            key_type_1: ty.as_mut_ptr(),
+            key_type_2: ty2.as_mut_ptr(),
+            KEK_key_identifier_1: kek1.as_mut_ptr(),
+            KEK_key_identifier_2: kek2.as_mut_ptr(),
+            generated_key_identifier_1: token.as_mut_ptr(),
+            generated_key_identifier_2: gen2.as_mut_ptr(),
+        };
         // SAFETY: each keyword buffer is 8 bytes, each key identifier 64.
-        unsafe {
-            (self.verbs.csnbkgn)(
-                &mut r.rc,
-                &mut r.reason,
-                ptr::null_mut(),
-                ptr::null_mut(),
-                form.as_mut_ptr(),
-                length.as_mut_ptr(),
-                ty.as_mut_ptr(),
-                ty2.as_mut_ptr(),
-                kek1.as_mut_ptr(),
-                kek2.as_mut_ptr(),
-                token.as_mut_ptr(),
-                gen2.as_mut_ptr(),
-            )
-        };
-        r
+        unsafe { self.CSNBKGN(&mut a) }
     }
 
-    /// CSNBKTB: build a 64-byte token skeleton.
-    pub(crate) fn csnbktb(&self, ty: &[u8; 8], rule: &[u8], token: &mut [u8; 64]) -> Raw {
-        let mut r = Raw { rc: 0, reason: 0 };
-        let mut ty = *ty;
-        let mut count = len_of(rule) / 8;
-        let mut rule = rule.to_vec();
-        let mut mkvp = [0u8; 16];
-        let mut cv = [0u8; 16];
-        let mut z2: c_long = 0;
-        let mut z5: c_long = 0;
-        let mut key_value = [0u8; 32];
-        // SAFETY: token 64 bytes, key value 32, CV and MKVP 16; reserved
-        // parameters are NULL or zero as callers pass them.
-        unsafe {
-            (self.verbs.csnbktb)(
-                &mut r.rc,
-                &mut r.reason,
-                ptr::null_mut(),
-                ptr::null_mut(),
-                token.as_mut_ptr(),
-                ty.as_mut_ptr(),
-                &mut count,
-                rule.as_mut_ptr(),
-                key_value.as_mut_ptr(),
-                ptr::null_mut(),
-                &mut z2,
-                ptr::null_mut(),
-                cv.as_mut_ptr(),
-                ptr::null_mut(),
-                &mut z5,
-                ptr::null_mut(),
-                mkvp.as_mut_ptr(),
-            )
+    /// CSNBKTB: build a 64-byte token skeleton (key value 32 zero bytes, CV
+    /// and MKVP 16; reserved parameters 0 or NULL).
+    pub(crate) fn csnbktb(&self, ty: &[u8; 8], rule: &[u8], token: &mut [u8; 64]) -> Option<Raw> {
+        let (mut ty, mut rule) = (*ty, rule.to_vec());
+        let (mut key_value, mut cv, mut mkvp) = ([0u8; 32], [0u8; 16], [0u8; 16]);
+        let mut a = args::CSNBKTB {
+            key_token: token.as_mut_ptr(),
+            key_type: ty.as_mut_ptr(),
+            key_value: key_value.as_mut_ptr(),
+            control_vector: cv.as_mut_ptr(),
+            master_key_verification_number: mkvp.as_mut_ptr(),
+            ..Default::default()
         };
-        r
+        (a.rule_array_count, a.rule_array) = keywords(&mut rule);
+        // SAFETY: every buffer has the size the verb documents.
+        unsafe { self.CSNBKTB(&mut a) }
     }
 
-    /// CSNDPKB: build a skeleton from a key-value structure.
-    pub(crate) fn csndpkb(&self, rule: &[u8], kvs: &[u8]) -> (Raw, Vec<u8>) {
-        let mut r = Raw { rc: 0, reason: 0 };
-        let mut count = len_of(rule) / 8;
-        let mut rule = rule.to_vec();
-        let mut kvs = kvs.to_vec();
-        let mut kvs_len = len_of(&kvs);
-        let mut zero = [0 as c_long; 6];
-        let mut out = vec![0u8; 8000];
-        let mut out_len = len_of(&out);
-        let [z0, z1, z2, z3, z4, z5] = &mut zero;
-        // SAFETY: buffers passed with their true lengths; name, customer
-        // data and reserved fields have length 0 and NULL pointers.
-        unsafe {
-            (self.verbs.csndpkb)(
-                &mut r.rc,
-                &mut r.reason,
-                ptr::null_mut(),
-                ptr::null_mut(),
-                &mut count,
-                rule.as_mut_ptr(),
-                &mut kvs_len,
-                kvs.as_mut_ptr(),
-                z0,
-                ptr::null_mut(),
-                z1,
-                ptr::null_mut(),
-                z2,
-                ptr::null_mut(),
-                z3,
-                ptr::null_mut(),
-                z4,
-                ptr::null_mut(),
-                z5,
-                ptr::null_mut(),
-                &mut out_len,
-                out.as_mut_ptr(),
-            )
-        };
-        out.truncate(clamp(out_len, 8000));
-        (r, out)
+    /// CSNDPKB: build a skeleton from a key-value structure (name, customer
+    /// data and reserved fields: length 0, NULL).
+    pub(crate) fn csndpkb(&self, rule: &[u8], kvs: &[u8]) -> Option<(Raw, Vec<u8>)> {
+        let (mut rule, mut kvs, mut out) = (rule.to_vec(), kvs.to_vec(), vec![0u8; 8000]);
+        let mut a = args::CSNDPKB::default();
+        (a.rule_array_count, a.rule_array) = keywords(&mut rule);
+        (a.key_values_structure_length, a.key_values_structure) = pair(&mut kvs);
+        (a.token_length, a.token) = pair(&mut out);
+        // SAFETY: buffers passed with their true lengths.
+        let raw = unsafe { self.CSNDPKB(&mut a) }?;
+        Some((raw, written(out, a.token_length)))
     }
 
-    /// CSNDPKG: generate a key pair from a skeleton (rule `MASTER`).
-    pub(crate) fn csndpkg(&self, rule: &[u8], skeleton: &[u8]) -> (Raw, Vec<u8>) {
-        let mut r = Raw { rc: 0, reason: 0 };
-        let mut count = len_of(rule) / 8;
-        let mut rule = rule.to_vec();
-        let mut regen_len: c_long = 0;
-        let mut skel = skeleton.to_vec();
-        let mut skel_len = len_of(&skel);
+    /// CSNDPKG: generate a key pair from a skeleton (rule `MASTER`, no
+    /// regeneration data, transport key 64 zero bytes).
+    pub(crate) fn csndpkg(&self, rule: &[u8], skeleton: &[u8]) -> Option<(Raw, Vec<u8>)> {
+        let (mut rule, mut skel, mut out) = (rule.to_vec(), skeleton.to_vec(), vec![0u8; 8000]);
         let mut transport = [0u8; 64];
-        let mut out = vec![0u8; 8000];
-        let mut out_len = len_of(&out);
-        // SAFETY: buffers passed with their true lengths; transport key is
-        // the 64 zero bytes callers pass.
-        unsafe {
-            (self.verbs.csndpkg)(
-                &mut r.rc,
-                &mut r.reason,
-                ptr::null_mut(),
-                ptr::null_mut(),
-                &mut count,
-                rule.as_mut_ptr(),
-                &mut regen_len,
-                ptr::null_mut(),
-                &mut skel_len,
-                skel.as_mut_ptr(),
-                transport.as_mut_ptr(),
-                &mut out_len,
-                out.as_mut_ptr(),
-            )
+        let mut a = args::CSNDPKG {
+            transport_key_identifier: transport.as_mut_ptr(),
+            ..Default::default()
         };
-        out.truncate(clamp(out_len, 8000));
-        (r, out)
+        (a.rule_array_count, a.rule_array) = keywords(&mut rule);
+        (a.skeleton_key_token_length, a.skeleton_key_token) = pair(&mut skel);
+        (
+            a.generated_key_identifier_length,
+            a.generated_key_identifier,
+        ) = pair(&mut out);
+        // SAFETY: buffers passed with their true lengths.
+        let raw = unsafe { self.CSNDPKG(&mut a) }?;
+        Some((raw, written(out, a.generated_key_identifier_length)))
     }
 
-    /// CSNBKTB2: a variable-length skeleton (no clear key).
-    pub(crate) fn csnbktb2(&self, rule: &[u8]) -> (Raw, Vec<u8>) {
-        let mut r = Raw { rc: 0, reason: 0 };
-        let mut count = len_of(rule) / 8;
-        let mut rule = rule.to_vec();
-        let mut zero = [0 as c_long; 5];
-        let mut out = vec![0u8; 725];
-        let mut out_len = len_of(&out);
-        let [z0, z1, z2, z3, z4] = &mut zero;
-        // SAFETY: the target buffer is passed with its true length; every
-        // other buffer has length 0 and a NULL pointer.
-        unsafe {
-            (self.verbs.csnbktb2)(
-                &mut r.rc,
-                &mut r.reason,
-                ptr::null_mut(),
-                ptr::null_mut(),
-                &mut count,
-                rule.as_mut_ptr(),
-                z0,
-                ptr::null_mut(),
-                z1,
-                ptr::null_mut(),
-                z2,
-                ptr::null_mut(),
-                z3,
-                ptr::null_mut(),
-                z4,
-                ptr::null_mut(),
-                &mut out_len,
-                out.as_mut_ptr(),
-            )
-        };
-        out.truncate(clamp(out_len, 725));
-        (r, out)
+    /// CSNBKTB2: a variable-length skeleton (no clear key; every other input
+    /// length 0, NULL).
+    pub(crate) fn csnbktb2(&self, rule: &[u8]) -> Option<(Raw, Vec<u8>)> {
+        let (mut rule, mut out) = (rule.to_vec(), vec![0u8; 725]);
+        let mut a = args::CSNBKTB2::default();
+        (a.rule_array_count, a.rule_array) = keywords(&mut rule);
+        (a.target_key_token_length, a.target_key_token) = pair(&mut out);
+        // SAFETY: the target buffer is passed with its true length.
+        let raw = unsafe { self.CSNBKTB2(&mut a) }?;
+        Some((raw, written(out, a.target_key_token_length)))
     }
 
-    /// CSNBKGN2: generate a `bits`-bit key into `skeleton` (key type `TOKEN`).
-    pub(crate) fn csnbkgn2(&self, rule: &[u8], bits: c_long, skeleton: &[u8]) -> (Raw, Vec<u8>) {
-        let mut r = Raw { rc: 0, reason: 0 };
-        let mut count = len_of(rule) / 8;
-        let mut rule = rule.to_vec();
-        let mut bits = bits;
-        let mut ty1 = *b"TOKEN   ";
-        let mut ty2 = *b"        ";
-        let mut zero = [0 as c_long; 7];
-        let mut out = skeleton.to_vec();
+    /// CSNBKGN2: generate a `bits`-bit key into `skeleton` (key type `TOKEN`;
+    /// names, user data and KEKs: length 0, NULL).
+    pub(crate) fn csnbkgn2(
+        &self,
+        rule: &[u8],
+        bits: c_long,
+        skeleton: &[u8],
+    ) -> Option<(Raw, Vec<u8>)> {
+        let (mut ty1, mut ty2) = (*b"TOKEN   ", *b"        ");
+        let (mut rule, mut out) = (rule.to_vec(), skeleton.to_vec());
         out.resize(725, 0);
-        let mut out_len = len_of(&out);
-        let [z0, z1, z2, z3, z4, z5, z6] = &mut zero;
-        // SAFETY: the generated-key buffer is passed with its true length
-        // (725, the largest variable-length token); names, user data and
-        // KEKs have length 0 and NULL pointers.
-        unsafe {
-            (self.verbs.csnbkgn2)(
-                &mut r.rc,
-                &mut r.reason,
-                ptr::null_mut(),
-                ptr::null_mut(),
-                &mut count,
-                rule.as_mut_ptr(),
-                &mut bits,
-                ty1.as_mut_ptr(),
-                ty2.as_mut_ptr(),
-                z0,
-                ptr::null_mut(),
-                z1,
-                ptr::null_mut(),
-                z2,
-                ptr::null_mut(),
-                z3,
-                ptr::null_mut(),
-                z4,
-                ptr::null_mut(),
-                z5,
-                ptr::null_mut(),
-                &mut out_len,
-                out.as_mut_ptr(),
-                z6,
-                ptr::null_mut(),
-            )
+        let mut a = args::CSNBKGN2 {
+            clear_key_bit_length: bits,
+            key_type_1: ty1.as_mut_ptr(),
+            key_type_2: ty2.as_mut_ptr(),
+            ..Default::default()
         };
-        out.truncate(clamp(out_len, 725));
-        (r, out)
+        (a.rule_array_count, a.rule_array) = keywords(&mut rule);
+        (
+            a.generated_key_identifier_1_length,
+            a.generated_key_identifier_1,
+        ) = pair(&mut out);
+        // SAFETY: the generated-key buffer is passed with its true length
+        // (725, the largest variable-length token).
+        let raw = unsafe { self.CSNBKGN2(&mut a) }?;
+        Some((raw, written(out, a.generated_key_identifier_1_length)))
     }
 }

@@ -3,7 +3,10 @@
 //! [`Csulcca`] is the safe face of `libcsulcca.so`: one method per verb, each
 //! returning `Result<_, CcaError>` where the error names the verb and carries
 //! CCA's return and reason codes. The conversion from the raw pair happens in
-//! one place, `check`; callers never compare return codes themselves.
+//! one place, `check`; callers never compare return codes themselves. The
+//! library is opened with just the verbs a mode calls ([`KEYS_VERBS`],
+//! [`OLDRSAKEYS_VERBS`], [`V2OBJECTSV3_VERBS`]), so a host library that lacks
+//! a verb the mode never calls does not stop it.
 //! Layouts of the tokens the verbs work on live in [`token`], keywords in
 //! [`rules`], C signatures in [`abi`]; `ffi` is the only unsafe code.
 
@@ -19,84 +22,70 @@ use std::path::Path;
 use rules::{Keyword, RuleArray};
 pub use token::MkType;
 
-/// The verbs we call, for error messages.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Verb {
-    /// Key Token Change (64-byte DES / AES DATA tokens).
-    Csnbktc,
-    /// Key Token Change2 (variable-length AES CIPHER / HMAC tokens).
-    Csnbktc2,
-    /// PKA Key Token Change.
-    Csndktc,
-    /// Cryptographic Facility Query.
-    Csuacfq,
-    /// Cryptographic Facility Version.
-    Csuacfv,
-    /// Master Key Process.
-    Csnbmkp,
-    /// Decipher (DES).
-    Csnbdec,
-    /// Encipher (DES).
-    Csnbenc,
-    /// Symmetric Algorithm Encipher (AES).
-    Csnbsae,
-    /// Symmetric Algorithm Decipher (AES).
-    Csnbsad,
-    /// PKA Key Translate.
-    Csndpkt,
-    /// PKA Public Key Extract.
-    Csndpkx,
-    /// Digital Signature Generate.
-    Csnddsg,
-    /// Digital Signature Verify.
-    Csnddsv,
-    /// Key Generate.
-    Csnbkgn,
-    /// Key Token Build.
-    Csnbktb,
-    /// PKA Key Token Build.
-    Csndpkb,
-    /// PKA Key Generate.
-    Csndpkg,
-    /// Key Token Build2.
-    Csnbktb2,
-    /// Key Generate2.
-    Csnbkgn2,
+/// From the table's `pkcscca` and `testkit` rows: the [`Verb`] enum.
+macro_rules! verb_enum {
+    (
+        pkcscca { $( $(#[$doc:meta])* $v:ident $n:ident ( $($p:ident : $t:ident),* ); )* }
+        testkit { $( $(#[$tdoc:meta])* $tv:ident $tn:ident ( $($tp:ident : $tt:ident),* ); )* }
+        $($others:tt)*
+    ) => {
+        /// A verb pkcscca can call (the ones only tests call need the
+        /// `testkit` feature): what [`Csulcca::open`] resolves and what a
+        /// [`CcaError`] names.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum Verb {
+            $( $(#[$doc])* $v, )*
+            $( $(#[$tdoc])* #[cfg(feature = "testkit")] $tv, )*
+        }
+
+        impl Verb {
+            /// Every verb of this build, in the table's order.
+            #[cfg(not(feature = "testkit"))]
+            pub const ALL: &[Verb] = &[$(Verb::$v),*];
+            /// Every verb of this build, in the table's order.
+            #[cfg(feature = "testkit")]
+            pub const ALL: &[Verb] = &[$(Verb::$v,)* $(Verb::$tv),*];
+
+            /// The C symbol name.
+            pub fn name(self) -> &'static str {
+                match self {
+                    $( Verb::$v => stringify!($n), )*
+                    $( #[cfg(feature = "testkit")] Verb::$tv => stringify!($tn), )*
+                }
+            }
+        }
+    };
 }
 
-impl Verb {
-    /// The C symbol name.
-    pub fn name(self) -> &'static str {
-        match self {
-            Verb::Csnbktc => "CSNBKTC",
-            Verb::Csnbktc2 => "CSNBKTC2",
-            Verb::Csndktc => "CSNDKTC",
-            Verb::Csuacfq => "CSUACFQ",
-            Verb::Csuacfv => "CSUACFV",
-            Verb::Csnbmkp => "CSNBMKP",
-            Verb::Csnbdec => "CSNBDEC",
-            Verb::Csnbenc => "CSNBENC",
-            Verb::Csnbsae => "CSNBSAE",
-            Verb::Csnbsad => "CSNBSAD",
-            Verb::Csndpkt => "CSNDPKT",
-            Verb::Csndpkx => "CSNDPKX",
-            Verb::Csnddsg => "CSNDDSG",
-            Verb::Csnddsv => "CSNDDSV",
-            Verb::Csnbkgn => "CSNBKGN",
-            Verb::Csnbktb => "CSNBKTB",
-            Verb::Csndpkb => "CSNDPKB",
-            Verb::Csndpkg => "CSNDPKG",
-            Verb::Csnbktb2 => "CSNBKTB2",
-            Verb::Csnbkgn2 => "CSNBKGN2",
-        }
-    }
-}
+crate::cca_verb_table!(verb_enum);
 
 impl fmt::Display for Verb {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
     }
 }
+
+/// The verbs `-m keys` calls for master keys of type `t`: CSUACFQ for the
+/// registers, then the key token change verbs of the key kinds `-k` selects
+/// (CSNBKTC for DES and AES DATA tokens, CSNBKTC2 for AES CIPHER and HMAC
+/// tokens, CSNDKTC for PKA tokens). Upstream's `pkcscca.c: main()` looks up
+/// CSNDKTC, CSNBKTC and CSNBKTC2 for every `-k`.
+pub fn keys_verbs(t: MkType) -> &'static [Verb] {
+    match t {
+        MkType::Sym | MkType::Aes => &[Verb::Csuacfq, Verb::Csnbktc, Verb::Csnbktc2],
+        MkType::Apka | MkType::Asym => &[Verb::Csuacfq, Verb::Csndktc],
+    }
+}
+
+/// The verbs `-m keys` calls for any `-k`: the union of [`keys_verbs`].
+pub const KEYS_VERBS: &[Verb] = &[Verb::Csuacfq, Verb::Csnbktc, Verb::Csnbktc2, Verb::Csndktc];
+
+/// The verbs `-m oldrsakeys` calls: CSNDPKT and CSNDPKX, the two upstream looks
+/// up for this mode (the mode reads no master-key register).
+pub const OLDRSAKEYS_VERBS: &[Verb] = &[Verb::Csndpkt, Verb::Csndpkx];
+
+/// The verbs `-m v2objectsv3` calls: CSNBDEC alone, as upstream.
+pub const V2OBJECTSV3_VERBS: &[Verb] = &[Verb::Csnbdec];
 
 /// Return/reason of a successful call (return code 0; the reason may be a
 /// warning such as "key used under the OLD master key").
@@ -108,19 +97,37 @@ pub struct Status {
     pub reason: i64,
 }
 
-/// A verb that returned a non-zero return code.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{verb} failed: return code {rc}, reason code {reason}")]
+/// A verb that returned a non-zero return code, or one that was not resolved
+/// when the library was opened (see [`CcaError::is_not_resolved`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CcaError {
     /// The verb.
     pub verb: Verb,
-    /// CCA return code.
+    /// CCA return code ([`CcaError::NOT_RESOLVED`] for a verb not resolved).
     pub rc: i64,
     /// CCA reason code.
     pub reason: i64,
 }
 
 impl CcaError {
+    /// The return code of a call to a verb that [`Csulcca::open`] was not asked
+    /// to resolve. CCA's own return codes are 0, 4, 8, 12 and 16.
+    pub const NOT_RESOLVED: i64 = -1;
+
+    /// The error of a call to `verb` when it was not resolved.
+    pub fn not_resolved(verb: Verb) -> CcaError {
+        CcaError {
+            verb,
+            rc: CcaError::NOT_RESOLVED,
+            reason: 0,
+        }
+    }
+
+    /// True when the verb was not resolved, so nothing was called.
+    pub fn is_not_resolved(&self) -> bool {
+        self.rc == CcaError::NOT_RESOLVED
+    }
+
     /// True for 8/48: the token's MKVP matches no usable master key.
     pub fn is_unknown_mk(&self) -> bool {
         (self.rc, self.reason) == (8, 48)
@@ -131,6 +138,22 @@ impl CcaError {
         (self.rc, self.reason) == (12, 764)
     }
 }
+
+impl fmt::Display for CcaError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.is_not_resolved() {
+            write!(f, "{} was not resolved from the CCA library", self.verb)
+        } else {
+            write!(
+                f,
+                "{} failed: return code {}, reason code {}",
+                self.verb, self.rc, self.reason
+            )
+        }
+    }
+}
+
+impl std::error::Error for CcaError {}
 
 /// Why `libcsulcca.so` could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -153,10 +176,11 @@ pub enum LoadError {
     },
 }
 
-/// The single conversion point from a raw CCA status to a `Result`.
-/// Mirrors the `if (return_code != CCA_SUCCESS)` checks after every verb call
-/// in `pkcscca.c`.
-fn check(verb: Verb, raw: ffi::Raw) -> Result<Status, CcaError> {
+/// The single conversion point from a raw CCA status (`None`: the verb was not
+/// resolved) to a `Result`. Mirrors the `if (return_code != CCA_SUCCESS)` checks
+/// after every verb call in `usr/sbin/pkcscca/pkcscca.c`.
+fn check(verb: Verb, raw: Option<ffi::Raw>) -> Result<Status, CcaError> {
+    let raw = raw.ok_or(CcaError::not_resolved(verb))?;
     let (rc, reason): (i64, i64) = (raw.rc, raw.reason);
     if rc == 0 {
         Ok(Status { rc, reason })
@@ -241,7 +265,13 @@ fn state_digit(k: Option<&Keyword>) -> u8 {
     }
 }
 
-/// The CCA host library, loaded and with every verb resolved.
+/// [`check`] for a call that also returns data.
+fn check_with<T>(verb: Verb, call: Option<(ffi::Raw, T)>) -> Result<(Status, T), CcaError> {
+    let (raw, value) = call.ok_or(CcaError::not_resolved(verb))?;
+    Ok((check(verb, Some(raw))?, value))
+}
+
+/// The CCA host library, loaded with the verbs a mode calls resolved.
 pub struct Csulcca {
     lib: ffi::Lib,
 }
@@ -257,19 +287,22 @@ impl Csulcca {
     pub const LIBRARY: &'static str = "libcsulcca.so";
 
     /// Loads `libcsulcca.so` by bare name (so `LD_LIBRARY_PATH` and the
-    /// loader cache apply), as `pkcscca.c: main()` does.
-    pub fn open() -> Result<Csulcca, LoadError> {
-        Csulcca::open_name(OsStr::new(Csulcca::LIBRARY))
+    /// loader cache apply), as `usr/sbin/pkcscca/pkcscca.c: main()` does, and
+    /// resolves `verbs` (e.g. [`KEYS_VERBS`]); the first of them the library
+    /// lacks is the error. A method whose verb was not resolved returns a
+    /// [`CcaError`] for which [`CcaError::is_not_resolved`] holds.
+    pub fn open(verbs: &[Verb]) -> Result<Csulcca, LoadError> {
+        Csulcca::open_name(OsStr::new(Csulcca::LIBRARY), verbs)
     }
 
-    /// Loads the library at `path`.
-    pub fn open_path(path: &Path) -> Result<Csulcca, LoadError> {
-        Csulcca::open_name(path.as_os_str())
+    /// Loads the library at `path` and resolves `verbs`, as [`Csulcca::open`].
+    pub fn open_path(path: &Path, verbs: &[Verb]) -> Result<Csulcca, LoadError> {
+        Csulcca::open_name(path.as_os_str(), verbs)
     }
 
-    fn open_name(name: &OsStr) -> Result<Csulcca, LoadError> {
+    fn open_name(name: &OsStr, verbs: &[Verb]) -> Result<Csulcca, LoadError> {
         let shown = name.to_string_lossy().into_owned();
-        match ffi::Lib::open(name) {
+        match ffi::Lib::open(name, verbs) {
             Ok(lib) => Ok(Csulcca { lib }),
             Err(ffi::OpenError::Open(detail)) => Err(LoadError::Open {
                 name: shown,
@@ -290,24 +323,27 @@ impl Csulcca {
     /// CSNBKTC2: re-encipher a variable-length AES CIPHER / HMAC token in
     /// place; the vector is truncated to the returned length.
     pub fn csnbktc2(&self, rule: &RuleArray, token: &mut Vec<u8>) -> Result<Status, CcaError> {
-        let (raw, len) = self.lib.ktc_var(false, rule.as_bytes(), token);
-        let st = check(Verb::Csnbktc2, raw)?;
+        let call = self.lib.ktc_var(false, rule.as_bytes(), token);
+        let (st, len) = check_with(Verb::Csnbktc2, call)?;
         token.truncate(len);
         Ok(st)
     }
 
     /// CSNDKTC: re-encipher a PKA private token in place.
     pub fn csndktc(&self, rule: &RuleArray, token: &mut Vec<u8>) -> Result<Status, CcaError> {
-        let (raw, len) = self.lib.ktc_var(true, rule.as_bytes(), token);
-        let st = check(Verb::Csndktc, raw)?;
+        let call = self.lib.ktc_var(true, rule.as_bytes(), token);
+        let (st, len) = check_with(Verb::Csndktc, call)?;
         token.truncate(len);
         Ok(st)
     }
 
     /// CSUACFQ with `rule`, offering `verb_data_len` bytes of verb data.
     pub fn csuacfq(&self, rule: &RuleArray, verb_data_len: usize) -> Result<Query, CcaError> {
-        let (raw, ra, vd) = self.lib.csuacfq(rule.as_bytes(), verb_data_len);
-        let status = check(Verb::Csuacfq, raw)?;
+        let call = self
+            .lib
+            .csuacfq(rule.as_bytes(), verb_data_len)
+            .map(|(raw, ra, vd)| (raw, (ra, vd)));
+        let (status, (ra, vd)) = check_with(Verb::Csuacfq, call)?;
         let rule_array = rules::parse(&ra, ra.len() / 8).unwrap_or_default();
         Ok(Query {
             rule_array,
@@ -351,10 +387,34 @@ impl Csulcca {
         })
     }
 
+    /// CSNBDEC (rule `CBC`): decipher `ciphertext` with a DES token.
+    pub fn csnbdec(&self, key: &[u8; 64], iv: &[u8; 8], data: &[u8]) -> Result<Vec<u8>, CcaError> {
+        let call = self
+            .lib
+            .des_cipher(ffi::DesDirection::Decipher, key, iv, &rules::CBC.0, data);
+        Ok(check_with(Verb::Csnbdec, call)?.1)
+    }
+
+    /// CSNDPKT: translate a PKA token (e.g. `INTDWAKW`: RSA-CRT → RSA-AESC).
+    pub fn csndpkt(&self, rule: &RuleArray, source: &[u8]) -> Result<Vec<u8>, CcaError> {
+        let call = self.lib.csndpkt(rule.as_bytes(), source);
+        Ok(check_with(Verb::Csndpkt, call)?.1)
+    }
+
+    /// CSNDPKX: the external public token of an internal private token.
+    pub fn csndpkx(&self, source: &[u8]) -> Result<Vec<u8>, CcaError> {
+        Ok(check_with(Verb::Csndpkx, self.lib.csndpkx(source))?.1)
+    }
+}
+
+/// The verbs only tests, benches and the emulator's tools call (feature
+/// `testkit`): master-key loading, key generation, and the usage verbs that
+/// prove a re-enciphered key still works.
+#[cfg(feature = "testkit")]
+impl Csulcca {
     /// CSUACFV: the CCA version string.
     pub fn csuacfv(&self) -> Result<String, CcaError> {
-        let (raw, buf) = self.lib.csuacfv();
-        check(Verb::Csuacfv, raw)?;
+        let (_, buf) = check_with(Verb::Csuacfv, self.lib.csuacfv())?;
         let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
         Ok(String::from_utf8_lossy(buf.get(..end).unwrap_or(&[])).into_owned())
     }
@@ -369,59 +429,36 @@ impl Csulcca {
             d.copy_from_slice(s);
         }
         let rule = RuleArray::new(&[t.mkp_keyword(), action]);
-        check(Verb::Csnbmkp, self.lib.csnbmkp(rule.as_bytes(), &buf))
-    }
-
-    /// CSNBDEC (rule `CBC`): decipher `ciphertext` with a DES token.
-    pub fn csnbdec(&self, key: &[u8; 64], iv: &[u8; 8], data: &[u8]) -> Result<Vec<u8>, CcaError> {
-        let (raw, out) = self.lib.des_cipher(false, key, iv, &rules::CBC.0, data);
-        check(Verb::Csnbdec, raw)?;
-        Ok(out)
+        check(Verb::Csnbmkp, self.lib.csnbmkp(rule.as_bytes(), &mut buf))
     }
 
     /// CSNBENC (rule `CBC`): encipher `data` (a multiple of 8 bytes).
     pub fn csnbenc(&self, key: &[u8; 64], iv: &[u8; 8], data: &[u8]) -> Result<Vec<u8>, CcaError> {
-        let (raw, out) = self.lib.des_cipher(true, key, iv, &rules::CBC.0, data);
-        check(Verb::Csnbenc, raw)?;
-        Ok(out)
+        let call = self
+            .lib
+            .des_cipher(ffi::DesDirection::Encipher, key, iv, &rules::CBC.0, data);
+        Ok(check_with(Verb::Csnbenc, call)?.1)
     }
 
     /// CSNBSAE (`AES KEYIDENT INITIAL`, CBC without padding).
     pub fn csnbsae(&self, key: &[u8], iv: &[u8; 16], data: &[u8]) -> Result<Vec<u8>, CcaError> {
         let rule = RuleArray::new(&[rules::AES, rules::KEYIDENT, rules::INITIAL]);
-        let (raw, out) = self.lib.aes_cipher(true, key, iv, rule.as_bytes(), data);
-        check(Verb::Csnbsae, raw)?;
-        Ok(out)
+        let call = self.lib.aes_cipher(true, key, iv, rule.as_bytes(), data);
+        Ok(check_with(Verb::Csnbsae, call)?.1)
     }
 
     /// CSNBSAD (`AES KEYIDENT INITIAL`).
     pub fn csnbsad(&self, key: &[u8], iv: &[u8; 16], data: &[u8]) -> Result<Vec<u8>, CcaError> {
         let rule = RuleArray::new(&[rules::AES, rules::KEYIDENT, rules::INITIAL]);
-        let (raw, out) = self.lib.aes_cipher(false, key, iv, rule.as_bytes(), data);
-        check(Verb::Csnbsad, raw)?;
-        Ok(out)
-    }
-
-    /// CSNDPKT: translate a PKA token (e.g. `INTDWAKW`: RSA-CRT → RSA-AESC).
-    pub fn csndpkt(&self, rule: &RuleArray, source: &[u8]) -> Result<Vec<u8>, CcaError> {
-        let (raw, out) = self.lib.csndpkt(rule.as_bytes(), source);
-        check(Verb::Csndpkt, raw)?;
-        Ok(out)
-    }
-
-    /// CSNDPKX: the external public token of an internal private token.
-    pub fn csndpkx(&self, source: &[u8]) -> Result<Vec<u8>, CcaError> {
-        let (raw, out) = self.lib.csndpkx(source);
-        check(Verb::Csndpkx, raw)?;
-        Ok(out)
+        let call = self.lib.aes_cipher(false, key, iv, rule.as_bytes(), data);
+        Ok(check_with(Verb::Csnbsad, call)?.1)
     }
 
     /// CSNDDSG: the signature of `hash` with a private key token (`rule` e.g.
     /// `PKCS-1.1` for RSA, where `hash` is the DigestInfo to pad).
     pub fn csnddsg(&self, rule: &RuleArray, key: &[u8], hash: &[u8]) -> Result<Vec<u8>, CcaError> {
-        let (raw, out) = self.lib.csnddsg(rule.as_bytes(), key, hash);
-        check(Verb::Csnddsg, raw)?;
-        Ok(out)
+        let call = self.lib.csnddsg(rule.as_bytes(), key, hash);
+        Ok(check_with(Verb::Csnddsg, call)?.1)
     }
 
     /// CSNDDSV: verifies `signature` over `hash` with a PKA token's public key.
@@ -432,10 +469,8 @@ impl Csulcca {
         hash: &[u8],
         signature: &[u8],
     ) -> Result<Status, CcaError> {
-        check(
-            Verb::Csnddsv,
-            self.lib.csnddsv(rule.as_bytes(), key, hash, signature),
-        )
+        let call = self.lib.csnddsv(rule.as_bytes(), key, hash, signature);
+        check(Verb::Csnddsv, call)
     }
 
     /// CSNBKGN with form `OP`: generates an operational key into `token`
@@ -455,33 +490,27 @@ impl Csulcca {
     /// CSNBKTB: builds a 64-byte skeleton token.
     pub fn csnbktb(&self, key_type: Keyword, rule: &RuleArray) -> Result<[u8; 64], CcaError> {
         let mut t = [0u8; 64];
-        check(
-            Verb::Csnbktb,
-            self.lib.csnbktb(&key_type.0, rule.as_bytes(), &mut t),
-        )?;
+        let raw = self.lib.csnbktb(&key_type.0, rule.as_bytes(), &mut t);
+        check(Verb::Csnbktb, raw)?;
         Ok(t)
     }
 
     /// CSNDPKB: builds a PKA skeleton from a key-value structure.
     pub fn csndpkb(&self, rule: &RuleArray, kvs: &[u8]) -> Result<Vec<u8>, CcaError> {
-        let (raw, out) = self.lib.csndpkb(rule.as_bytes(), kvs);
-        check(Verb::Csndpkb, raw)?;
-        Ok(out)
+        let call = self.lib.csndpkb(rule.as_bytes(), kvs);
+        Ok(check_with(Verb::Csndpkb, call)?.1)
     }
 
     /// CSNDPKG (rule `MASTER`): generates a key pair from a skeleton.
     pub fn csndpkg(&self, skeleton: &[u8]) -> Result<Vec<u8>, CcaError> {
-        let (raw, out) = self.lib.csndpkg(&rules::MASTER.0, skeleton);
-        check(Verb::Csndpkg, raw)?;
-        Ok(out)
+        let call = self.lib.csndpkg(&rules::MASTER.0, skeleton);
+        Ok(check_with(Verb::Csndpkg, call)?.1)
     }
 
     /// CSNBKTB2: a keyless AES CIPHER / HMAC skeleton
     /// (e.g. `INTERNAL AES CIPHER NO-KEY ANY-MODE`).
     pub fn csnbktb2(&self, rule: &RuleArray) -> Result<Vec<u8>, CcaError> {
-        let (raw, out) = self.lib.csnbktb2(rule.as_bytes());
-        check(Verb::Csnbktb2, raw)?;
-        Ok(out)
+        Ok(check_with(Verb::Csnbktb2, self.lib.csnbktb2(rule.as_bytes()))?.1)
     }
 
     /// CSNBKGN2 (`AES OP` / `HMAC OP`): a `bits`-bit key into `skeleton`.
@@ -491,11 +520,9 @@ impl Csulcca {
         bits: u32,
         skeleton: &[u8],
     ) -> Result<Vec<u8>, CcaError> {
-        let (raw, out) =
-            self.lib
-                .csnbkgn2(rule.as_bytes(), std::os::raw::c_long::from(bits), skeleton);
-        check(Verb::Csnbkgn2, raw)?;
-        Ok(out)
+        let bits = std::os::raw::c_long::from(bits);
+        let call = self.lib.csnbkgn2(rule.as_bytes(), bits, skeleton);
+        Ok(check_with(Verb::Csnbkgn2, call)?.1)
     }
 }
 

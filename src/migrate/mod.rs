@@ -298,7 +298,7 @@ fn run_keys(
         Ok(x) => x,
         Err(e) => return e,
     };
-    let lib = match open_library(out) {
+    let lib = match open_library(crate::cca::keys_verbs(mk_type(k)), out) {
         Ok(lib) => lib,
         Err(e) => return e,
     };
@@ -358,8 +358,8 @@ fn run_keys(
 }
 
 /// Loads `libcsulcca.so`; a failure is upstream's `dlopen(...) failed` and exit 255.
-fn open_library(out: &mut Output<'_>) -> Result<Csulcca, Exit> {
-    Csulcca::open().map_err(|e| {
+fn open_library(verbs: &[crate::cca::Verb], out: &mut Output<'_>) -> Result<Csulcca, Exit> {
+    Csulcca::open(verbs).map_err(|e| {
         // The loader's own text already names the library: print it alone after
         // upstream's `dlopen(libcsulcca.so) failed: `.
         match e {

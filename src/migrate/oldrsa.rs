@@ -45,7 +45,7 @@ pub fn run(
         Ok(x) => x,
         Err(e) => return e,
     };
-    let lib = match super::open_library(out) {
+    let lib = match super::open_library(crate::cca::OLDRSAKEYS_VERBS, out) {
         Ok(lib) => lib,
         Err(e) => return e,
     };

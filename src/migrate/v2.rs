@@ -75,7 +75,7 @@ pub fn run(
         Ok(mk) => mk,
         Err(e) => return e,
     };
-    let lib = match super::open_library(out) {
+    let lib = match super::open_library(crate::cca::V2OBJECTSV3_VERBS, out) {
         Ok(lib) => lib,
         Err(e) => return e,
     };

@@ -7,6 +7,7 @@
 //! duplicates, so that an unchanged object re-encodes to identical bytes.
 //! Nested templates (`CKA_WRAP_TEMPLATE` …) are kept as opaque value bytes.
 
+#[cfg(feature = "testkit")]
 use std::fmt::Write as _;
 
 use zeroize::Zeroizing;
@@ -180,7 +181,8 @@ impl Template {
 
     /// A text dump: one line per record, `NAME (0xTYPE) [len] hex`. Values of
     /// secret types ([`AttrType::is_secret`]) show only their length unless
-    /// `show_secrets` is set. Stable, for golden tests.
+    /// `show_secrets` is set. Stable, for golden tests (feature `testkit`).
+    #[cfg(feature = "testkit")]
     pub fn dump(&self, show_secrets: bool) -> String {
         let mut out = String::new();
         for a in &self.attrs {

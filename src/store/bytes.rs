@@ -231,6 +231,7 @@ pub(crate) fn u64_at(buf: &[u8], off: usize, order: ByteOrder) -> u64 {
 
 /// Copies `src` into `buf` at `off` if it fits (it always does for the fixed
 /// layouts this is used on; out-of-range writes are dropped, never a panic).
+#[cfg(feature = "testkit")]
 pub(crate) fn put(buf: &mut [u8], off: usize, src: &[u8]) {
     if let Some(d) = buf.get_mut(off..off.saturating_add(src.len())) {
         d.copy_from_slice(src);

@@ -70,6 +70,7 @@ impl MasterKey {
         <&[u8; 64]>::try_from(s).ok()
     }
 
+    #[cfg(feature = "testkit")]
     pub(crate) fn bytes(&self) -> &[u8] {
         &self.0
     }
@@ -158,6 +159,7 @@ pub(crate) fn old_mk_open(file: &[u8], pin: &[u8]) -> Option<MasterKey> {
 
 /// Encrypts a master key into an old-format MK file (48 bytes for a 24-byte
 /// key, 88 for a 64-byte key). Mirrors `loadsave.c: save_masterkey_so_old()`.
+#[cfg(feature = "testkit")]
 pub(crate) fn old_mk_seal(mk: &MasterKey, pin: &[u8]) -> Option<Vec<u8>> {
     let mut plain = Zeroizing::new(mk.bytes().to_vec());
     plain.extend_from_slice(&sha1(mk.bytes()));

@@ -39,6 +39,7 @@
 pub mod atomic;
 mod attrs;
 mod bytes;
+#[cfg(feature = "testkit")]
 mod create;
 mod crypt;
 mod error;
@@ -56,6 +57,7 @@ use zeroize::Zeroizing;
 pub use atomic::{remove_stale_temps, TEMP_SUFFIX};
 pub use attrs::{Attribute, Template};
 pub use bytes::ByteOrder;
+#[cfg(feature = "testkit")]
 pub use create::CreateOptions;
 pub use crypt::{MasterKey, DEFAULT_SO_PIN, DEFAULT_USER_PIN};
 pub use error::StoreError;
@@ -201,7 +203,8 @@ impl fmt::Debug for StoredObject {
 
 impl StoredObject {
     /// A text dump (name, visibility, attributes); secrets shown as lengths
-    /// unless `show_secrets`. Stable, for logs and golden tests.
+    /// unless `show_secrets`. Stable, for golden tests (feature `testkit`).
+    #[cfg(feature = "testkit")]
     pub fn dump(&self, show_secrets: bool) -> String {
         let mut out = format!(
             "object {} {}\n{}",

@@ -6,7 +6,9 @@
 //! (only the name counter at offset 208 is ever changed by us) keeps every
 //! byte we do not interpret.
 
-use super::bytes::{put, u32_at, u64_at, ByteOrder};
+#[cfg(feature = "testkit")]
+use super::bytes::put;
+use super::bytes::{u32_at, u64_at, ByteOrder};
 use super::Format;
 
 /// Size of the old-format struct `TOKEN_DATA_OLD`.
@@ -16,6 +18,13 @@ pub(crate) const NEW_LEN: usize = 592;
 
 /// Field offsets (spec §2.2).
 pub(crate) mod off {
+    #![cfg_attr(
+        not(feature = "testkit"),
+        allow(
+            dead_code,
+            reason = "the whole layout; only store creation writes some fields"
+        )
+    )]
     pub(crate) const LABEL: usize = 0;
     pub(crate) const MANUFACTURER: usize = 32;
     pub(crate) const MODEL: usize = 64;
@@ -44,6 +53,10 @@ pub(crate) mod off {
 
 /// Token flags used here (spec §2.3).
 pub(crate) mod flags {
+    #![cfg_attr(
+        not(feature = "testkit"),
+        allow(dead_code, reason = "only store creation sets most flags")
+    )]
     pub(crate) const RNG: u32 = 0x0000_0001;
     pub(crate) const LOGIN_REQUIRED: u32 = 0x0000_0004;
     pub(crate) const USER_PIN_INITIALIZED: u32 = 0x0000_0008;
@@ -58,9 +71,13 @@ pub(crate) mod flags {
 pub(crate) const USER_PIN_SENTINEL: [u8; 20] = [b'0'; 20];
 
 /// The four salt purpose strings of the new format (spec §3.3.1).
+#[cfg(feature = "testkit")]
 pub(crate) const SO_LOGIN_PURPOSE: &[u8; 32] = b"so_login_purpose________________";
+#[cfg(feature = "testkit")]
 pub(crate) const USER_LOGIN_PURPOSE: &[u8; 32] = b"user_login_purpose______________";
+#[cfg(feature = "testkit")]
 pub(crate) const SO_WRAP_PURPOSE: &[u8; 32] = b"so_wrap_purpose_________________";
+#[cfg(feature = "testkit")]
 pub(crate) const USER_WRAP_PURPOSE: &[u8; 32] = b"user_wrap_purpose_______________";
 
 /// One PBKDF2 parameter set: iteration count and 64-byte salt.
@@ -73,6 +90,13 @@ pub(crate) struct Kdf<'a> {
 #[derive(Clone)]
 pub(crate) struct TokenData {
     raw: Vec<u8>,
+    #[cfg_attr(
+        not(feature = "testkit"),
+        allow(
+            dead_code,
+            reason = "read by `version`, which only store creation calls"
+        )
+    )]
     format: Format,
     /// Order of the integers: the host order (old) or BE (new).
     int_order: ByteOrder,
@@ -123,6 +147,7 @@ impl TokenData {
         }
     }
 
+    #[cfg(feature = "testkit")]
     pub(crate) fn raw(&self) -> &[u8] {
         &self.raw
     }
@@ -143,17 +168,20 @@ impl TokenData {
         self.field(off::USER_PIN_SHA, 20)
     }
 
+    #[cfg(feature = "testkit")]
     pub(crate) fn next_name(&self) -> [u8; 8] {
         let mut a = [0u8; 8];
         a.copy_from_slice(self.field(off::NEXT_NAME, 8));
         a
     }
 
+    #[cfg(feature = "testkit")]
     pub(crate) fn set_next_name(&mut self, name: &[u8; 8]) {
         put(&mut self.raw, off::NEXT_NAME, name);
     }
 
     /// `dat.version` (new format only).
+    #[cfg(feature = "testkit")]
     pub(crate) fn version(&self) -> Option<u32> {
         (self.format == Format::New).then(|| u32_at(&self.raw, off::VERSION, ByteOrder::Big))
     }
@@ -210,6 +238,7 @@ impl TokenData {
 /// Builds the raw bytes of a fresh NVTOK.DAT as openCryptoki 3.27 writes
 /// them after C_InitToken (spec §2.2, with the 3.8.1 values of Appendix E.1
 /// when `v381` is set). New-format PBKDF2 fields are filled by the caller.
+#[cfg(feature = "testkit")]
 pub(crate) fn template_bytes(format: Format, host: ByteOrder, label: &[u8], v381: bool) -> Vec<u8> {
     let len = match format {
         Format::Old => OLD_LEN,
@@ -286,6 +315,7 @@ pub(crate) fn template_bytes(format: Format, host: ByteOrder, label: &[u8], v381
 }
 
 /// Sets the flags word of a raw NVTOK.DAT.
+#[cfg(feature = "testkit")]
 pub(crate) fn set_flags(raw: &mut [u8], format: Format, host: ByteOrder, value: u32) {
     let o = match format {
         Format::Old => host,

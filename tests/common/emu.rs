@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
 
-use pkcscca::cca::Csulcca;
+use pkcscca::cca::{Csulcca, Verb};
 
 /// `target/<profile>` of this workspace.
 fn target_dir() -> PathBuf {
@@ -81,9 +81,9 @@ impl EmuSession {
         self.dir.path().join("state")
     }
 
-    /// The library, loaded from the build directory.
+    /// The library, loaded from the build directory, with every verb resolved.
     pub fn open(&self) -> Csulcca {
-        Csulcca::open_path(&library()).expect("load libcsulcca.so")
+        Csulcca::open_path(&library(), Verb::ALL).expect("load libcsulcca.so")
     }
 
     /// Environment for a child process using the emulator (library by bare

@@ -1,11 +1,14 @@
 //! The C entry points of `libcsulcca.so`: the emulator's only unsafe code.
 //!
-//! Each export turns its pointer arguments into slices (NULL or a zero
-//! length reads as empty, cca.md §4.1/§7.2), runs the safe verb logic from
-//! [`crate::verbs`] under `catch_unwind` (a panic becomes 16/336 instead of
-//! aborting the host process), and copies outputs back only on success.
-//! Signatures are checked at compile time against the function-pointer
-//! types in `pkcscca::cca::abi`. Verbs not emulated answer 16/336.
+//! The entry points are generated from pkcscca's verb table
+//! ([`pkcscca::cca_verb_table`], the signatures of openCryptoki's
+//! `csulincl.h`): each one gathers the parameters after the status prefix
+//! into a struct of `args` and runs the verb's body here under `run`
+//! (`catch_unwind`: a panic becomes 16/336 instead of aborting the host
+//! process; the status is written last). A body turns the pointers into
+//! slices (NULL or a zero length reads as empty), runs the safe verb logic
+//! from [`crate::verbs`], and copies outputs back only on success. Verbs not
+//! emulated answer 16/336.
 #![allow(unsafe_code)]
 #![allow(non_snake_case, reason = "CCA verb names are the C symbol names")]
 #![allow(
@@ -13,10 +16,10 @@
     reason = "each export's contract is the CCA verb's C contract"
 )]
 
-use std::os::raw::{c_long, c_void};
+use std::os::raw::c_long;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use pkcscca::cca::abi::{self, PBytes, PLong};
+use pkcscca::cca::abi::{self, PBytes, PLong, PVoid};
 use pkcscca::cca::Verb;
 
 use crate::codes::*;
@@ -147,287 +150,197 @@ macro_rules! not_emulated {
         pub const NOT_EMULATED: &[&str] = &[$(stringify!($name)),*];
         $(
         #[doc = concat!("`", stringify!($name), "`: not emulated, answers 16/336.")]
+        ///
+        /// Declared with the status prefix alone: the C caller may pass more
+        /// arguments, which the System V calling convention lets the callee ignore.
         #[unsafe(no_mangle)]
         pub unsafe extern "C" fn $name(rc: PLong, reason: PLong) {
             log::debug!("csulcca-emu: {} is not emulated", stringify!($name));
             // SAFETY: the first two parameters of every verb are the status pointers.
             unsafe { run(stringify!($name), rc, reason, |_| Err(COMPONENT)) }
         }
-        const _: abi::UnimplementedFn = $name;
     )*};
 }
 
-/// Exported verbs with an implementation.
-pub const EMULATED: &[&str] = &[
-    "CSNBKTC", "CSNBKTC2", "CSNDKTC", "CSUACFQ", "CSUACFV", "CSUAACM", "CSUACRA", "CSUACRD",
-    "CSNBMKP", "CSNBENC", "CSNBDEC", "CSNBSAE", "CSNBSAD", "CSNDPKT", "CSNDPKX", "CSNBKGN",
-    "CSNBKGN2", "CSNBKTB", "CSNBKTB2", "CSNBCKM", "CSNBKPI2", "CSNDPKB", "CSNDPKG", "CSNBRNG",
-    "CSNBRNGL", "CSNDDSG", "CSNDDSV", "CSNDPKE", "CSNDPKD", "CSNBHMG", "CSNBHMV", "CSNBOWH",
-];
+/// From pkcscca's verb table: an entry point per verb with a signature (its
+/// body is the function of the same name in `body`) and a 16/336 stub per
+/// `unimplemented` name.
+macro_rules! exports {
+    (
+        unimplemented [ $($u:ident),* $(,)? ]
+        $( $(#[$doc:meta])* $v:ident $n:ident ( $($p:ident : $t:ident),* ); )*
+    ) => {
+        not_emulated!($($u),*);
 
-not_emulated!(
-    CSNBCKI, CSNBDKX, CSNBDKM, CSNBKEX, CSNBKIM, CSNBKPI, CSNBKSI, CSNBKRC, CSNBAKRC, CSNBKRD,
-    CSNBKRL, CSNBKRR, CSNBKRW, CSNDKRC, CSNDKRD, CSNDKRL, CSNDKRR, CSNDKRW, CSNBKYT, CSNBKYTX,
-    CSNBKTR, CSNBMGN, CSNBMVR, CSNDPKI, CSNDSYI, CSNDSYI2, CSNDSYX, CSUACFC, CSNDSBC, CSNDSBD,
-    CSUALCT, CSUAACI, CSNDPKH, CSNDPKR, CSUAMKD, CSNDRKD, CSNDRKL, CSNDSYG, CSNBPTR, CSNBCPE,
-    CSNBCPA, CSNBPGN, CSNBPVR, CSNBDKG, CSNBEPG, CSNBCVE, CSNBCSG, CSNBCSV, CSNBCVG, CSNBKTP,
-    CSNBPEX, CSNBPEXX, CSUARNT, CSNBCVT, CSNBMDG, CSNBTRV, CSNBSKY, CSNBSPN, CSNBPCU, CSNDEDH,
-    CSUAPRB, CSNDTBC, CSNDRKX, CSNBKET, CSNBCTT2, CSNBRKA, CSNBKTR2, CSUADHK, CSUADHQ, CSUAPCV,
-);
+        /// Exported verbs with an implementation.
+        pub const EMULATED: &[&str] = &[$(stringify!($n)),*];
 
-/// CSNBKTC: Key Token Change for 64-byte DES / AES DATA tokens.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn CSNBKTC(
-    rc: PLong,
-    reason: PLong,
-    _el: PLong,
-    _ed: PBytes,
-    count: PLong,
-    rule_a: PBytes,
-    key: PBytes,
-) {
-    // SAFETY: CCA contract: rule array of `*count` keywords, 64-byte token.
-    unsafe {
-        run("CSNBKTC", rc, reason, |st| {
-            let (r, n) = rule(count, rule_a)?;
-            let mut t = bytes(key, 64)?.to_vec();
+        /// The parameters of each emulated verb after the status prefix, under
+        /// their `csulincl.h` names: what its body receives.
+        #[allow(dead_code, reason = "a body reads only the parameters it uses")]
+        #[allow(clippy::upper_case_acronyms, reason = "named after the C symbols")]
+        mod args {
+            use pkcscca::cca::abi::{PBytes, PLong, PVoid};
+            $(
+                #[derive(Clone, Copy)]
+                pub(super) struct $n { $( pub(super) $p: $t, )* }
+            )*
+        }
+
+        $(
+            $(#[$doc])*
+            #[unsafe(no_mangle)]
+            pub unsafe extern "C" fn $n(
+                return_code: PLong,
+                reason_code: PLong,
+                _exit_data_length: PLong,
+                _exit_data: PBytes,
+                $($p: $t),*
+            ) {
+                let a = args::$n { $($p),* };
+                // SAFETY: the caller keeps the verb's C contract, which is what
+                // its body requires.
+                unsafe { run(stringify!($n), return_code, reason_code, |st| body::$n(st, a)) }
+            }
+            const _: abi::fns::$n = $n;
+        )*
+    };
+}
+
+pkcscca::cca_verb_table!(exports, flat);
+
+/// The bodies of the emulated verbs, one per entry point, in the table's order.
+///
+/// # Safety
+/// Each body requires its verb's C contract: every pointer NULL or valid for
+/// the length its paired length parameter (or the verb's fixed size) gives.
+mod body {
+    use super::*;
+
+    /// CSNBKTC: rule array of `*count` keywords, 64-byte token.
+    pub(super) unsafe fn CSNBKTC(st: &Store, a: args::CSNBKTC) -> Result<(), Fail> {
+        // SAFETY: the verb's C contract.
+        unsafe {
+            let (r, n) = rule(a.rule_array_count, a.rule_array)?;
+            let mut t = bytes(a.key_identifier, 64)?.to_vec();
             knobs::on_token("CSNBKTC", &t)?;
             if t.len() != 64 {
                 return Err(UNUSABLE);
             }
             verbs::key_token_change(st, Verb::Csnbktc, r, n, &mut t)?;
-            put(key, &t);
+            put(a.key_identifier, &t);
             Ok(())
-        })
+        }
     }
-}
-const _: abi::CsnbktcFn = CSNBKTC;
 
-/// Shared body of CSNBKTC2 and CSNDKTC.
-#[allow(clippy::too_many_arguments, reason = "mirrors the C parameter list")]
-///
-/// # Safety
-/// CCA contract: `*len` bytes at `key`, rule array of `*count` keywords.
-unsafe fn ktc_var(
-    name: &str,
-    verb: Verb,
-    rc: PLong,
-    reason: PLong,
-    count: PLong,
-    rule_a: PBytes,
-    len: PLong,
-    key: PBytes,
-) {
-    // SAFETY: forwarded contract.
-    unsafe {
-        run(name, rc, reason, |st| {
-            let (r, n) = rule(count, rule_a)?;
-            let mut t = bytes(key, rd(len))?.to_vec();
-            knobs::on_token(name, &t)?;
-            let out = verbs::key_token_change(st, verb, r, n, &mut t)?;
-            put(key, t.get(..out).ok_or(COMPONENT)?);
-            wr(len, out as i64);
+    /// CSNBKTC2 and CSNDKTC take the same parameters under other names: the
+    /// body of `$verb` over `$a`, whose token is `*$len` bytes at `$key`.
+    macro_rules! ktc_body {
+        ($st:ident, $a:ident, $verb:expr, $len:ident, $key:ident) => {{
+            let (r, n) = rule($a.rule_array_count, $a.rule_array)?;
+            let mut t = bytes($a.$key, rd($a.$len))?.to_vec();
+            knobs::on_token($verb.name(), &t)?;
+            let out = verbs::key_token_change($st, $verb, r, n, &mut t)?;
+            put($a.$key, t.get(..out).ok_or(COMPONENT)?);
+            wr($a.$len, out as i64);
             Ok(())
-        })
+        }};
     }
-}
 
-/// CSNBKTC2: Key Token Change2 for variable-length AES CIPHER / HMAC tokens.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn CSNBKTC2(
-    rc: PLong,
-    reason: PLong,
-    _el: PLong,
-    _ed: PBytes,
-    count: PLong,
-    rule_a: PBytes,
-    len: PLong,
-    key: PBytes,
-) {
-    // SAFETY: CCA contract of CSNBKTC2.
-    unsafe {
-        ktc_var(
-            "CSNBKTC2",
-            Verb::Csnbktc2,
-            rc,
-            reason,
-            count,
-            rule_a,
-            len,
-            key,
-        )
+    /// CSNBKTC2: variable-length AES CIPHER / HMAC tokens.
+    pub(super) unsafe fn CSNBKTC2(st: &Store, a: args::CSNBKTC2) -> Result<(), Fail> {
+        // SAFETY: the verb's C contract.
+        unsafe { ktc_body!(st, a, Verb::Csnbktc2, key_identifier_length, key_identifier) }
     }
-}
-const _: abi::Csnbktc2Fn = CSNBKTC2;
 
-/// CSNDKTC: PKA Key Token Change.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn CSNDKTC(
-    rc: PLong,
-    reason: PLong,
-    _el: PLong,
-    _ed: PBytes,
-    count: PLong,
-    rule_a: PBytes,
-    len: PLong,
-    key: PBytes,
-) {
-    // SAFETY: CCA contract of CSNDKTC.
-    unsafe {
-        ktc_var(
-            "CSNDKTC",
-            Verb::Csndktc,
-            rc,
-            reason,
-            count,
-            rule_a,
-            len,
-            key,
-        )
+    /// CSNDKTC: PKA private tokens.
+    pub(super) unsafe fn CSNDKTC(st: &Store, a: args::CSNDKTC) -> Result<(), Fail> {
+        // SAFETY: the verb's C contract.
+        unsafe { ktc_body!(st, a, Verb::Csndktc, key_id_length, key_id) }
     }
-}
-const _: abi::CsndktcFn = CSNDKTC;
 
-/// CSUACFQ: Cryptographic Facility Query.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn CSUACFQ(
-    rc: PLong,
-    reason: PLong,
-    _el: PLong,
-    _ed: PBytes,
-    count: PLong,
-    rule_a: PBytes,
-    vd_len: PLong,
-    vd: PBytes,
-) {
-    // SAFETY: CCA contract; the caller sizes the rule array for the
-    // documented output count of the keyword it asks for.
-    unsafe {
-        run("CSUACFQ", rc, reason, |st| {
-            let (r, n) = rule(count, rule_a)?;
-            let q = query::facility_query(st, r, n, usize::try_from(rd(vd_len)).unwrap_or(0))?;
+    /// CSUACFQ: the caller sizes the rule array for the documented output
+    /// count of the keyword it asks for.
+    pub(super) unsafe fn CSUACFQ(st: &Store, a: args::CSUACFQ) -> Result<(), Fail> {
+        // SAFETY: the verb's C contract.
+        unsafe {
+            let (r, n) = rule(a.rule_array_count, a.rule_array)?;
+            let vd_cap = usize::try_from(rd(a.verb_data_length)).unwrap_or(0);
+            let q = query::facility_query(st, r, n, vd_cap)?;
             if let Some(ra) = q.rule_array {
                 let flat: Vec<u8> = ra.iter().flat_map(|k| k.0).collect();
-                put(rule_a, &flat);
-                wr(count, ra.len() as i64);
+                put(a.rule_array, &flat);
+                wr(a.rule_array_count, ra.len() as i64);
             }
             if !q.verb_data.is_empty() {
-                put(vd, &q.verb_data);
-                wr(vd_len, q.verb_data.len() as i64);
+                put(a.verb_data, &q.verb_data);
+                wr(a.verb_data_length, q.verb_data.len() as i64);
             }
             Ok(())
-        })
+        }
     }
-}
-const _: abi::CsuacfqFn = CSUACFQ;
 
-/// CSUACFV: Cryptographic Facility Version.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn CSUACFV(
-    rc: PLong,
-    reason: PLong,
-    _el: PLong,
-    _ed: PBytes,
-    len: PLong,
-    buf: PBytes,
-) {
-    // SAFETY: CCA contract: `*len` writable bytes at `buf`.
-    unsafe {
-        run("CSUACFV", rc, reason, |_| {
-            let mut v = query::VERSION.as_bytes().to_vec();
-            v.push(0);
-            put_out(buf, len, &v)?;
+    /// CSNBDEC and CSNBENC: the body of `$verb` over `$a`, whose text is
+    /// `*text_length` bytes in `$input` and as many out in `$output` (their
+    /// names swap); 64-byte key token, 8-byte IV.
+    macro_rules! des_body {
+        ($st:ident, $a:ident, $verb:literal, $enc:expr, $input:ident, $output:ident) => {{
+            let (r, n) = rule($a.rule_array_count, $a.rule_array)?;
+            let k = bytes($a.key_identifier, 64)?;
+            knobs::on_token($verb, k)?;
+            let iv = bytes($a.initialization_vector, 8)?;
+            let iv: [u8; 8] = iv.try_into().map_err(|_| SHORT_BUFFER)?;
+            let text = bytes($a.$input, rd($a.text_length))?;
+            let o = usage::des_cipher($st, $enc, k, r, n, &iv, text)?;
+            put($a.$output, &o);
             Ok(())
-        })
+        }};
     }
-}
-const _: abi::CsuacfvFn = CSUACFV;
 
-/// CSUAACM: Access Control Maintenance (`LSTROLES`, `GET-ROLE`).
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn CSUAACM(
-    rc: PLong,
-    reason: PLong,
-    _el: PLong,
-    _ed: PBytes,
-    count: PLong,
-    rule_a: PBytes,
-    name: PBytes,
-    out_len: PLong,
-    out: PBytes,
-) {
-    // SAFETY: CCA contract: 8-byte name, `*out_len` writable bytes at `out`.
-    unsafe {
-        run("CSUAACM", rc, reason, |_| {
-            let (r, n) = rule(count, rule_a)?;
-            let o = query::access_control(r, n, bytes(name, 8)?)?;
-            put_out(out, out_len, &o)?;
-            Ok(())
-        })
+    /// CSNBDEC: Decipher (DES/TDES CBC).
+    pub(super) unsafe fn CSNBDEC(st: &Store, a: args::CSNBDEC) -> Result<(), Fail> {
+        // SAFETY: the verb's C contract.
+        unsafe { des_body!(st, a, "CSNBDEC", false, ciphertext, plaintext) }
     }
-}
-const _: abi::CsuaacmFn = CSUAACM;
 
-/// CSUACRA: Cryptographic Resource Allocate.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn CSUACRA(
-    rc: PLong,
-    reason: PLong,
-    _el: PLong,
-    _ed: PBytes,
-    count: PLong,
-    rule_a: PBytes,
-    res_len: PLong,
-    res: PBytes,
-) {
-    // SAFETY: CCA contract.
-    unsafe {
-        run("CSUACRA", rc, reason, |_| {
-            let (r, n) = rule(count, rule_a)?;
-            query::resource(r, n, bytes(res, rd(res_len))?)
-        })
+    /// CSNDPKT: PKA Key Translate (`INTDWAKW`).
+    pub(super) unsafe fn CSNDPKT(st: &Store, a: args::CSNDPKT) -> Result<(), Fail> {
+        // SAFETY: the verb's C contract.
+        unsafe {
+            let (r, n) = rule(a.rule_array_count, a.rule_array)?;
+            let s = bytes(a.source_key_identifier, rd(a.source_key_identifier_length))?;
+            knobs::on_token("CSNDPKT", s)?;
+            let o = pka::key_translate(st, r, n, s)?;
+            put_out(a.target_key_token, a.target_key_token_length, &o)
+        }
     }
-}
-const _: abi::CsuacraFn = CSUACRA;
 
-/// CSUACRD: Cryptographic Resource Deallocate.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn CSUACRD(
-    rc: PLong,
-    reason: PLong,
-    _el: PLong,
-    _ed: PBytes,
-    count: PLong,
-    rule_a: PBytes,
-    res_len: PLong,
-    res: PBytes,
-) {
-    // SAFETY: CCA contract.
-    unsafe {
-        run("CSUACRD", rc, reason, |_| {
-            let (r, n) = rule(count, rule_a)?;
-            query::resource(r, n, bytes(res, rd(res_len))?)
-        })
+    /// CSNDPKX: PKA Public Key Extract.
+    pub(super) unsafe fn CSNDPKX(_st: &Store, a: args::CSNDPKX) -> Result<(), Fail> {
+        // SAFETY: the verb's C contract.
+        unsafe {
+            let (r, n) = rule(a.rule_array_count, a.rule_array)?;
+            let s = bytes(a.source_key_identifier, rd(a.source_key_identifier_length))?;
+            knobs::on_token("CSNDPKX", s)?;
+            let o = pka::public_key_extract(r, n, s)?;
+            put_out(a.target_key_token, a.target_key_token_length, &o)
+        }
     }
-}
-const _: abi::CsuacraFn = CSUACRD;
 
-/// CSNBMKP: Master Key Process.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn CSNBMKP(
-    rc: PLong,
-    reason: PLong,
-    _el: PLong,
-    _ed: PBytes,
-    count: PLong,
-    rule_a: PBytes,
-    part: PBytes,
-) {
-    // SAFETY: CCA contract: key part of the register's size (24 or 32) when
-    // the action takes one.
-    unsafe {
-        run("CSNBMKP", rc, reason, |st| {
-            let (r, n) = rule(count, rule_a)?;
+    /// CSUACFV: `*len` writable bytes at the version buffer.
+    pub(super) unsafe fn CSUACFV(_st: &Store, a: args::CSUACFV) -> Result<(), Fail> {
+        let mut v = query::VERSION.as_bytes().to_vec();
+        v.push(0);
+        // SAFETY: the verb's C contract.
+        unsafe { put_out(a.version_data, a.version_data_length, &v) }
+    }
+
+    /// CSNBMKP: a key part of the register's size (24 or 32) when the action
+    /// takes one.
+    pub(super) unsafe fn CSNBMKP(st: &Store, a: args::CSNBMKP) -> Result<(), Fail> {
+        // SAFETY: the verb's C contract.
+        unsafe {
+            let (r, n) = rule(a.rule_array_count, a.rule_array)?;
             let has = |s: &[u8]| r.chunks_exact(8).any(|k| k.starts_with(s));
             let len = if has(b"AES-MK") || has(b"APKA-MK") {
                 32
@@ -436,696 +349,353 @@ pub unsafe extern "C" fn CSNBMKP(
             };
             let takes = has(b"FIRST") || has(b"MIDDLE") || has(b"LAST");
             let p = zeroize::Zeroizing::new(if takes {
-                bytes(part, len)?.to_vec()
+                bytes(a.key_part, len)?.to_vec()
             } else {
                 Vec::new()
             });
             verbs::master_key_process(st, r, n, &p)
-        })
+        }
     }
-}
-const _: abi::CsnbmkpFn = CSNBMKP;
 
-/// CSNBENC: Encipher (DES/TDES CBC).
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn CSNBENC(
-    rc: PLong,
-    reason: PLong,
-    _el: PLong,
-    _ed: PBytes,
-    key: PBytes,
-    len: PLong,
-    text: PBytes,
-    iv: PBytes,
-    count: PLong,
-    rule_a: PBytes,
-    _pad: PLong,
-    _chain: PBytes,
-    out: PBytes,
-) {
-    // SAFETY: CCA contract: 64-byte key token, `*len` bytes in and out, 8-byte IV.
-    unsafe {
-        run("CSNBENC", rc, reason, |st| {
-            let (r, n) = rule(count, rule_a)?;
-            let k = bytes(key, 64)?;
-            knobs::on_token("CSNBENC", k)?;
-            let iv: [u8; 8] = bytes(iv, 8)?.try_into().map_err(|_| SHORT_BUFFER)?;
-            let o = usage::des_cipher(st, true, k, r, n, &iv, bytes(text, rd(len))?)?;
-            put(out, &o);
-            Ok(())
-        })
+    /// CSNBENC: Encipher (DES/TDES CBC); pad character and chaining vector
+    /// unused.
+    pub(super) unsafe fn CSNBENC(st: &Store, a: args::CSNBENC) -> Result<(), Fail> {
+        // SAFETY: the verb's C contract.
+        unsafe { des_body!(st, a, "CSNBENC", true, plaintext, ciphertext) }
     }
-}
-const _: abi::CsnbencFn = CSNBENC;
 
-/// CSNBDEC: Decipher (DES/TDES CBC).
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn CSNBDEC(
-    rc: PLong,
-    reason: PLong,
-    _el: PLong,
-    _ed: PBytes,
-    key: PBytes,
-    len: PLong,
-    text: PBytes,
-    iv: PBytes,
-    count: PLong,
-    rule_a: PBytes,
-    _chain: PBytes,
-    out: PBytes,
-) {
-    // SAFETY: CCA contract: 64-byte key token, `*len` bytes in and out, 8-byte IV.
-    unsafe {
-        run("CSNBDEC", rc, reason, |st| {
-            let (r, n) = rule(count, rule_a)?;
-            let k = bytes(key, 64)?;
-            knobs::on_token("CSNBDEC", k)?;
-            let iv: [u8; 8] = bytes(iv, 8)?.try_into().map_err(|_| SHORT_BUFFER)?;
-            let o = usage::des_cipher(st, false, k, r, n, &iv, bytes(text, rd(len))?)?;
-            put(out, &o);
-            Ok(())
-        })
+    /// CSNBSAE and CSNBSAD take the same parameters; the names of the text
+    /// pairs say which is the input: the body of `$verb` over `$a`.
+    macro_rules! sae_body {
+        ($st:ident, $a:ident, $verb:literal, $enc:expr, $in_len:ident, $input:ident,
+         $out_len:ident, $output:ident) => {{
+            let (r, n) = rule($a.rule_array_count, $a.rule_array)?;
+            let k = bytes($a.key_identifier, rd($a.key_length))?;
+            knobs::on_token($verb, k)?;
+            let iv = bytes($a.initialization_vector, rd($a.initialization_vector_length))?;
+            let text = bytes($a.$input, rd($a.$in_len))?;
+            let o = usage::aes_cipher($st, $enc, k, r, n, iv, text)?;
+            put_out($a.$output, $a.$out_len, &o)
+        }};
     }
-}
-const _: abi::CsnbdecFn = CSNBDEC;
 
-/// Shared body of CSNBSAE / CSNBSAD.
-///
-/// # Safety
-/// CCA contract of CSNBSAE.
-#[allow(clippy::too_many_arguments, reason = "mirrors the C parameter list")]
-unsafe fn sae(
-    name: &str,
-    enc: bool,
-    rc: PLong,
-    reason: PLong,
-    count: PLong,
-    rule_a: PBytes,
-    key_len: PLong,
-    key: PBytes,
-    iv_len: PLong,
-    iv: PBytes,
-    text_len: PLong,
-    text: PBytes,
-    out_len: PLong,
-    out: PBytes,
-) {
-    // SAFETY: forwarded contract.
-    unsafe {
-        run(name, rc, reason, |st| {
-            let (r, n) = rule(count, rule_a)?;
-            let k = bytes(key, rd(key_len))?;
-            knobs::on_token(name, k)?;
-            let o = usage::aes_cipher(
+    /// CSNBSAE: Symmetric Algorithm Encipher (AES).
+    pub(super) unsafe fn CSNBSAE(st: &Store, a: args::CSNBSAE) -> Result<(), Fail> {
+        // SAFETY: the verb's C contract.
+        unsafe {
+            sae_body!(
                 st,
-                enc,
-                k,
-                r,
-                n,
-                bytes(iv, rd(iv_len))?,
-                bytes(text, rd(text_len))?,
-            )?;
-            put_out(out, out_len, &o)?;
+                a,
+                "CSNBSAE",
+                true,
+                clear_text_length,
+                clear_text,
+                cipher_text_length,
+                cipher_text
+            )
+        }
+    }
+
+    /// CSNBSAD: Symmetric Algorithm Decipher (AES).
+    pub(super) unsafe fn CSNBSAD(st: &Store, a: args::CSNBSAD) -> Result<(), Fail> {
+        // SAFETY: the verb's C contract.
+        unsafe {
+            sae_body!(
+                st,
+                a,
+                "CSNBSAD",
+                false,
+                cipher_text_length,
+                cipher_text,
+                clear_text_length,
+                clear_text
+            )
+        }
+    }
+
+    /// CSNDDSG: Digital Signature Generate (`PKCS-1.1`, `ECDSA`).
+    pub(super) unsafe fn CSNDDSG(st: &Store, a: args::CSNDDSG) -> Result<(), Fail> {
+        // SAFETY: the verb's C contract.
+        unsafe {
+            let (r, n) = rule(a.rule_array_count, a.rule_array)?;
+            let k = bytes(a.PKA_private_key_id, rd(a.PKA_private_key_id_length))?;
+            knobs::on_token("CSNDDSG", k)?;
+            let o = sign::sign(st, r, n, k, bytes(a.hash, rd(a.hash_length))?)?;
+            put_out(a.signature_field, a.signature_field_length, &o)?;
+            wr(a.signature_bit_length, o.len() as i64 * 8);
             Ok(())
-        })
+        }
     }
-}
 
-/// CSNBSAE: Symmetric Algorithm Encipher (AES).
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn CSNBSAE(
-    rc: PLong,
-    reason: PLong,
-    _el: PLong,
-    _ed: PBytes,
-    count: PLong,
-    rule_a: PBytes,
-    key_len: PLong,
-    key: PBytes,
-    _kp_len: PLong,
-    _kp: PBytes,
-    _block_size: PLong,
-    iv_len: PLong,
-    iv: PBytes,
-    _ch_len: PLong,
-    _ch: PBytes,
-    text_len: PLong,
-    text: PBytes,
-    out_len: PLong,
-    out: PBytes,
-    _opt_len: PLong,
-    _opt: PBytes,
-) {
-    // SAFETY: CCA contract of CSNBSAE.
-    unsafe {
-        sae(
-            "CSNBSAE", true, rc, reason, count, rule_a, key_len, key, iv_len, iv, text_len, text,
-            out_len, out,
-        )
+    /// CSNDDSV: Digital Signature Verify (4/429 when the signature is bad).
+    pub(super) unsafe fn CSNDDSV(_st: &Store, a: args::CSNDDSV) -> Result<(), Fail> {
+        // SAFETY: the verb's C contract.
+        unsafe {
+            let (r, n) = rule(a.rule_array_count, a.rule_array)?;
+            let k = bytes(a.PKA_public_key_id, rd(a.PKA_public_key_id_length))?;
+            let h = bytes(a.hash, rd(a.hash_length))?;
+            let sig = bytes(a.signature_field, rd(a.signature_field_length))?;
+            sign::verify(r, n, k, h, sig)
+        }
     }
-}
-const _: abi::CsnbsaeFn = CSNBSAE;
 
-/// CSNBSAD: Symmetric Algorithm Decipher (AES).
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn CSNBSAD(
-    rc: PLong,
-    reason: PLong,
-    _el: PLong,
-    _ed: PBytes,
-    count: PLong,
-    rule_a: PBytes,
-    key_len: PLong,
-    key: PBytes,
-    _kp_len: PLong,
-    _kp: PBytes,
-    _block_size: PLong,
-    iv_len: PLong,
-    iv: PBytes,
-    _ch_len: PLong,
-    _ch: PBytes,
-    text_len: PLong,
-    text: PBytes,
-    out_len: PLong,
-    out: PBytes,
-    _opt_len: PLong,
-    _opt: PBytes,
-) {
-    // SAFETY: CCA contract of CSNBSAD.
-    unsafe {
-        sae(
-            "CSNBSAD", false, rc, reason, count, rule_a, key_len, key, iv_len, iv, text_len, text,
-            out_len, out,
-        )
-    }
-}
-const _: abi::CsnbsaeFn = CSNBSAD;
-
-/// CSNDPKT: PKA Key Translate (`INTDWAKW`).
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn CSNDPKT(
-    rc: PLong,
-    reason: PLong,
-    _el: PLong,
-    _ed: PBytes,
-    count: PLong,
-    rule_a: PBytes,
-    src_len: PLong,
-    src: PBytes,
-    _s_len: PLong,
-    _s: PBytes,
-    _t_len: PLong,
-    _t: PBytes,
-    out_len: PLong,
-    out: PBytes,
-) {
-    // SAFETY: CCA contract of CSNDPKT.
-    unsafe {
-        run("CSNDPKT", rc, reason, |st| {
-            let (r, n) = rule(count, rule_a)?;
-            let s = bytes(src, rd(src_len))?;
-            knobs::on_token("CSNDPKT", s)?;
-            let o = pka::key_translate(st, r, n, s)?;
-            put_out(out, out_len, &o)?;
-            Ok(())
-        })
-    }
-}
-const _: abi::CsndpktFn = CSNDPKT;
-
-/// CSNDPKX: PKA Public Key Extract.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn CSNDPKX(
-    rc: PLong,
-    reason: PLong,
-    _el: PLong,
-    _ed: PBytes,
-    count: PLong,
-    rule_a: PBytes,
-    src_len: PLong,
-    src: PBytes,
-    out_len: PLong,
-    out: PBytes,
-) {
-    // SAFETY: CCA contract of CSNDPKX.
-    unsafe {
-        run("CSNDPKX", rc, reason, |_| {
-            let (r, n) = rule(count, rule_a)?;
-            let s = bytes(src, rd(src_len))?;
-            knobs::on_token("CSNDPKX", s)?;
-            let o = pka::public_key_extract(r, n, s)?;
-            put_out(out, out_len, &o)?;
-            Ok(())
-        })
-    }
-}
-const _: abi::CsndpkxFn = CSNDPKX;
-
-/// CSNBKGN: Key Generate (DES `DATA`, AES `AESTOKEN`).
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn CSNBKGN(
-    rc: PLong,
-    reason: PLong,
-    _el: PLong,
-    _ed: PBytes,
-    form: PBytes,
-    length: PBytes,
-    ty1: PBytes,
-    _ty2: PBytes,
-    _kek1: PBytes,
-    _kek2: PBytes,
-    gen1: PBytes,
-    _gen2: PBytes,
-) {
-    // SAFETY: CCA contract: 4-byte key form, 8-byte keywords, 64-byte tokens.
-    unsafe {
-        run("CSNBKGN", rc, reason, |st| {
+    /// CSNBKGN: Key Generate (DES `DATA`, AES `AESTOKEN`): 4-byte key form,
+    /// 8-byte keywords, 64-byte tokens.
+    pub(super) unsafe fn CSNBKGN(st: &Store, a: args::CSNBKGN) -> Result<(), Fail> {
+        // SAFETY: the verb's C contract.
+        unsafe {
             let mut t = [0u8; 64];
+            let gen1 = a.generated_key_identifier_1;
             t.copy_from_slice(bytes(gen1, 64)?.get(..64).ok_or(SHORT_BUFFER)?);
-            keys::key_generate(
-                st,
-                bytes(form, 4)?,
-                bytes(length, 8)?,
-                bytes(ty1, 8)?,
-                &mut t,
-            )?;
+            let (form, length) = (bytes(a.key_form, 4)?, bytes(a.key_length, 8)?);
+            keys::key_generate(st, form, length, bytes(a.key_type_1, 8)?, &mut t)?;
             put(gen1, &t);
             Ok(())
-        })
+        }
     }
-}
-const _: abi::CsnbkgnFn = CSNBKGN;
 
-/// CSNBKGN2: Key Generate2 (AES CIPHER, HMAC).
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn CSNBKGN2(
-    rc: PLong,
-    reason: PLong,
-    _el: PLong,
-    _ed: PBytes,
-    count: PLong,
-    rule_a: PBytes,
-    bits: PLong,
-    _ty1: PBytes,
-    _ty2: PBytes,
-    _n1l: PLong,
-    _n1: PBytes,
-    _n2l: PLong,
-    _n2: PBytes,
-    _u1l: PLong,
-    _u1: PBytes,
-    _u2l: PLong,
-    _u2: PBytes,
-    _k1l: PLong,
-    _k1: PBytes,
-    _k2l: PLong,
-    _k2: PBytes,
-    g1_len: PLong,
-    g1: PBytes,
-    _g2l: PLong,
-    _g2: PBytes,
-) {
-    // SAFETY: CCA contract of CSNBKGN2.
-    unsafe {
-        run("CSNBKGN2", rc, reason, |st| {
-            let (r, n) = rule(count, rule_a)?;
+    /// CSNBKTB: Key Token Build (AES DATA skeletons): 64-byte token, 8-byte
+    /// key type.
+    pub(super) unsafe fn CSNBKTB(_st: &Store, a: args::CSNBKTB) -> Result<(), Fail> {
+        // SAFETY: the verb's C contract.
+        unsafe {
+            let (r, n) = rule(a.rule_array_count, a.rule_array)?;
+            let t = keys::key_token_build(bytes(a.key_type, 8)?, r, n)?;
+            put(a.key_token, &t);
+            Ok(())
+        }
+    }
+
+    /// CSNDPKB: PKA Key Token Build (skeletons for CSNDPKG; NULL length
+    /// pointers read as 0).
+    pub(super) unsafe fn CSNDPKB(_st: &Store, a: args::CSNDPKB) -> Result<(), Fail> {
+        // SAFETY: the verb's C contract.
+        unsafe {
+            let (r, n) = rule(a.rule_array_count, a.rule_array)?;
+            let kvs = bytes(a.key_values_structure, rd(a.key_values_structure_length))?;
+            let o = pka::token_build(r, n, kvs)?;
+            put_out(a.token, a.token_length, &o)
+        }
+    }
+
+    /// CSNDPKG: PKA Key Generate.
+    pub(super) unsafe fn CSNDPKG(st: &Store, a: args::CSNDPKG) -> Result<(), Fail> {
+        // SAFETY: the verb's C contract.
+        unsafe {
+            let (r, n) = rule(a.rule_array_count, a.rule_array)?;
+            let skel = bytes(a.skeleton_key_token, rd(a.skeleton_key_token_length))?;
+            let o = pka::key_generate(st, r, n, skel)?;
+            put_out(
+                a.generated_key_identifier,
+                a.generated_key_identifier_length,
+                &o,
+            )
+        }
+    }
+
+    /// CSNBKTB2: Key Token Build2 (AES CIPHER / HMAC skeletons).
+    pub(super) unsafe fn CSNBKTB2(_st: &Store, a: args::CSNBKTB2) -> Result<(), Fail> {
+        // SAFETY: the verb's C contract.
+        unsafe {
+            let (r, n) = rule(a.rule_array_count, a.rule_array)?;
+            let o = keys::key_token_build2(r, n, rd(a.clear_key_bit_length))?;
+            put_out(a.target_key_token, a.target_key_token_length, &o)
+        }
+    }
+
+    /// CSNBKGN2: Key Generate2 (AES CIPHER, HMAC).
+    pub(super) unsafe fn CSNBKGN2(st: &Store, a: args::CSNBKGN2) -> Result<(), Fail> {
+        // SAFETY: the verb's C contract.
+        unsafe {
+            let (r, n) = rule(a.rule_array_count, a.rule_array)?;
+            let (g1, g1_len) = (
+                a.generated_key_identifier_1,
+                a.generated_key_identifier_1_length,
+            );
             let cap = rd(g1_len);
-            let o = keys::key_generate2(st, r, n, rd(bits), bytes(g1, cap)?)?;
+            let o = keys::key_generate2(st, r, n, rd(a.clear_key_bit_length), bytes(g1, cap)?)?;
             fits(&o, cap)?;
             put(g1, &o);
             wr(g1_len, o.len() as i64);
             Ok(())
-        })
+        }
     }
-}
-const _: abi::Csnbkgn2Fn = CSNBKGN2;
 
-/// CSNBKTB: Key Token Build (AES DATA skeletons).
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn CSNBKTB(
-    rc: PLong,
-    reason: PLong,
-    _el: PLong,
-    _ed: PBytes,
-    token: PBytes,
-    ty: PBytes,
-    count: PLong,
-    rule_a: PBytes,
-    _kv: PBytes,
-    _r1: *mut c_void,
-    _r2: PLong,
-    _r3: PBytes,
-    _cv: PBytes,
-    _r4: PBytes,
-    _r5: PLong,
-    _r6: PBytes,
-    _mkvp: PBytes,
-) {
-    // SAFETY: CCA contract: 64-byte token, 8-byte key type.
-    unsafe {
-        run("CSNBKTB", rc, reason, |_| {
-            let (r, n) = rule(count, rule_a)?;
-            let t = keys::key_token_build(bytes(ty, 8)?, r, n)?;
-            put(token, &t);
+    /// CSUAACM: Access Control Maintenance (`LSTROLES`, `GET-ROLE`): 8-byte
+    /// name, `*output_data_length` writable bytes at the output.
+    pub(super) unsafe fn CSUAACM(_st: &Store, a: args::CSUAACM) -> Result<(), Fail> {
+        // SAFETY: the verb's C contract.
+        unsafe {
+            let (r, n) = rule(a.rule_array_count, a.rule_array)?;
+            let o = query::access_control(r, n, bytes(a.name, 8)?)?;
+            put_out(a.output_data, a.output_data_length, &o)
+        }
+    }
+
+    /// CSUACRA and CSUACRD: the same parameters and body.
+    macro_rules! resource_body {
+        ($a:ident) => {{
+            let (r, n) = rule($a.rule_array_count, $a.rule_array)?;
+            query::resource(r, n, bytes($a.resource_name, rd($a.resource_name_length))?)
+        }};
+    }
+
+    /// CSUACRA: Cryptographic Resource Allocate.
+    pub(super) unsafe fn CSUACRA(_st: &Store, a: args::CSUACRA) -> Result<(), Fail> {
+        // SAFETY: the verb's C contract.
+        unsafe { resource_body!(a) }
+    }
+
+    /// CSUACRD: Cryptographic Resource Deallocate.
+    pub(super) unsafe fn CSUACRD(_st: &Store, a: args::CSUACRD) -> Result<(), Fail> {
+        // SAFETY: the verb's C contract.
+        unsafe { resource_body!(a) }
+    }
+
+    /// CSNBCKM: Multiple Clear Key Import: `*clear_key_length` bytes of clear
+    /// key, 64-byte target.
+    pub(super) unsafe fn CSNBCKM(st: &Store, a: args::CSNBCKM) -> Result<(), Fail> {
+        // SAFETY: the verb's C contract.
+        unsafe {
+            let (r, n) = rule(a.rule_array_count, a.rule_array)?;
+            let clear = bytes(a.clear_key, rd(a.clear_key_length))?;
+            let t = keys::clear_key_import(st, r, n, clear)?;
+            put(a.target_key_identifier, &t);
             Ok(())
-        })
+        }
     }
-}
-const _: abi::CsnbktbFn = CSNBKTB;
 
-/// CSNBKTB2: Key Token Build2 (AES CIPHER / HMAC skeletons).
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn CSNBKTB2(
-    rc: PLong,
-    reason: PLong,
-    _el: PLong,
-    _ed: PBytes,
-    count: PLong,
-    rule_a: PBytes,
-    bits: PLong,
-    _clr: PBytes,
-    _nl: PLong,
-    _n: PBytes,
-    _ul: PLong,
-    _u: PBytes,
-    _tdl: PLong,
-    _td: PBytes,
-    _vdl: PLong,
-    _vd: PBytes,
-    out_len: PLong,
-    out: PBytes,
-) {
-    // SAFETY: CCA contract of CSNBKTB2.
-    unsafe {
-        run("CSNBKTB2", rc, reason, |_| {
-            let (r, n) = rule(count, rule_a)?;
-            let o = keys::key_token_build2(r, n, rd(bits))?;
-            put_out(out, out_len, &o)?;
-            Ok(())
-        })
-    }
-}
-const _: abi::Csnbktb2Fn = CSNBKTB2;
-
-/// CSNBCKM: Multiple Clear Key Import.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn CSNBCKM(
-    rc: PLong,
-    reason: PLong,
-    _el: PLong,
-    _ed: PBytes,
-    count: PLong,
-    rule_a: PBytes,
-    clr_len: PLong,
-    clr: PBytes,
-    target: PBytes,
-) {
-    // SAFETY: CCA contract: `*clr_len` bytes of clear key, 64-byte target.
-    unsafe {
-        run("CSNBCKM", rc, reason, |st| {
-            let (r, n) = rule(count, rule_a)?;
-            let t = keys::clear_key_import(st, r, n, bytes(clr, rd(clr_len))?)?;
-            put(target, &t);
-            Ok(())
-        })
-    }
-}
-const _: abi::CsnbckmFn = CSNBCKM;
-
-/// CSNBKPI2: Key Part Import2 (HMAC/AES; part length in bits).
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn CSNBKPI2(
-    rc: PLong,
-    reason: PLong,
-    _el: PLong,
-    _ed: PBytes,
-    count: PLong,
-    rule_a: PBytes,
-    part_bits: PLong,
-    part: PBytes,
-    key_len: PLong,
-    key: PBytes,
-) {
-    // SAFETY: CCA contract of CSNBKPI2.
-    unsafe {
-        run("CSNBKPI2", rc, reason, |st| {
-            let (r, n) = rule(count, rule_a)?;
-            let pb = rd(part_bits);
-            let p = bytes(part, (pb + 7) / 8)?;
+    /// CSNBKPI2: Key Part Import2 (HMAC/AES; part length in bits).
+    pub(super) unsafe fn CSNBKPI2(st: &Store, a: args::CSNBKPI2) -> Result<(), Fail> {
+        // SAFETY: the verb's C contract.
+        unsafe {
+            let (r, n) = rule(a.rule_array_count, a.rule_array)?;
+            let pb = rd(a.clear_key_part_length);
+            let p = bytes(a.clear_key_part, (pb + 7) / 8)?;
+            let (key, key_len) = (a.key_identifier, a.key_identifier_length);
             let cap = rd(key_len);
             let o = keys::key_part_import2(st, r, n, pb, p, bytes(key, cap)?)?;
             fits(&o, cap)?;
             put(key, &o);
             wr(key_len, o.len() as i64);
             Ok(())
-        })
+        }
     }
-}
-const _: abi::Csnbkpi2Fn = CSNBKPI2;
 
-/// CSNDPKB: PKA Key Token Build (skeletons for CSNDPKG).
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn CSNDPKB(
-    rc: PLong,
-    reason: PLong,
-    _el: PLong,
-    _ed: PBytes,
-    count: PLong,
-    rule_a: PBytes,
-    kvs_len: PLong,
-    kvs: PBytes,
-    _nl: PLong,
-    _n: PBytes,
-    _cl: PLong,
-    _c: PBytes,
-    _r2l: PLong,
-    _r2: PBytes,
-    _r3l: PLong,
-    _r3: PBytes,
-    _r4l: PLong,
-    _r4: PBytes,
-    _r5l: PLong,
-    _r5: PBytes,
-    out_len: PLong,
-    out: PBytes,
-) {
-    // SAFETY: CCA contract of CSNDPKB (NULL length pointers read as 0).
-    unsafe {
-        run("CSNDPKB", rc, reason, |_| {
-            let (r, n) = rule(count, rule_a)?;
-            let o = pka::token_build(r, n, bytes(kvs, rd(kvs_len))?)?;
-            put_out(out, out_len, &o)?;
+    /// CSNBRNG: 8 random bytes (`RANDOM`, `ODD`, `EVEN`): 8-byte keyword,
+    /// 8-byte output.
+    pub(super) unsafe fn CSNBRNG(_st: &Store, a: args::CSNBRNG) -> Result<(), Fail> {
+        // SAFETY: the verb's C contract.
+        unsafe {
+            let v = keys::random_number(bytes(a.form, 8)?, 8)?;
+            put(a.random_number, &v);
             Ok(())
-        })
+        }
     }
-}
-const _: abi::CsndpkbFn = CSNDPKB;
 
-/// CSNDPKG: PKA Key Generate.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn CSNDPKG(
-    rc: PLong,
-    reason: PLong,
-    _el: PLong,
-    _ed: PBytes,
-    count: PLong,
-    rule_a: PBytes,
-    _rgl: PLong,
-    _rg: PBytes,
-    skel_len: PLong,
-    skel: PBytes,
-    _tk: PBytes,
-    out_len: PLong,
-    out: PBytes,
-) {
-    // SAFETY: CCA contract of CSNDPKG.
-    unsafe {
-        run("CSNDPKG", rc, reason, |st| {
-            let (r, n) = rule(count, rule_a)?;
-            let o = pka::key_generate(st, r, n, bytes(skel, rd(skel_len))?)?;
-            put_out(out, out_len, &o)?;
-            Ok(())
-        })
-    }
-}
-const _: abi::CsndpkgFn = CSNDPKG;
-
-/// CSNBRNG: 8 random bytes (`RANDOM`, `ODD`, `EVEN`).
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn CSNBRNG(
-    rc: PLong,
-    reason: PLong,
-    _el: PLong,
-    _ed: PBytes,
-    form: PBytes,
-    out: PBytes,
-) {
-    // SAFETY: CCA contract: 8-byte keyword, 8-byte output.
-    unsafe {
-        run("CSNBRNG", rc, reason, |_| {
-            let v = keys::random_number(bytes(form, 8)?, 8)?;
-            put(out, &v);
-            Ok(())
-        })
-    }
-}
-const _: abi::CsnbrngFn = CSNBRNG;
-
-/// CSNBRNGL: up to 8192 random bytes.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn CSNBRNGL(
-    rc: PLong,
-    reason: PLong,
-    _el: PLong,
-    _ed: PBytes,
-    count: PLong,
-    rule_a: PBytes,
-    _rl: PLong,
-    _r: PBytes,
-    len: PLong,
-    out: PBytes,
-) {
-    // SAFETY: CCA contract: `*len` writable bytes at `out`.
-    unsafe {
-        run("CSNBRNGL", rc, reason, |_| {
-            let (r, n) = rule(count, rule_a)?;
+    /// CSNBRNGL: up to 8192 random bytes: `*random_number_length` writable
+    /// bytes at the output.
+    pub(super) unsafe fn CSNBRNGL(_st: &Store, a: args::CSNBRNGL) -> Result<(), Fail> {
+        // SAFETY: the verb's C contract.
+        unsafe {
+            let (r, n) = rule(a.rule_array_count, a.rule_array)?;
             let form = if n == 0 {
                 &b"RANDOM  "[..]
             } else {
                 r.get(..8).ok_or(BAD_COUNT)?
             };
-            let l = rd(len);
+            let l = rd(a.random_number_length);
             if !(0..=8192).contains(&l) {
                 return Err(SHORT_BUFFER);
             }
             let v = keys::random_number(form, l as usize)?;
-            put(out, &v);
+            put(a.random_number, &v);
             Ok(())
-        })
+        }
     }
-}
-const _: abi::CsnbrnglFn = CSNBRNGL;
 
-/// CSNDDSG: Digital Signature Generate (`PKCS-1.1`, `ECDSA`).
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn CSNDDSG(
-    rc: PLong,
-    reason: PLong,
-    _el: PLong,
-    _ed: PBytes,
-    count: PLong,
-    rule_a: PBytes,
-    key_len: PLong,
-    key: PBytes,
-    hash_len: PLong,
-    hash: PBytes,
-    sig_len: PLong,
-    sig_bits: PLong,
-    sig: PBytes,
-) {
-    // SAFETY: CCA contract of CSNDDSG.
-    unsafe {
-        run("CSNDDSG", rc, reason, |st| {
-            let (r, n) = rule(count, rule_a)?;
-            let k = bytes(key, rd(key_len))?;
-            knobs::on_token("CSNDDSG", k)?;
-            let o = sign::sign(st, r, n, k, bytes(hash, rd(hash_len))?)?;
-            put_out(sig, sig_len, &o)?;
-            wr(sig_bits, o.len() as i64 * 8);
-            Ok(())
-        })
+    /// CSNDPKE: PKA Encrypt (`PKCS-1.2`).
+    pub(super) unsafe fn CSNDPKE(_st: &Store, a: args::CSNDPKE) -> Result<(), Fail> {
+        // SAFETY: the verb's C contract.
+        unsafe {
+            let (r, n) = rule(a.rule_array_count, a.rule_array)?;
+            let k = bytes(a.RSA_public_key, rd(a.RSA_public_key_length))?;
+            let data = bytes(a.key_value, rd(a.key_value_length))?;
+            let o = sign::encrypt(r, n, k, data)?;
+            put_out(a.RSA_encipher, a.RSA_encipher_length, &o)
+        }
     }
-}
-const _: abi::CsnddsgFn = CSNDDSG;
 
-/// CSNDDSV: Digital Signature Verify (4/429 when the signature is bad).
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn CSNDDSV(
-    rc: PLong,
-    reason: PLong,
-    _el: PLong,
-    _ed: PBytes,
-    count: PLong,
-    rule_a: PBytes,
-    key_len: PLong,
-    key: PBytes,
-    hash_len: PLong,
-    hash: PBytes,
-    sig_len: PLong,
-    sig: PBytes,
-) {
-    // SAFETY: CCA contract of CSNDDSV.
-    unsafe {
-        run("CSNDDSV", rc, reason, |_| {
-            let (r, n) = rule(count, rule_a)?;
-            let k = bytes(key, rd(key_len))?;
-            let h = bytes(hash, rd(hash_len))?;
-            sign::verify(r, n, k, h, bytes(sig, rd(sig_len))?)
-        })
-    }
-}
-const _: abi::CsnddsvFn = CSNDDSV;
-
-/// CSNDPKE: PKA Encrypt (`PKCS-1.2`).
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn CSNDPKE(
-    rc: PLong,
-    reason: PLong,
-    _el: PLong,
-    _ed: PBytes,
-    count: PLong,
-    rule_a: PBytes,
-    data_len: PLong,
-    data: PBytes,
-    _ds_len: PLong,
-    _ds: PBytes,
-    key_len: PLong,
-    key: PBytes,
-    out_len: PLong,
-    out: PBytes,
-) {
-    // SAFETY: CCA contract of CSNDPKE.
-    unsafe {
-        run("CSNDPKE", rc, reason, |_| {
-            let (r, n) = rule(count, rule_a)?;
-            let k = bytes(key, rd(key_len))?;
-            let o = sign::encrypt(r, n, k, bytes(data, rd(data_len))?)?;
-            put_out(out, out_len, &o)
-        })
-    }
-}
-const _: abi::CsndpkeFn = CSNDPKE;
-
-/// CSNDPKD: PKA Decrypt (`PKCS-1.2`).
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn CSNDPKD(
-    rc: PLong,
-    reason: PLong,
-    _el: PLong,
-    _ed: PBytes,
-    count: PLong,
-    rule_a: PBytes,
-    data_len: PLong,
-    data: PBytes,
-    _ds_len: PLong,
-    _ds: PBytes,
-    key_len: PLong,
-    key: PBytes,
-    out_len: PLong,
-    out: PBytes,
-) {
-    // SAFETY: CCA contract of CSNDPKD.
-    unsafe {
-        run("CSNDPKD", rc, reason, |st| {
-            let (r, n) = rule(count, rule_a)?;
-            let k = bytes(key, rd(key_len))?;
+    /// CSNDPKD: PKA Decrypt (`PKCS-1.2`).
+    pub(super) unsafe fn CSNDPKD(st: &Store, a: args::CSNDPKD) -> Result<(), Fail> {
+        // SAFETY: the verb's C contract.
+        unsafe {
+            let (r, n) = rule(a.rule_array_count, a.rule_array)?;
+            let k = bytes(a.RSA_private_key, rd(a.RSA_private_key_length))?;
             knobs::on_token("CSNDPKD", k)?;
-            let o = sign::decrypt(st, r, n, k, bytes(data, rd(data_len))?)?;
-            put_out(out, out_len, &o)
-        })
+            let data = bytes(a.enciphered_key, rd(a.enciphered_key_length))?;
+            let o = sign::decrypt(st, r, n, k, data)?;
+            put_out(a.key_value, a.key_value_length, &o)
+        }
+    }
+
+    /// CSNBHMG: HMAC Generate (single or multi-part).
+    pub(super) unsafe fn CSNBHMG(st: &Store, a: args::CSNBHMG) -> Result<(), Fail> {
+        // SAFETY: the verb's C contract.
+        unsafe {
+            let (r, n) = rule(a.rule_array_count, a.rule_array)?;
+            let k = bytes(a.key_identifier, rd(a.key_identifier_length))?;
+            knobs::on_token("CSNBHMG", k)?;
+            let (cv, cv_len) = (a.chaining_vector, a.chaining_vector_length);
+            let chain = bytes(cv, rd(cv_len))?.to_vec();
+            let msg = bytes(a.message_text, rd(a.message_text_length))?;
+            let (o, c) = sign::hmac(st, r, n, k, &chain, msg)?;
+            let o = o.map(|mut o| {
+                let want = usize::try_from(rd(a.MAC_length)).unwrap_or(0);
+                if want > 0 && want < o.len() {
+                    o.truncate(want);
+                }
+                o
+            });
+            put_part((o, c), a.MAC_text, a.MAC_length, cv, cv_len)
+        }
+    }
+
+    /// CSNBHMV: HMAC Verify (single or multi-part; 4/429 on mismatch).
+    pub(super) unsafe fn CSNBHMV(st: &Store, a: args::CSNBHMV) -> Result<(), Fail> {
+        // SAFETY: the verb's C contract.
+        unsafe {
+            let (r, n) = rule(a.rule_array_count, a.rule_array)?;
+            let k = bytes(a.key_identifier, rd(a.key_identifier_length))?;
+            let (cv, cv_len) = (a.chaining_vector, a.chaining_vector_length);
+            let chain = bytes(cv, rd(cv_len))?.to_vec();
+            let msg = bytes(a.message_text, rd(a.message_text_length))?;
+            match sign::hmac(st, r, n, k, &chain, msg)? {
+                (Some(o), _) => {
+                    let given = bytes(a.MAC_text, rd(a.MAC_length))?;
+                    if given.is_empty() || o.get(..given.len()) != Some(given) {
+                        return Err(sign::BAD_SIGNATURE);
+                    }
+                    Ok(())
+                }
+                (None, Some(c)) => put_out(cv, cv_len, &c),
+                (None, None) => Err(COMPONENT),
+            }
+        }
+    }
+
+    /// CSNBOWH: One-Way Hash (SHA-1/224/256/384/512, single or multi-part).
+    pub(super) unsafe fn CSNBOWH(_st: &Store, a: args::CSNBOWH) -> Result<(), Fail> {
+        // SAFETY: the verb's C contract.
+        unsafe {
+            let (r, n) = rule(a.rule_array_count, a.rule_array)?;
+            let (cv, cv_len) = (a.chaining_vector, a.chaining_vector_length);
+            let chain = bytes(cv, rd(cv_len))?.to_vec();
+            let o = sign::one_way_hash(r, n, &chain, bytes(a.text, rd(a.text_length))?)?;
+            put_part(o, a.hash, a.hash_length, cv, cv_len)
+        }
     }
 }
-const _: abi::CsndpkeFn = CSNDPKD;
 
 /// Writes a multi-part result: the output to `out`/`*out_len` (ONLY, LAST)
 /// or the chaining vector to `cv`/`*cv_len` (FIRST, MIDDLE).
@@ -1148,113 +718,6 @@ unsafe fn put_part(
         }
     }
 }
-
-/// CSNBOWH: One-Way Hash (SHA-1/224/256/384/512, single or multi-part).
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn CSNBOWH(
-    rc: PLong,
-    reason: PLong,
-    _el: PLong,
-    _ed: PBytes,
-    count: PLong,
-    rule_a: PBytes,
-    text_len: PLong,
-    text: PBytes,
-    cv_len: PLong,
-    cv: PBytes,
-    hash_len: PLong,
-    hash: PBytes,
-) {
-    // SAFETY: CCA contract of CSNBOWH.
-    unsafe {
-        run("CSNBOWH", rc, reason, |_| {
-            let (r, n) = rule(count, rule_a)?;
-            let chain = bytes(cv, rd(cv_len))?.to_vec();
-            let o = sign::one_way_hash(r, n, &chain, bytes(text, rd(text_len))?)?;
-            put_part(o, hash, hash_len, cv, cv_len)
-        })
-    }
-}
-const _: abi::CsnbowhFn = CSNBOWH;
-
-/// CSNBHMG: HMAC Generate (single or multi-part).
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn CSNBHMG(
-    rc: PLong,
-    reason: PLong,
-    _el: PLong,
-    _ed: PBytes,
-    count: PLong,
-    rule_a: PBytes,
-    key_len: PLong,
-    key: PBytes,
-    msg_len: PLong,
-    msg: PBytes,
-    cv_len: PLong,
-    cv: PBytes,
-    mac_len: PLong,
-    mac: PBytes,
-) {
-    // SAFETY: CCA contract of CSNBHMG.
-    unsafe {
-        run("CSNBHMG", rc, reason, |st| {
-            let (r, n) = rule(count, rule_a)?;
-            let k = bytes(key, rd(key_len))?;
-            knobs::on_token("CSNBHMG", k)?;
-            let chain = bytes(cv, rd(cv_len))?.to_vec();
-            let (o, c) = sign::hmac(st, r, n, k, &chain, bytes(msg, rd(msg_len))?)?;
-            let o = o.map(|mut o| {
-                let want = usize::try_from(rd(mac_len)).unwrap_or(0);
-                if want > 0 && want < o.len() {
-                    o.truncate(want);
-                }
-                o
-            });
-            put_part((o, c), mac, mac_len, cv, cv_len)
-        })
-    }
-}
-const _: abi::CsnbhmgFn = CSNBHMG;
-
-/// CSNBHMV: HMAC Verify (single or multi-part; 4/429 on mismatch).
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn CSNBHMV(
-    rc: PLong,
-    reason: PLong,
-    _el: PLong,
-    _ed: PBytes,
-    count: PLong,
-    rule_a: PBytes,
-    key_len: PLong,
-    key: PBytes,
-    msg_len: PLong,
-    msg: PBytes,
-    cv_len: PLong,
-    cv: PBytes,
-    mac_len: PLong,
-    mac: PBytes,
-) {
-    // SAFETY: CCA contract of CSNBHMV.
-    unsafe {
-        run("CSNBHMV", rc, reason, |st| {
-            let (r, n) = rule(count, rule_a)?;
-            let k = bytes(key, rd(key_len))?;
-            let chain = bytes(cv, rd(cv_len))?.to_vec();
-            match sign::hmac(st, r, n, k, &chain, bytes(msg, rd(msg_len))?)? {
-                (Some(o), _) => {
-                    let given = bytes(mac, rd(mac_len))?;
-                    if given.is_empty() || o.get(..given.len()) != Some(given) {
-                        return Err(sign::BAD_SIGNATURE);
-                    }
-                    Ok(())
-                }
-                (None, Some(c)) => put_out(cv, cv_len, &c),
-                (None, None) => Err(COMPONENT),
-            }
-        })
-    }
-}
-const _: abi::CsnbhmgFn = CSNBHMV;
 
 #[cfg(test)]
 mod tests {
