@@ -111,6 +111,10 @@ where
             out.usage();
             Exit::Success
         }
+        Ok(Command::Version) => {
+            out.version();
+            Exit::Success
+        }
         Err(e) => {
             out.cli_error(&e);
             e.exit()
@@ -122,7 +126,12 @@ where
         }
     };
     out.flush();
-    exit
+    // A line that could not be written (stdout on a full disk, a closed pipe) must not
+    // pass for success: the caller's script would read a summary that is not there.
+    match (exit, out.write_error()) {
+        (Exit::Success, Some(_)) => Exit::OutputFailed,
+        _ => exit,
+    }
 }
 
 fn run_mode(

@@ -165,8 +165,10 @@ impl Args {
 /// What the command line asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
-    /// `-h`: print the usage text, exit 0.
+    /// `-h` or `--help`: print the usage text, exit 0.
     Help,
+    /// `--version`: print our name, version and git revision, exit 0.
+    Version,
     /// Run a migration mode.
     Run(Args),
 }
@@ -212,6 +214,8 @@ pub enum LowItem {
     DryRun,
     /// `--json`
     Json,
+    /// `--version`
+    Version,
     /// A getopt error; always the last item.
     Error(GetoptError),
 }
@@ -282,6 +286,8 @@ enum LongId {
     Verbose,
     DryRun,
     Json,
+    Help,
+    Version,
 }
 
 struct LongOpt {
@@ -311,7 +317,7 @@ const UPSTREAM_LONG: [LongOpt; 3] = [
 ];
 
 /// Our additions, matched only when nothing in [`UPSTREAM_LONG`] matches.
-const OUR_LONG: [LongOpt; 2] = [
+const OUR_LONG: [LongOpt; 4] = [
     LongOpt {
         name: "dry-run",
         has_arg: HasArg::No,
@@ -321,6 +327,16 @@ const OUR_LONG: [LongOpt; 2] = [
         name: "json",
         has_arg: HasArg::No,
         id: LongId::Json,
+    },
+    LongOpt {
+        name: "help",
+        has_arg: HasArg::No,
+        id: LongId::Help,
+    },
+    LongOpt {
+        name: "version",
+        has_arg: HasArg::No,
+        id: LongId::Version,
     },
 ];
 
@@ -407,8 +423,12 @@ where
                     HasArg::No if value.is_some() => {
                         LowItem::Error(GetoptError::LongTakesNoArgument(opt.name))
                     }
-                    HasArg::No if opt.id == LongId::DryRun => LowItem::DryRun,
-                    HasArg::No => LowItem::Json,
+                    HasArg::No => match opt.id {
+                        LongId::DryRun => LowItem::DryRun,
+                        LongId::Help => LowItem::Help,
+                        LongId::Version => LowItem::Version,
+                        _ => LowItem::Json,
+                    },
                 },
             };
             let stop = matches!(item, LowItem::Error(_));
@@ -522,6 +542,7 @@ pub fn validate(low: &LowArgs) -> Result<Command, CliError> {
     for item in &low.items {
         match item {
             LowItem::Help => return Ok(Command::Help),
+            LowItem::Version => return Ok(Command::Version),
             LowItem::Mode(word) => {
                 let mode = ModeName::from_name(word.as_bytes())
                     .ok_or_else(|| CliError::UnknownMode(word.as_bytes().to_vec()))?;
@@ -694,9 +715,12 @@ mod tests {
             Err(CliError::Getopt(g)) => g,
             other => panic!("{other:?}"),
         };
+        // Ours: --help and --version (upstream has neither).
+        assert_eq!(p(&["--help"]), Ok(Command::Help));
+        assert_eq!(p(&["--version", "-m", "x"]), Ok(Command::Version));
         assert_eq!(
-            e(&["--help"]),
-            GetoptError::UnrecognizedLong(b"help".to_vec())
+            e(&["--helpx"]),
+            GetoptError::UnrecognizedLong(b"helpx".to_vec())
         );
         assert_eq!(
             e(&["--foo=bar"]),

@@ -28,6 +28,10 @@ pub enum Exit {
     /// Upstream's `return -1`: usage errors, missing or wrong PINs, CCA library load
     /// failure, `-m v2objectsv3` store errors.
     Failure = 255,
+    /// Ours: the run's work ended as it would have succeeded, but a line could not be
+    /// written to stdout or stderr (e.g. `> /dev/full`); the store's state is what a
+    /// successful run leaves.
+    OutputFailed = 12,
 }
 
 impl Exit {

@@ -390,6 +390,18 @@ impl<'a> Output<'a> {
         self.error(format_args!("{} PIN is incorrect.", kind.name()));
     }
 
+    /// `--version`: `pkcscca (pkcscca-rs) <version>`, plus the git revision when
+    /// the build knew it (`PKCSCCA_GIT_REV` at build time).
+    pub fn version(&mut self) {
+        let rev = option_env!("PKCSCCA_GIT_REV")
+            .map(|r| format!(" (git {r})"))
+            .unwrap_or_default();
+        self.out_fmt(format_args!(
+            "pkcscca (pkcscca-rs) {}{rev}\n",
+            env!("CARGO_PKG_VERSION")
+        ));
+    }
+
     /// `dlopen(libcsulcca.so) failed: <reason>` (no prefix upstream; we add ours).
     pub fn dlopen_failed(&mut self, library: &str, reason: impl Display) {
         self.error(format_args!("dlopen({library}) failed: {reason}"));

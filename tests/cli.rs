@@ -338,8 +338,34 @@ fn man_page_documents_every_exit_status() {
         Exit::OpenSession,
         Exit::Login,
         Exit::Failure,
+        Exit::OutputFailed,
     ] {
         let entry = format!(".TP\n.B {}\n", exit.code());
         assert!(section.contains(&entry), "{exit:?} missing from man page");
     }
+}
+
+/// A summary that could not be written is not a success: `pkcscca ... > /dev/full`.
+#[test]
+fn failed_stdout_write_is_not_success() {
+    for args in [&["-h"][..], &["--version"], &["--help"]] {
+        let full = fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap();
+        let status = Command::new(env!("CARGO_BIN_EXE_pkcscca"))
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(full)
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert_eq!(status.code(), Some(12), "{args:?}");
+    }
+    // The same command with a working stdout succeeds.
+    let ok = Command::new(env!("CARGO_BIN_EXE_pkcscca"))
+        .arg("-h")
+        .output()
+        .unwrap();
+    assert_eq!(ok.status.code(), Some(0));
 }

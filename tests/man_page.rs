@@ -144,7 +144,10 @@ fn text_after_the_json_examples_keeps_the_option_indentation() {
     let section = indent(
         text.lines()
             .find(|l| {
-                l.trim_start()
+                // Justification may widen the spaces between words.
+                l.split_whitespace()
+                    .collect::<Vec<_>>()
+                    .join(" ")
                     .starts_with("Long options may be abbreviated")
             })
             .expect("the paragraph after the options"),
