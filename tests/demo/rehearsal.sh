@@ -25,7 +25,7 @@ trap 'rm -rf -- "$work"' EXIT
 step() { printf '\n=== %s\n' "$*"; }
 
 step "Build pkcscca and the software CCA library"
-(cd "$root" && "$cargo" build --quiet -p pkcscca -p csulcca-emu)
+(cd "$root" && "$cargo" build -p pkcscca -p csulcca-emu)  # progress on stderr
 
 # The emulated card: its registers live in this file. pkcscca loads
 # libcsulcca.so by its bare name, exactly as upstream does, so LD_LIBRARY_PATH
