@@ -278,7 +278,7 @@ fn playbook_migrates_in_batches_and_stops_at_the_failing_host() {
         "{out}"
     );
     assert!(
-        report_line(&out, "h3").contains("FAILED (pkcscca exit status 255)"),
+        report_line(&out, "h3").contains("FAILED (pkcscca exit status 8)"),
         "{out}"
     );
     assert!(report_line(&out, "h4").contains("not run"), "{out}");
@@ -307,7 +307,7 @@ fn playbook_migrates_in_batches_and_stops_at_the_failing_host() {
     assert!(!hosts[3].aes_current());
 
     let h3 = report_line(&out, FAILING);
-    assert!(h3.contains("FAILED (pkcscca exit status 255)"), "{h3}");
+    assert!(h3.contains("FAILED (pkcscca exit status 8)"), "{h3}");
     assert!(h3.contains("USER PIN is incorrect"), "{h3}");
     assert!(report_line(&out, "h1").contains("migrated: "), "{out}");
     assert!(
@@ -331,7 +331,7 @@ fn playbook_migrates_in_batches_and_stops_at_the_failing_host() {
     assert_eq!(h1["rc"], 0);
     let written = h1["summary"]["objects_written"].as_u64().unwrap();
     assert!(written > 0, "{h1}");
-    assert_eq!(entry(&report, FAILING)["rc"], 255);
+    assert_eq!(entry(&report, FAILING)["rc"], 8);
     assert!(entry(&report, "h4").is_null());
 
     // 3. With h3's PIN corrected, the next run finishes the fleet: h1 and h2
