@@ -1,31 +1,32 @@
 //! The program as a function: arguments and streams in, exit status out.
 //!
-//! Mirrors the flow of `pkcscca.c: main()` with one deliberate change of order: every
-//! argument is validated before anything is asked. The flow is
+//! Mirrors the flow of `usr/sbin/pkcscca/pkcscca.c: main()` with one deliberate change
+//! of order: every argument is validated before anything is asked. The flow is one way,
+//! `cli -> app -> migrate`:
 //!
 //! 1. parse and validate the command line ([`crate::cli`]); `-h` prints usage;
-//! 2. [`ModeRunner::prepare`]: checks that need no PIN (configuration, slot, exclusive
-//!    access to the token directory);
-//! 3. prompt for the SO PIN, then the USER PIN ([`crate::pin`]);
-//! 4. [`ModeRunner::run`]: verify the PINs and migrate.
-//!
-//! The migration modes are not part of this module. They plug in through [`ModeRunner`]
-//! ([`crate::migrate::Migrator`] in the binary).
+//! 2. [`Migrator::prepare`]: checks that need no PIN (configuration, slot, exclusive
+//!    access to the token directory), giving a [`Prepared`] run;
+//! 3. prompt for the SO PIN, then the USER PIN ([`crate::pin`] reads them,
+//!    [`Output`] prints the prompts);
+//! 4. [`Prepared::run`]: verify the PINs and migrate.
 
 use std::ffi::OsString;
-use std::io::{BufRead, Write};
+use std::io::{Read, Write};
 use std::os::fd::BorrowedFd;
 use std::os::unix::ffi::OsStrExt;
 
-use crate::cli::{self, Args, Command};
+use crate::cli::{self, Command};
 use crate::exit::Exit;
 use crate::messages::Output;
-use crate::pin::{self, PinKind, SecretPin};
+use crate::migrate::{Migrator, Prepared};
+use crate::pin::{self, PinKind, Pins, SecretPin};
 
 /// The process streams a run uses.
 pub struct Io<'a> {
-    /// Standard input (both PINs are read from it, through one buffer).
-    pub stdin: &'a mut dyn BufRead,
+    /// Standard input (both PINs are read from it; the binary passes
+    /// [`pin::RawInput`], which keeps no buffer).
+    pub stdin: &'a mut dyn Read,
     /// Standard output.
     pub stdout: &'a mut dyn Write,
     /// Standard error.
@@ -52,31 +53,12 @@ impl Settings {
     }
 }
 
-/// The two PINs, read after all arguments were accepted.
-pub struct Pins {
-    /// Security Officer PIN.
-    pub so: SecretPin,
-    /// User PIN.
-    pub user: SecretPin,
-}
-
-/// The seam where the migration modes plug in.
-pub trait ModeRunner {
-    /// Checks that need no PIN, done before prompting (e.g. the slot is configured, the
-    /// token directory exists, pkcsslotd is not running). On failure, print the reason
-    /// through `out` and return the exit status.
-    fn prepare(&mut self, args: &Args, out: &mut Output<'_>) -> Result<(), Exit>;
-
-    /// Verifies the PINs and performs the mode; returns the exit status.
-    fn run(&mut self, args: &Args, pins: &Pins, out: &mut Output<'_>) -> Exit;
-}
-
 /// Runs `pkcscca` with `args` (starting with `argv[0]`) on the given streams, with the
-/// environment's [`Settings`] and the runner of this build; stdin is treated as a
+/// environment's [`Settings`] and openCryptoki's system paths; stdin is treated as a
 /// non-terminal.
 pub fn run<I, S>(
     args: I,
-    stdin: &mut dyn BufRead,
+    stdin: &mut dyn Read,
     stdout: &mut dyn Write,
     stderr: &mut dyn Write,
 ) -> Exit
@@ -90,16 +72,12 @@ where
         stderr,
         terminal: None,
     };
-    run_with(
-        args,
-        io,
-        Settings::from_env(),
-        &mut crate::migrate::Migrator::from_env(),
-    )
+    run_with(args, io, Settings::from_env(), &Migrator::from_env())
 }
 
-/// Runs `pkcscca` with everything explicit: streams, settings and the mode runner.
-pub fn run_with<I, S>(args: I, io: Io<'_>, settings: Settings, runner: &mut dyn ModeRunner) -> Exit
+/// Runs `pkcscca` with everything explicit: streams, settings and where openCryptoki's
+/// files are.
+pub fn run_with<I, S>(args: I, io: Io<'_>, settings: Settings, migrator: &Migrator) -> Exit
 where
     I: IntoIterator<Item = S>,
     S: Into<OsString>,
@@ -122,7 +100,10 @@ where
         Ok(Command::Run(args)) => {
             out.set_verbosity(args.verbose);
             out.set_json(args.json);
-            run_mode(&args, io.stdin, io.terminal, &mut out, runner)
+            match migrator.prepare(&args, &mut out) {
+                Ok(prepared) => prompt_and_run(prepared, io.stdin, io.terminal, &mut out),
+                Err(exit) => exit,
+            }
         }
     };
     out.flush();
@@ -134,75 +115,76 @@ where
     }
 }
 
-fn run_mode(
-    args: &Args,
-    stdin: &mut dyn BufRead,
+/// Prompts for both PINs, then runs the prepared mode. A PIN that cannot be read is
+/// upstream's `Could not get SO PIN.` and exit 255.
+fn prompt_and_run(
+    prepared: Prepared,
+    stdin: &mut dyn Read,
     terminal: Option<BorrowedFd<'_>>,
     out: &mut Output<'_>,
-    runner: &mut dyn ModeRunner,
 ) -> Exit {
-    if let Err(exit) = runner.prepare(args, out) {
-        return exit;
-    }
-    let pins = match read_pins(args.json, stdin, terminal, out) {
-        Ok(pins) => pins,
+    let mut read = |kind: PinKind, out: &mut Output<'_>| -> Result<SecretPin, Exit> {
+        let pin = out
+            .pin_prompt(kind)
+            .map_err(pin::PinError::Io)
+            .and_then(|()| pin::read_pin(stdin, terminal));
+        // Upstream prints the line break whatever happened.
+        let ended = out.pin_prompt_end();
+        match (pin, ended) {
+            (Ok(pin), Ok(())) => Ok(pin),
+            _ => {
+                out.could_not_get_pin(kind);
+                Err(Exit::Failure)
+            }
+        }
+    };
+    let pins = match read(PinKind::So, out).and_then(|so| Ok((so, read(PinKind::User, out)?))) {
+        Ok((so, user)) => Pins { so, user },
         Err(exit) => return exit,
     };
-    runner.run(args, &pins, out)
-}
-
-/// Prompts for both PINs. With `--json` the prompts go to stderr so stdout carries
-/// only the JSON summary.
-fn read_pins(
-    json: bool,
-    stdin: &mut dyn BufRead,
-    terminal: Option<BorrowedFd<'_>>,
-    out: &mut Output<'_>,
-) -> Result<Pins, Exit> {
-    let mut read = |kind: PinKind, out: &mut Output<'_>| {
-        let prompt_to = if json { out.stderr() } else { out.stdout() };
-        pin::read_pin(kind, stdin, prompt_to, terminal).map_err(|_| {
-            out.could_not_get_pin(kind);
-            Exit::Failure
-        })
-    };
-    let so = read(PinKind::So, out)?;
-    let user = read(PinKind::User, out)?;
-    Ok(Pins { so, user })
+    prepared.run(&pins, out)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cli::Mode;
+    use crate::config::SystemPaths;
 
-    /// A runner that records what it was given.
-    #[derive(Default)]
-    struct Recorder {
-        prepared: Option<Mode>,
-        pins: Option<(Vec<u8>, Vec<u8>)>,
-        refuse: Option<Exit>,
+    /// A directory that passes [`Migrator::prepare`] (an `NVTOK.DAT`, a lock
+    /// directory, no pkcsslotd) but holds no real store: a run stops at its first
+    /// store read, after both prompts.
+    struct Bare {
+        dir: tempfile::TempDir,
     }
 
-    impl ModeRunner for Recorder {
-        fn prepare(&mut self, args: &Args, out: &mut Output<'_>) -> Result<(), Exit> {
-            self.prepared = Some(args.mode);
-            match self.refuse {
-                Some(exit) => {
-                    out.slot_id_invalid();
-                    Err(exit)
-                }
-                None => Ok(()),
-            }
+    impl Bare {
+        fn new() -> Bare {
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::create_dir(dir.path().join("store")).unwrap();
+            std::fs::write(dir.path().join("store/NVTOK.DAT"), b"").unwrap();
+            Bare { dir }
         }
 
-        fn run(&mut self, _args: &Args, pins: &Pins, _out: &mut Output<'_>) -> Exit {
-            self.pins = Some((pins.so.as_bytes().to_vec(), pins.user.as_bytes().to_vec()));
-            Exit::Success
+        fn store(&self) -> String {
+            self.dir.path().join("store").display().to_string()
+        }
+
+        fn migrator(&self) -> Migrator {
+            let root = self.dir.path();
+            Migrator::with_paths(SystemPaths {
+                conf_file: root.join("no-opencryptoki.conf"),
+                data_root: root.join("data"),
+                lock_root: root.join("lock"),
+                run_dir: root.join("run"),
+                pkcsslotd_pid_files: vec![root.join("run/pkcsslotd.pid")],
+                proc_root: root.join("proc"),
+                shm_root: root.join("shm"),
+                group_file: root.join("group"),
+            })
         }
     }
 
-    fn go(args: &[&str], stdin: &[u8], runner: &mut dyn ModeRunner) -> (Exit, String, String) {
+    fn go(bare: &Bare, args: &[&str], stdin: &[u8]) -> (Exit, String, String) {
         let (mut out, mut err) = (Vec::new(), Vec::new());
         let mut input = stdin;
         let io = Io {
@@ -212,7 +194,7 @@ mod tests {
             terminal: None,
         };
         let argv = std::iter::once("pkcscca").chain(args.iter().copied());
-        let exit = run_with(argv, io, Settings::default(), runner);
+        let exit = run_with(argv, io, Settings::default(), &bare.migrator());
         (
             exit,
             String::from_utf8(out).unwrap(),
@@ -221,71 +203,66 @@ mod tests {
     }
 
     #[test]
-    fn valid_arguments_prepare_then_prompt_then_run() {
-        let mut r = Recorder::default();
+    fn a_prepared_run_prompts_for_both_pins_then_opens_the_store() {
+        let bare = Bare::new();
+        let store = bare.store();
         let (exit, out, err) = go(
-            &["-m", "keys", "-s", "2", "-k", "aes"],
+            &bare,
+            &["-m", "keys", "-s", "2", "-k", "aes", "-d", &store],
             b"76543210\n11223344\n",
-            &mut r,
         );
-        assert_eq!(exit, Exit::Success);
         assert_eq!(out, "Enter the SO PIN: \nEnter the USER PIN: \n");
-        assert_eq!(err, "");
-        assert_eq!(
-            r.prepared,
-            Some(Mode::Keys {
-                slot: 2,
-                key_type: cli::KeyType::Aes
-            })
-        );
-        assert_eq!(r.pins, Some((b"76543210".to_vec(), b"11223344".to_vec())));
+        // The empty NVTOK.DAT is refused when the store is opened, after the prompts.
+        assert_eq!(exit, Exit::OpenSession, "{err}");
+        assert!(err.contains("NVTOK.DAT"), "{err}");
     }
 
     #[test]
     fn a_refused_prepare_never_prompts() {
-        let mut r = Recorder {
-            refuse: Some(Exit::OpenSession),
-            ..Recorder::default()
-        };
-        let (exit, out, err) = go(&["-m", "oldrsakeys", "-s", "7"], b"1\n2\n", &mut r);
+        let bare = Bare::new();
+        let missing = bare.dir.path().join("nowhere").display().to_string();
+        let (exit, out, err) = go(
+            &bare,
+            &["-m", "oldrsakeys", "-s", "7", "-d", &missing],
+            b"1\n2\n",
+        );
         assert_eq!(exit, Exit::OpenSession);
         assert_eq!(out, "");
-        assert_eq!(
-            err,
-            "pkcscca: C_OpenSession failed: rc=0x3 (CKR_SLOT_ID_INVALID)\n"
-        );
-        assert_eq!(r.pins, None);
+        assert!(err.contains("NVTOK.DAT not found"), "{err}");
     }
 
     #[test]
     fn missing_user_pin_is_reported_like_upstream() {
-        let mut r = Recorder::default();
-        let (exit, out, err) = go(&["-m", "v2objectsv3"], b"76543210\n", &mut r);
+        let bare = Bare::new();
+        let store = bare.store();
+        let (exit, out, err) = go(&bare, &["-m", "v2objectsv3", "-d", &store], b"76543210\n");
         assert_eq!(exit, Exit::Failure);
         assert_eq!(out, "Enter the SO PIN: \nEnter the USER PIN: \n");
         assert_eq!(err, "pkcscca: Could not get USER PIN.\n");
-        assert_eq!(r.pins, None);
     }
 
     #[test]
     fn json_moves_prompts_to_stderr() {
-        let mut r = Recorder::default();
-        let (exit, out, err) = go(
-            &["-m", "oldrsakeys", "-s", "1", "--json"],
+        let bare = Bare::new();
+        let store = bare.store();
+        let (_, out, err) = go(
+            &bare,
+            &["-m", "oldrsakeys", "-s", "1", "-d", &store, "--json"],
             b"a\nb\n",
-            &mut r,
         );
-        assert_eq!(exit, Exit::Success);
         assert_eq!(out, "");
-        assert_eq!(err, "Enter the SO PIN: \nEnter the USER PIN: \n");
+        assert!(
+            err.starts_with("Enter the SO PIN: \nEnter the USER PIN: \n"),
+            "{err}"
+        );
     }
 
     #[test]
-    fn argument_errors_never_reach_the_runner() {
-        let mut r = Recorder::default();
-        let (exit, _, err) = go(&["-m", "keys", "-k", "aes"], b"1\n2\n", &mut r);
+    fn argument_errors_never_reach_prepare() {
+        let bare = Bare::new();
+        let (exit, out, err) = go(&bare, &["-m", "keys", "-k", "aes"], b"1\n2\n");
         assert_eq!(exit, Exit::Failure);
+        assert!(!out.contains("Enter the"), "{out}");
         assert_eq!(err, "pkcscca: missing slot number\n");
-        assert_eq!(r.prepared, None);
     }
 }

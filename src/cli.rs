@@ -30,7 +30,57 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::PathBuf;
 
 use crate::exit::Exit;
-use crate::messages::Verbosity;
+
+/// The `-v` levels, in upstream's order (`pkcscca.c: verbose_str2level()`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub enum Verbosity {
+    /// `none` (the default): only the always-printed lines.
+    #[default]
+    None,
+    /// `error`
+    Error,
+    /// `warn`
+    Warn,
+    /// `info` (what a bare `-v` or `--verbose` selects)
+    Info,
+    /// `devel`
+    Devel,
+    /// `debug`
+    Debug,
+}
+
+impl Verbosity {
+    /// All levels with their command-line names, in numeric order.
+    pub const ALL: [(Verbosity, &'static str); 6] = [
+        (Verbosity::None, "none"),
+        (Verbosity::Error, "error"),
+        (Verbosity::Warn, "warn"),
+        (Verbosity::Info, "info"),
+        (Verbosity::Devel, "devel"),
+        (Verbosity::Debug, "debug"),
+    ];
+
+    /// Exact, case-sensitive lookup of a level name, as upstream's `strcmp` loop.
+    pub fn from_name(name: &[u8]) -> Option<Verbosity> {
+        Self::ALL
+            .iter()
+            .find(|(_, n)| n.as_bytes() == name)
+            .map(|(v, _)| *v)
+    }
+
+    /// The command-line name of this level.
+    pub fn name(self) -> &'static str {
+        Self::ALL
+            .iter()
+            .find(|(v, _)| *v == self)
+            .map_or("none", |(_, n)| n)
+    }
+
+    /// Whether the verbose-only lines are printed (any level but `none`).
+    pub fn is_verbose(self) -> bool {
+        self != Verbosity::None
+    }
+}
 
 /// Highest number of slots openCryptoki manages (`slotmgr.h: NUMBER_SLOTS_MANAGED`); a slot
 /// id at or above it can never be configured.

@@ -10,6 +10,7 @@
 //! Layout:
 //! * [`config`]: `opencryptoki.conf` parsing and slot → data store resolution.
 //! * [`store`]: the on-disk data store (NVTOK.DAT, MK_SO/MK_USER, OBJ.IDX, objects).
+//! * [`host`]: the machine around it (pkcsslotd, openCryptoki processes, groups).
 //! * [`pkcs11`]: PKCS#11 numbers as open newtypes.
 //! * [`cca`]: CCA key tokens, verb ABI, and the dynamically loaded host library.
 //! * [`cli`], [`usage`], [`messages`], [`exit`], [`pin`]: the command line contract.
@@ -21,6 +22,7 @@ pub mod cca;
 pub mod cli;
 pub mod config;
 pub mod exit;
+pub mod host;
 pub mod messages;
 pub mod migrate;
 pub mod pin;

@@ -7,13 +7,15 @@ use std::process::ExitCode;
 
 use pkcscca::app::{self, Io, Settings};
 use pkcscca::migrate::Migrator;
+use pkcscca::pin::RawInput;
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::new().filter("PKCSCCA_LOG")).init();
     let stdin = std::io::stdin();
     let terminal = stdin.is_terminal().then(|| stdin.as_fd());
     let io = Io {
-        stdin: &mut stdin.lock(),
+        // Unbuffered: std's stdin buffer would keep both PIN lines after the run.
+        stdin: &mut RawInput::new(stdin.as_fd()),
         stdout: &mut std::io::stdout().lock(),
         stderr: &mut std::io::stderr().lock(),
         terminal,
@@ -22,7 +24,7 @@ fn main() -> ExitCode {
         std::env::args_os(),
         io,
         Settings::from_env(),
-        &mut Migrator::from_env(),
+        &Migrator::from_env(),
     )
     .into()
 }

@@ -20,63 +20,14 @@
 use std::fmt::{self, Display};
 use std::io::{self, Write};
 
-use crate::cli::{CliError, GetoptError, KeyType};
+use crate::cli::{CliError, GetoptError};
 use crate::pin::PinKind;
 use crate::usage;
 
 /// Prefix of our own error lines (upstream: `usr/sbin/pkcscca/pkcscca.c:LINE `).
 pub const PREFIX: &str = "pkcscca: ";
 
-/// The `-v` levels, in upstream's order (`pkcscca.c: verbose_str2level()`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
-pub enum Verbosity {
-    /// `none` (the default): only the always-printed lines.
-    #[default]
-    None,
-    /// `error`
-    Error,
-    /// `warn`
-    Warn,
-    /// `info` (what a bare `-v` or `--verbose` selects)
-    Info,
-    /// `devel`
-    Devel,
-    /// `debug`
-    Debug,
-}
-
-impl Verbosity {
-    /// All levels with their command-line names, in numeric order.
-    pub const ALL: [(Verbosity, &'static str); 6] = [
-        (Verbosity::None, "none"),
-        (Verbosity::Error, "error"),
-        (Verbosity::Warn, "warn"),
-        (Verbosity::Info, "info"),
-        (Verbosity::Devel, "devel"),
-        (Verbosity::Debug, "debug"),
-    ];
-
-    /// Exact, case-sensitive lookup of a level name, as upstream's `strcmp` loop.
-    pub fn from_name(name: &[u8]) -> Option<Verbosity> {
-        Self::ALL
-            .iter()
-            .find(|(_, n)| n.as_bytes() == name)
-            .map(|(v, _)| *v)
-    }
-
-    /// The command-line name of this level.
-    pub fn name(self) -> &'static str {
-        Self::ALL
-            .iter()
-            .find(|(v, _)| *v == self)
-            .map_or("none", |(_, n)| n)
-    }
-
-    /// Whether the verbose-only lines are printed (any level but `none`).
-    pub fn is_verbose(self) -> bool {
-        self != Verbosity::None
-    }
-}
+use crate::cli::Verbosity;
 
 /// Per-type key counters of `-m keys`, in the order upstream prints them
 /// (`pkcscca.h: struct key_count`, `pkcscca.c: key_migration_results()`).
@@ -127,18 +78,6 @@ impl KeyCounts {
 }
 
 /// Writes `Enter the SO PIN: ` / `Enter the USER PIN: ` and flushes
-/// (`pkcscca.c: main()` via `pin_prompt()`).
-pub fn write_pin_prompt(w: &mut dyn Write, kind: PinKind) -> io::Result<()> {
-    write!(w, "Enter the {} PIN: ", kind.name())?;
-    w.flush()
-}
-
-/// The line break `pin_prompt()` prints after every read, and flushes.
-pub fn write_after_pin(w: &mut dyn Write) -> io::Result<()> {
-    w.write_all(b"\n")?;
-    w.flush()
-}
-
 /// A key label as upstream prints it: its copy is NUL-terminated, so it ends at the
 /// first NUL byte. Non-UTF-8 bytes are written through unchanged.
 struct Label<'a>(&'a [u8]);
@@ -195,14 +134,28 @@ impl<'a> Output<'a> {
         self.write_error.as_ref()
     }
 
-    /// The stdout stream, for the PIN prompt (see `crate::pin`).
-    pub fn stdout(&mut self) -> &mut dyn Write {
-        &mut *self.out
+    /// `pin_prompt()`'s prompt, flushed: `Enter the SO PIN: ` on stdout (on stderr with
+    /// `--json`, so stdout carries only the document). An error is returned, not
+    /// remembered: a prompt nobody can see means no PIN is read.
+    pub fn pin_prompt(&mut self, kind: PinKind) -> io::Result<()> {
+        let w = self.prompt_stream();
+        write!(w, "Enter the {} PIN: ", kind.name())?;
+        w.flush()
     }
 
-    /// The stderr stream, for the PIN prompt with `--json`.
-    pub fn stderr(&mut self) -> &mut dyn Write {
-        &mut *self.err
+    /// The line break `pin_prompt()` prints after every read, also when it failed.
+    pub fn pin_prompt_end(&mut self) -> io::Result<()> {
+        let w = self.prompt_stream();
+        w.write_all(b"\n")?;
+        w.flush()
+    }
+
+    fn prompt_stream(&mut self) -> &mut dyn Write {
+        if self.json {
+            &mut *self.err
+        } else {
+            &mut *self.out
+        }
     }
 
     /// Flushes both streams.
@@ -234,12 +187,6 @@ impl<'a> Output<'a> {
         if self.json {
             return;
         }
-        let r = self.out.write_fmt(args);
-        self.note(r);
-    }
-
-    /// A `--json` document: written even though human stdout lines are dropped.
-    fn json_fmt(&mut self, args: fmt::Arguments<'_>) {
         let r = self.out.write_fmt(args);
         self.note(r);
     }
@@ -530,32 +477,6 @@ impl<'a> Output<'a> {
         }
         line.push('\n');
         self.out_bytes(&[line.as_bytes()]);
-    }
-
-    /// Our `--json` summary of `-m keys`: one JSON object on one stdout line.
-    pub fn keys_summary_json(
-        &mut self,
-        key_type: KeyType,
-        dry_run: bool,
-        migrated: &KeyCounts,
-        failed: &KeyCounts,
-    ) {
-        fn object(c: &KeyCounts) -> String {
-            let fields: Vec<String> = c
-                .entries()
-                .iter()
-                .filter(|(_, n)| *n > 0)
-                .map(|(name, n)| format!("\"{name}\":{n}"))
-                .collect();
-            format!("{{{}}}", fields.join(","))
-        }
-        self.json_fmt(format_args!(
-            "{{\"mode\":\"keys\",\"key_type\":\"{}\",\"dry_run\":{},\"migrated\":{},\"failed\":{}}}\n",
-            key_type.name(),
-            dry_run,
-            object(migrated),
-            object(failed)
-        ));
     }
 
     /// Verbose `Skipping RSA key, its not an old RSA key. ...` (`cca_migrate_old_rsa()`).

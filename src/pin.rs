@@ -2,8 +2,11 @@
 //!
 //! Mirrors `usr/lib/common/pin_prompt.c: pin_prompt()` (openCryptoki 3.27): print the
 //! prompt and flush, turn terminal echo off when standard input is a terminal, read one
-//! line, turn echo back on, then always print a newline (also when the input is a pipe,
-//! which is why piped runs show `Enter the SO PIN: ` followed by a line break). The PIN is
+//! line, turn echo back on, then always print a newline. This module only reads: the
+//! prompt and the newline are printed by the caller (`Output::pin_prompt` and
+//! `Output::pin_prompt_end` in `messages`). Upstream prints that newline also when the
+//! input is a pipe, which is why piped runs show `Enter the SO PIN: ` followed by a
+//! line break. The PIN is
 //! the line up to its first CR or LF; like upstream's `strlen`, it also ends at a NUL.
 //! A final line without a newline is accepted; end of input before any byte is an error.
 //!
@@ -16,13 +19,11 @@
 //! never reallocated (a reallocation would leave a copy behind), with no `Debug`.
 
 use std::fmt;
-use std::io::{self, BufRead, Read, Write};
+use std::io::{self, Read};
 use std::os::fd::BorrowedFd;
 
 use rustix::termios::{self, LocalModes, OptionalActions, Termios};
 use zeroize::Zeroizing;
-
-use crate::messages;
 
 /// Longest PIN line we read, newline excluded.
 pub const MAX_PIN_LINE: usize = 4096;
@@ -110,27 +111,39 @@ impl Drop for EchoOff<'_> {
     }
 }
 
-/// Prompts for one PIN on `prompt_to` and reads it from `input`.
+/// Standard input read straight from its descriptor, one byte per `read(2)`: no
+/// buffer of ours or of std's holds the PIN, and the bytes after the first line (the
+/// USER PIN) stay in the kernel until they are asked for.
+pub struct RawInput<'fd>(BorrowedFd<'fd>);
+
+impl<'fd> RawInput<'fd> {
+    /// Reads from `fd` (standard input in the binary).
+    pub fn new(fd: BorrowedFd<'fd>) -> Self {
+        RawInput(fd)
+    }
+}
+
+impl Read for RawInput<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        rustix::io::read(self.0, buf).map_err(io::Error::from)
+    }
+}
+
+/// Reads one PIN line from `input` (the caller has printed the prompt).
 ///
 /// `terminal` is the descriptor of standard input when it is a terminal (echo is turned
-/// off on it while reading); pass `None` for pipes, files and in-process tests.
+/// off on it while reading); pass `None` for pipes, files and in-process tests. Bytes
+/// are taken one at a time, so nothing past the line's end is consumed, and they go
+/// straight into the zeroizing buffer, sized once so it never reallocates.
 pub fn read_pin(
-    kind: PinKind,
-    input: &mut dyn BufRead,
-    prompt_to: &mut dyn Write,
+    input: &mut dyn Read,
     terminal: Option<BorrowedFd<'_>>,
 ) -> Result<SecretPin, PinError> {
-    messages::write_pin_prompt(prompt_to, kind).map_err(PinError::Io)?;
-
     let mut line = Zeroizing::new(Vec::with_capacity(MAX_PIN_LINE + 1));
     let read = {
         let _echo = terminal.and_then(EchoOff::new);
-        let limit = u64::try_from(MAX_PIN_LINE + 1).unwrap_or(u64::MAX);
-        input.take(limit).read_until(b'\n', &mut line)
+        read_line(input, &mut line)
     };
-    // Upstream prints the line break whatever happened.
-    messages::write_after_pin(prompt_to).map_err(PinError::Io)?;
-
     match read {
         Err(e) => return Err(PinError::Io(e)),
         Ok(0) => return Err(PinError::Eof),
@@ -145,63 +158,94 @@ pub fn read_pin(
     Ok(SecretPin(line))
 }
 
+/// Appends bytes of `input` to `line` up to and including the first `\n`, at most
+/// `line`'s capacity; returns how many were read.
+fn read_line(input: &mut dyn Read, line: &mut Vec<u8>) -> io::Result<usize> {
+    let mut byte = Zeroizing::new([0u8; 1]);
+    while line.len() < line.capacity() {
+        match input.read(&mut byte[..]) {
+            Ok(0) => break,
+            Ok(_) => {
+                let [b] = *byte;
+                line.push(b);
+                if b == b'\n' {
+                    break;
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(line.len())
+}
+
+/// The two PINs, read after all arguments were accepted and the store prepared.
+pub struct Pins {
+    /// Security Officer PIN.
+    pub so: SecretPin,
+    /// User PIN.
+    pub user: SecretPin,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn read(kind: PinKind, input: &[u8]) -> (Result<Vec<u8>, String>, String) {
+    fn read(input: &[u8]) -> Result<Vec<u8>, String> {
         let mut input = input;
-        let mut prompt = Vec::new();
-        let r = read_pin(kind, &mut input, &mut prompt, None)
+        read_pin(&mut input, None)
             .map(|p| p.as_bytes().to_vec())
-            .map_err(|e| e.to_string());
-        (r, String::from_utf8(prompt).unwrap())
+            .map_err(|e| e.to_string())
     }
 
     #[test]
-    fn prompt_then_newline_even_from_a_pipe() {
-        let (pin, shown) = read(PinKind::So, b"76543210\n");
-        assert_eq!(pin.unwrap(), b"76543210");
-        assert_eq!(shown, "Enter the SO PIN: \n");
-        let (_, shown) = read(PinKind::User, b"x\n");
-        assert_eq!(shown, "Enter the USER PIN: \n");
-    }
-
-    #[test]
-    fn eof_is_an_error_but_still_ends_the_prompt_line() {
-        let (pin, shown) = read(PinKind::So, b"");
-        assert_eq!(pin.unwrap_err(), "end of input");
-        assert_eq!(shown, "Enter the SO PIN: \n");
+    fn eof_before_any_byte_is_an_error() {
+        assert_eq!(read(b"").unwrap_err(), "end of input");
     }
 
     #[test]
     fn pin_ends_at_first_cr_lf_or_nul_and_last_line_may_lack_newline() {
-        assert_eq!(read(PinKind::So, b"12345678\r\n").0.unwrap(), b"12345678");
-        assert_eq!(read(PinKind::So, b"1234\x005678\n").0.unwrap(), b"1234");
-        assert_eq!(read(PinKind::So, b"12345678").0.unwrap(), b"12345678");
-        assert_eq!(read(PinKind::So, b"\n").0.unwrap(), b"");
+        assert_eq!(read(b"12345678\r\n").unwrap(), b"12345678");
+        assert_eq!(read(b"1234\x005678\n").unwrap(), b"1234");
+        assert_eq!(read(b"12345678").unwrap(), b"12345678");
+        assert_eq!(read(b"\n").unwrap(), b"");
     }
 
     #[test]
-    fn both_pins_come_from_one_buffered_stream() {
-        let mut input: &[u8] = b"76543210\n11223344\n";
-        let mut prompt = Vec::new();
-        let so = read_pin(PinKind::So, &mut input, &mut prompt, None).unwrap();
-        let user = read_pin(PinKind::User, &mut input, &mut prompt, None).unwrap();
+    fn a_pin_read_consumes_its_line_and_nothing_more() {
+        let mut input: &[u8] = b"76543210\n11223344\nrest";
+        let so = read_pin(&mut input, None).unwrap();
+        assert_eq!(input, b"11223344\nrest");
+        let user = read_pin(&mut input, None).unwrap();
         assert_eq!(
             (so.as_bytes(), user.as_bytes()),
             (&b"76543210"[..], &b"11223344"[..])
         );
-        assert_eq!(prompt, b"Enter the SO PIN: \nEnter the USER PIN: \n");
+        assert_eq!(input, b"rest");
     }
 
     #[test]
     fn overlong_line_is_refused() {
         let long = vec![b'7'; MAX_PIN_LINE + 1];
-        assert!(read(PinKind::So, &long).0.is_err());
+        assert!(read(&long).is_err());
         let mut ok = vec![b'7'; MAX_PIN_LINE];
         ok.push(b'\n');
-        assert_eq!(read(PinKind::So, &ok).0.unwrap().len(), MAX_PIN_LINE);
+        assert_eq!(read(&ok).unwrap().len(), MAX_PIN_LINE);
+    }
+
+    #[test]
+    fn raw_input_reads_the_descriptor_unbuffered() {
+        use std::io::{Seek, Write};
+        use std::os::fd::AsFd;
+        let mut file = tempfile::tempfile().unwrap();
+        file.write_all(b"so-pin\nuser-pin\n").unwrap();
+        file.rewind().unwrap();
+        let so = read_pin(&mut RawInput::new(file.as_fd()), None).unwrap();
+        assert_eq!(so.as_bytes(), b"so-pin");
+        // The descriptor's offset is just past the first line: nothing was read ahead.
+        assert_eq!(file.stream_position().unwrap(), 7);
+        let user = read_pin(&mut RawInput::new(file.as_fd()), None).unwrap();
+        assert_eq!(user.as_bytes(), b"user-pin");
     }
 
     #[test]

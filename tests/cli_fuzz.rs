@@ -4,25 +4,26 @@
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStringExt;
 
-use pkcscca::app::{run_with, Io, ModeRunner, Pins, Settings};
-use pkcscca::cli::Args;
+use pkcscca::app::{run_with, Io, Settings};
+use pkcscca::config::SystemPaths;
 use pkcscca::exit::Exit;
-use pkcscca::messages::Output;
+use pkcscca::migrate::Migrator;
 use proptest::prelude::*;
 
-/// A runner that refuses every mode before prompting, with a message: the property is
-/// about the command line, not the migrations.
-struct RefuseAll;
-
-impl ModeRunner for RefuseAll {
-    fn prepare(&mut self, _args: &Args, out: &mut Output<'_>) -> Result<(), Exit> {
-        out.error("refused by the test runner");
-        Err(Exit::Failure)
-    }
-
-    fn run(&mut self, _args: &Args, _pins: &Pins, _out: &mut Output<'_>) -> Exit {
-        Exit::Failure
-    }
+/// openCryptoki's files in an empty directory: every mode is refused before
+/// prompting (no slot is configured, no data store exists), with a message: the
+/// property is about the command line, not the migrations.
+fn refuse_all(root: &std::path::Path) -> Migrator {
+    Migrator::with_paths(SystemPaths {
+        conf_file: root.join("opencryptoki.conf"),
+        data_root: root.join("data"),
+        lock_root: root.join("lock"),
+        run_dir: root.join("run"),
+        pkcsslotd_pid_files: vec![root.join("run/pkcsslotd.pid")],
+        proc_root: root.join("proc"),
+        shm_root: root.join("shm"),
+        group_file: root.join("group"),
+    })
 }
 
 fn word() -> impl Strategy<Value = Vec<u8>> {
@@ -46,7 +47,8 @@ proptest! {
         let (mut out, mut err) = (Vec::new(), Vec::new());
         let mut stdin: &[u8] = b"1234\n5678\n";
         let io = Io { stdin: &mut stdin, stdout: &mut out, stderr: &mut err, terminal: None };
-        let exit = run_with(argv, io, Settings { posixly_correct: posix }, &mut RefuseAll);
+        let root = tempfile::tempdir().unwrap();
+        let exit = run_with(argv, io, Settings { posixly_correct: posix }, &refuse_all(root.path()));
         match exit {
             // Help: usage only, nothing on stderr.
             Exit::Success => prop_assert!(err.is_empty() && out.starts_with(b" Help:")),

@@ -767,7 +767,7 @@ fn run_in_process(paths: pkcscca::config::SystemPaths, argv: &[&str]) -> (u8, St
         argv.iter().copied(),
         io,
         Settings::default(),
-        &mut Migrator::with_paths(paths),
+        &Migrator::with_paths(paths),
     );
     (
         exit.code(),

@@ -10,7 +10,8 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use pkcscca::config::SystemPaths;
-use pkcscca::store::lock::{group_gid, pkcsslotd_running, processes_using_opencryptoki, TokenLock};
+use pkcscca::host::{group_gid, pkcsslotd_running, processes_using_opencryptoki};
+use pkcscca::store::lock::TokenLock;
 
 #[test]
 fn lock_is_created_with_opencryptoki_modes_and_excludes_others() {
@@ -140,7 +141,7 @@ fn group_lookup() {
 #[test]
 fn lock_token_uses_the_configured_location_and_group() {
     use pkcscca::config::{parse_str, resolve_slot};
-    use pkcscca::store::lock::lock_token;
+    use pkcscca::host::lock_token;
     let tmp = tempfile::tempdir().unwrap();
     let group = tmp.path().join("group");
     std::fs::write(&group, "pkcs11:x:996:\ncca:x:5678:\n").unwrap();

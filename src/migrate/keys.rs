@@ -19,11 +19,15 @@
 use crate::cca::rules::{self, Keyword, RuleArray};
 use crate::cca::token::{self, MkType, TokenInfo};
 use crate::cca::{CcaError, Csulcca, MkStatus, Verb};
+use crate::cli::KeyType as MkArg;
+use crate::exit::Exit;
 use crate::messages::{KeyCounts, Output};
+use crate::pin::Pins;
 use crate::pkcs11::{AttrType, KeyType, ObjectClass};
-use crate::store::StoredObject;
+use crate::store::{MasterKey, StoreError, StoredObject, TokenStore};
 
-use super::select::{Handling, KeyKind, RsaFormat};
+use super::pipeline::{self, Context, ModeStep, Setup};
+use super::select::{self, Handling, KeyKind, RsaFormat};
 
 /// `CKA_HIDDEN` (`CKA_VENDOR_DEFINED + 0x01000000` in openCryptoki): objects the
 /// token never lets `C_FindObjects` see.
@@ -591,6 +595,152 @@ fn migrate_one(
     }
     tally.keys.push(rec);
     any_changed
+}
+
+/// `-m keys` in the [`pipeline`](super::pipeline): one master key type.
+pub(super) struct KeysMode {
+    k: MkArg,
+    /// The card's registers of this type, when it could report them.
+    status: Option<MkStatus>,
+    unreadable: usize,
+    tally: Tally,
+}
+
+impl KeysMode {
+    /// The mode for `-k k`.
+    pub(super) fn new(k: MkArg) -> Self {
+        KeysMode {
+            k,
+            status: None,
+            unreadable: 0,
+            tally: Tally::default(),
+        }
+    }
+}
+
+impl ModeStep for KeysMode {
+    fn verbs(&self) -> &'static [Verb] {
+        crate::cca::keys_verbs(super::mk_type(self.k))
+    }
+
+    fn login(
+        &self,
+        store: &TokenStore,
+        pins: &Pins,
+        out: &mut Output<'_>,
+    ) -> Result<MasterKey, Exit> {
+        super::login(store, pins, out)
+    }
+
+    fn begin(&mut self, cx: &Context<'_>, out: &mut Output<'_>) -> Result<(), Exit> {
+        out.pkcs11_initialized();
+        let mk_type = super::mk_type(self.k);
+        self.status = match cx.lib.mk_status(mk_type) {
+            Ok(s) if s.current.state != 2 => {
+                out.error(format_args!(
+                    "the CCA adapter has no valid CURRENT {mk_type} master key; load and set it \
+                     before migrating (nothing was changed)"
+                ));
+                return Err(Exit::Pkcs11Init);
+            }
+            Ok(s) => Some(s),
+            Err(e) => {
+                out.verbose_notice(format_args!(
+                    "Cannot read the master key registers ({e}); each key goes to the card"
+                ));
+                None
+            }
+        };
+        Ok(())
+    }
+
+    fn convert(
+        &mut self,
+        cx: &Context<'_>,
+        out: &mut Output<'_>,
+    ) -> Result<Vec<StoredObject>, Exit> {
+        let card = Card {
+            lib: cx.lib,
+            mk_type: super::mk_type(self.k),
+            status: self.status.clone(),
+        };
+        let (mut objects, unreadable) = super::load_keys(cx.store, cx.mk, out)?;
+        self.unreadable = unreadable;
+        let (tally, changed) = migrate(&card, &select::searches(self.k), &mut objects, out);
+        self.tally = tally;
+        Ok(super::take_changed(objects, &changed))
+    }
+
+    fn commit_failed(&self, e: StoreError, out: &mut Output<'_>) -> Exit {
+        super::replace_failed(e, out)
+    }
+
+    fn report(
+        &self,
+        cx: &Context<'_>,
+        rewrite: usize,
+        written: usize,
+        out: &mut Output<'_>,
+    ) -> Exit {
+        let tally = &self.tally;
+        if cx.setup.json {
+            out.json_document(&json_document(
+                cx.setup,
+                self.k,
+                tally,
+                written,
+                self.unreadable,
+            ));
+        } else {
+            out.keys_summary(&tally.migrated, &tally.failed);
+            if cx.setup.dry_run {
+                pipeline::dry_run_note(rewrite, out);
+            }
+        }
+        if tally.count(KeyStatus::Failed) > 0 || self.unreadable > 0 {
+            Exit::KeysFailed
+        } else {
+            Exit::Success
+        }
+    }
+}
+
+fn json_document(
+    setup: &Setup<'_>,
+    k: MkArg,
+    tally: &Tally,
+    written: usize,
+    unreadable: usize,
+) -> String {
+    use serde_json::{json, Map, Value};
+    let counts = |c: &crate::messages::KeyCounts| -> Value {
+        let mut m = Map::new();
+        for (name, n) in c.entries() {
+            if n > 0 {
+                m.insert(name.to_string(), json!(n));
+            }
+        }
+        Value::Object(m)
+    };
+    let keys: Vec<Value> = tally.keys.iter().map(super::key_json).collect();
+    let doc = json!({
+        "mode": "keys",
+        "mk_type": k.name(),
+        "datastore": super::display_path(&setup.target.dir),
+        "dry_run": setup.dry_run,
+        "keys": keys,
+        "summary": {
+            "migrated": tally.count(KeyStatus::Migrated),
+            "current": tally.count(KeyStatus::Current),
+            "skipped": tally.count(KeyStatus::Skipped),
+            "failed": tally.count(KeyStatus::Failed),
+            "unreadable_objects": unreadable,
+            "objects_written": written,
+            "upstream_migrated": counts(&tally.migrated),
+            "upstream_failed": counts(&tally.failed),
+        },
+    });
+    doc.to_string()
 }
 
 #[cfg(test)]

@@ -1,4 +1,5 @@
-//! The migration modes, plugged into [`crate::app`] through [`ModeRunner`].
+//! The migration modes: [`Migrator::prepare`] does what needs no PIN, then
+//! [`Prepared::run`] runs the mode through the one [`pipeline`].
 //!
 //! Upstream's `pkcscca -m keys` works online, through pkcsslotd and the PKCS#11 API.
 //! Ours works offline on the token's data store, so the steps that upstream gets from
@@ -17,24 +18,24 @@
 
 pub mod keys;
 pub mod oldrsa;
+mod pipeline;
 pub mod select;
 pub mod v2;
 
 use std::path::{Path, PathBuf};
 
-use crate::app::{ModeRunner, Pins};
 use crate::cca::token::MkType;
-use crate::cca::Csulcca;
 use crate::cli::{Args, KeyType as MkArg, Mode};
 use crate::config::{self, SystemPaths};
 use crate::exit::Exit;
+use crate::host;
 use crate::messages::Output;
-use crate::pin::PinKind;
+use crate::pin::{PinKind, Pins};
 use crate::pkcs11::AttrType;
-use crate::store::lock::{self, TokenLock};
-use crate::store::{atomic, Format, MasterKey, StoreError, StoredObject, TokenStore};
+use crate::store::lock::TokenLock;
+use crate::store::{Format, MasterKey, StoreError, StoredObject, TokenStore};
 
-use keys::{Card, KeyStatus, Tally};
+use pipeline::Setup;
 
 /// Where the token of this run lives, resolved before prompting.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,13 +50,20 @@ pub struct Target {
     pub gid: Option<u32>,
 }
 
-/// The runner of the migration modes.
-#[derive(Debug)]
+/// Where openCryptoki's files are: the start of every run.
+#[derive(Debug, Clone)]
 pub struct Migrator {
     paths: SystemPaths,
-    target: Option<Target>,
+}
+
+/// A run that passed every check needing no PIN, holding the token's lock.
+#[derive(Debug)]
+pub struct Prepared {
+    paths: SystemPaths,
+    target: Target,
+    args: Args,
     /// openCryptoki's token lock, taken before the prompts and held to the end.
-    lock: Option<TokenLock>,
+    _lock: TokenLock,
 }
 
 impl Migrator {
@@ -67,10 +75,46 @@ impl Migrator {
 
     /// A runner using `paths` (tests point them at temporary directories).
     pub fn with_paths(paths: SystemPaths) -> Migrator {
-        Migrator {
-            paths,
-            target: None,
-            lock: None,
+        Migrator { paths }
+    }
+
+    /// Checks that need no PIN, done before prompting: the slot is configured, the
+    /// token directory exists, pkcsslotd is not running, and the token's lock is ours.
+    /// On failure the reason is printed through `out` and the exit status returned.
+    pub fn prepare(&self, args: &Args, out: &mut Output<'_>) -> Result<Prepared, Exit> {
+        let target = resolve_target(&self.paths, args, out)?;
+        match (preflight(&self.paths, &target, out), args.mode) {
+            // Upstream's v2objectsv3 fails on an unusable store with -1 (255).
+            (Err(Exit::OpenSession), Mode::V2ObjectsV3) => return Err(Exit::Failure),
+            (r, _) => r?,
+        }
+        let lock = take_lock(&target, out)?;
+        Ok(Prepared {
+            paths: self.paths.clone(),
+            target,
+            args: args.clone(),
+            _lock: lock,
+        })
+    }
+}
+
+impl Prepared {
+    /// Verifies the PINs and performs the mode; returns the exit status.
+    pub fn run(self, pins: &Pins, out: &mut Output<'_>) -> Exit {
+        let setup = Setup {
+            paths: &self.paths,
+            target: &self.target,
+            dry_run: self.args.dry_run,
+            json: self.args.json,
+        };
+        match self.args.mode {
+            Mode::Keys { key_type, .. } => {
+                pipeline::run(&mut keys::KeysMode::new(key_type), &setup, pins, out)
+            }
+            Mode::OldRsaKeys { .. } => {
+                pipeline::run(&mut oldrsa::OldRsaMode::default(), &setup, pins, out)
+            }
+            Mode::V2ObjectsV3 => pipeline::run(&mut v2::V2Mode::default(), &setup, pins, out),
         }
     }
 }
@@ -98,7 +142,7 @@ fn resolve_target(paths: &SystemPaths, args: &Args, out: &mut Output<'_>) -> Res
             .map(|s| config::locate_token(paths, s)),
     };
     let group =
-        |usergroup: Option<&str>| lock::group_gid(&paths.group_file, usergroup.unwrap_or("pkcs11"));
+        |usergroup: Option<&str>| host::group_gid(&paths.group_file, usergroup.unwrap_or("pkcs11"));
     let datastore = match (&args.datastore, args.mode) {
         (Some(dir), _) => Some(dir.clone()),
         (None, Mode::V2ObjectsV3) => Some(paths.data_root.join("ccatok")),
@@ -187,7 +231,7 @@ fn preflight(paths: &SystemPaths, target: &Target, out: &mut Output<'_>) -> Resu
         ));
         return Err(Exit::OpenSession);
     }
-    if let Some(pid) = lock::pkcsslotd_running(paths) {
+    if let Some(pid) = host::pkcsslotd_running(paths) {
         out.error(format_args!(
             "pkcsslotd is running (pid {pid}): stop it and every openCryptoki application \
              before migrating keys offline"
@@ -205,7 +249,7 @@ fn preflight(paths: &SystemPaths, target: &Target, out: &mut Output<'_>) -> Resu
             return Err(Exit::Pkcs11Init);
         }
     }
-    for p in lock::processes_using_opencryptoki(paths) {
+    for p in host::processes_using_opencryptoki(paths) {
         out.error(format_args!(
             "warning: process {} ({}) has openCryptoki loaded; stop it before migrating",
             p.pid, p.name
@@ -214,45 +258,8 @@ fn preflight(paths: &SystemPaths, target: &Target, out: &mut Output<'_>) -> Resu
     Ok(())
 }
 
-impl ModeRunner for Migrator {
-    fn prepare(&mut self, args: &Args, out: &mut Output<'_>) -> Result<(), Exit> {
-        let target = resolve_target(&self.paths, args, out)?;
-        match (preflight(&self.paths, &target, out), args.mode) {
-            // Upstream's v2objectsv3 fails on an unusable store with -1 (255).
-            (Err(Exit::OpenSession), Mode::V2ObjectsV3) => return Err(Exit::Failure),
-            (r, _) => r?,
-        }
-        self.lock = Some(take_lock(&target, out)?);
-        self.target = Some(target);
-        Ok(())
-    }
-
-    fn run(&mut self, args: &Args, pins: &Pins, out: &mut Output<'_>) -> Exit {
-        let Some(target) = self.target.clone() else {
-            // `app` calls `prepare` first and stops when it fails.
-            out.error("internal error: no token data store was resolved");
-            return Exit::Failure;
-        };
-        match args.mode {
-            Mode::Keys { key_type, .. } => {
-                run_keys(&self.paths, &target, key_type, args, pins, out)
-            }
-            Mode::OldRsaKeys { .. } => oldrsa::run(&self.paths, &target, args, pins, out),
-            Mode::V2ObjectsV3 => v2::run(&self.paths, &target, args, pins, out),
-        }
-    }
-}
-
-/// Opens the store and checks both PINs; returns the store and its master key.
-fn open_and_login(
-    target: &Target,
-    pins: &Pins,
-    out: &mut Output<'_>,
-) -> Result<(TokenStore, MasterKey), Exit> {
-    let store = TokenStore::open(&target.dir).map_err(|e| {
-        out.error(e);
-        Exit::OpenSession
-    })?;
+/// Checks both PINs (`-m keys`, `-m oldrsakeys`); returns the store's master key.
+fn login(store: &TokenStore, pins: &Pins, out: &mut Output<'_>) -> Result<MasterKey, Exit> {
     match store.login_so(pins.so.as_bytes()) {
         Ok(()) => {}
         Err(StoreError::WrongSoPin { .. }) => {
@@ -265,7 +272,7 @@ fn open_and_login(
         }
     }
     match store.login_user(pins.user.as_bytes()) {
-        Ok(mk) => Ok((store, mk)),
+        Ok(mk) => Ok(mk),
         // Upstream 3.27 checks the USER PIN of a 3.12+ store only at C_Login, after
         // C_Initialize: its line and exit 8 follow ours.
         Err(StoreError::WrongUserPin { .. }) if store.format() != Format::Old => {
@@ -285,93 +292,6 @@ fn open_and_login(
     }
 }
 
-/// `-m keys`, start to end.
-fn run_keys(
-    paths: &SystemPaths,
-    target: &Target,
-    k: MkArg,
-    args: &Args,
-    pins: &Pins,
-    out: &mut Output<'_>,
-) -> Exit {
-    let (store, mk) = match open_and_login(target, pins, out) {
-        Ok(x) => x,
-        Err(e) => return e,
-    };
-    let lib = match open_library(crate::cca::keys_verbs(mk_type(k)), out) {
-        Ok(lib) => lib,
-        Err(e) => return e,
-    };
-    out.pkcs11_initialized();
-    let mk_type = mk_type(k);
-    let status = match lib.mk_status(mk_type) {
-        Ok(s) if s.current.state != 2 => {
-            out.error(format_args!(
-                "the CCA adapter has no valid CURRENT {mk_type} master key; load and set it \
-                 before migrating (nothing was changed)"
-            ));
-            return Exit::Pkcs11Init;
-        }
-        Ok(s) => Some(s),
-        Err(e) => {
-            out.verbose_notice(format_args!(
-                "Cannot read the master key registers ({e}); each key goes to the card"
-            ));
-            None
-        }
-    };
-    let card = Card {
-        lib: &lib,
-        mk_type,
-        status,
-    };
-
-    if let Err(e) = clean_temps(&store, args.dry_run, out) {
-        return e;
-    }
-    let (mut objects, unreadable) = match load_keys(&store, &mk, out) {
-        Ok(x) => x,
-        Err(exit) => return exit,
-    };
-
-    let kinds = select::searches(k);
-    let (tally, changed) = keys::migrate(&card, &kinds, &mut objects, out);
-
-    let written = match write_keys(paths, target, &store, &mk, &objects, &changed, args, out) {
-        Ok(n) => n,
-        Err(e) => return e,
-    };
-
-    if args.json {
-        out.json_document(&json_document(args, k, target, &tally, written, unreadable));
-    } else {
-        out.keys_summary(&tally.migrated, &tally.failed);
-        if args.dry_run {
-            dry_run_note(changed.len(), out);
-        }
-    }
-    if tally.count(KeyStatus::Failed) > 0 || unreadable > 0 {
-        Exit::KeysFailed
-    } else {
-        Exit::Success
-    }
-}
-
-/// Loads `libcsulcca.so`; a failure is upstream's `dlopen(...) failed` and exit 255.
-fn open_library(verbs: &[crate::cca::Verb], out: &mut Output<'_>) -> Result<Csulcca, Exit> {
-    Csulcca::open(verbs).map_err(|e| {
-        // The loader's own text already names the library: print it alone after
-        // upstream's `dlopen(libcsulcca.so) failed: `.
-        match e {
-            crate::cca::LoadError::Open { detail, .. } => {
-                out.dlopen_failed(Csulcca::LIBRARY, detail)
-            }
-            e => out.dlopen_failed(Csulcca::LIBRARY, e),
-        }
-        Exit::Failure
-    })
-}
-
 /// Takes openCryptoki's per-token lock (held until the returned guard drops): before
 /// the PIN prompts, so that a busy token is reported at once, and so that no
 /// openCryptoki process can start on the token while the PINs are typed.
@@ -389,29 +309,6 @@ fn take_lock(target: &Target, out: &mut Output<'_>) -> Result<TokenLock, Exit> {
         Err(e) => {
             out.error(e);
             Err(Exit::Pkcs11Init)
-        }
-    }
-}
-
-/// Unless `dry_run`, removes the temporary files an interrupted run left in
-/// `TOK_OBJ/` (under the token lock, before the objects are read).
-fn clean_temps(store: &TokenStore, dry_run: bool, out: &mut Output<'_>) -> Result<(), Exit> {
-    if dry_run {
-        return Ok(());
-    }
-    match atomic::remove_stale_temps(&store.tok_obj_dir()) {
-        Ok(removed) => {
-            for p in removed {
-                out.verbose_notice(format_args!(
-                    "Removed {} left by an interrupted run",
-                    p.display()
-                ));
-            }
-            Ok(())
-        }
-        Err(e) => {
-            out.error(e);
-            Err(Exit::Login)
         }
     }
 }
@@ -439,65 +336,21 @@ fn load_keys(
     Ok((objects, unreadable))
 }
 
-/// Rewrites `objects[changed]` in one atomic batch (unless `--dry-run`) and removes
-/// the token's shared memory; returns how many files were written. A failure is
-/// upstream's `Error replacing old key with migrated key.` and exit 8.
-#[allow(clippy::too_many_arguments)]
-fn write_keys(
-    paths: &SystemPaths,
-    target: &Target,
-    store: &TokenStore,
-    mk: &MasterKey,
-    objects: &[StoredObject],
-    changed: &[usize],
-    args: &Args,
-    out: &mut Output<'_>,
-) -> Result<usize, Exit> {
-    let batch: Vec<&StoredObject> = changed.iter().filter_map(|&i| objects.get(i)).collect();
-    commit(paths, target, store, mk, &batch, args.dry_run, out).map_err(|e| {
-        out.error("Error replacing old key with migrated key.");
-        out.error(e);
-        Exit::Login
-    })
+/// A commit of `-m keys` or `-m oldrsakeys` that failed: upstream's `Error replacing
+/// old key with migrated key.` and exit 8.
+fn replace_failed(e: StoreError, out: &mut Output<'_>) -> Exit {
+    out.error("Error replacing old key with migrated key.");
+    out.error(e);
+    Exit::Login
 }
 
-/// Commits `batch` atomically and removes the token's shared memory segment (also when
-/// the batch is empty); nothing with `dry_run`. Returns how many files were written.
-fn commit(
-    paths: &SystemPaths,
-    target: &Target,
-    store: &TokenStore,
-    mk: &MasterKey,
-    batch: &[&StoredObject],
-    dry_run: bool,
-    out: &mut Output<'_>,
-) -> Result<usize, StoreError> {
-    if dry_run {
-        return Ok(0);
-    }
-    let written = if batch.is_empty() {
-        0
-    } else {
-        match store.commit(mk, batch) {
-            Ok(report) => report.written.len(),
-            Err(e) => {
-                // Some files may have been renamed already (a partial commit).
-                remove_shm(paths, &target.shm_name, out);
-                return Err(e);
-            }
-        }
-    };
-    // Also when this run changed nothing: an earlier run may have been killed after
-    // its renames and before it could remove the segment.
-    remove_shm(paths, &target.shm_name, out);
-    Ok(written)
-}
-
-/// The `--dry-run` note printed after the summary.
-fn dry_run_note(would_write: usize, out: &mut Output<'_>) {
-    out.notice(format_args!(
-        "Dry run: {would_write} object(s) would be rewritten; nothing was written."
-    ));
+/// The objects of `changed` (indices into `objects`), in that order, each once.
+fn take_changed(objects: Vec<StoredObject>, changed: &[usize]) -> Vec<StoredObject> {
+    let mut slots: Vec<Option<StoredObject>> = objects.into_iter().map(Some).collect();
+    changed
+        .iter()
+        .filter_map(|&i| slots.get_mut(i).and_then(Option::take))
+        .collect()
 }
 
 /// Loads every object listed in `OBJ.IDX`, private ones first (the order a USER
@@ -529,59 +382,6 @@ fn load_in_find_order(
     }
     objects.sort_by_key(|o| !o.private);
     Ok((objects, unreadable))
-}
-
-/// Removes the token's shared memory segment so the next openCryptoki process rebuilds
-/// its object list from disk (what `pkcstok_migrate` does, datastore.md §9.6).
-fn remove_shm(paths: &SystemPaths, shm_name: &str, out: &mut Output<'_>) {
-    let file = paths.shm_root.join(shm_name.trim_start_matches('/'));
-    match std::fs::remove_file(&file) {
-        Ok(()) => out.verbose_notice(format_args!("Removed {}", file.display())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => out.error(format_args!(
-            "warning: {}: cannot remove the token's shared memory: {e}",
-            file.display()
-        )),
-    }
-}
-
-fn json_document(
-    args: &Args,
-    k: MkArg,
-    target: &Target,
-    tally: &Tally,
-    written: usize,
-    unreadable: usize,
-) -> String {
-    use serde_json::{json, Map, Value};
-    let counts = |c: &crate::messages::KeyCounts| -> Value {
-        let mut m = Map::new();
-        for (name, n) in c.entries() {
-            if n > 0 {
-                m.insert(name.to_string(), json!(n));
-            }
-        }
-        Value::Object(m)
-    };
-    let keys: Vec<Value> = tally.keys.iter().map(key_json).collect();
-    let doc = json!({
-        "mode": "keys",
-        "mk_type": k.name(),
-        "datastore": display_path(&target.dir),
-        "dry_run": args.dry_run,
-        "keys": keys,
-        "summary": {
-            "migrated": tally.count(KeyStatus::Migrated),
-            "current": tally.count(KeyStatus::Current),
-            "skipped": tally.count(KeyStatus::Skipped),
-            "failed": tally.count(KeyStatus::Failed),
-            "unreadable_objects": unreadable,
-            "objects_written": written,
-            "upstream_migrated": counts(&tally.migrated),
-            "upstream_failed": counts(&tally.failed),
-        },
-    });
-    doc.to_string()
 }
 
 /// One examined key in a `--json` document.

@@ -10,19 +10,18 @@
 //! written in one atomic batch. What the card returns is accepted only if it is the
 //! token kind asked for.
 
-use crate::app::Pins;
 use crate::cca::rules::{self, RuleArray};
 use crate::cca::token::{self, TokenKind};
-use crate::cca::{CcaError, Csulcca};
-use crate::cli::Args;
-use crate::config::SystemPaths;
+use crate::cca::{CcaError, Csulcca, Verb};
 use crate::exit::Exit;
 use crate::messages::Output;
+use crate::pin::Pins;
 use crate::pkcs11::{AttrType, ObjectClass};
-use crate::store::StoredObject;
+use crate::store::{MasterKey, StoreError, StoredObject, TokenStore};
 
 use super::keys::{self, KeyStatus, Tally};
-use super::{select, Target};
+use super::pipeline::{self, Context, ModeStep, Setup};
+use super::select;
 
 /// Counts of one run, as upstream prints them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -33,50 +32,75 @@ pub struct Counts {
     pub failed: u32,
 }
 
-/// `-m oldrsakeys`, start to end.
-pub fn run(
-    paths: &SystemPaths,
-    target: &Target,
-    args: &Args,
-    pins: &Pins,
-    out: &mut Output<'_>,
-) -> Exit {
-    let (store, mk) = match super::open_and_login(target, pins, out) {
-        Ok(x) => x,
-        Err(e) => return e,
-    };
-    let lib = match super::open_library(crate::cca::OLDRSAKEYS_VERBS, out) {
-        Ok(lib) => lib,
-        Err(e) => return e,
-    };
-    out.pkcs11_initialized();
-    if let Err(e) = super::clean_temps(&store, args.dry_run, out) {
-        return e;
+/// `-m oldrsakeys` in the [`pipeline`](super::pipeline).
+#[derive(Default)]
+pub(super) struct OldRsaMode {
+    unreadable: usize,
+    tally: Tally,
+    counts: Counts,
+}
+
+impl ModeStep for OldRsaMode {
+    fn verbs(&self) -> &'static [Verb] {
+        crate::cca::OLDRSAKEYS_VERBS
     }
-    let (mut objects, unreadable) = match super::load_keys(&store, &mk, out) {
-        Ok(x) => x,
-        Err(e) => return e,
-    };
 
-    let (tally, counts, changed) = migrate(&lib, &mut objects, out);
+    fn login(
+        &self,
+        store: &TokenStore,
+        pins: &Pins,
+        out: &mut Output<'_>,
+    ) -> Result<MasterKey, Exit> {
+        super::login(store, pins, out)
+    }
 
-    let written = match super::write_keys(paths, target, &store, &mk, &objects, &changed, args, out)
-    {
-        Ok(n) => n,
-        Err(e) => return e,
-    };
-    if args.json {
-        out.json_document(&json_document(args, target, &tally, written, unreadable));
-    } else {
-        out.old_rsa_summary(counts.migrated, counts.failed);
-        if args.dry_run {
-            super::dry_run_note(changed.len(), out);
+    fn begin(&mut self, _cx: &Context<'_>, out: &mut Output<'_>) -> Result<(), Exit> {
+        out.pkcs11_initialized();
+        Ok(())
+    }
+
+    fn convert(
+        &mut self,
+        cx: &Context<'_>,
+        out: &mut Output<'_>,
+    ) -> Result<Vec<StoredObject>, Exit> {
+        let (mut objects, unreadable) = super::load_keys(cx.store, cx.mk, out)?;
+        self.unreadable = unreadable;
+        let (tally, counts, changed) = migrate(cx.lib, &mut objects, out);
+        self.tally = tally;
+        self.counts = counts;
+        Ok(super::take_changed(objects, &changed))
+    }
+
+    fn commit_failed(&self, e: StoreError, out: &mut Output<'_>) -> Exit {
+        super::replace_failed(e, out)
+    }
+
+    fn report(
+        &self,
+        cx: &Context<'_>,
+        rewrite: usize,
+        written: usize,
+        out: &mut Output<'_>,
+    ) -> Exit {
+        if cx.setup.json {
+            out.json_document(&json_document(
+                cx.setup,
+                &self.tally,
+                written,
+                self.unreadable,
+            ));
+        } else {
+            out.old_rsa_summary(self.counts.migrated, self.counts.failed);
+            if cx.setup.dry_run {
+                pipeline::dry_run_note(rewrite, out);
+            }
         }
-    }
-    if counts.failed > 0 || unreadable > 0 {
-        Exit::KeysFailed
-    } else {
-        Exit::Success
+        if self.counts.failed > 0 || self.unreadable > 0 {
+            Exit::KeysFailed
+        } else {
+            Exit::Success
+        }
     }
 }
 
@@ -199,18 +223,12 @@ fn convert(lib: &Csulcca, public: bool, blob: &[u8]) -> Result<Vec<u8>, Failure>
     }
 }
 
-fn json_document(
-    args: &Args,
-    target: &Target,
-    tally: &Tally,
-    written: usize,
-    unreadable: usize,
-) -> String {
+fn json_document(setup: &Setup<'_>, tally: &Tally, written: usize, unreadable: usize) -> String {
     let keys: Vec<serde_json::Value> = tally.keys.iter().map(super::key_json).collect();
     serde_json::json!({
         "mode": "oldrsakeys",
-        "datastore": super::display_path(&target.dir),
-        "dry_run": args.dry_run,
+        "datastore": super::display_path(&setup.target.dir),
+        "dry_run": setup.dry_run,
         "keys": keys,
         "summary": {
             "migrated": tally.count(KeyStatus::Migrated),

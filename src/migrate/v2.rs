@@ -19,20 +19,17 @@ use std::path::Path;
 
 use zeroize::Zeroizing;
 
-use crate::app::Pins;
-use crate::cca::{CcaError, Csulcca};
-use crate::cli::Args;
-use crate::config::SystemPaths;
+use crate::cca::{CcaError, Csulcca, Verb};
 use crate::exit::Exit;
 use crate::messages::Output;
-use crate::pin::PinKind;
+use crate::pin::{PinKind, Pins};
 use crate::pkcs11::{AttrType, KeyType, ObjectClass};
 use crate::store::{
     self, MasterKey, ObjectName, StoreError, StoredObject, TokenStore, DECIPHER_FAILED, MK_SO,
     MK_USER, OBJ_IDX, TOK_OBJ,
 };
 
-use super::Target;
+use super::pipeline::{self, Context, ModeStep};
 
 /// The IV openCryptoki uses for private objects, with the card (2.x) and in software.
 const OBJECT_IV: [u8; 8] = *b"10293847";
@@ -44,120 +41,142 @@ fn upstream_path(dir: &Path, rest: &str) -> String {
     format!("{}/{rest}", dir.display())
 }
 
-/// `-m v2objectsv3`, start to end.
-pub fn run(
-    paths: &SystemPaths,
-    target: &Target,
-    args: &Args,
-    pins: &Pins,
-    out: &mut Output<'_>,
-) -> Exit {
-    let dir = &target.dir;
-    let store = match TokenStore::open(dir) {
-        Ok(s) => s,
-        Err(e) => {
-            out.error(e);
-            return Exit::Failure;
+/// `-m v2objectsv3` in the [`pipeline`](super::pipeline).
+#[derive(Default)]
+pub(super) struct V2Mode {
+    /// The objects `OBJ.IDX` lists, read in [`ModeStep::begin`].
+    names: Vec<ObjectName>,
+    processed: u32,
+    failed: u32,
+}
+
+impl ModeStep for V2Mode {
+    fn verbs(&self) -> &'static [Verb] {
+        crate::cca::V2OBJECTSV3_VERBS
+    }
+
+    /// Upstream's `v2objectsv3` fails on an unusable store with -1 (255).
+    fn open_failed(&self) -> Exit {
+        Exit::Failure
+    }
+
+    /// A soft token's objects are enciphered in software and hold clear keys: there is
+    /// nothing for the card to convert, and rewriting them would be wrong.
+    fn check_store(&self, store: &TokenStore, out: &mut Output<'_>) -> Result<(), Exit> {
+        if store.is_cca_token() {
+            return Ok(());
         }
-    };
-    // A soft token's objects are enciphered in software and hold clear keys: there is
-    // nothing for the card to convert, and rewriting them would be wrong.
-    if !store.is_cca_token() {
         out.error(format_args!(
             "{}: not a CCA token data store (NVTOK.DAT names the token model \"{}\"); \
              -m v2objectsv3 converts CCA token stores only, nothing was changed",
-            dir.display(),
+            store.dir().display(),
             store.model()
         ));
-        return Exit::Failure;
-    }
-    let mk = match login(&store, dir, pins, out) {
-        Ok(mk) => mk,
-        Err(e) => return e,
-    };
-    let lib = match super::open_library(crate::cca::V2OBJECTSV3_VERBS, out) {
-        Ok(lib) => lib,
-        Err(e) => return e,
-    };
-    let index = upstream_path(dir, &format!("{TOK_OBJ}/{OBJ_IDX}"));
-    match store::read_regular(&store.index_path()) {
-        Err(StoreError::Missing { .. }) => {
-            out.cannot_find(&index);
-            return Exit::Failure;
-        }
-        Err(e) => {
-            out.error(e);
-            return Exit::Failure;
-        }
-        Ok(b) if b.is_empty() => {
-            out.obj_idx_empty();
-            return Exit::Success;
-        }
-        Ok(_) => {}
-    }
-    out.store_complete(dir.display());
-    out.pin_verified(PinKind::So);
-    out.pin_verified(PinKind::User);
-    if store.format() != store::Format::Old {
-        out.notice(format_args!(
-            "{} is a new-format data store (openCryptoki 3.12 or later): it holds no \
-             openCryptoki 2.x objects. Nothing to migrate.",
-            dir.display()
-        ));
-        return Exit::Success;
-    }
-    let names = match store.read_index() {
-        Ok(n) => n,
-        Err(e) => {
-            out.error(e);
-            return Exit::Failure;
-        }
-    };
-    if let Err(e) = super::clean_temps(&store, args.dry_run, out) {
-        return e;
+        Err(Exit::Failure)
     }
 
-    let converter = Converter {
-        store: &store,
-        mk: &mk,
-        lib: &lib,
-    };
-    let mut batch = Vec::new();
-    let (mut processed, mut failed) = (0u32, 0u32);
-    for name in names {
-        let path = upstream_path(dir, &format!("{TOK_OBJ}/{name}"));
-        match converter.convert(name, &path, out) {
-            Outcome::Unreadable => continue,
-            Outcome::Failed => {
-                out.object_failed(&path);
-                failed = failed.saturating_add(1);
+    fn login(
+        &self,
+        store: &TokenStore,
+        pins: &Pins,
+        out: &mut Output<'_>,
+    ) -> Result<MasterKey, Exit> {
+        login(store, store.dir(), pins, out)
+    }
+
+    /// Upstream's checks of `OBJ.IDX` and its lines before the first object.
+    fn begin(&mut self, cx: &Context<'_>, out: &mut Output<'_>) -> Result<(), Exit> {
+        let (store, dir) = (cx.store, cx.store.dir());
+        let index = upstream_path(dir, &format!("{TOK_OBJ}/{OBJ_IDX}"));
+        match store::read_regular(&store.index_path()) {
+            Err(StoreError::Missing { .. }) => {
+                out.cannot_find(&index);
+                return Err(Exit::Failure);
             }
-            Outcome::Done(rewrite) => {
-                if let Some(obj) = rewrite {
-                    batch.push(obj);
+            Err(e) => {
+                out.error(e);
+                return Err(Exit::Failure);
+            }
+            Ok(b) if b.is_empty() => {
+                out.obj_idx_empty();
+                return Err(Exit::Success);
+            }
+            Ok(_) => {}
+        }
+        out.store_complete(dir.display());
+        out.pin_verified(PinKind::So);
+        out.pin_verified(PinKind::User);
+        if store.format() != store::Format::Old {
+            out.notice(format_args!(
+                "{} is a new-format data store (openCryptoki 3.12 or later): it holds no \
+                 openCryptoki 2.x objects. Nothing to migrate.",
+                dir.display()
+            ));
+            return Err(Exit::Success);
+        }
+        self.names = store.read_index().map_err(|e| {
+            out.error(e);
+            Exit::Failure
+        })?;
+        Ok(())
+    }
+
+    fn convert(
+        &mut self,
+        cx: &Context<'_>,
+        out: &mut Output<'_>,
+    ) -> Result<Vec<StoredObject>, Exit> {
+        let converter = Converter {
+            store: cx.store,
+            mk: cx.mk,
+            lib: cx.lib,
+        };
+        let dir = cx.store.dir();
+        let mut batch = Vec::new();
+        for &name in &self.names {
+            let path = upstream_path(dir, &format!("{TOK_OBJ}/{name}"));
+            match converter.convert(name, &path, out) {
+                Outcome::Unreadable => continue,
+                Outcome::Failed => {
+                    out.object_failed(&path);
+                    self.failed = self.failed.saturating_add(1);
                 }
-                out.object_processed(&path);
-                processed = processed.saturating_add(1);
+                Outcome::Done(rewrite) => {
+                    if let Some(obj) = rewrite {
+                        batch.push(obj);
+                    }
+                    out.object_processed(&path);
+                    self.processed = self.processed.saturating_add(1);
+                }
             }
         }
+        Ok(batch)
     }
 
-    let refs: Vec<&StoredObject> = batch.iter().collect();
-    if let Err(e) = super::commit(paths, target, &store, &mk, &refs, args.dry_run, out) {
+    fn commit_failed(&self, e: StoreError, out: &mut Output<'_>) -> Exit {
         out.error(e);
         out.error("no object was converted; the store is as it was");
-        return Exit::Failure;
+        Exit::Failure
     }
-    out.objects_summary(processed, failed);
-    if args.dry_run {
-        super::dry_run_note(batch.len(), out);
-    }
-    // Upstream exits 0 here whatever failed; an object left in the v2 form is
-    // unreadable by openCryptoki 3.x, so ours says so (as -m keys does).
-    if failed > 0 {
-        Exit::KeysFailed
-    } else {
-        Exit::Success
+
+    fn report(
+        &self,
+        cx: &Context<'_>,
+        rewrite: usize,
+        _written: usize,
+        out: &mut Output<'_>,
+    ) -> Exit {
+        out.objects_summary(self.processed, self.failed);
+        if cx.setup.dry_run {
+            pipeline::dry_run_note(rewrite, out);
+        }
+        // Upstream exits 0 here whatever failed; an object left in the v2 form is
+        // unreadable by openCryptoki 3.x, so ours says so (as -m keys does).
+        if self.failed > 0 {
+            Exit::KeysFailed
+        } else {
+            Exit::Success
+        }
     }
 }
 

@@ -14,12 +14,12 @@
 //! ```no_run
 //! use pkcscca::config::{locate_token, SystemPaths};
 //! use pkcscca::pkcs11::AttrType;
-//! use pkcscca::store::{lock, TokenStore};
+//! use pkcscca::store::TokenStore;
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let paths = SystemPaths::from_env();
 //! let loc = locate_token(&paths, 2)?;
-//! let _lock = lock::lock_token(&loc, &paths)?;
+//! let _lock = pkcscca::host::lock_token(&loc, &paths)?;
 //! let store = TokenStore::open_with(&loc.dir, loc.open_options())?;
 //! store.login_so(b"76543210")?;
 //! let mk = store.login_user(b"11223344")?;

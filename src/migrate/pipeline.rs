@@ -1,0 +1,227 @@
+//! The one flow every mode runs, once the PINs are read:
+//!
+//! 1. open the data store (`NVTOK.DAT`, the format);
+//! 2. the mode's checks of the opened store ([`ModeStep::check_store`]);
+//! 3. verify both PINs and open the store's master key ([`ModeStep::login`]);
+//! 4. load `libcsulcca.so` with only the verbs of the mode resolved;
+//! 5. the mode's start ([`ModeStep::begin`]: its first lines, the card's registers);
+//! 6. remove the temporary files an interrupted run left (not with `--dry-run`);
+//! 7. read and convert the objects ([`ModeStep::convert`]);
+//! 8. commit the changed objects in one atomic batch and remove the token's shared
+//!    memory (nothing with `--dry-run`);
+//! 9. the mode's report and exit status ([`ModeStep::report`]).
+//!
+//! A mode supplies only the steps that are its own; everything else, and the order, is
+//! here.
+
+use crate::cca::{Csulcca, LoadError, Verb};
+use crate::config::SystemPaths;
+use crate::exit::Exit;
+use crate::messages::Output;
+use crate::pin::Pins;
+use crate::store::{atomic, MasterKey, StoreError, StoredObject, TokenStore};
+
+use super::Target;
+
+/// Where a run works and how.
+pub(crate) struct Setup<'a> {
+    /// openCryptoki's system paths (for the shared memory segment).
+    pub paths: &'a SystemPaths,
+    /// The store of this run.
+    pub target: &'a Target,
+    /// `--dry-run`: nothing is written.
+    pub dry_run: bool,
+    /// `--json`: the report is one JSON document on stdout.
+    pub json: bool,
+}
+
+/// What the steps after the login work with.
+pub(crate) struct Context<'a> {
+    /// How the run was asked for.
+    pub setup: &'a Setup<'a>,
+    /// The opened store.
+    pub store: &'a TokenStore,
+    /// The key that opens the store's private objects.
+    pub mk: &'a MasterKey,
+    /// The CCA host library.
+    pub lib: &'a Csulcca,
+}
+
+/// The steps a mode supplies to [`run`].
+pub(crate) trait ModeStep {
+    /// The verbs the mode calls: the library is opened with only these resolved.
+    fn verbs(&self) -> &'static [Verb];
+
+    /// The exit status when the store cannot be opened.
+    fn open_failed(&self) -> Exit {
+        Exit::OpenSession
+    }
+
+    /// Checks of the opened store before the PINs are tried.
+    fn check_store(&self, _store: &TokenStore, _out: &mut Output<'_>) -> Result<(), Exit> {
+        Ok(())
+    }
+
+    /// Verifies both PINs; returns the key of `MK_USER`.
+    fn login(
+        &self,
+        store: &TokenStore,
+        pins: &Pins,
+        out: &mut Output<'_>,
+    ) -> Result<MasterKey, Exit>;
+
+    /// Runs after the library is loaded, before any object is read. `Err` ends the run
+    /// with that status (which may be success: nothing to do).
+    fn begin(&mut self, cx: &Context<'_>, out: &mut Output<'_>) -> Result<(), Exit>;
+
+    /// Reads and converts the objects; returns those to rewrite.
+    fn convert(
+        &mut self,
+        cx: &Context<'_>,
+        out: &mut Output<'_>,
+    ) -> Result<Vec<StoredObject>, Exit>;
+
+    /// Reports a commit that failed; returns the exit status.
+    fn commit_failed(&self, e: StoreError, out: &mut Output<'_>) -> Exit;
+
+    /// Reports the run: `rewrite` objects were to be rewritten, `written` were (0 with
+    /// `--dry-run`). Returns the exit status.
+    fn report(
+        &self,
+        cx: &Context<'_>,
+        rewrite: usize,
+        written: usize,
+        out: &mut Output<'_>,
+    ) -> Exit;
+}
+
+/// Runs `step` start to end; returns the exit status.
+pub(crate) fn run(
+    step: &mut dyn ModeStep,
+    setup: &Setup<'_>,
+    pins: &Pins,
+    out: &mut Output<'_>,
+) -> Exit {
+    run_steps(step, setup, pins, out).unwrap_or_else(|exit| exit)
+}
+
+fn run_steps(
+    step: &mut dyn ModeStep,
+    setup: &Setup<'_>,
+    pins: &Pins,
+    out: &mut Output<'_>,
+) -> Result<Exit, Exit> {
+    let store = TokenStore::open(&setup.target.dir).map_err(|e| {
+        out.error(e);
+        step.open_failed()
+    })?;
+    step.check_store(&store, out)?;
+    let mk = step.login(&store, pins, out)?;
+    let lib = open_library(step.verbs(), out)?;
+    let cx = Context {
+        setup,
+        store: &store,
+        mk: &mk,
+        lib: &lib,
+    };
+    step.begin(&cx, out)?;
+    clean_temps(&store, setup.dry_run, out)?;
+    let batch = step.convert(&cx, out)?;
+    let written = match commit(setup, &store, &mk, &batch, out) {
+        Ok(n) => n,
+        Err(e) => return Err(step.commit_failed(e, out)),
+    };
+    Ok(step.report(&cx, batch.len(), written, out))
+}
+
+/// Loads `libcsulcca.so`; a failure is upstream's `dlopen(...) failed` and exit 255.
+fn open_library(verbs: &[Verb], out: &mut Output<'_>) -> Result<Csulcca, Exit> {
+    Csulcca::open(verbs).map_err(|e| {
+        // The loader's own text already names the library: print it alone after
+        // upstream's `dlopen(libcsulcca.so) failed: `.
+        match e {
+            LoadError::Open { detail, .. } => out.dlopen_failed(Csulcca::LIBRARY, detail),
+            e => out.dlopen_failed(Csulcca::LIBRARY, e),
+        }
+        Exit::Failure
+    })
+}
+
+/// Unless `dry_run`, removes the temporary files an interrupted run left in
+/// `TOK_OBJ/` (under the token lock, before the objects are read).
+fn clean_temps(store: &TokenStore, dry_run: bool, out: &mut Output<'_>) -> Result<(), Exit> {
+    if dry_run {
+        return Ok(());
+    }
+    match atomic::remove_stale_temps(&store.tok_obj_dir()) {
+        Ok(removed) => {
+            for p in removed {
+                out.verbose_notice(format_args!(
+                    "Removed {} left by an interrupted run",
+                    p.display()
+                ));
+            }
+            Ok(())
+        }
+        Err(e) => {
+            out.error(e);
+            Err(Exit::Login)
+        }
+    }
+}
+
+/// Commits `batch` atomically and removes the token's shared memory segment (also when
+/// the batch is empty); nothing with `--dry-run`. Returns how many files were written.
+fn commit(
+    setup: &Setup<'_>,
+    store: &TokenStore,
+    mk: &MasterKey,
+    batch: &[StoredObject],
+    out: &mut Output<'_>,
+) -> Result<usize, StoreError> {
+    if setup.dry_run {
+        return Ok(0);
+    }
+    let written = if batch.is_empty() {
+        0
+    } else {
+        let refs: Vec<&StoredObject> = batch.iter().collect();
+        match store.commit(mk, &refs) {
+            Ok(report) => report.written.len(),
+            Err(e) => {
+                // Some files may have been renamed already (a partial commit).
+                remove_shm(setup, out);
+                return Err(e);
+            }
+        }
+    };
+    // Also when this run changed nothing: an earlier run may have been killed after
+    // its renames and before it could remove the segment.
+    remove_shm(setup, out);
+    Ok(written)
+}
+
+/// Removes the token's shared memory segment so the next openCryptoki process rebuilds
+/// its object list from disk (as `usr/sbin/pkcstok_migrate/pkcstok_migrate.c` does
+/// after converting a store).
+fn remove_shm(setup: &Setup<'_>, out: &mut Output<'_>) {
+    let file = setup
+        .paths
+        .shm_root
+        .join(setup.target.shm_name.trim_start_matches('/'));
+    match std::fs::remove_file(&file) {
+        Ok(()) => out.verbose_notice(format_args!("Removed {}", file.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => out.error(format_args!(
+            "warning: {}: cannot remove the token's shared memory: {e}",
+            file.display()
+        )),
+    }
+}
+
+/// The `--dry-run` note printed after the summary.
+pub(crate) fn dry_run_note(would_write: usize, out: &mut Output<'_>) {
+    out.notice(format_args!(
+        "Dry run: {would_write} object(s) would be rewritten; nothing was written."
+    ));
+}
