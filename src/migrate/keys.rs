@@ -597,7 +597,7 @@ fn migrate_one(
     any_changed
 }
 
-/// `-m keys` in the [`pipeline`](super::pipeline): one master key type.
+/// `-m keys` in the [`pipeline`]: one master key type.
 pub(super) struct KeysMode {
     k: MkArg,
     /// The card's registers of this type, when it could report them.

@@ -1,5 +1,5 @@
 //! The migration modes: [`Migrator::prepare`] does what needs no PIN, then
-//! [`Prepared::run`] runs the mode through the one [`pipeline`].
+//! [`Prepared::run`] runs the mode through the one pipeline (`pipeline.rs`).
 //!
 //! Upstream's `pkcscca -m keys` works online, through pkcsslotd and the PKCS#11 API.
 //! Ours works offline on the token's data store, so the steps that upstream gets from

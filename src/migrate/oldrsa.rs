@@ -32,7 +32,7 @@ pub struct Counts {
     pub failed: u32,
 }
 
-/// `-m oldrsakeys` in the [`pipeline`](super::pipeline).
+/// `-m oldrsakeys` in the [`pipeline`].
 #[derive(Default)]
 pub(super) struct OldRsaMode {
     unreadable: usize,

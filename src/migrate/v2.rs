@@ -41,7 +41,7 @@ fn upstream_path(dir: &Path, rest: &str) -> String {
     format!("{}/{rest}", dir.display())
 }
 
-/// `-m v2objectsv3` in the [`pipeline`](super::pipeline).
+/// `-m v2objectsv3` in the [`pipeline`].
 #[derive(Default)]
 pub(super) struct V2Mode {
     /// The objects `OBJ.IDX` lists, read in [`ModeStep::begin`].
