@@ -29,6 +29,7 @@ use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::PathBuf;
 
+use crate::cca::MkType;
 use crate::exit::Exit;
 
 /// The `-v` levels, in upstream's order (`pkcscca.c: verbose_str2level()`).
@@ -116,39 +117,6 @@ impl ModeName {
     }
 }
 
-/// The `-k` master key types.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KeyType {
-    /// `aes`: AES, AES XTS and HMAC keys (AES master key).
-    Aes,
-    /// `apka`: ECC, RSA-AESC/AESM and QSA keys (APKA master key).
-    Apka,
-    /// `asym`: RSA-CRT keys (ASYM master key).
-    Asym,
-    /// `sym`: DES, DES2, DES3 keys (SYM master key).
-    Sym,
-}
-
-impl KeyType {
-    /// All key types.
-    pub const ALL: [KeyType; 4] = [KeyType::Aes, KeyType::Apka, KeyType::Asym, KeyType::Sym];
-
-    /// The word used on the command line.
-    pub fn name(self) -> &'static str {
-        match self {
-            KeyType::Aes => "aes",
-            KeyType::Apka => "apka",
-            KeyType::Asym => "asym",
-            KeyType::Sym => "sym",
-        }
-    }
-
-    /// Exact lookup (`strcmp`).
-    pub fn from_name(word: &[u8]) -> Option<KeyType> {
-        Self::ALL.into_iter().find(|k| k.name().as_bytes() == word)
-    }
-}
-
 /// A validated mode with what it needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -159,7 +127,7 @@ pub enum Mode {
         /// PKCS#11 slot id.
         slot: u64,
         /// Master key type to migrate.
-        key_type: KeyType,
+        key_type: MkType,
     },
     /// `-m oldrsakeys -s SLOT`.
     OldRsaKeys {
@@ -204,7 +172,7 @@ impl Args {
     }
 
     /// The key type, for `-m keys`.
-    pub fn key_type(&self) -> Option<KeyType> {
+    pub fn key_type(&self) -> Option<MkType> {
         match self.mode {
             Mode::Keys { key_type, .. } => Some(key_type),
             _ => None,
@@ -602,7 +570,7 @@ pub fn validate(low: &LowArgs) -> Result<Command, CliError> {
             }
             LowItem::KeyType(word) => {
                 key_type = Some(
-                    KeyType::from_name(word.as_bytes())
+                    MkType::from_arg(word.as_bytes())
                         .ok_or_else(|| CliError::UnknownKeyType(word.as_bytes().to_vec()))?,
                 );
             }
@@ -692,7 +660,7 @@ mod tests {
     fn keys_mode_with_all_spellings() {
         let want = Mode::Keys {
             slot: 2,
-            key_type: KeyType::Aes,
+            key_type: MkType::Aes,
         };
         for args in [
             &["-m", "keys", "-s", "2", "-k", "aes"][..],
@@ -867,7 +835,7 @@ mod tests {
             run(&["-m", "oldrsakeys", "-m", "keys", "-s", "1", "-k", "sym"]).mode,
             Mode::Keys {
                 slot: 1,
-                key_type: KeyType::Sym
+                key_type: MkType::Sym
             }
         );
     }
@@ -882,7 +850,7 @@ mod tests {
         let a = run(&["-m", "keys", "-s", "1", "-k", "apka", "--json"]);
         assert!(a.json && !a.dry_run);
         assert_eq!(a.slot(), Some(1));
-        assert_eq!(a.key_type(), Some(KeyType::Apka));
+        assert_eq!(a.key_type(), Some(MkType::Apka));
     }
 
     #[test]

@@ -55,6 +55,23 @@ impl MkType {
         }
     }
 
+    /// The `-k` word of this type (lower case).
+    pub fn arg_name(self) -> &'static str {
+        match self {
+            MkType::Sym => "sym",
+            MkType::Asym => "asym",
+            MkType::Aes => "aes",
+            MkType::Apka => "apka",
+        }
+    }
+
+    /// Exact lookup of a `-k` word, as upstream's `strcmp` (lower case only).
+    pub fn from_arg(word: &[u8]) -> Option<MkType> {
+        MkType::ALL
+            .into_iter()
+            .find(|t| t.arg_name().as_bytes() == word)
+    }
+
     /// Parses a type name (case-insensitive).
     pub fn from_name(s: &str) -> Option<MkType> {
         MkType::ALL

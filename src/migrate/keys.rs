@@ -19,7 +19,6 @@
 use crate::cca::rules::{self, Keyword, RuleArray};
 use crate::cca::token::{self, MkType, TokenInfo};
 use crate::cca::{CcaError, Csulcca, MkStatus, Verb};
-use crate::cli::KeyType as MkArg;
 use crate::exit::Exit;
 use crate::messages::{KeyCounts, Output};
 use crate::pin::Pins;
@@ -599,7 +598,7 @@ fn migrate_one(
 
 /// `-m keys` in the [`pipeline`]: one master key type.
 pub(super) struct KeysMode {
-    k: MkArg,
+    k: MkType,
     /// The card's registers of this type, when it could report them.
     status: Option<MkStatus>,
     unreadable: usize,
@@ -608,7 +607,7 @@ pub(super) struct KeysMode {
 
 impl KeysMode {
     /// The mode for `-k k`.
-    pub(super) fn new(k: MkArg) -> Self {
+    pub(super) fn new(k: MkType) -> Self {
         KeysMode {
             k,
             status: None,
@@ -620,7 +619,7 @@ impl KeysMode {
 
 impl ModeStep for KeysMode {
     fn verbs(&self) -> &'static [Verb] {
-        crate::cca::keys_verbs(super::mk_type(self.k))
+        crate::cca::keys_verbs(self.k)
     }
 
     fn login(
@@ -634,7 +633,7 @@ impl ModeStep for KeysMode {
 
     fn begin(&mut self, cx: &Context<'_>, out: &mut Output<'_>) -> Result<(), Exit> {
         out.pkcs11_initialized();
-        let mk_type = super::mk_type(self.k);
+        let mk_type = self.k;
         self.status = match cx.lib.mk_status(mk_type) {
             Ok(s) if s.current.state != 2 => {
                 out.error(format_args!(
@@ -661,7 +660,7 @@ impl ModeStep for KeysMode {
     ) -> Result<Vec<StoredObject>, Exit> {
         let card = Card {
             lib: cx.lib,
-            mk_type: super::mk_type(self.k),
+            mk_type: self.k,
             status: self.status.clone(),
         };
         let (mut objects, unreadable) = super::load_keys(cx.store, cx.mk, out)?;
@@ -707,7 +706,7 @@ impl ModeStep for KeysMode {
 
 fn json_document(
     setup: &Setup<'_>,
-    k: MkArg,
+    k: MkType,
     tally: &Tally,
     written: usize,
     unreadable: usize,
@@ -725,7 +724,7 @@ fn json_document(
     let keys: Vec<Value> = tally.keys.iter().map(super::key_json).collect();
     let doc = json!({
         "mode": "keys",
-        "mk_type": k.name(),
+        "mk_type": k.arg_name(),
         "datastore": super::display_path(&setup.target.dir),
         "dry_run": setup.dry_run,
         "keys": keys,
@@ -748,7 +747,7 @@ mod tests {
     use super::*;
     use crate::migrate::select::searches;
 
-    fn kind_of(mk: crate::cli::KeyType, kt: KeyType) -> KeyKind {
+    fn kind_of(mk: MkType, kt: KeyType) -> KeyKind {
         searches(mk)
             .into_iter()
             .find(|k| k.key_type == kt)
@@ -757,8 +756,8 @@ mod tests {
 
     #[test]
     fn public_and_wrong_rsa_tokens_are_prechecked_out() {
-        let apka_rsa = kind_of(crate::cli::KeyType::Apka, KeyType::RSA);
-        let asym_rsa = kind_of(crate::cli::KeyType::Asym, KeyType::RSA);
+        let apka_rsa = kind_of(MkType::Apka, KeyType::RSA);
+        let asym_rsa = kind_of(MkType::Asym, KeyType::RSA);
         let mut crt = vec![0u8; 64];
         crt[0] = 0x1F;
         crt[8] = 0x08;
@@ -772,13 +771,13 @@ mod tests {
         assert!(matches!(precheck(&asym_rsa, &crt), Precheck::Go));
         assert!(matches!(precheck(&asym_rsa, &public), Precheck::Public));
         assert!(matches!(precheck(&asym_rsa, &crt[..15]), Precheck::Public));
-        let des = kind_of(crate::cli::KeyType::Sym, KeyType::DES);
+        let des = kind_of(MkType::Sym, KeyType::DES);
         assert!(matches!(precheck(&des, &public), Precheck::Go));
     }
 
     #[test]
     fn verb_choice_follows_upstream_byte_test() {
-        let aes = kind_of(crate::cli::KeyType::Aes, KeyType::AES);
+        let aes = kind_of(MkType::Aes, KeyType::AES);
         let mut cipher = vec![0u8; 136];
         cipher[0] = 0x01;
         cipher[4] = 0x05;
@@ -788,21 +787,21 @@ mod tests {
         assert_eq!(verb_for(&aes, &[]), Verb::Csnbktc);
         let rule = rule_for(Verb::Csnbktc, &aes);
         assert_eq!(rule.as_bytes(), b"RTCMK   AES     ");
-        let des = kind_of(crate::cli::KeyType::Sym, KeyType::DES3);
+        let des = kind_of(MkType::Sym, KeyType::DES3);
         assert_eq!(rule_for(Verb::Csnbktc, &des).as_bytes(), b"RTCMK   ");
-        let rsa = kind_of(crate::cli::KeyType::Asym, KeyType::RSA);
+        let rsa = kind_of(MkType::Asym, KeyType::RSA);
         assert_eq!(rule_for(Verb::Csndktc, &rsa).as_bytes(), b"RTCMK   ");
-        let ecc = kind_of(crate::cli::KeyType::Apka, KeyType::EC);
+        let ecc = kind_of(MkType::Apka, KeyType::EC);
         assert_eq!(
             rule_for(Verb::Csndktc, &ecc).as_bytes(),
             b"RTCMK   ECC     "
         );
-        let hmac = kind_of(crate::cli::KeyType::Aes, KeyType::GENERIC_SECRET);
+        let hmac = kind_of(MkType::Aes, KeyType::GENERIC_SECRET);
         assert_eq!(
             rule_for(verb_for(&hmac, &[]), &hmac).as_bytes(),
             b"RTCMK   HMAC    "
         );
-        let dil = kind_of(crate::cli::KeyType::Apka, KeyType::IBM_PQC_DILITHIUM);
+        let dil = kind_of(MkType::Apka, KeyType::IBM_PQC_DILITHIUM);
         assert_eq!(
             rule_for(Verb::Csndktc, &dil).as_bytes(),
             b"RTCMK   QSA     "
@@ -811,9 +810,9 @@ mod tests {
 
     #[test]
     fn xts_blobs_split_in_two_halves() {
-        let xts = kind_of(crate::cli::KeyType::Aes, KeyType::AES_XTS);
+        let xts = kind_of(MkType::Aes, KeyType::AES_XTS);
         assert_eq!(halves(&xts, &[0u8; 128]), vec![0..64, 64..128]);
-        let aes = kind_of(crate::cli::KeyType::Aes, KeyType::AES);
+        let aes = kind_of(MkType::Aes, KeyType::AES);
         assert_eq!(halves(&aes, &[0u8; 64]), vec![0..64]);
     }
 }

@@ -24,8 +24,7 @@ pub mod v2;
 
 use std::path::{Path, PathBuf};
 
-use crate::cca::token::MkType;
-use crate::cli::{Args, KeyType as MkArg, Mode};
+use crate::cli::{Args, Mode};
 use crate::config::{self, SystemPaths};
 use crate::exit::Exit;
 use crate::host;
@@ -116,16 +115,6 @@ impl Prepared {
             }
             Mode::V2ObjectsV3 => pipeline::run(&mut v2::V2Mode::default(), &setup, pins, out),
         }
-    }
-}
-
-/// The master key type a `-k` value re-enciphers to.
-pub fn mk_type(k: MkArg) -> MkType {
-    match k {
-        MkArg::Aes => MkType::Aes,
-        MkArg::Apka => MkType::Apka,
-        MkArg::Asym => MkType::Asym,
-        MkArg::Sym => MkType::Sym,
     }
 }
 

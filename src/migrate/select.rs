@@ -11,7 +11,7 @@
 //! `Found N keys to examine` line only when they find something, so a store without
 //! such keys produces upstream's output byte for byte.
 
-use crate::cli::KeyType as MkArg;
+use crate::cca::MkType;
 use crate::messages::KeyCounts;
 use crate::pkcs11::KeyType;
 
@@ -165,10 +165,10 @@ pub fn old_rsa_search() -> KeyKind {
 }
 
 /// The searches of one `-k` value, in upstream's order, followed by ours.
-pub fn searches(mk: MkArg) -> Vec<KeyKind> {
+pub fn searches(mk: MkType) -> Vec<KeyKind> {
     use Handling::{Asymmetric as Asym, Symmetric as Sym};
     match mk {
-        MkArg::Aes => vec![
+        MkType::Aes => vec![
             kind(
                 KeyType::AES,
                 Some("AES"),
@@ -202,7 +202,7 @@ pub fn searches(mk: MkArg) -> Vec<KeyKind> {
             hmac(KeyType::SHA384_HMAC),
             hmac(KeyType::SHA512_HMAC),
         ],
-        MkArg::Apka => vec![
+        MkType::Apka => vec![
             kind(
                 KeyType::EC,
                 Some("ECC"),
@@ -272,7 +272,7 @@ pub fn searches(mk: MkArg) -> Vec<KeyKind> {
                 Counter::MlKem,
             ),
         ],
-        MkArg::Asym => vec![KeyKind {
+        MkType::Asym => vec![KeyKind {
             rsa: Some(RsaFormat::Old),
             ..kind(
                 KeyType::RSA,
@@ -284,7 +284,7 @@ pub fn searches(mk: MkArg) -> Vec<KeyKind> {
                 Counter::Rsa,
             )
         }],
-        MkArg::Sym => vec![
+        MkType::Sym => vec![
             kind(
                 KeyType::DES,
                 Some("DES"),
@@ -330,16 +330,16 @@ mod tests {
                 .collect::<Vec<_>>()
         };
         assert_eq!(
-            names(MkArg::Aes),
+            names(MkType::Aes),
             [KeyType::AES, KeyType::AES_XTS, KeyType::GENERIC_SECRET]
         );
         assert_eq!(
-            names(MkArg::Sym),
+            names(MkType::Sym),
             [KeyType::DES, KeyType::DES2, KeyType::DES3]
         );
-        assert_eq!(names(MkArg::Asym), [KeyType::RSA]);
+        assert_eq!(names(MkType::Asym), [KeyType::RSA]);
         assert_eq!(
-            names(MkArg::Apka),
+            names(MkType::Apka),
             [
                 KeyType::EC,
                 KeyType::RSA,
@@ -349,7 +349,7 @@ mod tests {
                 KeyType::ML_DSA
             ]
         );
-        for mk in [MkArg::Aes, MkArg::Apka, MkArg::Asym, MkArg::Sym] {
+        for mk in [MkType::Aes, MkType::Apka, MkType::Asym, MkType::Sym] {
             let s = searches(mk);
             let first_ours = s.iter().position(|k| !k.upstream).unwrap_or(s.len());
             assert!(s
@@ -361,7 +361,7 @@ mod tests {
 
     #[test]
     fn each_key_type_is_searched_once_per_run() {
-        for mk in [MkArg::Aes, MkArg::Apka, MkArg::Asym, MkArg::Sym] {
+        for mk in [MkType::Aes, MkType::Apka, MkType::Asym, MkType::Sym] {
             let s = searches(mk);
             for (i, k) in s.iter().enumerate() {
                 assert!(s.iter().skip(i + 1).all(|o| o.key_type != k.key_type));
