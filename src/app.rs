@@ -134,7 +134,7 @@ fn prompt_and_run(
             (Ok(pin), Ok(())) => Ok(pin),
             _ => {
                 out.could_not_get_pin(kind);
-                Err(Exit::Failure)
+                Err(Exit::PinRejected)
             }
         }
     };
@@ -213,7 +213,7 @@ mod tests {
         );
         assert_eq!(out, "Enter the SO PIN: \nEnter the USER PIN: \n");
         // The empty NVTOK.DAT is refused when the store is opened, after the prompts.
-        assert_eq!(exit, Exit::OpenSession, "{err}");
+        assert_eq!(exit, Exit::NoToken, "{err}");
         assert!(err.contains("NVTOK.DAT"), "{err}");
     }
 
@@ -226,7 +226,7 @@ mod tests {
             &["-m", "oldrsakeys", "-s", "7", "-d", &missing],
             b"1\n2\n",
         );
-        assert_eq!(exit, Exit::OpenSession);
+        assert_eq!(exit, Exit::NoToken);
         assert_eq!(out, "");
         assert!(err.contains("NVTOK.DAT not found"), "{err}");
     }
@@ -236,7 +236,7 @@ mod tests {
         let bare = Bare::new();
         let store = bare.store();
         let (exit, out, err) = go(&bare, &["-m", "v2objectsv3", "-d", &store], b"76543210\n");
-        assert_eq!(exit, Exit::Failure);
+        assert_eq!(exit, Exit::PinRejected);
         assert_eq!(out, "Enter the SO PIN: \nEnter the USER PIN: \n");
         assert_eq!(err, "pkcscca: Could not get USER PIN.\n");
     }
@@ -261,7 +261,7 @@ mod tests {
     fn argument_errors_never_reach_prepare() {
         let bare = Bare::new();
         let (exit, out, err) = go(&bare, &["-m", "keys", "-k", "aes"], b"1\n2\n");
-        assert_eq!(exit, Exit::Failure);
+        assert_eq!(exit, Exit::Usage);
         assert!(!out.contains("Enter the"), "{out}");
         assert_eq!(err, "pkcscca: missing slot number\n");
     }

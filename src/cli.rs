@@ -282,8 +282,8 @@ impl CliError {
     /// The exit status for this error.
     pub fn exit(&self) -> Exit {
         match self {
-            CliError::SlotInvalid(_) => Exit::OpenSession,
-            _ => Exit::Failure,
+            CliError::SlotInvalid(_) => Exit::NoToken,
+            _ => Exit::Usage,
         }
     }
 }

@@ -1,43 +1,101 @@
 //! Exit statuses of `pkcscca`, in one place.
 //!
-//! The numbers follow the C tool's return values (`pkcscca.c: main()`,
-//! `migrate_wrapped_keys()`, `migrate_old_rsa_keys()`), so maintenance scripts that test
-//! `$?` keep working. The C tool returns `-1` from `main` for every usage, PIN and
-//! library-load problem, which the shell sees as 255. Our one addition is
-//! [`Exit::KeysFailed`]: upstream exits 0 even when some keys could not be re-enciphered.
-//! (openCryptoki 3.8.1 used 3 for a failed `C_GetSlotList`; 3.27 never returns 3.)
+//! Each [`Exit`] variant names what happened; several share a number, because the
+//! numbers follow the C tool's return values (`usr/sbin/pkcscca/pkcscca.c: main()`,
+//! `migrate_wrapped_keys()`, `migrate_old_rsa_keys()`) so that maintenance scripts that
+//! test `$?` keep working. The C tool returns `-1` from `main` for every usage, PIN and
+//! library-load problem, which the shell sees as 255. The numbers of our own outcomes
+//! ([`code::KEYS_FAILED`], [`code::OUTPUT_FAILED`]) are ones upstream 3.27 never returns.
+//! (openCryptoki 3.8.1 used 3 for a failed `C_GetSlotList`.)
 
 use std::process::ExitCode;
 
-/// How a run of `pkcscca` ended, as the process exit status.
+/// The numbers handed to the operating system.
+pub mod code {
+    /// Everything asked for was done.
+    pub const SUCCESS: u8 = 0;
+    /// Upstream: `p11_init()` failed (`C_Initialize`, the daemon, the configuration).
+    pub const PKCS11_INIT: u8 = 2;
+    /// Ours: the run completed, but some key or object could not be migrated.
+    pub const KEYS_FAILED: u8 = 3;
+    /// Upstream: `C_OpenSession` failed (no such slot, no usable token).
+    pub const OPEN_SESSION: u8 = 5;
+    /// Upstream: `C_Login (USER)` failed; also its status for a failed write-back.
+    pub const LOGIN: u8 = 8;
+    /// Ours: a line could not be written to stdout or stderr.
+    pub const OUTPUT_FAILED: u8 = 12;
+    /// Upstream: `return -1` from `main()`.
+    pub const FAILURE: u8 = 255;
+}
+
+/// How a run of `pkcscca` ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
 pub enum Exit {
-    /// Everything asked for was done (also `-h`).
-    Success = 0,
-    /// Mirrors upstream's `p11_init()` failure (`migrate_wrapped_keys()` returns 2): the
-    /// token environment could not be set up (for us: configuration or exclusive access).
-    Pkcs11Init = 2,
-    /// Our addition: the run completed but at least one key failed to migrate.
-    KeysFailed = 3,
-    /// Mirrors upstream's `C_OpenSession` failure (5): unknown or unusable slot.
-    OpenSession = 5,
-    /// Mirrors upstream's `C_Login (USER)` failure (8), and `-m oldrsakeys` find/write-back
-    /// failures.
-    Login = 8,
-    /// Upstream's `return -1`: usage errors, missing or wrong PINs, CCA library load
-    /// failure, `-m v2objectsv3` store errors.
-    Failure = 255,
-    /// Ours: the run's work ended as it would have succeeded, but a line could not be
-    /// written to stdout or stderr (e.g. `> /dev/full`); the store's state is what a
-    /// successful run leaves.
-    OutputFailed = 12,
+    /// Everything asked for was done (also `-h`, and nothing to do) (0).
+    Success,
+    /// The token cannot be worked on now: pkcsslotd runs, the token is locked, an HSM
+    /// master key change is pending, the card has no CURRENT master key, or the
+    /// configuration cannot be read. Upstream's `p11_init()` failure (2).
+    NotReady,
+    /// The run completed, but at least one key or object could not be migrated; each
+    /// kept its original bytes (ours, 3; upstream exits 0 and the key is lost at the
+    /// next master key change).
+    KeysFailed,
+    /// The slot is not configured, not a CCA token, or has no data store. Upstream's
+    /// `C_OpenSession` failure (5).
+    NoToken,
+    /// The USER login failed: a wrong USER PIN of a 3.12+ store, or `MK_USER` that
+    /// cannot be opened. Upstream's `C_Login (USER)` failure (8).
+    LoginFailed,
+    /// The object index or the object directory could not be read (8, as upstream's
+    /// failed object search).
+    StoreUnreadable,
+    /// Writing the migrated objects back failed (8, as upstream's failed
+    /// `C_SetAttributeValue`).
+    WriteFailed,
+    /// A command-line error (255).
+    Usage,
+    /// A PIN could not be read or is wrong (255, as upstream's `verify_pins()`).
+    PinRejected,
+    /// `libcsulcca.so` could not be loaded or lacks a verb (255).
+    LibraryUnavailable,
+    /// `-m v2objectsv3` could not work on the store (255, as upstream).
+    Failed,
+    /// The run's work ended as it would have succeeded, but a line could not be written
+    /// to stdout or stderr (e.g. `> /dev/full`) (ours, 12).
+    OutputFailed,
 }
 
 impl Exit {
+    /// Every outcome, for tests and documentation checks.
+    pub const ALL: [Exit; 12] = [
+        Exit::Success,
+        Exit::NotReady,
+        Exit::KeysFailed,
+        Exit::NoToken,
+        Exit::LoginFailed,
+        Exit::StoreUnreadable,
+        Exit::WriteFailed,
+        Exit::Usage,
+        Exit::PinRejected,
+        Exit::LibraryUnavailable,
+        Exit::Failed,
+        Exit::OutputFailed,
+    ];
+
     /// The numeric status handed to the operating system.
     pub fn code(self) -> u8 {
-        self as u8
+        match self {
+            Exit::Success => code::SUCCESS,
+            Exit::NotReady => code::PKCS11_INIT,
+            Exit::KeysFailed => code::KEYS_FAILED,
+            Exit::NoToken => code::OPEN_SESSION,
+            Exit::LoginFailed | Exit::StoreUnreadable | Exit::WriteFailed => code::LOGIN,
+            Exit::Usage | Exit::PinRejected | Exit::LibraryUnavailable | Exit::Failed => {
+                code::FAILURE
+            }
+            Exit::OutputFailed => code::OUTPUT_FAILED,
+        }
     }
 }
 
@@ -54,11 +112,13 @@ mod tests {
     #[test]
     fn codes_match_upstream_numbers() {
         assert_eq!(Exit::Success.code(), 0);
-        assert_eq!(Exit::Pkcs11Init.code(), 2);
+        assert_eq!(Exit::NotReady.code(), 2);
         assert_eq!(Exit::KeysFailed.code(), 3);
-        assert_eq!(Exit::OpenSession.code(), 5);
-        assert_eq!(Exit::Login.code(), 8);
+        assert_eq!(Exit::NoToken.code(), 5);
+        assert_eq!(Exit::LoginFailed.code(), 8);
+        assert_eq!(Exit::WriteFailed.code(), 8);
         // `return -1` from main() as seen by the shell.
-        assert_eq!(Exit::Failure.code(), (-1i32) as u8);
+        assert_eq!(Exit::Usage.code(), (-1i32) as u8);
+        assert_eq!(Exit::PinRejected.code(), (-1i32) as u8);
     }
 }

@@ -331,15 +331,7 @@ fn man_page_documents_every_exit_status() {
         .and_then(|(_, rest)| rest.split_once("\n.SH "))
         .map(|(s, _)| s)
         .expect("EXIT STATUS section");
-    for exit in [
-        Exit::Success,
-        Exit::Pkcs11Init,
-        Exit::KeysFailed,
-        Exit::OpenSession,
-        Exit::Login,
-        Exit::Failure,
-        Exit::OutputFailed,
-    ] {
+    for exit in Exit::ALL {
         let entry = format!(".TP\n.B {}\n", exit.code());
         assert!(section.contains(&entry), "{exit:?} missing from man page");
     }

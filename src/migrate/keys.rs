@@ -640,7 +640,7 @@ impl ModeStep for KeysMode {
                     "the CCA adapter has no valid CURRENT {mk_type} master key; load and set it \
                      before migrating (nothing was changed)"
                 ));
-                return Err(Exit::Pkcs11Init);
+                return Err(Exit::NotReady);
             }
             Ok(s) => Some(s),
             Err(e) => {

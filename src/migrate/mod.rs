@@ -84,7 +84,7 @@ impl Migrator {
         let target = resolve_target(&self.paths, args, out)?;
         match (preflight(&self.paths, &target, out), args.mode) {
             // Upstream's v2objectsv3 fails on an unusable store with -1 (255).
-            (Err(Exit::OpenSession), Mode::V2ObjectsV3) => return Err(Exit::Failure),
+            (Err(Exit::NoToken), Mode::V2ObjectsV3) => return Err(Exit::Failed),
             (r, _) => r?,
         }
         let lock = take_lock(&target, out)?;
@@ -173,7 +173,7 @@ fn resolve_target(paths: &SystemPaths, args: &Args, out: &mut Output<'_>) -> Res
                 loc.stdll
             ));
             out.slot_id_invalid();
-            Err(Exit::OpenSession)
+            Err(Exit::NoToken)
         }
         Some(Ok(loc)) => {
             let gid = group(loc.usergroup.as_deref());
@@ -191,20 +191,20 @@ fn resolve_target(paths: &SystemPaths, args: &Args, out: &mut Output<'_>) -> Res
                 "{file}: slot {slot} is not configured (give the token directory with -d)"
             ));
             out.slot_id_invalid();
-            Err(Exit::OpenSession)
+            Err(Exit::NoToken)
         }
         Some(Err(e @ config::LocateError::Resolve(_))) => {
             out.error(e);
             out.slot_id_invalid();
-            Err(Exit::OpenSession)
+            Err(Exit::NoToken)
         }
         Some(Err(e)) => {
             out.error(e);
-            Err(Exit::Pkcs11Init)
+            Err(Exit::NotReady)
         }
         None => {
             out.slot_id_invalid();
-            Err(Exit::OpenSession)
+            Err(Exit::NoToken)
         }
     }
 }
@@ -218,14 +218,14 @@ fn preflight(paths: &SystemPaths, target: &Target, out: &mut Output<'_>) -> Resu
             "{}: no token data store here (NVTOK.DAT not found)",
             target.dir.display()
         ));
-        return Err(Exit::OpenSession);
+        return Err(Exit::NoToken);
     }
     if let Some(pid) = host::pkcsslotd_running(paths) {
         out.error(format_args!(
             "pkcsslotd is running (pid {pid}): stop it and every openCryptoki application \
              before migrating keys offline"
         ));
-        return Err(Exit::Pkcs11Init);
+        return Err(Exit::NotReady);
     }
     let mk_change = paths.data_root.join("HSM_MK_CHANGE");
     if let Ok(mut entries) = std::fs::read_dir(&mk_change) {
@@ -235,7 +235,7 @@ fn preflight(paths: &SystemPaths, target: &Target, out: &mut Output<'_>) -> Resu
                  with pkcshsm_mk_change first",
                 e.path().display()
             ));
-            return Err(Exit::Pkcs11Init);
+            return Err(Exit::NotReady);
         }
     }
     for p in host::processes_using_opencryptoki(paths) {
@@ -253,11 +253,11 @@ fn login(store: &TokenStore, pins: &Pins, out: &mut Output<'_>) -> Result<Master
         Ok(()) => {}
         Err(StoreError::WrongSoPin { .. }) => {
             out.pin_incorrect(PinKind::So);
-            return Err(Exit::Failure);
+            return Err(Exit::PinRejected);
         }
         Err(e) => {
             out.error(e);
-            return Err(Exit::Failure);
+            return Err(Exit::PinRejected);
         }
     }
     match store.login_user(pins.user.as_bytes()) {
@@ -268,15 +268,15 @@ fn login(store: &TokenStore, pins: &Pins, out: &mut Output<'_>) -> Result<Master
             out.pin_incorrect(PinKind::User);
             out.pkcs11_initialized();
             out.user_login_failed();
-            Err(Exit::Login)
+            Err(Exit::LoginFailed)
         }
         Err(StoreError::WrongUserPin { .. }) => {
             out.pin_incorrect(PinKind::User);
-            Err(Exit::Failure)
+            Err(Exit::PinRejected)
         }
         Err(e) => {
             out.error(e);
-            Err(Exit::Login)
+            Err(Exit::LoginFailed)
         }
     }
 }
@@ -293,11 +293,11 @@ fn take_lock(target: &Target, out: &mut Output<'_>) -> Result<TokenLock, Exit> {
                  application first",
                 target.lock_file.display()
             ));
-            Err(Exit::Pkcs11Init)
+            Err(Exit::NotReady)
         }
         Err(e) => {
             out.error(e);
-            Err(Exit::Pkcs11Init)
+            Err(Exit::NotReady)
         }
     }
 }
@@ -320,7 +320,7 @@ fn load_keys(
              progress; finish or cancel it with pkcshsm_mk_change first",
             store.object_path(o.name).display()
         ));
-        return Err(Exit::Pkcs11Init);
+        return Err(Exit::NotReady);
     }
     Ok((objects, unreadable))
 }
@@ -330,7 +330,7 @@ fn load_keys(
 fn replace_failed(e: StoreError, out: &mut Output<'_>) -> Exit {
     out.error("Error replacing old key with migrated key.");
     out.error(e);
-    Exit::Login
+    Exit::WriteFailed
 }
 
 /// The objects of `changed` (indices into `objects`), in that order, each once.
@@ -355,7 +355,7 @@ fn load_in_find_order(
         Err(StoreError::MissingIndex { .. } | StoreError::EmptyIndex { .. }) => Vec::new(),
         Err(e) => {
             out.error(e);
-            return Err(Exit::Login);
+            return Err(Exit::StoreUnreadable);
         }
     };
     let mut objects = Vec::with_capacity(names.len());

@@ -54,7 +54,7 @@ pub(crate) trait ModeStep {
 
     /// The exit status when the store cannot be opened.
     fn open_failed(&self) -> Exit {
-        Exit::OpenSession
+        Exit::NoToken
     }
 
     /// Checks of the opened store before the PINs are tried.
@@ -143,7 +143,7 @@ fn open_library(verbs: &[Verb], out: &mut Output<'_>) -> Result<Csulcca, Exit> {
             LoadError::Open { detail, .. } => out.dlopen_failed(Csulcca::LIBRARY, detail),
             e => out.dlopen_failed(Csulcca::LIBRARY, e),
         }
-        Exit::Failure
+        Exit::LibraryUnavailable
     })
 }
 
@@ -165,7 +165,7 @@ fn clean_temps(store: &TokenStore, dry_run: bool, out: &mut Output<'_>) -> Resul
         }
         Err(e) => {
             out.error(e);
-            Err(Exit::Login)
+            Err(Exit::WriteFailed)
         }
     }
 }

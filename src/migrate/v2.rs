@@ -57,7 +57,7 @@ impl ModeStep for V2Mode {
 
     /// Upstream's `v2objectsv3` fails on an unusable store with -1 (255).
     fn open_failed(&self) -> Exit {
-        Exit::Failure
+        Exit::Failed
     }
 
     /// A soft token's objects are enciphered in software and hold clear keys: there is
@@ -72,7 +72,7 @@ impl ModeStep for V2Mode {
             store.dir().display(),
             store.model()
         ));
-        Err(Exit::Failure)
+        Err(Exit::Failed)
     }
 
     fn login(
@@ -91,11 +91,11 @@ impl ModeStep for V2Mode {
         match store::read_regular(&store.index_path()) {
             Err(StoreError::Missing { .. }) => {
                 out.cannot_find(&index);
-                return Err(Exit::Failure);
+                return Err(Exit::Failed);
             }
             Err(e) => {
                 out.error(e);
-                return Err(Exit::Failure);
+                return Err(Exit::Failed);
             }
             Ok(b) if b.is_empty() => {
                 out.obj_idx_empty();
@@ -116,7 +116,7 @@ impl ModeStep for V2Mode {
         }
         self.names = store.read_index().map_err(|e| {
             out.error(e);
-            Exit::Failure
+            Exit::Failed
         })?;
         Ok(())
     }
@@ -156,7 +156,7 @@ impl ModeStep for V2Mode {
     fn commit_failed(&self, e: StoreError, out: &mut Output<'_>) -> Exit {
         out.error(e);
         out.error("no object was converted; the store is as it was");
-        Exit::Failure
+        Exit::Failed
     }
 
     fn report(
@@ -211,11 +211,11 @@ fn master_key(
             if file != mk_path =>
         {
             out.pin_incorrect(kind);
-            return Err(Exit::Failure);
+            return Err(Exit::PinRejected);
         }
         Err(StoreError::Missing { .. } | StoreError::MissingMkUser { .. }) => {
             out.cannot_find(&shown);
-            return Err(Exit::Failure);
+            return Err(Exit::Failed);
         }
         // The PIN matched NVTOK.DAT but does not open the MK file.
         Err(StoreError::WrongSoPin { .. } | StoreError::WrongUserPin { .. }) => {
@@ -224,7 +224,7 @@ fn master_key(
         Err(e) => out.error(e),
     }
     out.could_not_load_master_key(kind);
-    Err(Exit::Failure)
+    Err(Exit::Failed)
 }
 
 /// What became of one object.
