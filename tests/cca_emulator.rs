@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use common::emu::{self, EmuSession};
 use pkcscca::cca::rules::{self, Keyword, RuleArray};
 use pkcscca::cca::token::{self, MkType, TokenKind};
-use pkcscca::cca::{CcaError, Csulcca, LoadError, Verb};
+use pkcscca::cca::{CcaError, Csulcca, LoadError, RegisterState, Verb};
 
 fn new_mk(cca: &Csulcca, t: MkType) {
     cca.csnbmkp(t, rules::RANDOM, &[]).unwrap();
@@ -116,7 +116,11 @@ fn des_token_migrates_and_still_decrypts() {
     assert_eq!(after.old.mkvp, before.current.mkvp, "CURRENT moved to OLD");
     assert_eq!(
         (after.new.state, after.current.state, after.old.state),
-        (1, 2, 2)
+        (
+            RegisterState::Empty,
+            RegisterState::Loaded,
+            RegisterState::Loaded
+        )
     );
 
     let mut t = key;
@@ -252,7 +256,10 @@ fn error_codes_through_the_library() {
         .csnbktc(&rtcmk(), &mut t)
         .unwrap_err()
         .is_mk_not_loaded());
-    assert_eq!(cca.mk_status(MkType::Sym).unwrap().current.state, 1);
+    assert_eq!(
+        cca.mk_status(MkType::Sym).unwrap().current.state,
+        RegisterState::Empty
+    );
 }
 
 #[test]
@@ -267,7 +274,7 @@ fn state_is_shared_with_the_admin_tool() {
     }
     // Parts XOR to zero: a full NEW register holding the all-zero key.
     let st = cca.mk_status(MkType::Aes).unwrap();
-    assert_eq!(st.new.state, 3);
+    assert_eq!(st.new.state, RegisterState::Loaded);
     assert!(st.new.mkvp.is_some());
     assert!(s.admin(&["set", "aes"]).status.success());
     let st = cca.mk_status(MkType::Aes).unwrap();
@@ -396,7 +403,10 @@ fn concurrent_threads_and_processes_keep_state_consistent() {
     });
     assert_eq!(current_vp(&cca, MkType::Sym), sym);
     let st = cca.mk_status(MkType::Aes).unwrap();
-    assert_eq!((st.current.state, st.old.state), (2, 2));
+    assert_eq!(
+        (st.current.state, st.old.state),
+        (RegisterState::Loaded, RegisterState::Loaded)
+    );
 }
 
 fn kws(list: &[&str]) -> RuleArray {

@@ -189,14 +189,60 @@ fn check(verb: Verb, raw: Option<ffi::Raw>) -> Result<Status, CcaError> {
     }
 }
 
+/// What a master-key register holds, as the card reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RegisterState {
+    /// Nothing loaded.
+    Empty,
+    /// NEW register only: some key parts loaded, not yet complete.
+    Partial,
+    /// A complete master key (NEW full, CURRENT or OLD valid).
+    Loaded,
+    /// The card answered something we do not know.
+    Unknown,
+}
+
+impl RegisterState {
+    /// The state of a CURRENT or OLD register from its status digit (`1` empty, `2`
+    /// valid).
+    fn current_or_old(digit: Option<u8>) -> RegisterState {
+        match digit {
+            Some(1) => RegisterState::Empty,
+            Some(2) => RegisterState::Loaded,
+            _ => RegisterState::Unknown,
+        }
+    }
+
+    /// The state of a NEW register from its status digit (`1` empty, `2` partially
+    /// loaded, `3` full).
+    fn new_register(digit: Option<u8>) -> RegisterState {
+        match digit {
+            Some(1) => RegisterState::Empty,
+            Some(2) => RegisterState::Partial,
+            Some(3) => RegisterState::Loaded,
+            _ => RegisterState::Unknown,
+        }
+    }
+}
+
 /// One master-key register as reported by the card.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Register {
-    /// State digit: NEW 1 empty / 2 partial / 3 full; CURRENT, OLD 1 empty / 2 valid.
-    pub state: u8,
+    /// What the register holds.
+    pub state: RegisterState,
     /// The verification pattern, when the card reports one for this register
-    /// and the register is not empty.
+    /// and the register holds a complete key.
     pub mkvp: Option<Vec<u8>>,
+}
+
+impl Register {
+    /// The verification pattern of a complete key in this register.
+    pub fn loaded_mkvp(&self) -> Option<&[u8]> {
+        match self.state {
+            RegisterState::Loaded => self.mkvp.as_deref(),
+            _ => None,
+        }
+    }
 }
 
 /// NEW, CURRENT and OLD registers of one master-key type.
@@ -258,10 +304,10 @@ pub struct Query {
     pub status: Status,
 }
 
-fn state_digit(k: Option<&Keyword>) -> u8 {
+fn state_digit(k: Option<&Keyword>) -> Option<u8> {
     match k.map(|k| k.0[0]) {
-        Some(d @ b'1'..=b'3') => d - b'0',
-        _ => 0,
+        Some(d @ b'1'..=b'3') => Some(d - b'0'),
+        _ => None,
     }
 }
 
@@ -364,26 +410,25 @@ impl Csulcca {
         };
         let q = self.csuacfq(&RuleArray::new(&[kw]), 0)?;
         let st = |i: usize| state_digit(q.rule_array.get(first + i));
-        let (ns, cs, os) = (st(0), st(1), st(2));
+        let (ns, cs, os) = (
+            RegisterState::new_register(st(0)),
+            RegisterState::current_or_old(st(1)),
+            RegisterState::current_or_old(st(2)),
+        );
         let icsb = self.csuacfq(&RuleArray::new(&[rules::STATICSB]), 256)?;
         let (ids, len) = staticsb_ids(t);
-        let vp = |i: usize, state: u8| -> Option<Vec<u8>> {
-            let v = staticsb_value(&icsb.verb_data, *ids.get(i)?, len)?;
-            (state >= 2).then(|| v.to_vec())
+        let register = |i: usize, state: RegisterState| Register {
+            state,
+            mkvp: ids
+                .get(i)
+                .and_then(|&id| staticsb_value(&icsb.verb_data, id, len))
+                .filter(|_| matches!(state, RegisterState::Loaded))
+                .map(<[u8]>::to_vec),
         };
         Ok(MkStatus {
-            old: Register {
-                state: os,
-                mkvp: vp(0, os),
-            },
-            current: Register {
-                state: cs,
-                mkvp: vp(1, cs),
-            },
-            new: Register {
-                state: ns,
-                mkvp: vp(2, ns.saturating_sub(1)),
-            },
+            old: register(0, os),
+            current: register(1, cs),
+            new: register(2, ns),
         })
     }
 

@@ -18,7 +18,7 @@
 
 use crate::cca::rules::{self, Keyword, RuleArray};
 use crate::cca::token::{self, MkType, TokenInfo};
-use crate::cca::{CcaError, Csulcca, MkStatus, Verb};
+use crate::cca::{CcaError, Csulcca, MkStatus, RegisterState, Verb};
 use crate::exit::Exit;
 use crate::messages::{KeyCounts, Output};
 use crate::pin::Pins;
@@ -26,7 +26,7 @@ use crate::pkcs11::{AttrType, KeyType, ObjectClass};
 use crate::store::{MasterKey, StoreError, StoredObject, TokenStore};
 
 use super::pipeline::{self, Context, ModeStep, Setup};
-use super::select::{self, Handling, KeyKind, RsaFormat};
+use super::select::{self, Algorithm, Handling, KeyKind, RsaFormat};
 
 /// `CKA_HIDDEN` (`CKA_VENDOR_DEFINED + 0x01000000` in openCryptoki): objects the
 /// token never lets `C_FindObjects` see.
@@ -114,14 +114,11 @@ pub struct Card<'a> {
 
 impl Card<'_> {
     fn current_mkvp(&self) -> Option<&[u8]> {
-        self.status.as_ref()?.current.mkvp.as_deref()
+        self.status.as_ref()?.current.loaded_mkvp()
     }
 
     fn old_mkvp(&self) -> Option<&[u8]> {
-        let s = self.status.as_ref()?;
-        (s.old.state == 2)
-            .then_some(s.old.mkvp.as_deref())
-            .flatten()
+        self.status.as_ref()?.old.loaded_mkvp()
     }
 }
 
@@ -183,10 +180,10 @@ fn rule_for(verb: Verb, kind: &KeyKind) -> RuleArray {
     let alg: Option<Keyword> = match (verb, kind.handling) {
         (Verb::Csnbktc2, Handling::Hmac) => Some(rules::HMAC),
         (Verb::Csnbktc2, _) => Some(rules::AES),
-        (Verb::Csnbktc, _) => (kind.algo == "AES").then_some(rules::AES),
-        _ => match kind.counter {
-            super::select::Counter::Rsa => None,
-            super::select::Counter::Ecc => Some(rules::ECC),
+        (Verb::Csnbktc, _) => (kind.algorithm == Algorithm::Aes).then_some(rules::AES),
+        _ => match kind.algorithm {
+            Algorithm::Rsa => None,
+            Algorithm::Ecc => Some(rules::ECC),
             _ => Some(rules::QSA),
         },
     };
@@ -536,7 +533,7 @@ fn migrate_one(
             }
             Precheck::Go => {}
         }
-        kind.counter.bump(&mut tally.migrated);
+        kind.algorithm.bump(&mut tally.migrated);
         tally.keys.push(rec);
         return false;
     }
@@ -571,25 +568,25 @@ fn migrate_one(
             )),
             (None, None) => out.error(format_args!("object {handle}: {}", f.reason)),
         }
-        out.key_migration_failed(kind.algo, label, &handle);
+        out.key_migration_failed(kind.algorithm.line_name(), label, &handle);
         if f.cca.as_ref().is_some_and(CcaError::is_unknown_mk) {
             out.error(format_args!("object {handle}: {}", f.reason));
         }
-        kind.counter.bump(&mut tally.failed);
+        kind.algorithm.bump(&mut tally.failed);
         rec.status = KeyStatus::Failed;
         rec.reason = Some(f.reason);
         tally.keys.push(rec);
         return false;
     }
 
-    out.key_migrated(kind.algo, label, &handle);
-    kind.counter.bump(&mut tally.migrated);
+    out.key_migrated(kind.algorithm.line_name(), label, &handle);
+    kind.algorithm.bump(&mut tally.migrated);
     rec.mkvp_after = Some(joined(&new_blob, &parts, mkvp_hex));
     if any_changed {
         obj.template.set(AttrType::IBM_OPAQUE, new_blob);
         rec.status = KeyStatus::Migrated;
     } else {
-        out.skipping_current_master_key(kind.algo, label, &handle);
+        out.skipping_current_master_key(kind.algorithm.line_name(), label, &handle);
         rec.status = KeyStatus::Current;
     }
     tally.keys.push(rec);
@@ -635,7 +632,7 @@ impl ModeStep for KeysMode {
         out.pkcs11_initialized();
         let mk_type = self.k;
         self.status = match cx.lib.mk_status(mk_type) {
-            Ok(s) if s.current.state != 2 => {
+            Ok(s) if s.current.state != RegisterState::Loaded => {
                 out.error(format_args!(
                     "the CCA adapter has no valid CURRENT {mk_type} master key; load and set it \
                      before migrating (nothing was changed)"

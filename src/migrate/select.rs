@@ -48,19 +48,18 @@ pub struct KeyKind {
     pub upstream: bool,
     /// The type name in `Migratable key found: type=...` (`pkcscca.h`).
     pub type_name: &'static str,
-    /// The algorithm name in the per-key lines (`Successfully migrated <algo> key`).
-    pub algo: &'static str,
     /// How the key is re-enciphered.
     pub handling: Handling,
     /// The RSA format check of this run, for `CKK_RSA`.
     pub rsa: Option<RsaFormat>,
-    /// The summary counter the key is counted under.
-    pub counter: Counter,
+    /// The algorithm: the name in the per-key lines and the summary counter.
+    pub algorithm: Algorithm,
 }
 
-/// The summary counters of `key_migration_results()`.
+/// The algorithm of a key as `cca_migrate()` names it in its per-key lines, each with
+/// its summary counter of `key_migration_results()`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Counter {
+pub enum Algorithm {
     /// `AES`.
     Aes,
     /// `DES` (every DES flavour, as upstream).
@@ -83,20 +82,37 @@ pub enum Counter {
     MlKem,
 }
 
-impl Counter {
-    /// Adds one to this counter in `c`.
+impl Algorithm {
+    /// The name in `Successfully migrated <name> key.` and the other per-key lines
+    /// (upstream spells two of them with an underscore).
+    pub fn line_name(self) -> &'static str {
+        match self {
+            Algorithm::Aes => "AES",
+            Algorithm::Des => "DES",
+            Algorithm::Ecc => "ECC",
+            Algorithm::Hmac => "HMAC",
+            Algorithm::Rsa => "RSA",
+            Algorithm::IbmDilithium => "IBM Dilithium",
+            Algorithm::IbmMlDsa => "IBM ML_DSA",
+            Algorithm::IbmMlKem => "IBM ML-KEM",
+            Algorithm::MlDsa => "ML_DSA",
+            Algorithm::MlKem => "ML-KEM",
+        }
+    }
+
+    /// Adds one to this algorithm's counter in `c`.
     pub fn bump(self, c: &mut KeyCounts) {
         let n = match self {
-            Counter::Aes => &mut c.aes,
-            Counter::Des => &mut c.des,
-            Counter::Ecc => &mut c.ecc,
-            Counter::Hmac => &mut c.hmac,
-            Counter::Rsa => &mut c.rsa,
-            Counter::IbmDilithium => &mut c.ibm_dilithium,
-            Counter::IbmMlDsa => &mut c.ibm_ml_dsa,
-            Counter::IbmMlKem => &mut c.ibm_ml_kem,
-            Counter::MlDsa => &mut c.ml_dsa,
-            Counter::MlKem => &mut c.ml_kem,
+            Algorithm::Aes => &mut c.aes,
+            Algorithm::Des => &mut c.des,
+            Algorithm::Ecc => &mut c.ecc,
+            Algorithm::Hmac => &mut c.hmac,
+            Algorithm::Rsa => &mut c.rsa,
+            Algorithm::IbmDilithium => &mut c.ibm_dilithium,
+            Algorithm::IbmMlDsa => &mut c.ibm_ml_dsa,
+            Algorithm::IbmMlKem => &mut c.ibm_ml_kem,
+            Algorithm::MlDsa => &mut c.ml_dsa,
+            Algorithm::MlKem => &mut c.ml_kem,
         };
         *n = n.saturating_add(1);
     }
@@ -107,19 +123,17 @@ const fn kind(
     announce: Option<&'static str>,
     upstream: bool,
     type_name: &'static str,
-    algo: &'static str,
     handling: Handling,
-    counter: Counter,
+    algorithm: Algorithm,
 ) -> KeyKind {
     KeyKind {
         key_type,
         announce,
         upstream,
         type_name,
-        algo,
         handling,
         rsa: None,
-        counter,
+        algorithm,
     }
 }
 
@@ -129,9 +143,8 @@ const fn hmac(key_type: KeyType) -> KeyKind {
         None,
         false,
         "HMAC",
-        "HMAC",
         Handling::Hmac,
-        Counter::Hmac,
+        Algorithm::Hmac,
     )
 }
 
@@ -141,9 +154,8 @@ const fn ecc(key_type: KeyType) -> KeyKind {
         None,
         false,
         "ECC",
-        "ECC",
         Handling::Asymmetric,
-        Counter::Ecc,
+        Algorithm::Ecc,
     )
 }
 
@@ -157,9 +169,8 @@ pub fn old_rsa_search() -> KeyKind {
             Some("RSA"),
             true,
             "RSA",
-            "RSA",
             Handling::Asymmetric,
-            Counter::Rsa,
+            Algorithm::Rsa,
         )
     }
 }
@@ -169,32 +180,15 @@ pub fn searches(mk: MkType) -> Vec<KeyKind> {
     use Handling::{Asymmetric as Asym, Symmetric as Sym};
     match mk {
         MkType::Aes => vec![
-            kind(
-                KeyType::AES,
-                Some("AES"),
-                true,
-                "AES",
-                "AES",
-                Sym,
-                Counter::Aes,
-            ),
-            kind(
-                KeyType::AES_XTS,
-                None,
-                true,
-                "AES XTS",
-                "AES",
-                Sym,
-                Counter::Aes,
-            ),
+            kind(KeyType::AES, Some("AES"), true, "AES", Sym, Algorithm::Aes),
+            kind(KeyType::AES_XTS, None, true, "AES XTS", Sym, Algorithm::Aes),
             kind(
                 KeyType::GENERIC_SECRET,
                 Some("HMAC"),
                 true,
                 "HMAC",
-                "HMAC",
                 Handling::Hmac,
-                Counter::Hmac,
+                Algorithm::Hmac,
             ),
             hmac(KeyType::SHA_1_HMAC),
             hmac(KeyType::SHA224_HMAC),
@@ -203,62 +197,42 @@ pub fn searches(mk: MkType) -> Vec<KeyKind> {
             hmac(KeyType::SHA512_HMAC),
         ],
         MkType::Apka => vec![
-            kind(
-                KeyType::EC,
-                Some("ECC"),
-                true,
-                "ECC",
-                "ECC",
-                Asym,
-                Counter::Ecc,
-            ),
+            kind(KeyType::EC, Some("ECC"), true, "ECC", Asym, Algorithm::Ecc),
             KeyKind {
                 rsa: Some(RsaFormat::New),
-                ..kind(
-                    KeyType::RSA,
-                    Some("RSA"),
-                    true,
-                    "RSA",
-                    "RSA",
-                    Asym,
-                    Counter::Rsa,
-                )
+                ..kind(KeyType::RSA, Some("RSA"), true, "RSA", Asym, Algorithm::Rsa)
             },
             kind(
                 KeyType::IBM_PQC_DILITHIUM,
                 Some("IBM Dilithium"),
                 true,
                 "IBM Dilithium",
-                "IBM Dilithium",
                 Asym,
-                Counter::IbmDilithium,
+                Algorithm::IbmDilithium,
             ),
             kind(
                 KeyType::IBM_ML_DSA,
                 Some("IBM ML-DSA"),
                 true,
                 "IBM ML-DSA",
-                "IBM ML_DSA",
                 Asym,
-                Counter::IbmMlDsa,
+                Algorithm::IbmMlDsa,
             ),
             kind(
                 KeyType::IBM_ML_KEM,
                 Some("IBM ML-KEM"),
                 true,
                 "IBM ML-KEM",
-                "IBM ML-KEM",
                 Asym,
-                Counter::IbmMlKem,
+                Algorithm::IbmMlKem,
             ),
             kind(
                 KeyType::ML_DSA,
                 Some("ML-DSA"),
                 true,
                 "ML-DSA",
-                "ML_DSA",
                 Asym,
-                Counter::MlDsa,
+                Algorithm::MlDsa,
             ),
             ecc(KeyType::EC_EDWARDS),
             ecc(KeyType::EC_MONTGOMERY),
@@ -267,9 +241,8 @@ pub fn searches(mk: MkType) -> Vec<KeyKind> {
                 None,
                 false,
                 "ML-KEM",
-                "ML-KEM",
                 Asym,
-                Counter::MlKem,
+                Algorithm::MlKem,
             ),
         ],
         MkType::Asym => vec![KeyKind {
@@ -279,38 +252,27 @@ pub fn searches(mk: MkType) -> Vec<KeyKind> {
                 Some("old RSA"),
                 true,
                 "RSA",
-                "RSA",
                 Asym,
-                Counter::Rsa,
+                Algorithm::Rsa,
             )
         }],
         MkType::Sym => vec![
-            kind(
-                KeyType::DES,
-                Some("DES"),
-                true,
-                "DES",
-                "DES",
-                Sym,
-                Counter::Des,
-            ),
+            kind(KeyType::DES, Some("DES"), true, "DES", Sym, Algorithm::Des),
             kind(
                 KeyType::DES2,
                 Some("DES2"),
                 true,
                 "2DES",
-                "DES",
                 Sym,
-                Counter::Des,
+                Algorithm::Des,
             ),
             kind(
                 KeyType::DES3,
                 Some("DES3"),
                 true,
                 "3DES",
-                "DES",
                 Sym,
-                Counter::Des,
+                Algorithm::Des,
             ),
         ],
     }
