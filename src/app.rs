@@ -179,7 +179,6 @@ mod tests {
                 pkcsslotd_pid_files: vec![root.join("run/pkcsslotd.pid")],
                 proc_root: root.join("proc"),
                 shm_root: root.join("shm"),
-                group_file: root.join("group"),
             })
         }
     }

@@ -7,7 +7,6 @@
 //! run or warn.
 
 use std::fs;
-use std::path::Path;
 
 use crate::config::{SystemPaths, TokenLocation};
 use crate::store::lock::TokenLock;
@@ -18,20 +17,18 @@ pub const DEFAULT_TOKEN_GROUP: &str = "pkcs11";
 
 /// Takes the lock of a configured token: its lock file, created if missing
 /// in the slot's `usergroup` (else `pkcs11`), when that group exists.
-pub fn lock_token(loc: &TokenLocation, paths: &SystemPaths) -> Result<TokenLock, StoreError> {
+pub fn lock_token(loc: &TokenLocation) -> Result<TokenLock, StoreError> {
     let group = loc.usergroup.as_deref().unwrap_or(DEFAULT_TOKEN_GROUP);
-    TokenLock::acquire(&loc.lock_file, group_gid(&paths.group_file, group))
+    TokenLock::acquire(&loc.lock_file, group_gid(group))
 }
 
-/// The gid of group `name` from an `/etc/group`-format file, if listed.
-pub fn group_gid(group_file: &Path, name: &str) -> Option<u32> {
-    let text = fs::read_to_string(group_file).ok()?;
-    text.lines().find_map(|l| {
-        let mut f = l.split(':');
-        (f.next()? == name).then_some(())?;
-        f.next()?;
-        f.next()?.parse().ok()
-    })
+/// The gid of group `name` as the system's name service knows it (`getgrnam_r`, so
+/// groups from LDAP or sssd count, as they do for openCryptoki), if it exists.
+pub fn group_gid(name: &str) -> Option<u32> {
+    nix::unistd::Group::from_name(name)
+        .ok()
+        .flatten()
+        .map(|g| g.gid.as_raw())
 }
 
 /// The pid of a running pkcsslotd, if any of the pid files names a live one.

@@ -10,7 +10,6 @@ use pkcscca::migrate::Migrator;
 use pkcscca::pin::RawInput;
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::new().filter("PKCSCCA_LOG")).init();
     let stdin = std::io::stdin();
     let terminal = stdin.is_terminal().then(|| stdin.as_fd());
     let io = Io {

@@ -22,7 +22,6 @@ fn refuse_all(root: &std::path::Path) -> Migrator {
         pkcsslotd_pid_files: vec![root.join("run/pkcsslotd.pid")],
         proc_root: root.join("proc"),
         shm_root: root.join("shm"),
-        group_file: root.join("group"),
     })
 }
 

@@ -129,13 +129,12 @@ fn processes_with_opencryptoki_mapped() {
 }
 
 #[test]
-fn group_lookup() {
-    let tmp = tempfile::tempdir().unwrap();
-    let g = tmp.path().join("group");
-    std::fs::write(&g, "root:x:0:\npkcs11:x:996:root,alice\nbad\n").unwrap();
-    assert_eq!(group_gid(&g, "pkcs11"), Some(996));
-    assert_eq!(group_gid(&g, "pkcs"), None);
-    assert_eq!(group_gid(&g, "bad"), None);
+fn group_lookup_goes_through_the_name_service() {
+    // Every Linux system has group root (gid 0); Debian's base-files adds daemon (1).
+    assert_eq!(group_gid("root"), Some(0));
+    assert_eq!(group_gid("daemon"), Some(1));
+    assert_eq!(group_gid("pkcscca-no-such-group"), None);
+    assert_eq!(group_gid(""), None);
 }
 
 #[test]
@@ -143,23 +142,20 @@ fn lock_token_uses_the_configured_location_and_group() {
     use pkcscca::config::{parse_str, resolve_slot};
     use pkcscca::host::lock_token;
     let tmp = tempfile::tempdir().unwrap();
-    let group = tmp.path().join("group");
-    std::fs::write(&group, "pkcs11:x:996:\ncca:x:5678:\n").unwrap();
     let paths = SystemPaths {
         lock_root: tmp.path().join("lock"),
         data_root: tmp.path().join("lib"),
-        group_file: group,
         ..SystemPaths::default()
     };
     let slots = parse_str(
-        "slot 2 {\n stdll = libpkcs11_cca.so\n usergroup = cca\n}\n",
+        "slot 2 {\n stdll = libpkcs11_cca.so\n usergroup = daemon\n}\n",
         "c",
     )
     .unwrap();
     let loc = resolve_slot(&slots, 2, &paths, None, "c").unwrap();
-    let lock = lock_token(&loc, &paths).unwrap();
+    let lock = lock_token(&loc).unwrap();
     assert_eq!(lock.path(), tmp.path().join("lock/ccatok/LCK..ccatok"));
     if common::running_as_root() {
-        assert_eq!(std::fs::metadata(lock.path()).unwrap().gid(), 5678);
+        assert_eq!(std::fs::metadata(lock.path()).unwrap().gid(), 1);
     }
 }

@@ -45,8 +45,6 @@ pub struct SystemPaths {
     pub proc_root: PathBuf,
     /// Where POSIX shared memory appears, default `/dev/shm`.
     pub shm_root: PathBuf,
-    /// Group database, default `/etc/group`.
-    pub group_file: PathBuf,
 }
 
 impl Default for SystemPaths {
@@ -63,7 +61,6 @@ impl Default for SystemPaths {
             ],
             proc_root: PathBuf::from("/proc"),
             shm_root: PathBuf::from("/dev/shm"),
-            group_file: PathBuf::from("/etc/group"),
         }
     }
 }

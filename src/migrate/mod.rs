@@ -131,7 +131,7 @@ fn resolve_target(paths: &SystemPaths, args: &Args, out: &mut Output<'_>) -> Res
             .map(|s| config::locate_token(paths, s)),
     };
     let group =
-        |usergroup: Option<&str>| host::group_gid(&paths.group_file, usergroup.unwrap_or("pkcs11"));
+        |usergroup: Option<&str>| host::group_gid(usergroup.unwrap_or(host::DEFAULT_TOKEN_GROUP));
     let datastore = match (&args.datastore, args.mode) {
         (Some(dir), _) => Some(dir.clone()),
         (None, Mode::V2ObjectsV3) => Some(paths.data_root.join("ccatok")),
@@ -350,8 +350,16 @@ fn load_in_find_order(
     mk: &MasterKey,
     out: &mut Output<'_>,
 ) -> Result<(Vec<StoredObject>, usize), Exit> {
-    let names = match store.read_index() {
-        Ok(n) => n,
+    let names = match store.index() {
+        Ok(index) => {
+            for line in index.duplicate_lines {
+                out.error(format_args!(
+                    "warning: {}: line {line}: repeated object name skipped",
+                    store.index_path().display()
+                ));
+            }
+            index.names
+        }
         Err(StoreError::MissingIndex { .. } | StoreError::EmptyIndex { .. }) => Vec::new(),
         Err(e) => {
             out.error(e);

@@ -19,7 +19,7 @@
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let paths = SystemPaths::from_env();
 //! let loc = locate_token(&paths, 2)?;
-//! let _lock = pkcscca::host::lock_token(&loc, &paths)?;
+//! let _lock = pkcscca::host::lock_token(&loc)?;
 //! let store = TokenStore::open_with(&loc.dir, loc.open_options())?;
 //! store.login_so(b"76543210")?;
 //! let mk = store.login_user(b"11223344")?;
@@ -241,6 +241,15 @@ impl StoredObject {
 enum Role {
     So,
     User,
+}
+
+/// The object names of OBJ.IDX ([`TokenStore::index`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ObjectIndex {
+    /// Object names in index order, each once.
+    pub names: Vec<ObjectName>,
+    /// 1-based numbers of the lines that repeated an earlier name (skipped).
+    pub duplicate_lines: Vec<u64>,
 }
 
 /// What [`TokenStore::commit`] did.
@@ -477,6 +486,12 @@ impl TokenStore {
     /// Errors: [`StoreError::MissingIndex`], [`StoreError::EmptyIndex`],
     /// [`StoreError::BadName`], [`StoreError::Symlink`].
     pub fn read_index(&self) -> Result<Vec<ObjectName>, StoreError> {
+        self.index().map(|i| i.names)
+    }
+
+    /// Reads OBJ.IDX like [`read_index`](Self::read_index), also telling which lines
+    /// repeated a name (for the caller to report).
+    pub fn index(&self) -> Result<ObjectIndex, StoreError> {
         let path = self.index_path();
         let data = match read_regular(&path) {
             Err(StoreError::Missing { file }) => return Err(StoreError::MissingIndex { file }),
@@ -489,13 +504,10 @@ impl TokenStore {
             file: path.clone(),
             line,
         })?;
-        for line in &idx.duplicate_lines {
-            log::warn!(
-                "{}: line {line}: repeated object name skipped",
-                path.display()
-            );
-        }
-        Ok(idx.names)
+        Ok(ObjectIndex {
+            names: idx.names,
+            duplicate_lines: idx.duplicate_lines,
+        })
     }
 
     /// Loads every object listed in OBJ.IDX (public and private), in index order.

@@ -134,7 +134,6 @@ impl Lab {
             .env_remove("CSULCCA_EMU_LATENCY_US")
             .env_remove("CSULCCA_SAMPLE_SO_PIN")
             .env_remove("CSULCCA_SAMPLE_USER_PIN")
-            .env_remove("PKCSCCA_LOG")
             .env_remove("POSIXLY_CORRECT");
         for (k, v) in &self.extra_env {
             cmd.env(k, v);

@@ -751,8 +751,7 @@ fn store_rewrite(args: &Args) -> Result<(), Failure> {
     let paths = SystemPaths::from_env();
     let slot = u32::try_from(args.slot).map_err(|_| Failure("slot out of range".into()))?;
     let loc = locate_token(&paths, slot).map_err(|e| Failure(format!("slot {slot}: {e}")))?;
-    let _lock =
-        pkcscca::host::lock_token(&loc, &paths).map_err(|e| Failure(format!("token lock: {e}")))?;
+    let _lock = pkcscca::host::lock_token(&loc).map_err(|e| Failure(format!("token lock: {e}")))?;
     let dir = loc.dir.display().to_string();
     let (store, mk, objects) = snapshot::load_store(&loc.dir, loc.open_options(), USER_PIN)?;
     let all: Vec<&StoredObject> = objects.iter().collect();
