@@ -16,10 +16,13 @@ use std::io::{Read, Write};
 use std::os::fd::BorrowedFd;
 use std::os::unix::ffi::OsStrExt;
 
+pub use crate::migrate::Migrator;
+pub use crate::pin::RawInput;
+
 use crate::cli::{self, Command};
 use crate::exit::Exit;
 use crate::messages::Output;
-use crate::migrate::{Migrator, Prepared};
+use crate::migrate::Prepared;
 use crate::pin::{self, PinKind, Pins, SecretPin};
 
 /// The process streams a run uses.

@@ -632,6 +632,7 @@ pub fn validate(low: &LowArgs) -> Result<Command, CliError> {
     }))
 }
 
+#[cfg(any(test, feature = "testkit"))]
 /// Both stages over `args` (which start with `argv[0]`), without `POSIXLY_CORRECT`.
 pub fn parse<I, S>(args: I) -> Result<Command, CliError>
 where

@@ -8,15 +8,16 @@
 
 use std::fs;
 
-use crate::config::{SystemPaths, TokenLocation};
-use crate::store::lock::TokenLock;
-use crate::store::StoreError;
+use crate::config::SystemPaths;
+#[cfg(feature = "testkit")]
+use crate::{config::TokenLocation, store::lock::TokenLock, store::StoreError};
 
 /// The default token group of openCryptoki (`--with-pkcs-group`).
 pub const DEFAULT_TOKEN_GROUP: &str = "pkcs11";
 
 /// Takes the lock of a configured token: its lock file, created if missing
 /// in the slot's `usergroup` (else `pkcs11`), when that group exists.
+#[cfg(feature = "testkit")]
 pub fn lock_token(loc: &TokenLocation) -> Result<TokenLock, StoreError> {
     let group = loc.usergroup.as_deref().unwrap_or(DEFAULT_TOKEN_GROUP);
     TokenLock::acquire(&loc.lock_file, group_gid(group))

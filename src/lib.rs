@@ -17,15 +17,55 @@
 //! * [`app`]: the program as a function (`run`), with the seam for the migration modes.
 #![deny(unsafe_code)]
 
+/// Declares a module that is public with the `testkit` feature (for the tests, benches
+/// and the software CCA) and crate-private without it, so that in the shipped build
+/// anything the program does not use is reported as dead code.
+macro_rules! testkit_pub {
+    ($(#[$meta:meta])* mod $name:ident;) => {
+        $(#[$meta])*
+        #[cfg(feature = "testkit")]
+        pub mod $name;
+        $(#[$meta])*
+        #[cfg(not(feature = "testkit"))]
+        pub(crate) mod $name;
+    };
+}
+
 pub mod app;
+// Written out, not through the macro: `cca` defines `#[macro_export]` macros (the verb
+// table), which cannot be referred to by path when their module is macro-expanded.
+#[cfg(feature = "testkit")]
 pub mod cca;
-pub mod cli;
-pub mod config;
-pub mod exit;
-pub mod host;
-pub mod messages;
-pub mod migrate;
-pub mod pin;
-pub mod pkcs11;
-pub mod store;
-pub mod usage;
+#[cfg(not(feature = "testkit"))]
+pub(crate) mod cca;
+testkit_pub!(
+    mod cli;
+);
+testkit_pub!(
+    mod config;
+);
+testkit_pub!(
+    mod exit;
+);
+testkit_pub!(
+    mod host;
+);
+testkit_pub!(
+    mod messages;
+);
+testkit_pub!(
+    mod migrate;
+);
+testkit_pub!(
+    mod pin;
+);
+testkit_pub!(
+    mod pkcs11;
+);
+testkit_pub!(
+    #[cfg_attr(not(feature = "testkit"), allow(dead_code, unused_imports))]
+    mod store;
+);
+testkit_pub!(
+    mod usage;
+);

@@ -5,9 +5,7 @@ use std::io::IsTerminal;
 use std::os::fd::AsFd;
 use std::process::ExitCode;
 
-use pkcscca::app::{self, Io, Settings};
-use pkcscca::migrate::Migrator;
-use pkcscca::pin::RawInput;
+use pkcscca::app::{self, Io, Migrator, RawInput, Settings};
 
 fn main() -> ExitCode {
     let stdin = std::io::stdin();

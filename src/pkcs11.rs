@@ -38,6 +38,7 @@ macro_rules! open_newtype {
             }
 
             /// The raw numeric value.
+            #[cfg(feature = "testkit")]
             pub fn value(self) -> $inner {
                 self.0
             }
@@ -181,6 +182,7 @@ impl AttrType {
 
     /// Whether the value may hold clear secret material, so that dumps show
     /// only its length unless asked otherwise.
+    #[cfg(feature = "testkit")]
     pub fn is_secret(self) -> bool {
         matches!(
             self,

@@ -5,8 +5,6 @@
 //! so it is taken as raw bytes. The text, including its trailing blanks and tab runs, is
 //! part of the drop-in contract and must not be reflowed.
 
-use std::io::{self, Write};
-
 /// The usage text with `progname` substituted, as bytes (`argv[0]` need not be UTF-8).
 pub fn usage_text(progname: &[u8]) -> Vec<u8> {
     // Each entry is either literal text or the program name.
@@ -55,11 +53,6 @@ pub fn usage_text(progname: &[u8]) -> Vec<u8> {
         }
     }
     text
-}
-
-/// Writes the usage text to `out` (upstream prints it on stdout).
-pub fn write_usage(out: &mut dyn Write, progname: &[u8]) -> io::Result<()> {
-    out.write_all(&usage_text(progname))
 }
 
 #[cfg(test)]

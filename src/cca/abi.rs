@@ -22,7 +22,8 @@ use std::os::raw::{c_long, c_uchar, c_void};
 pub type PLong = *mut c_long;
 /// Pointer to a byte-string parameter.
 pub type PBytes = *mut c_uchar;
-/// An untyped pointer parameter (CSNBKTB's `reserved_field_1`).
+/// An untyped pointer parameter (CSNBKTB's `reserved_field_1`, a testkit verb).
+#[cfg_attr(not(feature = "testkit"), allow(dead_code))]
 pub type PVoid = *mut c_void;
 
 /// The CCA verb table: calls `$then! { .. }` with the table as its input,
@@ -247,6 +248,9 @@ macro_rules! abi_items {
         /// One function-pointer type per verb with a signature, named after
         /// its C symbol: the common status prefix, then the table's parameters.
         #[allow(non_camel_case_types, reason = "named after the C symbols")]
+        // Without `testkit` the program uses the types of its own verbs only; the
+        // others are the software CCA's (its export shims are checked against them).
+        #[cfg_attr(not(feature = "testkit"), allow(dead_code, clippy::upper_case_acronyms))]
         pub mod fns {
             use super::{PBytes, PLong, PVoid};
             $(
@@ -258,6 +262,7 @@ macro_rules! abi_items {
         /// Every symbol openCryptoki's CCA token (3.8.1 and current), pkcscca
         /// and zkey resolve from `libcsulcca.so`: the verbs of the table with a
         /// signature, then the `unimplemented` ones (102 names).
+        #[cfg(feature = "testkit")]
         pub const ALL_VERBS: [&str; 102] = [
             $( stringify!($name), )* $( stringify!($u), )*
         ];

@@ -17,7 +17,6 @@ pub mod token;
 
 use std::ffi::OsStr;
 use std::fmt;
-use std::path::Path;
 
 use rules::{Keyword, RuleArray};
 pub use token::MkType;
@@ -39,9 +38,6 @@ macro_rules! verb_enum {
         }
 
         impl Verb {
-            /// Every verb of this build, in the table's order.
-            #[cfg(not(feature = "testkit"))]
-            pub const ALL: &[Verb] = &[$(Verb::$v),*];
             /// Every verb of this build, in the table's order.
             #[cfg(feature = "testkit")]
             pub const ALL: &[Verb] = &[$(Verb::$v,)* $(Verb::$tv),*];
@@ -76,9 +72,6 @@ pub fn keys_verbs(t: MkType) -> &'static [Verb] {
         MkType::Apka | MkType::Asym => &[Verb::Csuacfq, Verb::Csndktc],
     }
 }
-
-/// The verbs `-m keys` calls for any `-k`: the union of [`keys_verbs`].
-pub const KEYS_VERBS: &[Verb] = &[Verb::Csuacfq, Verb::Csnbktc, Verb::Csnbktc2, Verb::Csndktc];
 
 /// The verbs `-m oldrsakeys` calls: CSNDPKT and CSNDPKX, the two upstream looks
 /// up for this mode (the mode reads no master-key register).
@@ -300,8 +293,6 @@ pub struct Query {
     pub rule_array: Vec<Keyword>,
     /// Verb data written.
     pub verb_data: Vec<u8>,
-    /// Status.
-    pub status: Status,
 }
 
 fn state_digit(k: Option<&Keyword>) -> Option<u8> {
@@ -342,7 +333,8 @@ impl Csulcca {
     }
 
     /// Loads the library at `path` and resolves `verbs`, as [`Csulcca::open`].
-    pub fn open_path(path: &Path, verbs: &[Verb]) -> Result<Csulcca, LoadError> {
+    #[cfg(feature = "testkit")]
+    pub fn open_path(path: &std::path::Path, verbs: &[Verb]) -> Result<Csulcca, LoadError> {
         Csulcca::open_name(path.as_os_str(), verbs)
     }
 
@@ -389,12 +381,11 @@ impl Csulcca {
             .lib
             .csuacfq(rule.as_bytes(), verb_data_len)
             .map(|(raw, ra, vd)| (raw, (ra, vd)));
-        let (status, (ra, vd)) = check_with(Verb::Csuacfq, call)?;
+        let (_, (ra, vd)) = check_with(Verb::Csuacfq, call)?;
         let rule_array = rules::parse(&ra, ra.len() / 8).unwrap_or_default();
         Ok(Query {
             rule_array,
             verb_data: vd,
-            status,
         })
     }
 

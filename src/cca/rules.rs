@@ -53,18 +53,30 @@ macro_rules! keywords {
     };
 }
 
+// The keywords the program passes or reads.
 keywords! {
-    RTCMK = "RTCMK"; RTNMK = "RTNMK"; DES = "DES"; AES = "AES"; HMAC = "HMAC"; RSA = "RSA";
-    ECC = "ECC"; QSA = "QSA"; STATCCA = "STATCCA"; STATCCAE = "STATCCAE"; STATAES = "STATAES";
-    STATAPKA = "STATAPKA"; STATCRD2 = "STATCRD2"; STATICSA = "STATICSA"; STATICSB = "STATICSB";
-    DOM_NUMS = "DOM-NUMS"; DOM_USAG = "DOM-USAG"; ADAPTER = "ADAPTER"; SYM_MK = "SYM-MK";
-    ASYM_MK = "ASYM-MK"; AES_MK = "AES-MK"; APKA_MK = "APKA-MK"; CLEAR = "CLEAR";
-    FIRST = "FIRST"; MIDDLE = "MIDDLE"; LAST = "LAST"; SET = "SET"; RANDOM = "RANDOM";
-    CBC = "CBC"; INTDWAKW = "INTDWAKW"; MASTER = "MASTER"; KEY_MGMT = "KEY-MGMT";
-    RSA_CRT = "RSA-CRT"; RSA_AESM = "RSA-AESM"; RSA_AESC = "RSA-AESC"; ECC_PAIR = "ECC-PAIR";
-    INTERNAL = "INTERNAL"; NO_KEY = "NO-KEY"; KEYLN16 = "KEYLN16"; KEYLN24 = "KEYLN24";
-    KEYLN32 = "KEYLN32"; KEYIDENT = "KEYIDENT"; INITIAL = "INITIAL";
+    RTCMK = "RTCMK"; AES = "AES"; HMAC = "HMAC"; ECC = "ECC"; QSA = "QSA";
+    STATCCAE = "STATCCAE"; STATAES = "STATAES"; STATAPKA = "STATAPKA"; STATICSB = "STATICSB";
+    CBC = "CBC"; INTDWAKW = "INTDWAKW";
 }
+
+/// The keywords only tests and the software CCA's tools pass.
+#[cfg(feature = "testkit")]
+mod testkit_keywords {
+    use super::Keyword;
+    keywords! {
+        RTNMK = "RTNMK"; DES = "DES"; RSA = "RSA"; STATCCA = "STATCCA"; STATCRD2 = "STATCRD2";
+        STATICSA = "STATICSA"; DOM_NUMS = "DOM-NUMS"; DOM_USAG = "DOM-USAG"; ADAPTER = "ADAPTER";
+        SYM_MK = "SYM-MK"; ASYM_MK = "ASYM-MK"; AES_MK = "AES-MK"; APKA_MK = "APKA-MK";
+        CLEAR = "CLEAR"; FIRST = "FIRST"; MIDDLE = "MIDDLE"; LAST = "LAST"; SET = "SET";
+        RANDOM = "RANDOM"; MASTER = "MASTER"; KEY_MGMT = "KEY-MGMT"; RSA_CRT = "RSA-CRT";
+        RSA_AESM = "RSA-AESM"; RSA_AESC = "RSA-AESC"; ECC_PAIR = "ECC-PAIR";
+        INTERNAL = "INTERNAL"; NO_KEY = "NO-KEY"; KEYLN16 = "KEYLN16"; KEYLN24 = "KEYLN24";
+        KEYLN32 = "KEYLN32"; KEYIDENT = "KEYIDENT"; INITIAL = "INITIAL";
+    }
+}
+#[cfg(feature = "testkit")]
+pub use testkit_keywords::*;
 
 /// Why a rule array could not be read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,6 +110,7 @@ impl RuleArray {
     }
 
     /// Number of keywords.
+    #[cfg(feature = "testkit")]
     pub fn count(&self) -> usize {
         self.0.len() / 8
     }

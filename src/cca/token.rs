@@ -9,7 +9,9 @@
 
 use std::fmt;
 
+#[cfg(feature = "testkit")]
 use super::rules::{self, Keyword};
+#[cfg(feature = "testkit")]
 use super::Verb;
 
 /// The four CCA master-key types (cca.md §3.1).
@@ -80,6 +82,7 @@ impl MkType {
     }
 
     /// The CSNBMKP class keyword.
+    #[cfg(feature = "testkit")]
     pub fn mkp_keyword(self) -> Keyword {
         match self {
             MkType::Sym => rules::SYM_MK,
@@ -121,6 +124,7 @@ pub enum TokenKind {
 
 impl TokenKind {
     /// The Key Token Change verb that re-enciphers this kind (cca.md §3.6).
+    #[cfg(feature = "testkit")]
     pub fn ktc_verb(self) -> Verb {
         match self {
             TokenKind::Des | TokenKind::AesData => Verb::Csnbktc,
@@ -130,6 +134,7 @@ impl TokenKind {
     }
 
     /// The algorithm keyword for that verb's rule array.
+    #[cfg(feature = "testkit")]
     pub fn algorithm(self) -> Keyword {
         match self {
             TokenKind::Des => rules::DES,
@@ -251,22 +256,27 @@ pub mod pka {
     /// RSA-CRT `X'08'`: 16-byte ASYM MKVP.
     pub const RSA_CRT_MKVP: usize = 76;
     /// RSA-CRT `X'08'`: 32-byte OPK data.
+    #[cfg(feature = "testkit")]
     pub const RSA_CRT_OPK: usize = 92;
     /// RSA-AESM `X'30'`: APKA MKVP (16-byte field, 8 significant).
     pub const RSA_AESM_MKVP: usize = 104;
     /// RSA-AESM `X'30'`: 48-byte OPK blob.
+    #[cfg(feature = "testkit")]
     pub const RSA_AESM_OPK: usize = 56;
     /// RSA-AESC `X'31'`: APKA MKVP (16-byte field, 8 significant).
     pub const RSA_AESC_MKVP: usize = 116;
     /// RSA-AESC `X'31'`: 48-byte OPK blob (UNCONFIRMED offset).
+    #[cfg(feature = "testkit")]
     pub const RSA_AESC_OPK: usize = 68;
     /// ECC `X'20'`: 8-byte APKA MKVP.
     pub const ECC_MKVP: usize = 16;
     /// ECC `X'20'`: 48-byte OPK blob.
+    #[cfg(feature = "testkit")]
     pub const ECC_OPK: usize = 24;
     /// QSA `X'50'`: 8-byte APKA MKVP.
     pub const QSA_MKVP: usize = 118;
     /// QSA `X'50'`: 48-byte OPK blob (emulator choice).
+    #[cfg(feature = "testkit")]
     pub const QSA_OPK: usize = 70;
     /// Offset of the first section in a PKA token.
     pub const FIRST_SECTION: usize = 8;
@@ -418,6 +428,7 @@ pub fn tvv_valid(t: &[u8]) -> bool {
 }
 
 /// Writes the TVV into bytes 60–63; false if the token is shorter than 64 bytes.
+#[cfg(feature = "testkit")]
 pub fn tvv_set(t: &mut [u8]) -> bool {
     let Some(v) = tvv_compute(t) else {
         return false;
@@ -433,6 +444,7 @@ pub fn tvv_set(t: &mut [u8]) -> bool {
 
 /// Key length in bytes of a 64-byte DES token (cca.md §1.2), or `None` for a
 /// key-form value CCA rejects.
+#[cfg(feature = "testkit")]
 pub fn des_key_len(t: &[u8]) -> Option<usize> {
     match *t.get(4)? {
         0x01 => match *t.get(59)? {

@@ -13,7 +13,9 @@ pub mod parse;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
-pub use parse::{parse_str, parse_with, ConfigError, Grammar, SlotConfig};
+#[cfg(feature = "testkit")]
+pub use parse::{parse_with, Grammar};
+pub use parse::{parse_str, ConfigError, SlotConfig};
 
 use crate::store::Format;
 
@@ -130,6 +132,7 @@ pub struct TokenLocation {
 
 impl TokenLocation {
     /// Options to open this token's store with the format its slot selects.
+    #[cfg(feature = "testkit")]
     pub fn open_options(&self) -> crate::store::OpenOptions {
         crate::store::OpenOptions {
             format: Some(self.format),
@@ -140,6 +143,7 @@ impl TokenLocation {
     /// Where the token's shared-memory segment appears (`/dev/shm/...`).
     /// Removing it after an offline change makes the next openCryptoki
     /// process rebuild its object lists from OBJ.IDX (spec §9.6 step 5).
+    #[cfg(feature = "testkit")]
     pub fn shm_file(&self, paths: &SystemPaths) -> PathBuf {
         paths.shm_root.join(self.shm_name.trim_start_matches('/'))
     }
