@@ -1,8 +1,8 @@
 //! Every line `pkcscca` shows the user, and the verbosity that gates it.
 //!
-//! The wording and stream of each line follow openCryptoki 3.27's `pkcscca.c` (see the
-//! research note `pkcscca-contract.md` for where each one comes from). Two rules of the C
-//! tool are kept here:
+//! The wording and stream of each line follow openCryptoki 3.27's
+//! `usr/sbin/pkcscca/pkcscca.c` (each method names the function that prints its line).
+//! Two rules of the C tool are kept here:
 //!
 //! * its own error lines go to stderr behind a location prefix; upstream prints
 //!   `usr/sbin/pkcscca/pkcscca.c:LINE `, we print [`PREFIX`] (`pkcscca: `) instead, while

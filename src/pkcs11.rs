@@ -3,8 +3,9 @@
 //! openCryptoki stores attribute types, object classes and key types as plain
 //! integers, and a rewriting tool must carry values it has never heard of
 //! through unchanged. These newtypes therefore accept every value; the
-//! associated constants name the ones this project (or its logs) care about,
-//! following spec §7.5 and Appendix E of `datastore.md`. `name()` gives the
+//! associated constants name the ones this project (or its logs) care about, with
+//! the values of `usr/include/pkcs11types.h` (openCryptoki's vendor-defined ones
+//! included). `name()` gives the
 //! PKCS#11 spelling for logs and dumps, or `None` for values without a name
 //! here.
 
@@ -69,8 +70,8 @@ macro_rules! open_newtype {
 }
 
 open_newtype! {
-    /// A `CK_ATTRIBUTE_TYPE` as stored in a flattened object (truncated to 32 bits,
-    /// spec §7.2).
+    /// A `CK_ATTRIBUTE_TYPE` as stored in a flattened object (truncated to 32 bits, as
+    /// `CK_ATTRIBUTE_32` of `usr/lib/common/template.c: template_flatten()`).
     AttrType(u32) {
         CLASS = 0x000, "CKA_CLASS";
         TOKEN = 0x001, "CKA_TOKEN";
@@ -145,7 +146,7 @@ open_newtype! {
         ENCAPSULATE_TEMPLATE = 0x4000_062A, "CKA_ENCAPSULATE_TEMPLATE";
         DECAPSULATE_TEMPLATE = 0x4000_062B, "CKA_DECAPSULATE_TEMPLATE";
         VENDOR_DEFINED = 0x8000_0000, "CKA_VENDOR_DEFINED";
-        /// The secure key blob of CCA and EP11 tokens (spec §7.6).
+        /// The secure key blob of CCA and EP11 tokens.
         IBM_OPAQUE = 0x8000_0001, "CKA_IBM_OPAQUE";
         IBM_RESTRICTABLE = 0x8000_0002, "CKA_IBM_RESTRICTABLE";
         /// The blob re-enciphered under the new HSM master key during a change.
@@ -165,7 +166,8 @@ open_newtype! {
 
 impl AttrType {
     /// The six `CK_ULONG` attributes that openCryptoki narrows to 4 bytes in a
-    /// flattened object (spec §7.3). Every other `CK_ULONG` stays 8 bytes wide.
+    /// flattened object (`usr/lib/common/template.c: template_flatten()` stores them as
+    /// `CK_ULONG_32`). Every other `CK_ULONG` stays 8 bytes wide.
     pub const NARROWED: [AttrType; 6] = [
         AttrType::CLASS,
         AttrType::KEY_TYPE,
@@ -175,7 +177,7 @@ impl AttrType {
         AttrType::VALUE_LEN,
     ];
 
-    /// Whether this type is stored as a 4-byte `CK_ULONG_32` (spec §7.3).
+    /// Whether this type is stored as a 4-byte `CK_ULONG_32`.
     pub fn is_narrowed(self) -> bool {
         AttrType::NARROWED.contains(&self)
     }
@@ -198,7 +200,7 @@ impl AttrType {
 }
 
 open_newtype! {
-    /// A `CK_OBJECT_CLASS` (spec §7.5).
+    /// A `CK_OBJECT_CLASS`.
     ObjectClass(u64) {
         DATA = 0x0, "CKO_DATA";
         CERTIFICATE = 0x1, "CKO_CERTIFICATE";
@@ -217,7 +219,7 @@ open_newtype! {
 }
 
 open_newtype! {
-    /// A `CK_KEY_TYPE` (spec §7.5).
+    /// A `CK_KEY_TYPE`.
     KeyType(u64) {
         RSA = 0x00, "CKK_RSA";
         DSA = 0x01, "CKK_DSA";

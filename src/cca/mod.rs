@@ -250,7 +250,8 @@ pub struct MkStatus {
 }
 
 /// The STATICSB block IDs of the verification patterns of one master key type, as
-/// (OLD, CURRENT, NEW), and the value length (cca.md §3.4). openCryptoki itself
+/// (OLD, CURRENT, NEW), and the value length. openCryptoki itself
+/// (`usr/lib/cca_stdll/cca_specific.c`)
 /// reads the CURRENT and NEW IDs of SYM (`X'0F07'`, `X'0F06'`), AES (`X'0F0B'`,
 /// `X'0F0A'`) and APKA (`X'0F0E'`, `X'0F0D'`); the OLD IDs and all ASYM IDs are
 /// UNCONFIRMED (they are what our software CCA answers). Blocks are looked up by ID,

@@ -1,8 +1,9 @@
 //! CCA keywords and rule arrays.
 //!
 //! A keyword is exactly 8 ASCII bytes, left-aligned and blank-padded; a rule
-//! array is keywords laid back to back (cca.md §0.1). Callers compare keywords
-//! after mapping NUL bytes to blanks (§7.2), which [`parse`] does.
+//! array is keywords laid back to back. Keywords are compared after mapping NUL
+//! bytes to blanks, so a NUL-padded keyword equals its blank-padded form; [`parse`]
+//! does that mapping.
 
 use std::fmt;
 

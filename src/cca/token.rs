@@ -1,11 +1,23 @@
 //! CCA key token layouts: classification, MKVP location, TVV.
 //!
-//! Pure, panic-free functions over token bytes, shared by the migration and
-//! by the software emulator so both agree on where each token keeps its
-//! master-key verification pattern (cca.md §1.1 and §2.8) and how the token
-//! validation value of the 64-byte tokens is computed (§1.4). Every read is
-//! bounds-checked; a token that does not fit its own layout is an error, never
-//! a panic.
+//! Pure, panic-free functions over token bytes: where each kind of internal token
+//! keeps its master-key verification pattern, and how the token validation value
+//! of the 64-byte tokens is computed. The layouts are IBM CCA's internal key token
+//! formats as openCryptoki's CCA token reads them (`usr/lib/cca_stdll/cca_stdll.h`,
+//! `usr/lib/cca_stdll/cca_specific.c: analyse_cca_key_token()`):
+//!
+//! * 64-byte fixed-length tokens: byte 0 `X'01'` (internal), byte 4 the version
+//!   (`X'00'`/`X'01'` DES, `X'04'` AES DATA), the 8-byte MKVP at offset 8, and the
+//!   TVV in bytes 60..64;
+//! * variable-length symmetric tokens (version `X'05'`, AES CIPHER and HMAC): a
+//!   header, then the wrapping information with the 8-byte MKVP at offset 10 when
+//!   the key is wrapped under a master key;
+//! * PKA tokens: an 8-byte header (`X'1F'` internal, `X'1E'` external, the token
+//!   length at bytes 2..4) followed by sections (ID, version, 2-byte length); the
+//!   MKVP sits in the first private section at the offsets of [`pka`].
+//!
+//! Every read is bounds-checked; a token that does not fit its own layout is an
+//! error, never a panic.
 
 use std::fmt;
 
@@ -14,7 +26,7 @@ use super::rules::{self, Keyword};
 #[cfg(feature = "testkit")]
 use super::Verb;
 
-/// The four CCA master-key types (cca.md §3.1).
+/// The four CCA master-key types.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum MkType {
     /// DES/TDES master key (24 bytes): DES tokens.
@@ -123,7 +135,7 @@ pub enum TokenKind {
 }
 
 impl TokenKind {
-    /// The Key Token Change verb that re-enciphers this kind (cca.md §3.6).
+    /// The Key Token Change verb that re-enciphers this kind.
     #[cfg(feature = "testkit")]
     pub fn ktc_verb(self) -> Verb {
         match self {
@@ -248,10 +260,11 @@ impl std::error::Error for TokenError {}
 pub const FIXED_LEN: usize = 64;
 /// Minimum length of a variable-length (`X'05'`) token: the skeleton.
 pub const VAR_MIN_LEN: usize = 56;
-/// Largest PKA token (cca.md §2.1).
+/// Largest PKA token.
 pub const PKA_MAX_LEN: usize = 8000;
 
-/// Section-relative MKVP offsets of the PKA private sections (cca.md §2.2).
+/// Section-relative MKVP offsets of the PKA private sections (the QSA one is
+/// `CCA_QSA_INTTOK_MKVP_OFFSET` of `usr/lib/cca_stdll/cca_stdll.h`).
 pub mod pka {
     /// RSA-CRT `X'08'`: 16-byte ASYM MKVP.
     pub const RSA_CRT_MKVP: usize = 76;
@@ -297,7 +310,7 @@ pub fn be16(t: &[u8], off: usize) -> Option<u16> {
 
 /// Length of the PKA section starting at `off`, tolerating the host-order
 /// (little-endian) length fields openCryptoki 3.8.1 leaves in RSA tokens on
-/// x86_64 (cca.md §9.1): big-endian is preferred when it fits; otherwise the
+/// x86_64 (seen in stores it wrote): big-endian is preferred when it fits; otherwise the
 /// swapped reading is used when that fits. `None` when neither reading fits.
 pub fn section_len(t: &[u8], off: usize) -> Option<usize> {
     let raw = be16(t, off.checked_add(2)?)?;
@@ -308,7 +321,7 @@ pub fn section_len(t: &[u8], off: usize) -> Option<usize> {
         .find(|&l| l >= 4 && l <= room)
 }
 
-/// Classifies an internal token and locates its MKVP (cca.md §1.1, §2.8).
+/// Classifies an internal token and locates its MKVP.
 ///
 /// Mirrors `cca_specific.c: analyse_cca_key_token()` in openCryptoki, with
 /// the HMAC checks relaxed to the fields that decide the kind.
@@ -411,7 +424,7 @@ fn classify_pka(t: &[u8]) -> Result<TokenInfo, TokenError> {
 }
 
 /// Token validation value of a 64-byte token: the sum of the fifteen
-/// big-endian 32-bit words in bytes 0–59, modulo 2^32 (cca.md §1.4).
+/// big-endian 32-bit words in bytes 0–59, modulo 2^32.
 pub fn tvv_compute(t: &[u8]) -> Option<u32> {
     let body = t.get(..60)?;
     Some(body.chunks_exact(4).fold(0u32, |acc, w| {
@@ -442,7 +455,7 @@ pub fn tvv_set(t: &mut [u8]) -> bool {
     }
 }
 
-/// Key length in bytes of a 64-byte DES token (cca.md §1.2), or `None` for a
+/// Key length in bytes of a 64-byte DES token, or `None` for a
 /// key-form value CCA rejects.
 #[cfg(feature = "testkit")]
 pub fn des_key_len(t: &[u8]) -> Option<usize> {

@@ -1,10 +1,12 @@
 //! `opencryptoki.conf` and slot → token data store resolution.
 //!
-//! Mirrors `new_host.c: ST_Initialize()` and `loadsave.c: init_data_store()`
-//! (spec §8.4): `PKCS_APP_STORE` (then the slot's `tokname` is ignored), else
-//! `<data root>/<tokname>`, else the STDLL's default subdirectory. Also the
-//! per-token lock file (spec §9.1), the shared-memory segment name (§9.4) and
-//! whether the slot's `tokversion` selects the new data store format (§1.5.1).
+//! Mirrors `usr/lib/common/new_host.c: ST_Initialize()` and
+//! `usr/lib/common/loadsave.c: init_data_store()`: `PKCS_APP_STORE` (then the slot's
+//! `tokname` is ignored), else `<data root>/<tokname>`, else the STDLL's default
+//! subdirectory. Also the per-token lock file (`usr/lib/common/utility.c:
+//! CreateXProcLock()`), the shared-memory segment name (`usr/lib/common/shared_memory.c`)
+//! and whether the slot's `tokversion` (3.12 or later) selects the new data store
+//! format.
 //! Every system path sits in [`SystemPaths`] so tests can point them at
 //! temporary directories.
 
@@ -41,7 +43,8 @@ pub struct SystemPaths {
     pub lock_root: PathBuf,
     /// Run directory, default `/run/opencryptoki`.
     pub run_dir: PathBuf,
-    /// pkcsslotd pid files to check, newest location first (spec §9.2).
+    /// pkcsslotd pid files to check, newest location first (`PID_FILE_PATH` of
+    /// `usr/include/slotmgr.h`, and 3.8.1's older location).
     pub pkcsslotd_pid_files: Vec<PathBuf>,
     /// `/proc`.
     pub proc_root: PathBuf,
@@ -83,7 +86,8 @@ impl SystemPaths {
     }
 }
 
-/// The default token subdirectory of each STDLL (spec §8.4 table).
+/// The default token subdirectory of each STDLL (each STDLL's `tok_struct.h`, e.g.
+/// `usr/lib/cca_stdll/tok_struct.h`).
 pub const STDLL_SUBDIRS: &[(&str, &str)] = &[
     ("libpkcs11_cca.so", "ccatok"),
     ("libpkcs11_ep11.so", "ep11tok"),
@@ -142,7 +146,7 @@ impl TokenLocation {
 
     /// Where the token's shared-memory segment appears (`/dev/shm/...`).
     /// Removing it after an offline change makes the next openCryptoki
-    /// process rebuild its object lists from OBJ.IDX (spec §9.6 step 5).
+    /// process rebuild its object lists from OBJ.IDX.
     #[cfg(feature = "testkit")]
     pub fn shm_file(&self, paths: &SystemPaths) -> PathBuf {
         paths.shm_root.join(self.shm_name.trim_start_matches('/'))
@@ -175,7 +179,8 @@ pub enum ResolveError {
 }
 
 /// The shared-memory name of a data store: `/` + the path without its
-/// leading `/`, other `/` replaced by `.` (spec §9.4).
+/// leading `/`, other `/` replaced by `.` (`usr/lib/common/loadsave.c`,
+/// `usr/lib/common/shared_memory.c`).
 pub fn shm_name(dir: &Path) -> String {
     let s = dir.to_string_lossy();
     format!("/{}", s.trim_start_matches('/').replace('/', "."))

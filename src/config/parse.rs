@@ -1,6 +1,6 @@
 //! `opencryptoki.conf` parsing, without I/O.
 //!
-//! Two grammars exist (spec §8.2, §8.3):
+//! Two grammars exist:
 //! * current (3.17+ generic config library, `usr/lib/config/cfglex.l`,
 //!   `cfgparse.y`, slot keys checked in `usr/sbin/pkcsslotd/slotmgr.c`):
 //!   `version <bare>`, `disable-event-support`, `statistics (…)`, decimal and
@@ -90,7 +90,7 @@ pub fn parse_with(
     Ok(slots)
 }
 
-/// Checks made by pkcsslotd after parsing (spec §8.2).
+/// Checks made by pkcsslotd after parsing (`usr/sbin/pkcsslotd/slotmgr.c`).
 fn validate(slots: &[SlotConfig]) -> Result<(), (u32, String)> {
     for (i, s) in slots.iter().enumerate() {
         if s.slot >= 1024 {

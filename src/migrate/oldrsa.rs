@@ -198,7 +198,7 @@ enum Failure {
 fn convert(lib: &Csulcca, public: bool, blob: &[u8]) -> Result<Vec<u8>, Failure> {
     if public {
         let t = lib.csndpkx(blob).map_err(Failure::Card)?;
-        // An external token holding only the RSA public section (cca.md §2.1, §2.3).
+        // An external token (`X'1E'`) whose first section is the RSA public key (`X'04'`).
         if t.first() == Some(&0x1E) && t.get(8) == Some(&0x04) {
             Ok(t)
         } else {

@@ -366,7 +366,7 @@ fn adjust(mut obj: StoredObject, out: &mut Output<'_>) -> Adjusted {
         out.value_not_secure_key();
         return Adjusted::Unchanged(obj);
     }
-    // Clear key length in bits at offset 56, big-endian (cca.md §1.3).
+    // An AES DATA token keeps the clear key length in bits at offset 56, big-endian.
     let bits = value
         .get(56..58)
         .and_then(|b| <[u8; 2]>::try_from(b).ok())
