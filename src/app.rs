@@ -4,12 +4,12 @@
 //! of order: every argument is validated before anything is asked. The flow is one way,
 //! `cli -> app -> migrate`:
 //!
-//! 1. parse and validate the command line ([`crate::cli`]); `-h` prints usage;
+//! 1. parse and validate the command line (`cli`); `-h` prints usage;
 //! 2. [`Migrator::prepare`]: checks that need no PIN (configuration, slot, exclusive
-//!    access to the token directory), giving a [`Prepared`] run;
-//! 3. prompt for the SO PIN, then the USER PIN ([`crate::pin`] reads them,
-//!    [`Output`] prints the prompts);
-//! 4. [`Prepared::run`]: verify the PINs and migrate.
+//!    access to the token directory), giving a `migrate::Prepared` run;
+//! 3. prompt for the SO PIN, then the USER PIN (`pin` reads them, `messages::Output`
+//!    prints the prompts);
+//! 4. `Prepared::run`: verify the PINs and migrate.
 
 use std::ffi::OsString;
 use std::io::{Read, Write};

@@ -8,13 +8,13 @@
 //! object files atomically.
 //!
 //! Layout:
-//! * [`config`]: `opencryptoki.conf` parsing and slot → data store resolution.
-//! * [`store`]: the on-disk data store (NVTOK.DAT, MK_SO/MK_USER, OBJ.IDX, objects).
-//! * [`host`]: the machine around it (pkcsslotd, openCryptoki processes, groups).
-//! * [`pkcs11`]: PKCS#11 numbers as open newtypes.
-//! * [`cca`]: CCA key tokens, verb ABI, and the dynamically loaded host library.
-//! * [`cli`], [`usage`], [`messages`], [`exit`], [`pin`]: the command line contract.
-//! * [`app`]: the program as a function (`run`), with the seam for the migration modes.
+//! * `config`: `opencryptoki.conf` parsing and slot → data store resolution.
+//! * `store`: the on-disk data store (NVTOK.DAT, MK_SO/MK_USER, OBJ.IDX, objects).
+//! * `host`: the machine around it (pkcsslotd, openCryptoki processes, groups).
+//! * `pkcs11`: PKCS#11 numbers as open newtypes.
+//! * `cca`: CCA key tokens, verb ABI, and the dynamically loaded host library.
+//! * `cli`, `usage`, `messages`, `exit`, `pin`: the command line contract.
+//! * `app`: the program as a function (`run`), with the seam for the migration modes.
 #![deny(unsafe_code)]
 
 /// Declares a module that is public with the `testkit` feature (for the tests, benches

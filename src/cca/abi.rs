@@ -8,7 +8,8 @@
 //!
 //! [`cca_verb_table!`](crate::cca_verb_table) holds those signatures once.
 //! It hands the table to a macro of the caller's, which turns it into:
-//! * here, the function-pointer types in [`fns`] and the symbol list [`ALL_VERBS`];
+//! * here, the function-pointer types in [`fns`] and (with `testkit`) the symbol list
+//!   `ALL_VERBS`;
 //! * in `cca::mod`, the [`Verb`](super::Verb) enum;
 //! * in `cca::ffi`, the resolved pointers, and per verb an argument struct
 //!   (every length 0, every pointer NULL unless set) and a call method that
@@ -29,12 +30,12 @@ pub type PVoid = *mut c_void;
 /// The CCA verb table: calls `$then! { .. }` with the table as its input,
 /// in sections (`cca_verb_table!(then)`) or flat (`cca_verb_table!(then, flat)`).
 ///
-/// Each row is `Variant NAME(parameters);`: the [`Verb`](crate::cca::Verb)
+/// Each row is `Variant NAME(parameters);`: the `cca::Verb`
 /// variant, the C symbol, and the parameters after the common prefix
 /// `long *return_code, long *reason_code, long *exit_data_length,
 /// unsigned char *exit_data`, which every verb shares and no row repeats.
 /// Parameter names and order are `csulincl.h`'s; types are the tokens
-/// `PLong`, `PBytes` and `PVoid` (the aliases [`PLong`], [`PBytes`], [`PVoid`]).
+/// `PLong`, `PBytes` and `PVoid` (the aliases of `cca::abi`).
 ///
 /// The rows are grouped by who calls the verb:
 /// * `pkcscca`: the verbs the migration modes call;

@@ -4,7 +4,7 @@
 //! returning `Result<_, CcaError>` where the error names the verb and carries
 //! CCA's return and reason codes. The conversion from the raw pair happens in
 //! one place, `check`; callers never compare return codes themselves. The
-//! library is opened with just the verbs a mode calls ([`KEYS_VERBS`],
+//! library is opened with just the verbs a mode calls ([`keys_verbs`],
 //! [`OLDRSAKEYS_VERBS`], [`V2OBJECTSV3_VERBS`]), so a host library that lacks
 //! a verb the mode never calls does not stop it.
 //! Layouts of the tokens the verbs work on live in [`token`], keywords in
@@ -326,7 +326,7 @@ impl Csulcca {
 
     /// Loads `libcsulcca.so` by bare name (so `LD_LIBRARY_PATH` and the
     /// loader cache apply), as `usr/sbin/pkcscca/pkcscca.c: main()` does, and
-    /// resolves `verbs` (e.g. [`KEYS_VERBS`]); the first of them the library
+    /// resolves `verbs` (e.g. [`keys_verbs`]); the first of them the library
     /// lacks is the error. A method whose verb was not resolved returns a
     /// [`CcaError`] for which [`CcaError::is_not_resolved`] holds.
     pub fn open(verbs: &[Verb]) -> Result<Csulcca, LoadError> {
