@@ -354,6 +354,29 @@ impl<'a> Output<'a> {
         self.error(format_args!("dlopen({library}) failed: {reason}"));
     }
 
+    /// Our hint after a failed `dlopen` of the CCA library.
+    pub fn cca_library_hint(&mut self, library: &str) {
+        self.error(format_args!(
+            "{library} is the host library of IBM's CCA package for the coprocessor: \
+             install that package, or add the directory that holds {library} to \
+             LD_LIBRARY_PATH"
+        ));
+    }
+
+    /// `Cannot find required CCA symbols in libcsulcca.so: <dlerror>` (`pkcscca.c:
+    /// main()`, `-m keys` and `-m oldrsakeys`; our prefix added).
+    pub fn missing_cca_symbols(&mut self, library: &str, detail: &str) {
+        self.error(format_args!(
+            "Cannot find required CCA symbols in {library}: {detail}"
+        ));
+    }
+
+    /// `Cannot find CSNBDEC in libcsulcca.so: <dlerror>` (`pkcscca.c: main()`,
+    /// `-m v2objectsv3`; our prefix added).
+    pub fn missing_cca_symbol(&mut self, verb: &str, library: &str, detail: &str) {
+        self.error(format_args!("Cannot find {verb} in {library}: {detail}"));
+    }
+
     /// A line of ours on stdout, printed always (e.g. the `--dry-run` note).
     pub fn notice(&mut self, text: impl Display) {
         self.out_fmt(format_args!("{text}\n"));

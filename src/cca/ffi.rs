@@ -36,7 +36,11 @@ pub(crate) struct Raw {
 #[derive(Debug)]
 pub(crate) enum OpenError {
     Open(String),
-    Missing(&'static str),
+    /// A required verb is not exported; `detail` is the loader's message.
+    Missing {
+        verb: &'static str,
+        detail: String,
+    },
 }
 
 /// The symbol `verb` of `lib` as a `T`.
@@ -47,7 +51,10 @@ unsafe fn symbol<T: Copy>(lib: &Library, verb: Verb) -> Result<T, OpenError> {
     // SAFETY: `T` matches the symbol (the caller's contract); the pointer is
     // copied out, and `Lib` keeps `lib` loaded for as long as it is used.
     let sym = unsafe { lib.get::<T>(verb.name().as_bytes()) };
-    Ok(*sym.map_err(|_| OpenError::Missing(verb.name()))?)
+    Ok(*sym.map_err(|e| OpenError::Missing {
+        verb: verb.name(),
+        detail: e.to_string(),
+    })?)
 }
 
 /// The Rust type holding one parameter of a call: a `long *` points to a
@@ -113,14 +120,20 @@ macro_rules! lib_verbs {
             $( $(#[$cfg])* $n: Option<abi::fns::$n>, )*
         }
 
-        /// Resolves `verbs`, in their order; the first missing one is the error.
-        fn resolve(lib: &Library, verbs: &[Verb]) -> Result<Fns, OpenError> {
+        /// Resolves `required`, in their order (the first missing one is the
+        /// error), then those of `optional` the library has.
+        fn resolve(lib: &Library, required: &[Verb], optional: &[Verb]) -> Result<Fns, OpenError> {
             let mut fns = Fns::default();
-            for &verb in verbs {
+            let wanted = required.iter().map(|&v| (v, true));
+            for (verb, needed) in wanted.chain(optional.iter().map(|&v| (v, false))) {
                 match verb {
                     $( $(#[$cfg])* Verb::$v => {
                         // SAFETY: `abi::fns::$n` is the C prototype of `$n`.
-                        fns.$n = Some(unsafe { symbol::<abi::fns::$n>(lib, verb)? });
+                        match unsafe { symbol::<abi::fns::$n>(lib, verb) } {
+                            Ok(f) => fns.$n = Some(f),
+                            Err(e) if needed => return Err(e),
+                            Err(_) => {}
+                        }
                     } )*
                 }
             }
@@ -298,13 +311,17 @@ impl DesCall {
 
 impl Lib {
     /// Opens `name` (a bare name is searched like `dlopen` does) with
-    /// `RTLD_NOW | RTLD_GLOBAL` and resolves `verbs`.
-    pub(crate) fn open(name: &std::ffi::OsStr, verbs: &[Verb]) -> Result<Lib, OpenError> {
+    /// `RTLD_NOW | RTLD_GLOBAL` and resolves `required` and, where present, `optional`.
+    pub(crate) fn open(
+        name: &std::ffi::OsStr,
+        required: &[Verb],
+        optional: &[Verb],
+    ) -> Result<Lib, OpenError> {
         // SAFETY: loading a shared object runs its initialisers; the CCA host
         // library (or our emulator) has no initialisers with preconditions.
         let lib = unsafe { Library::open(Some(name), RTLD_NOW | RTLD_GLOBAL) }
             .map_err(|e| OpenError::Open(e.to_string()))?;
-        let fns = resolve(&lib, verbs)?;
+        let fns = resolve(&lib, required, optional)?;
         Ok(Lib { fns, _lib: lib })
     }
 

@@ -61,24 +61,61 @@ impl fmt::Display for Verb {
     }
 }
 
-/// The verbs `-m keys` calls for master keys of type `t`: CSUACFQ for the
-/// registers, then the key token change verbs of the key kinds `-k` selects
-/// (CSNBKTC for DES and AES DATA tokens, CSNBKTC2 for AES CIPHER and HMAC
-/// tokens, CSNDKTC for PKA tokens). Upstream's `pkcscca.c: main()` looks up
-/// CSNDKTC, CSNBKTC and CSNBKTC2 for every `-k`.
-pub fn keys_verbs(t: MkType) -> &'static [Verb] {
-    match t {
-        MkType::Sym | MkType::Aes => &[Verb::Csuacfq, Verb::Csnbktc, Verb::Csnbktc2],
-        MkType::Apka | MkType::Asym => &[Verb::Csuacfq, Verb::Csndktc],
+/// The verbs a mode calls: those it cannot work without, and those it uses when the
+/// library has them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ModeVerbs {
+    /// A library lacking one of these is refused.
+    pub required: Vec<Verb>,
+    /// Used when present; the mode has another way without them.
+    pub optional: Vec<Verb>,
+}
+
+impl ModeVerbs {
+    /// Every verb, required first.
+    #[cfg(feature = "testkit")]
+    pub fn all(&self) -> Vec<Verb> {
+        self.required
+            .iter()
+            .chain(&self.optional)
+            .copied()
+            .collect()
+    }
+}
+
+/// The verbs `-m keys` calls for master keys of type `t`: the key token change
+/// verbs of the key kinds `-k` selects (CSNBKTC for DES and AES DATA tokens,
+/// CSNBKTC2 for AES CIPHER and HMAC tokens, CSNDKTC for PKA tokens), and CSUACFQ
+/// for the registers when the library has it (without it, each key goes to the
+/// card and the answer is compared, as upstream does). Upstream's `pkcscca.c:
+/// main()` looks up CSNDKTC, CSNBKTC and CSNBKTC2 for every `-k`.
+pub fn keys_verbs(t: MkType) -> ModeVerbs {
+    let required = match t {
+        MkType::Sym | MkType::Aes => vec![Verb::Csnbktc, Verb::Csnbktc2],
+        MkType::Apka | MkType::Asym => vec![Verb::Csndktc],
+    };
+    ModeVerbs {
+        required,
+        optional: vec![Verb::Csuacfq],
     }
 }
 
 /// The verbs `-m oldrsakeys` calls: CSNDPKT and CSNDPKX, the two upstream looks
 /// up for this mode (the mode reads no master-key register).
-pub const OLDRSAKEYS_VERBS: &[Verb] = &[Verb::Csndpkt, Verb::Csndpkx];
+pub fn oldrsakeys_verbs() -> ModeVerbs {
+    ModeVerbs {
+        required: vec![Verb::Csndpkt, Verb::Csndpkx],
+        optional: Vec::new(),
+    }
+}
 
 /// The verbs `-m v2objectsv3` calls: CSNBDEC alone, as upstream.
-pub const V2OBJECTSV3_VERBS: &[Verb] = &[Verb::Csnbdec];
+pub fn v2objectsv3_verbs() -> ModeVerbs {
+    ModeVerbs {
+        required: vec![Verb::Csnbdec],
+        optional: Vec::new(),
+    }
+}
 
 /// Return/reason of a successful call (return code 0; the reason may be a
 /// warning such as "key used under the OLD master key").
@@ -166,6 +203,8 @@ pub enum LoadError {
         name: String,
         /// The missing verb.
         symbol: &'static str,
+        /// The loader's message (`dlerror()`).
+        detail: String,
     },
 }
 
@@ -326,30 +365,35 @@ impl Csulcca {
 
     /// Loads `libcsulcca.so` by bare name (so `LD_LIBRARY_PATH` and the
     /// loader cache apply), as `usr/sbin/pkcscca/pkcscca.c: main()` does, and
-    /// resolves `verbs` (e.g. [`keys_verbs`]); the first of them the library
-    /// lacks is the error. A method whose verb was not resolved returns a
-    /// [`CcaError`] for which [`CcaError::is_not_resolved`] holds.
-    pub fn open(verbs: &[Verb]) -> Result<Csulcca, LoadError> {
+    /// resolves the verbs of a mode (e.g. [`keys_verbs`]); the first required one
+    /// the library lacks is the error. A method whose verb was not resolved
+    /// returns a [`CcaError`] for which [`CcaError::is_not_resolved`] holds.
+    pub fn open(verbs: &ModeVerbs) -> Result<Csulcca, LoadError> {
         Csulcca::open_name(OsStr::new(Csulcca::LIBRARY), verbs)
     }
 
-    /// Loads the library at `path` and resolves `verbs`, as [`Csulcca::open`].
+    /// Loads the library at `path` and resolves `verbs`, all required.
     #[cfg(feature = "testkit")]
     pub fn open_path(path: &std::path::Path, verbs: &[Verb]) -> Result<Csulcca, LoadError> {
-        Csulcca::open_name(path.as_os_str(), verbs)
+        let verbs = ModeVerbs {
+            required: verbs.to_vec(),
+            optional: Vec::new(),
+        };
+        Csulcca::open_name(path.as_os_str(), &verbs)
     }
 
-    fn open_name(name: &OsStr, verbs: &[Verb]) -> Result<Csulcca, LoadError> {
+    fn open_name(name: &OsStr, verbs: &ModeVerbs) -> Result<Csulcca, LoadError> {
         let shown = name.to_string_lossy().into_owned();
-        match ffi::Lib::open(name, verbs) {
+        match ffi::Lib::open(name, &verbs.required, &verbs.optional) {
             Ok(lib) => Ok(Csulcca { lib }),
             Err(ffi::OpenError::Open(detail)) => Err(LoadError::Open {
                 name: shown,
                 detail,
             }),
-            Err(ffi::OpenError::Missing(symbol)) => Err(LoadError::MissingSymbol {
+            Err(ffi::OpenError::Missing { verb, detail }) => Err(LoadError::MissingSymbol {
                 name: shown,
-                symbol,
+                symbol: verb,
+                detail,
             }),
         }
     }

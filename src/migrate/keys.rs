@@ -18,7 +18,7 @@
 
 use crate::cca::rules::{self, Keyword, RuleArray};
 use crate::cca::token::{self, MkType, TokenInfo};
-use crate::cca::{CcaError, Csulcca, MkStatus, RegisterState, Verb};
+use crate::cca::{CcaError, Csulcca, MkStatus, ModeVerbs, RegisterState, Verb};
 use crate::exit::Exit;
 use crate::messages::{KeyCounts, Output};
 use crate::pin::Pins;
@@ -615,7 +615,7 @@ impl KeysMode {
 }
 
 impl ModeStep for KeysMode {
-    fn verbs(&self) -> &'static [Verb] {
+    fn verbs(&self) -> ModeVerbs {
         crate::cca::keys_verbs(self.k)
     }
 

@@ -34,7 +34,8 @@ use crate::pkcs11::AttrType;
 use crate::store::lock::TokenLock;
 use crate::store::{Format, MasterKey, StoreError, StoredObject, TokenStore};
 
-use pipeline::Setup;
+use crate::cca::Csulcca;
+use pipeline::{ModeStep, Setup};
 
 /// Where the token of this run lives, resolved before prompting.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,12 +56,16 @@ pub struct Migrator {
     paths: SystemPaths,
 }
 
-/// A run that passed every check needing no PIN, holding the token's lock.
-#[derive(Debug)]
+/// A run that passed every check needing no PIN, holding the token's lock and the
+/// CCA library.
 pub struct Prepared {
     paths: SystemPaths,
     target: Target,
     args: Args,
+    /// The mode's own steps.
+    mode: Box<dyn ModeStep>,
+    /// `libcsulcca.so`, opened with the mode's verbs.
+    lib: Csulcca,
     /// openCryptoki's token lock, taken before the prompts and held to the end.
     _lock: TokenLock,
 }
@@ -78,8 +83,9 @@ impl Migrator {
     }
 
     /// Checks that need no PIN, done before prompting: the slot is configured, the
-    /// token directory exists, pkcsslotd is not running, and the token's lock is ours.
-    /// On failure the reason is printed through `out` and the exit status returned.
+    /// token directory exists, pkcsslotd is not running, the token's lock is ours, and
+    /// the CCA library loads with the verbs of the mode. On failure the reason is
+    /// printed through `out` and the exit status returned.
     pub fn prepare(&self, args: &Args, out: &mut Output<'_>) -> Result<Prepared, Exit> {
         let target = resolve_target(&self.paths, args, out)?;
         match (preflight(&self.paths, &target, out), args.mode) {
@@ -88,10 +94,18 @@ impl Migrator {
             (r, _) => r?,
         }
         let lock = take_lock(&target, out)?;
+        let mode: Box<dyn ModeStep> = match args.mode {
+            Mode::Keys { key_type, .. } => Box::new(keys::KeysMode::new(key_type)),
+            Mode::OldRsaKeys { .. } => Box::<oldrsa::OldRsaMode>::default(),
+            Mode::V2ObjectsV3 => Box::<v2::V2Mode>::default(),
+        };
+        let lib = pipeline::open_library(mode.as_ref(), out)?;
         Ok(Prepared {
             paths: self.paths.clone(),
             target,
             args: args.clone(),
+            mode,
+            lib,
             _lock: lock,
         })
     }
@@ -99,22 +113,14 @@ impl Migrator {
 
 impl Prepared {
     /// Verifies the PINs and performs the mode; returns the exit status.
-    pub fn run(self, pins: &Pins, out: &mut Output<'_>) -> Exit {
+    pub fn run(mut self, pins: &Pins, out: &mut Output<'_>) -> Exit {
         let setup = Setup {
             paths: &self.paths,
             target: &self.target,
             dry_run: self.args.dry_run,
             json: self.args.json,
         };
-        match self.args.mode {
-            Mode::Keys { key_type, .. } => {
-                pipeline::run(&mut keys::KeysMode::new(key_type), &setup, pins, out)
-            }
-            Mode::OldRsaKeys { .. } => {
-                pipeline::run(&mut oldrsa::OldRsaMode::default(), &setup, pins, out)
-            }
-            Mode::V2ObjectsV3 => pipeline::run(&mut v2::V2Mode::default(), &setup, pins, out),
-        }
+        pipeline::run(self.mode.as_mut(), &setup, &self.lib, pins, out)
     }
 }
 

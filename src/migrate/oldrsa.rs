@@ -12,7 +12,7 @@
 
 use crate::cca::rules::{self, RuleArray};
 use crate::cca::token::{self, TokenKind};
-use crate::cca::{CcaError, Csulcca, Verb};
+use crate::cca::{CcaError, Csulcca, ModeVerbs};
 use crate::exit::Exit;
 use crate::messages::Output;
 use crate::pin::Pins;
@@ -41,8 +41,8 @@ pub(super) struct OldRsaMode {
 }
 
 impl ModeStep for OldRsaMode {
-    fn verbs(&self) -> &'static [Verb] {
-        crate::cca::OLDRSAKEYS_VERBS
+    fn verbs(&self) -> ModeVerbs {
+        crate::cca::oldrsakeys_verbs()
     }
 
     fn login(

@@ -3,18 +3,20 @@
 //! 1. open the data store (`NVTOK.DAT`, the format);
 //! 2. the mode's checks of the opened store ([`ModeStep::check_store`]);
 //! 3. verify both PINs and open the store's master key ([`ModeStep::login`]);
-//! 4. load `libcsulcca.so` with only the verbs of the mode resolved;
-//! 5. the mode's start ([`ModeStep::begin`]: its first lines, the card's registers);
-//! 6. remove the temporary files an interrupted run left (not with `--dry-run`);
-//! 7. read and convert the objects ([`ModeStep::convert`]);
-//! 8. commit the changed objects in one atomic batch and remove the token's shared
+//! 4. the mode's start ([`ModeStep::begin`]: its first lines, the card's registers);
+//! 5. remove the temporary files an interrupted run left (not with `--dry-run`);
+//! 6. read and convert the objects ([`ModeStep::convert`]);
+//! 7. commit the changed objects in one atomic batch and remove the token's shared
 //!    memory (nothing with `--dry-run`);
-//! 9. the mode's report and exit status ([`ModeStep::report`]).
+//! 8. the mode's report and exit status ([`ModeStep::report`]).
+//!
+//! `libcsulcca.so` was loaded before the PIN prompts ([`open_library`]), with only the
+//! verbs of the mode resolved.
 //!
 //! A mode supplies only the steps that are its own; everything else, and the order, is
 //! here.
 
-use crate::cca::{Csulcca, LoadError, Verb};
+use crate::cca::{Csulcca, LoadError, ModeVerbs};
 use crate::config::SystemPaths;
 use crate::exit::Exit;
 use crate::messages::Output;
@@ -50,7 +52,13 @@ pub(crate) struct Context<'a> {
 /// The steps a mode supplies to [`run`].
 pub(crate) trait ModeStep {
     /// The verbs the mode calls: the library is opened with only these resolved.
-    fn verbs(&self) -> &'static [Verb];
+    fn verbs(&self) -> ModeVerbs;
+
+    /// Upstream's line when a required verb is missing from the library (`detail` is
+    /// the loader's message).
+    fn missing_verb(&self, detail: &str, out: &mut Output<'_>) {
+        out.missing_cca_symbols(Csulcca::LIBRARY, detail);
+    }
 
     /// The exit status when the store cannot be opened.
     fn open_failed(&self) -> Exit {
@@ -99,15 +107,17 @@ pub(crate) trait ModeStep {
 pub(crate) fn run(
     step: &mut dyn ModeStep,
     setup: &Setup<'_>,
+    lib: &Csulcca,
     pins: &Pins,
     out: &mut Output<'_>,
 ) -> Exit {
-    run_steps(step, setup, pins, out).unwrap_or_else(|exit| exit)
+    run_steps(step, setup, lib, pins, out).unwrap_or_else(|exit| exit)
 }
 
 fn run_steps(
     step: &mut dyn ModeStep,
     setup: &Setup<'_>,
+    lib: &Csulcca,
     pins: &Pins,
     out: &mut Output<'_>,
 ) -> Result<Exit, Exit> {
@@ -117,12 +127,11 @@ fn run_steps(
     })?;
     step.check_store(&store, out)?;
     let mk = step.login(&store, pins, out)?;
-    let lib = open_library(step.verbs(), out)?;
     let cx = Context {
         setup,
         store: &store,
         mk: &mk,
-        lib: &lib,
+        lib,
     };
     step.begin(&cx, out)?;
     clean_temps(&store, setup.dry_run, out)?;
@@ -134,14 +143,21 @@ fn run_steps(
     Ok(step.report(&cx, batch.len(), written, out))
 }
 
-/// Loads `libcsulcca.so`; a failure is upstream's `dlopen(...) failed` and exit 255.
-fn open_library(verbs: &[Verb], out: &mut Output<'_>) -> Result<Csulcca, Exit> {
-    Csulcca::open(verbs).map_err(|e| {
-        // The loader's own text already names the library: print it alone after
-        // upstream's `dlopen(libcsulcca.so) failed: `.
+/// Loads `libcsulcca.so` with the verbs of `step`, before the PIN prompts (upstream
+/// loads it after them: a deliberate difference, so nobody types PINs for a run that
+/// cannot start). A library that cannot be loaded is upstream's `dlopen(...) failed`
+/// line and a hint; one that lacks a required verb is upstream's `Cannot find ...`
+/// line. Both exit 255, as upstream.
+pub(crate) fn open_library(step: &dyn ModeStep, out: &mut Output<'_>) -> Result<Csulcca, Exit> {
+    Csulcca::open(&step.verbs()).map_err(|e| {
         match e {
-            LoadError::Open { detail, .. } => out.dlopen_failed(Csulcca::LIBRARY, detail),
-            e => out.dlopen_failed(Csulcca::LIBRARY, e),
+            // The loader's own text already names the library: print it alone after
+            // upstream's `dlopen(libcsulcca.so) failed: `.
+            LoadError::Open { detail, .. } => {
+                out.dlopen_failed(Csulcca::LIBRARY, detail);
+                out.cca_library_hint(Csulcca::LIBRARY);
+            }
+            LoadError::MissingSymbol { detail, .. } => step.missing_verb(&detail, out),
         }
         Exit::LibraryUnavailable
     })

@@ -19,7 +19,7 @@ use std::path::Path;
 
 use zeroize::Zeroizing;
 
-use crate::cca::{CcaError, Csulcca, Verb};
+use crate::cca::{CcaError, Csulcca, ModeVerbs};
 use crate::exit::Exit;
 use crate::messages::Output;
 use crate::pin::{PinKind, Pins};
@@ -51,8 +51,13 @@ pub(super) struct V2Mode {
 }
 
 impl ModeStep for V2Mode {
-    fn verbs(&self) -> &'static [Verb] {
-        crate::cca::V2OBJECTSV3_VERBS
+    fn verbs(&self) -> ModeVerbs {
+        crate::cca::v2objectsv3_verbs()
+    }
+
+    /// Upstream looks up CSNBDEC alone for this mode and names it.
+    fn missing_verb(&self, detail: &str, out: &mut Output<'_>) {
+        out.missing_cca_symbol("CSNBDEC", Csulcca::LIBRARY, detail);
     }
 
     /// Upstream's `v2objectsv3` fails on an unusable store with -1 (255).
