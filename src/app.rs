@@ -12,7 +12,7 @@
 //! 4. `Prepared::run`: verify the PINs and migrate.
 
 use std::ffi::OsString;
-use std::io::{Read, Write};
+use std::io::{IsTerminal, Read, Write};
 use std::os::fd::BorrowedFd;
 use std::os::unix::ffi::OsStrExt;
 
@@ -40,11 +40,16 @@ pub struct Io<'a> {
 }
 
 /// Settings taken from the environment.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Settings {
     /// `POSIXLY_CORRECT` is set: option parsing stops at the first non-option, as GNU
     /// `getopt_long` does.
     pub posixly_correct: bool,
+    /// `PKCSCCA_THREADS`, as set: how many verbs may be in flight at once, unless
+    /// `--threads` says otherwise.
+    pub threads: Option<OsString>,
+    /// Standard error is a terminal: long runs may show a progress line there.
+    pub progress: bool,
 }
 
 impl Settings {
@@ -52,6 +57,8 @@ impl Settings {
     pub fn from_env() -> Settings {
         Settings {
             posixly_correct: std::env::var_os("POSIXLY_CORRECT").is_some(),
+            threads: std::env::var_os("PKCSCCA_THREADS"),
+            progress: std::io::stderr().is_terminal(),
         }
     }
 }
@@ -100,9 +107,26 @@ where
             out.cli_error(&e);
             e.exit()
         }
-        Ok(Command::Run(args)) => {
+        Ok(Command::Run(mut args)) => {
             out.set_verbosity(args.verbose);
             out.set_json(args.json);
+            out.set_progress(settings.progress);
+            if args.threads.is_none() {
+                if let Some(word) = &settings.threads {
+                    match cli::parse_threads(word.as_bytes()) {
+                        Ok(n) => args.threads = Some(n),
+                        Err(_) => {
+                            out.error(format_args!(
+                                "PKCSCCA_THREADS={}: give a number from 1 to {}",
+                                word.to_string_lossy(),
+                                cli::MAX_THREADS
+                            ));
+                            out.flush();
+                            return Exit::Usage;
+                        }
+                    }
+                }
+            }
             match migrator.prepare(&args, &mut out) {
                 Ok(prepared) => prompt_and_run(prepared, io.stdin, io.terminal, &mut out),
                 Err(exit) => exit,

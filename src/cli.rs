@@ -117,8 +117,49 @@ impl ModeName {
     }
 }
 
-/// A validated mode with what it needs.
+/// What `-k` selects: one master key type, or (ours) `all` of them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeySelection {
+    /// `-k aes|apka|asym|sym`.
+    One(MkType),
+    /// `-k all`: every type in one run, in the order of [`KeySelection::ALL_ORDER`].
+    All,
+}
+
+impl KeySelection {
+    /// The order `-k all` takes the types in.
+    pub const ALL_ORDER: [MkType; 4] = [MkType::Sym, MkType::Aes, MkType::Apka, MkType::Asym];
+
+    /// The types selected, in the order they are processed.
+    pub fn types(self) -> Vec<MkType> {
+        match self {
+            KeySelection::One(t) => vec![t],
+            KeySelection::All => Self::ALL_ORDER.to_vec(),
+        }
+    }
+
+    /// The `-k` word.
+    pub fn name(self) -> &'static str {
+        match self {
+            KeySelection::One(t) => t.arg_name(),
+            KeySelection::All => "all",
+        }
+    }
+
+    /// Exact lookup (`strcmp`) of a `-k` word.
+    pub fn from_name(word: &[u8]) -> Option<KeySelection> {
+        if word == b"all" {
+            return Some(KeySelection::All);
+        }
+        MkType::from_arg(word).map(KeySelection::One)
+    }
+}
+
+/// Most re-encipher verbs in flight at once (`--threads`).
+pub const MAX_THREADS: usize = 64;
+
+/// A validated mode with what it needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Mode {
     /// `-m v2objectsv3` (`-s` and `-k` are ignored, as upstream).
     V2ObjectsV3,
@@ -126,8 +167,8 @@ pub enum Mode {
     Keys {
         /// PKCS#11 slot id.
         slot: u64,
-        /// Master key type to migrate.
-        key_type: MkType,
+        /// Master key type(s) to migrate.
+        key_type: KeySelection,
     },
     /// `-m oldrsakeys -s SLOT`.
     OldRsaKeys {
@@ -160,6 +201,11 @@ pub struct Args {
     pub dry_run: bool,
     /// `--json`: machine-readable summary on stdout (keys and oldrsakeys only).
     pub json: bool,
+    /// `--no-backup`: no snapshot of the store before a run rewrites objects.
+    pub no_backup: bool,
+    /// `--threads N`: how many re-encipher verbs may be in flight at once (`None`:
+    /// `PKCSCCA_THREADS`, else the default).
+    pub threads: Option<usize>,
 }
 
 impl Args {
@@ -171,8 +217,8 @@ impl Args {
         }
     }
 
-    /// The key type, for `-m keys`.
-    pub fn key_type(&self) -> Option<MkType> {
+    /// The master key type(s), for `-m keys`.
+    pub fn key_type(&self) -> Option<KeySelection> {
         match self.mode {
             Mode::Keys { key_type, .. } => Some(key_type),
             _ => None,
@@ -234,6 +280,10 @@ pub enum LowItem {
     Json,
     /// `--version`
     Version,
+    /// `--no-backup`
+    NoBackup,
+    /// `--threads N`
+    Threads(OsString),
     /// A getopt error; always the last item.
     Error(GetoptError),
 }
@@ -271,6 +321,8 @@ pub enum CliError {
     SlotInvalid(Vec<u8>),
     /// Our `--json` given with a mode that has no summary to report.
     JsonNotSupported(ModeName),
+    /// `--threads` (or `PKCSCCA_THREADS`) not a number from 1 to [`MAX_THREADS`].
+    InvalidThreads(Vec<u8>),
 }
 
 impl CliError {
@@ -306,6 +358,8 @@ enum LongId {
     Json,
     Help,
     Version,
+    NoBackup,
+    Threads,
 }
 
 struct LongOpt {
@@ -335,7 +389,7 @@ const UPSTREAM_LONG: [LongOpt; 3] = [
 ];
 
 /// Our additions, matched only when nothing in [`UPSTREAM_LONG`] matches.
-const OUR_LONG: [LongOpt; 4] = [
+const OUR_LONG: [LongOpt; 6] = [
     LongOpt {
         name: "dry-run",
         has_arg: HasArg::No,
@@ -355,6 +409,16 @@ const OUR_LONG: [LongOpt; 4] = [
         name: "version",
         has_arg: HasArg::No,
         id: LongId::Version,
+    },
+    LongOpt {
+        name: "no-backup",
+        has_arg: HasArg::No,
+        id: LongId::NoBackup,
+    },
+    LongOpt {
+        name: "threads",
+        has_arg: HasArg::Required,
+        id: LongId::Threads,
     },
 ];
 
@@ -431,8 +495,11 @@ where
                 Err(e) => LowItem::Error(e),
                 Ok((opt, value)) => match opt.has_arg {
                     HasArg::Required => match value.map(os).or_else(|| rest.next()) {
-                        Some(v) if opt.id == LongId::Datastore => LowItem::Datastore(v),
-                        Some(v) => LowItem::Slot(v),
+                        Some(v) => match opt.id {
+                            LongId::Datastore => LowItem::Datastore(v),
+                            LongId::Threads => LowItem::Threads(v),
+                            _ => LowItem::Slot(v),
+                        },
                         None => LowItem::Error(GetoptError::LongNeedsArgument(opt.name)),
                     },
                     HasArg::OptionalNext => {
@@ -445,6 +512,7 @@ where
                         LongId::DryRun => LowItem::DryRun,
                         LongId::Help => LowItem::Help,
                         LongId::Version => LowItem::Version,
+                        LongId::NoBackup => LowItem::NoBackup,
                         _ => LowItem::Json,
                     },
                 },
@@ -556,6 +624,8 @@ pub fn validate(low: &LowArgs) -> Result<Command, CliError> {
     let mut verbose = Verbosity::None;
     let mut dry_run = false;
     let mut json = false;
+    let mut no_backup = false;
+    let mut threads = None;
 
     for item in &low.items {
         match item {
@@ -570,7 +640,7 @@ pub fn validate(low: &LowArgs) -> Result<Command, CliError> {
             }
             LowItem::KeyType(word) => {
                 key_type = Some(
-                    MkType::from_arg(word.as_bytes())
+                    KeySelection::from_name(word.as_bytes())
                         .ok_or_else(|| CliError::UnknownKeyType(word.as_bytes().to_vec()))?,
                 );
             }
@@ -583,6 +653,8 @@ pub fn validate(low: &LowArgs) -> Result<Command, CliError> {
             }
             LowItem::DryRun => dry_run = true,
             LowItem::Json => json = true,
+            LowItem::NoBackup => no_backup = true,
+            LowItem::Threads(word) => threads = Some(parse_threads(word.as_bytes())?),
             LowItem::Error(e) => return Err(CliError::Getopt(e.clone())),
         }
     }
@@ -629,7 +701,18 @@ pub fn validate(low: &LowArgs) -> Result<Command, CliError> {
         verbose,
         dry_run,
         json,
+        no_backup,
+        threads,
     }))
+}
+
+/// A `--threads` value (or `PKCSCCA_THREADS`): a number from 1 to [`MAX_THREADS`].
+pub fn parse_threads(word: &[u8]) -> Result<usize, CliError> {
+    std::str::from_utf8(word)
+        .ok()
+        .and_then(|w| w.parse::<usize>().ok())
+        .filter(|n| (1..=MAX_THREADS).contains(n))
+        .ok_or_else(|| CliError::InvalidThreads(word.to_vec()))
 }
 
 #[cfg(any(test, feature = "testkit"))]
@@ -661,7 +744,7 @@ mod tests {
     fn keys_mode_with_all_spellings() {
         let want = Mode::Keys {
             slot: 2,
-            key_type: MkType::Aes,
+            key_type: KeySelection::One(MkType::Aes),
         };
         for args in [
             &["-m", "keys", "-s", "2", "-k", "aes"][..],
@@ -836,7 +919,7 @@ mod tests {
             run(&["-m", "oldrsakeys", "-m", "keys", "-s", "1", "-k", "sym"]).mode,
             Mode::Keys {
                 slot: 1,
-                key_type: MkType::Sym
+                key_type: KeySelection::One(MkType::Sym)
             }
         );
     }
@@ -851,7 +934,7 @@ mod tests {
         let a = run(&["-m", "keys", "-s", "1", "-k", "apka", "--json"]);
         assert!(a.json && !a.dry_run);
         assert_eq!(a.slot(), Some(1));
-        assert_eq!(a.key_type(), Some(MkType::Apka));
+        assert_eq!(a.key_type(), Some(KeySelection::One(MkType::Apka)));
     }
 
     #[test]

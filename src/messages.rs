@@ -71,13 +71,50 @@ impl KeyCounts {
         ]
     }
 
+    /// Adds `other`'s counters to these.
+    pub fn add(&mut self, other: &KeyCounts) {
+        let pairs = [
+            (&mut self.aes, other.aes),
+            (&mut self.des, other.des),
+            (&mut self.des2, other.des2),
+            (&mut self.des3, other.des3),
+            (&mut self.ecc, other.ecc),
+            (&mut self.hmac, other.hmac),
+            (&mut self.rsa, other.rsa),
+            (&mut self.ibm_dilithium, other.ibm_dilithium),
+            (&mut self.ibm_ml_dsa, other.ibm_ml_dsa),
+            (&mut self.ibm_ml_kem, other.ibm_ml_kem),
+            (&mut self.ml_dsa, other.ml_dsa),
+            (&mut self.ml_kem, other.ml_kem),
+        ];
+        for (mine, theirs) in pairs {
+            *mine = mine.saturating_add(theirs);
+        }
+    }
+
     /// Sum of all counters.
     pub fn total(&self) -> u64 {
         self.entries().iter().map(|(_, n)| u64::from(*n)).sum()
     }
 }
 
-/// Writes `Enter the SO PIN: ` / `Enter the USER PIN: ` and flushes
+/// What a `-m keys` run did, in our words (the last line of its output).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RunCounts {
+    /// Keys whose tokens the card re-enciphered.
+    pub reenciphered: usize,
+    /// Keys already under the CURRENT master key.
+    pub current: usize,
+    /// Keys that could not be re-enciphered (their blobs were kept).
+    pub failed: usize,
+    /// Object files that could not be read or decrypted (left untouched).
+    pub unreadable: usize,
+    /// Object files to rewrite.
+    pub rewrite: usize,
+    /// Object files rewritten (0 with `--dry-run`).
+    pub written: usize,
+}
+
 /// A key label as upstream prints it: its copy is NUL-terminated, so it ends at the
 /// first NUL byte. Non-UTF-8 bytes are written through unchanged.
 struct Label<'a>(&'a [u8]);
@@ -97,6 +134,10 @@ pub struct Output<'a> {
     progname: Vec<u8>,
     verbosity: Verbosity,
     json: bool,
+    /// Whether a progress line may be shown (standard error is a terminal).
+    progress: bool,
+    /// A progress line is on the screen.
+    progress_shown: bool,
     write_error: Option<io::Error>,
 }
 
@@ -109,6 +150,8 @@ impl<'a> Output<'a> {
             progname: progname.to_vec(),
             verbosity: Verbosity::None,
             json: false,
+            progress: false,
+            progress_shown: false,
             write_error: None,
         }
     }
@@ -122,6 +165,32 @@ impl<'a> Output<'a> {
     /// line is dropped (stderr is unchanged).
     pub fn set_json(&mut self, json: bool) {
         self.json = json;
+    }
+
+    /// Allows a progress line on standard error (the caller knows it is a terminal);
+    /// never with `--json`.
+    pub fn set_progress(&mut self, allowed: bool) {
+        self.progress = allowed;
+    }
+
+    /// Shows `text` as the one updating progress line on standard error, when allowed.
+    pub fn progress(&mut self, text: impl Display) {
+        if !self.progress || self.json {
+            return;
+        }
+        // Carriage return, the text, then erase to the end of the line.
+        let r = write!(self.err, "\r{text}\x1b[K").and_then(|()| self.err.flush());
+        self.progress_shown = true;
+        self.note(r);
+    }
+
+    /// Removes the progress line, if one is shown.
+    pub fn progress_done(&mut self) {
+        if self.progress_shown {
+            let r = write!(self.err, "\r\x1b[K").and_then(|()| self.err.flush());
+            self.progress_shown = false;
+            self.note(r);
+        }
     }
 
     /// The current verbosity.
@@ -302,6 +371,13 @@ impl<'a> Output<'a> {
             CliError::MissingSlot => self.error("missing slot number"),
             CliError::MissingKeyType => self.error("missing key type"),
             CliError::SlotInvalid(_) => self.slot_id_invalid(),
+            CliError::InvalidThreads(v) => {
+                self.err_bytes(&[&raw(
+                    "invalid number of threads '",
+                    v,
+                    &format!("' (give 1 to {})\n", crate::cli::MAX_THREADS),
+                )]);
+            }
             CliError::JsonNotSupported(mode) => self.error(format_args!(
                 "--json is only valid with -m keys or -m oldrsakeys, not with -m {}",
                 mode.name()
@@ -352,6 +428,17 @@ impl<'a> Output<'a> {
     /// `dlopen(libcsulcca.so) failed: <reason>` (no prefix upstream; we add ours).
     pub fn dlopen_failed(&mut self, library: &str, reason: impl Display) {
         self.error(format_args!("dlopen({library}) failed: {reason}"));
+    }
+
+    /// Ours, on stderr before the commit: where the backup of `store` is.
+    pub fn backup_made(&mut self, dir: &std::path::Path, store: &std::path::Path) {
+        self.error(format_args!(
+            "backup of {} in {} (to undo this run: pkcscca -m restore -d {} --from {})",
+            store.display(),
+            dir.display(),
+            store.display(),
+            dir.display()
+        ));
     }
 
     /// Our hint after a failed `dlopen` of the CCA library.
@@ -477,6 +564,38 @@ impl<'a> Output<'a> {
     pub fn key_migration_failed(&mut self, algo: &str, label: &[u8], handle: &str) {
         let before = format!("Migrating {algo} key failed. label=");
         self.error_with_label(&before, label, format_args!(", handle={handle}"));
+    }
+
+    /// Ours: the card has no valid CURRENT master key of `mk_type`.
+    pub fn no_current_master_key(&mut self, mk_type: impl Display) {
+        self.error(format_args!(
+            "the CCA adapter has no valid CURRENT {mk_type} master key; load and set it \
+             before migrating (nothing was changed)"
+        ));
+    }
+
+    /// Ours, after upstream's summary: what really happened, `Re-enciphered: N. Already
+    /// current: M. Failed: K. Object files rewritten: W.` (and the unreadable objects,
+    /// if any); with `--dry-run`, what would have happened.
+    pub fn run_counts(&mut self, c: &RunCounts, dry_run: bool) {
+        let unreadable = if c.unreadable > 0 {
+            format!(" Unreadable objects: {}.", c.unreadable)
+        } else {
+            String::new()
+        };
+        if dry_run {
+            self.out_fmt(format_args!(
+                "Dry run: would re-encipher: {}. Already current: {}. Failed: {}. \
+                 Object files to rewrite: {}.{unreadable} Nothing was written.\n",
+                c.reenciphered, c.current, c.failed, c.rewrite
+            ));
+        } else {
+            self.out_fmt(format_args!(
+                "Re-enciphered: {}. Already current: {}. Failed: {}. \
+                 Object files rewritten: {}.{unreadable}\n",
+                c.reenciphered, c.current, c.failed, c.written
+            ));
+        }
     }
 
     /// The `-m keys` summary (`key_migration_results()`), byte for byte, always printed.

@@ -47,7 +47,7 @@ proptest! {
         let mut stdin: &[u8] = b"1234\n5678\n";
         let io = Io { stdin: &mut stdin, stdout: &mut out, stderr: &mut err, terminal: None };
         let root = tempfile::tempdir().unwrap();
-        let exit = run_with(argv, io, Settings { posixly_correct: posix }, &refuse_all(root.path()));
+        let exit = run_with(argv, io, Settings { posixly_correct: posix, ..Settings::default() }, &refuse_all(root.path()));
         match exit {
             // Help: usage only, nothing on stderr.
             Exit::Success => prop_assert!(err.is_empty() && out.starts_with(b" Help:")),

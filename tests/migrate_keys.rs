@@ -33,6 +33,35 @@ const NEW_BIG: &[&str] = &["--format", "new", "--byte-order", "big"];
 
 const PROMPTS: &str = "Enter the SO PIN: \nEnter the USER PIN: \n";
 
+/// Our last line of a `-m keys` run (`Re-enciphered: ...` or `Dry run: ...`), and the
+/// output before it: what upstream prints.
+fn split_ours(stdout: &str) -> (&str, &str) {
+    let body = stdout.strip_suffix('\n').unwrap_or(stdout);
+    match body.rfind('\n') {
+        Some(i) => (&stdout[..=i], &stdout[i + 1..]),
+        None => ("", stdout),
+    }
+}
+
+/// Upstream's part of a `-m keys` run's stdout (ours, the last line, removed).
+fn upstream_part(stdout: &str) -> &str {
+    let (up, ours) = split_ours(stdout);
+    assert!(
+        ours.starts_with("Re-enciphered: ") || ours.starts_with("Dry run: "),
+        "our last line: {stdout:?}"
+    );
+    up
+}
+
+/// Our last line for `n` re-enciphered keys, `current` current ones, `failed` failed
+/// ones, and `written` object files rewritten.
+fn counts_line(n: usize, current: usize, failed: usize, written: usize) -> String {
+    format!(
+        "Re-enciphered: {n}. Already current: {current}. Failed: {failed}. \
+         Object files rewritten: {written}.\n"
+    )
+}
+
 /// The sample keys each `-k` value re-enciphers (labels from the sample tool).
 fn keys_of(ty: &str) -> BTreeSet<&'static str> {
     let v: &[&str] = match ty {
@@ -140,7 +169,9 @@ fn full_cycle(layout: &[&str], ty: &str) {
     let run = lab.migrate(ty, &[]);
     assert_eq!(run.code, 0, "{run:?}");
     assert!(run.stdout.starts_with(PROMPTS), "{run:?}");
-    assert!(run.stdout.ends_with(summary_of(ty)), "{run:?}");
+    assert!(upstream_part(&run.stdout).ends_with(summary_of(ty)), "{run:?}");
+    let n = keys_of(ty).len();
+    assert_eq!(split_ours(&run.stdout).1, counts_line(n, 0, 0, n), "{run:?}");
     assert_eq!(run.stderr, "");
 
     let r = lab.check(Some(ty));
@@ -171,7 +202,11 @@ fn full_cycle(layout: &[&str], ty: &str) {
     assert_eq!(again.code, 0, "{again:?}");
     let current = current_lines(&again.stdout);
     assert_eq!(current, keys_of(ty).len(), "{again:?}");
-    assert!(again.stdout.ends_with(summary_of(ty)));
+    assert!(upstream_part(&again.stdout).ends_with(summary_of(ty)));
+    assert_eq!(
+        split_ours(&again.stdout).1,
+        counts_line(0, keys_of(ty).len(), 0, 0)
+    );
     assert_eq!(lab.objects(), after, "a second run must write nothing");
 }
 
@@ -313,8 +348,8 @@ fn golden_no_keys_of_the_type() {
     let before = common::snapshot(&lab.store);
     let r = golden_run(&lab, "no-keys", "apka", &[], PINS);
     assert_eq!(
-        (r.code, r.stdout.as_str()),
-        (0, "Enter the SO PIN: \nEnter the USER PIN: \n\n")
+        (r.code, r.stdout),
+        (0, format!("{PROMPTS}\n{}", counts_line(0, 0, 0, 0)))
     );
     let r = golden_run(&lab, "no-keys-verbose", "apka", &["-v", "info"], PINS);
     assert_eq!(r.code, 0);
@@ -462,9 +497,9 @@ fn fault_on_one_key_then_lost_after_second_change() {
     let before = lab.objects();
     let r = lab.migrate("sym", &[]);
     assert_eq!(r.code, 3, "{r:?}");
-    assert!(r
-        .stdout
+    assert!(upstream_part(&r.stdout)
         .ends_with("Successfully migrated: DES: 2. \nFailed to migrate: DES: 1. \n"));
+    assert_eq!(split_ours(&r.stdout).1, counts_line(2, 0, 1, 2));
     assert!(r
         .stderr
         .contains("CSNBKTC (Key Token Change) failed. return code: 12, reason code: 8"));
@@ -516,7 +551,7 @@ fn fault_on_a_whole_verb_fails_only_its_keys() {
     // AES DATA tokens (also as XTS halves) go through CSNBKTC; AES CIPHER tokens
     // (also as XTS halves) and HMAC tokens through CSNBKTC2.
     assert!(
-        r.stdout
+        upstream_part(&r.stdout)
             .ends_with("Successfully migrated: AES: 4. \nFailed to migrate: AES: 3. HMAC: 2. \n"),
         "{r:?}"
     );
@@ -742,7 +777,13 @@ fn pins_typed_on_a_terminal() {
     reader.join().unwrap();
     let out = String::from_utf8(stdout.lock().unwrap().clone()).unwrap();
     assert_eq!(status.code(), Some(0), "{out}");
-    assert_eq!(out, format!("{PROMPTS}Successfully migrated: DES: 3. \n"));
+    assert_eq!(
+        out,
+        format!(
+            "{PROMPTS}Successfully migrated: DES: 3. \n{}",
+            counts_line(3, 0, 0, 3)
+        )
+    );
     assert!(echo_on(&slave), "echo restored");
     assert_eq!(lab.check(Some("sym")).code, 0);
 }
@@ -960,7 +1001,7 @@ fn a_damaged_object_is_left_alone_and_reported() {
     let r = lab.migrate("sym", &[]);
     assert_eq!(r.code, 3, "{r:?}");
     assert!(
-        r.stdout.ends_with("Successfully migrated: DES: 2. \n"),
+        upstream_part(&r.stdout).ends_with("Successfully migrated: DES: 2. \n"),
         "{r:?}"
     );
     assert!(
@@ -1018,7 +1059,10 @@ fn store_found_through_the_slot_configuration() {
 
     let r = lab.pkcscca(&["-m", "keys", "-s", "2", "-k", "sym"], PINS);
     assert_eq!(r.code, 0, "{r:?}");
-    assert_eq!(r.stdout, format!("{PROMPTS}{}", summary_of("sym")));
+    assert_eq!(
+        r.stdout,
+        format!("{PROMPTS}{}{}", summary_of("sym"), counts_line(3, 0, 0, 3))
+    );
     assert_eq!(lab.check(Some("sym")).code, 0);
     assert!(lab.lock_dir.join("ccatok").join("LCK..ccatok").exists());
 }
@@ -1117,7 +1161,7 @@ fn without_the_register_query_every_key_goes_to_the_card() {
         r.stdout.contains("Cannot read the master key registers"),
         "{r:?}"
     );
-    assert!(r.stdout.ends_with(summary_of("apka")), "{r:?}");
+    assert!(upstream_part(&r.stdout).ends_with(summary_of("apka")), "{r:?}");
     assert_eq!(lab.check(Some("apka")).code, 0);
     let before = lab.objects();
     let r = lab.migrate("apka", &[]);

@@ -81,6 +81,22 @@ impl ModeVerbs {
             .copied()
             .collect()
     }
+
+    /// These verbs and `other`'s, each once; a verb one of them requires is required.
+    pub fn union(mut self, other: &ModeVerbs) -> ModeVerbs {
+        for &v in &other.required {
+            if !self.required.contains(&v) {
+                self.required.push(v);
+            }
+        }
+        self.optional.retain(|v| !self.required.contains(v));
+        for &v in &other.optional {
+            if !self.required.contains(&v) && !self.optional.contains(&v) {
+                self.optional.push(v);
+            }
+        }
+        self
+    }
 }
 
 /// The verbs `-m keys` calls for master keys of type `t`: the key token change

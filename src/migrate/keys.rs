@@ -16,16 +16,21 @@
 //! output is accepted only if it is the same kind of internal token, of the same
 //! length, now carrying the CURRENT MKVP. A key that fails keeps its original blob.
 
+use std::collections::HashMap;
+use std::num::NonZeroUsize;
+
 use crate::cca::rules::{self, Keyword, RuleArray};
 use crate::cca::token::{self, MkType, TokenInfo};
 use crate::cca::{CcaError, Csulcca, MkStatus, ModeVerbs, RegisterState, Verb};
+use crate::cli::KeySelection;
 use crate::exit::Exit;
-use crate::messages::{KeyCounts, Output};
+use crate::messages::{KeyCounts, Output, RunCounts};
 use crate::pin::Pins;
 use crate::pkcs11::{AttrType, KeyType, ObjectClass};
 use crate::store::{MasterKey, StoreError, StoredObject, TokenStore};
 
-use super::pipeline::{self, Context, ModeStep, Setup};
+use super::pipeline::{Committed, Context, ModeStep, Setup};
+use super::pool;
 use super::select::{self, Algorithm, Handling, KeyKind, RsaFormat};
 
 /// `CKA_HIDDEN` (`CKA_VENDOR_DEFINED + 0x01000000` in openCryptoki): objects the
@@ -381,15 +386,132 @@ pub(super) fn opaque_of(obj: &StoredObject) -> Vec<u8> {
         .unwrap_or_default()
 }
 
+/// How the card work for one key ended.
+enum KeyWork {
+    /// Every token of the blob is under the CURRENT master key already.
+    Unchanged,
+    /// The blob with its tokens re-enciphered.
+    Changed(Vec<u8>),
+    /// The first token that could not be re-enciphered.
+    Failed(Failure),
+}
+
+/// One key the card has to see.
+struct Job<'k> {
+    kind: &'k KeyKind,
+    /// Index of the object in the run's object list.
+    index: usize,
+    /// Its `CKA_IBM_OPAQUE`.
+    blob: Vec<u8>,
+}
+
+/// The card work of one key: each token of the blob (two for AES XTS) goes through
+/// [`reencipher`], stopping at the first failure. Runs on the pool's threads: it
+/// calls verbs and prints nothing.
+fn card_work(card: &Card<'_>, kind: &KeyKind, blob: &[u8]) -> KeyWork {
+    let mut new_blob = blob.to_vec();
+    let mut any_changed = false;
+    for r in halves(kind, blob) {
+        let part = blob.get(r.clone()).unwrap_or(&[]);
+        match reencipher(card, kind, part) {
+            TokenOutcome::Current => {}
+            TokenOutcome::Migrated(t) => {
+                // `validate` accepted only a token of the same length.
+                if let Some(dst) = new_blob.get_mut(r).filter(|d| d.len() == t.len()) {
+                    dst.copy_from_slice(&t);
+                    any_changed = true;
+                }
+            }
+            TokenOutcome::Failed(f) => return KeyWork::Failed(f),
+        }
+    }
+    if any_changed {
+        KeyWork::Changed(new_blob)
+    } else {
+        KeyWork::Unchanged
+    }
+}
+
+/// The objects a search of `kind` finds, in find order (`find_wrapped_keys()`'s
+/// template: the key type, token objects, not hidden).
+fn matches(kind: &KeyKind, objects: &[StoredObject]) -> Vec<usize> {
+    objects
+        .iter()
+        .enumerate()
+        .filter(|(_, o)| {
+            o.template.key_type() == Some(kind.key_type)
+                && o.template.get_bool(AttrType::TOKEN) != Some(false)
+                && o.template.get_bool(CKA_HIDDEN) != Some(true)
+        })
+        .map(|(i, _)| i)
+        .collect()
+}
+
+/// How a run shows its progress while the card works.
+pub struct Progress<'a> {
+    /// Up to this many verbs in flight at once.
+    pub threads: NonZeroUsize,
+    /// Show a progress line when more keys than this go to the card (and the output
+    /// allows it).
+    pub above: usize,
+    /// The master key type, for the progress line.
+    pub mk_type: &'a str,
+}
+
 /// Runs every search of `kinds` over `objects` (already in find order), updating the
 /// `CKA_IBM_OPAQUE` of migrated keys in place. Returns the tally and the indices of the
 /// objects that changed.
+///
+/// The keys that go to the card are picked first (nothing printed), the card works on
+/// them on `progress.threads` threads, and then every search prints upstream's lines
+/// and applies the results in upstream's order, exactly as one key after the other
+/// would.
 pub fn migrate(
     card: &Card<'_>,
     kinds: &[KeyKind],
     objects: &mut [StoredObject],
+    progress: &Progress<'_>,
     out: &mut Output<'_>,
 ) -> (Tally, Vec<usize>) {
+    let mut jobs = Vec::new();
+    for kind in kinds {
+        for index in matches(kind, objects) {
+            let Some(blob) = objects
+                .get(index)
+                .and_then(|o| o.template.get(AttrType::IBM_OPAQUE))
+            else {
+                continue;
+            };
+            if matches!(precheck(kind, blob), Precheck::Go) {
+                jobs.push(Job {
+                    kind,
+                    index,
+                    blob: blob.to_vec(),
+                });
+            }
+        }
+    }
+    let total = jobs.len();
+    let shown = total > progress.above;
+    let results = pool::map_in_order(
+        &jobs,
+        progress.threads,
+        |job| card_work(card, job.kind, &job.blob),
+        |done| {
+            if shown {
+                out.progress(format_args!(
+                    "Re-enciphering {} keys: {done} of {total}",
+                    progress.mk_type
+                ));
+            }
+        },
+    );
+    if shown {
+        out.progress_done();
+    }
+    let mut work: HashMap<usize, KeyWork> = jobs.iter().map(|j| j.index).zip(results).collect();
+    drop(jobs);
+
     let mut tally = Tally::default();
     let mut changed = Vec::new();
     for kind in kinds {
@@ -398,7 +520,8 @@ pub fn migrate(
             let Some(obj) = objects.get_mut(f.index) else {
                 continue;
             };
-            if migrate_one(card, kind, obj, &f.label, &mut tally, out) {
+            let result = work.remove(&f.index);
+            if migrate_one(kind, obj, &f.label, result, &mut tally, out) {
                 changed.push(f.index);
             }
         }
@@ -418,16 +541,7 @@ pub(super) fn find(
     if let Some(what) = kind.announce {
         out.search_for(what);
     }
-    let matches: Vec<usize> = objects
-        .iter()
-        .enumerate()
-        .filter(|(_, o)| {
-            o.template.key_type() == Some(kind.key_type)
-                && o.template.get_bool(AttrType::TOKEN) != Some(false)
-                && o.template.get_bool(CKA_HIDDEN) != Some(true)
-        })
-        .map(|(i, _)| i)
-        .collect();
+    let matches = matches(kind, objects);
     if kind.upstream || !matches.is_empty() {
         out.found_keys(matches.len() as u64);
     }
@@ -495,12 +609,13 @@ fn joined(blob: &[u8], parts: &[std::ops::Range<usize>], f: impl Fn(&[u8]) -> St
         .join("+")
 }
 
-/// Migrates one key object; returns whether its `CKA_IBM_OPAQUE` changed.
+/// Prints one key's lines and applies the card's `result` to its object; returns
+/// whether its `CKA_IBM_OPAQUE` changed.
 fn migrate_one(
-    card: &Card<'_>,
     kind: &KeyKind,
     obj: &mut StoredObject,
     label: &[u8],
+    result: Option<KeyWork>,
     tally: &mut Tally,
     out: &mut Output<'_>,
 ) -> bool {
@@ -538,85 +653,105 @@ fn migrate_one(
         return false;
     }
 
-    let mut new_blob = blob.clone();
-    let mut any_changed = false;
-    let mut failure = None;
-    for r in &parts {
-        let part = blob.get(r.clone()).unwrap_or(&[]);
-        match reencipher(card, kind, part) {
-            TokenOutcome::Current => {}
-            TokenOutcome::Migrated(t) => {
-                if let Some(dst) = new_blob.get_mut(r.clone()) {
-                    dst.copy_from_slice(&t);
-                    any_changed = true;
-                }
+    let result = result.unwrap_or_else(|| {
+        KeyWork::Failed(Failure {
+            cca: None,
+            verb: None,
+            reason: "the key was not sent to the card".into(),
+        })
+    });
+    let new_blob = match result {
+        KeyWork::Failed(f) => {
+            match (&f.cca, f.verb) {
+                (Some(e), _) => out.cca_failed(verb_description(e.verb), e.rc, e.reason),
+                (None, Some(v)) => out.error(format_args!(
+                    "{} returned an unusable token for object {handle}: {}",
+                    verb_description(v),
+                    f.reason
+                )),
+                (None, None) => out.error(format_args!("object {handle}: {}", f.reason)),
             }
-            TokenOutcome::Failed(f) => {
-                failure = Some(f);
-                break;
+            out.key_migration_failed(kind.algorithm.line_name(), label, &handle);
+            if f.cca.as_ref().is_some_and(CcaError::is_unknown_mk) {
+                out.error(format_args!("object {handle}: {}", f.reason));
             }
+            kind.algorithm.bump(&mut tally.failed);
+            rec.status = KeyStatus::Failed;
+            rec.reason = Some(f.reason);
+            tally.keys.push(rec);
+            return false;
         }
-    }
-
-    if let Some(f) = failure {
-        match (&f.cca, f.verb) {
-            (Some(e), _) => out.cca_failed(verb_description(e.verb), e.rc, e.reason),
-            (None, Some(v)) => out.error(format_args!(
-                "{} returned an unusable token for object {handle}: {}",
-                verb_description(v),
-                f.reason
-            )),
-            (None, None) => out.error(format_args!("object {handle}: {}", f.reason)),
-        }
-        out.key_migration_failed(kind.algorithm.line_name(), label, &handle);
-        if f.cca.as_ref().is_some_and(CcaError::is_unknown_mk) {
-            out.error(format_args!("object {handle}: {}", f.reason));
-        }
-        kind.algorithm.bump(&mut tally.failed);
-        rec.status = KeyStatus::Failed;
-        rec.reason = Some(f.reason);
-        tally.keys.push(rec);
-        return false;
-    }
+        KeyWork::Unchanged => None,
+        KeyWork::Changed(b) => Some(b),
+    };
 
     out.key_migrated(kind.algorithm.line_name(), label, &handle);
     kind.algorithm.bump(&mut tally.migrated);
-    rec.mkvp_after = Some(joined(&new_blob, &parts, mkvp_hex));
-    if any_changed {
-        obj.template.set(AttrType::IBM_OPAQUE, new_blob);
-        rec.status = KeyStatus::Migrated;
-    } else {
-        out.skipping_current_master_key(kind.algorithm.line_name(), label, &handle);
-        rec.status = KeyStatus::Current;
-    }
+    let after = new_blob.as_deref().unwrap_or(&blob);
+    rec.mkvp_after = Some(joined(after, &parts, mkvp_hex));
+    let changed = match new_blob {
+        Some(b) => {
+            obj.template.set(AttrType::IBM_OPAQUE, b);
+            rec.status = KeyStatus::Migrated;
+            true
+        }
+        None => {
+            out.skipping_current_master_key(kind.algorithm.line_name(), label, &handle);
+            rec.status = KeyStatus::Current;
+            false
+        }
+    };
     tally.keys.push(rec);
-    any_changed
+    changed
 }
 
-/// `-m keys` in the [`pipeline`]: one master key type.
+/// `-m keys` in the [`pipeline`]: one master key type, or (`-k all`) each in turn.
 pub(super) struct KeysMode {
-    k: MkType,
-    /// The card's registers of this type, when it could report them.
-    status: Option<MkStatus>,
+    selection: KeySelection,
+    /// Up to this many verbs in flight at once.
+    threads: NonZeroUsize,
+    /// The card's registers of each type (in `selection`'s order), when it could
+    /// report them.
+    status: Vec<(MkType, Option<MkStatus>)>,
     unreadable: usize,
-    tally: Tally,
+    /// What each type's searches did, in order.
+    tallies: Vec<(MkType, Tally)>,
 }
+
+/// More keys than this going to the card show a progress line on a terminal.
+const PROGRESS_ABOVE: usize = 200;
 
 impl KeysMode {
-    /// The mode for `-k k`.
-    pub(super) fn new(k: MkType) -> Self {
+    /// The mode for `-k selection`, issuing up to `threads` verbs at once.
+    pub(super) fn new(selection: KeySelection, threads: NonZeroUsize) -> Self {
         KeysMode {
-            k,
-            status: None,
+            selection,
+            threads,
+            status: Vec::new(),
             unreadable: 0,
-            tally: Tally::default(),
+            tallies: Vec::new(),
         }
+    }
+
+    /// Every key record of the run, in order.
+    fn records(&self) -> impl Iterator<Item = (MkType, &KeyRecord)> {
+        self.tallies
+            .iter()
+            .flat_map(|(t, tally)| tally.keys.iter().map(move |k| (*t, k)))
+    }
+
+    fn count(&self, status: KeyStatus) -> usize {
+        self.records().filter(|(_, k)| k.status == status).count()
     }
 }
 
 impl ModeStep for KeysMode {
     fn verbs(&self) -> ModeVerbs {
-        crate::cca::keys_verbs(self.k)
+        self.selection
+            .types()
+            .into_iter()
+            .map(crate::cca::keys_verbs)
+            .fold(ModeVerbs::default(), |all, v| all.union(&v))
     }
 
     fn login(
@@ -630,23 +765,28 @@ impl ModeStep for KeysMode {
 
     fn begin(&mut self, cx: &Context<'_>, out: &mut Output<'_>) -> Result<(), Exit> {
         out.pkcs11_initialized();
-        let mk_type = self.k;
-        self.status = match cx.lib.mk_status(mk_type) {
-            Ok(s) if s.current.state != RegisterState::Loaded => {
-                out.error(format_args!(
-                    "the CCA adapter has no valid CURRENT {mk_type} master key; load and set it \
-                     before migrating (nothing was changed)"
-                ));
-                return Err(Exit::NotReady);
-            }
-            Ok(s) => Some(s),
-            Err(e) => {
-                out.verbose_notice(format_args!(
-                    "Cannot read the master key registers ({e}); each key goes to the card"
-                ));
-                None
-            }
-        };
+        for mk_type in self.selection.types() {
+            let status = match cx.lib.mk_status(mk_type) {
+                // One type asked for: a card without its CURRENT master key is
+                // refused at once. With `-k all` that is only refused for a type
+                // the store holds keys of (see `convert`).
+                Ok(s)
+                    if s.current.state != RegisterState::Loaded
+                        && self.selection != KeySelection::All =>
+                {
+                    out.no_current_master_key(mk_type);
+                    return Err(Exit::NotReady);
+                }
+                Ok(s) => Some(s),
+                Err(e) => {
+                    out.verbose_notice(format_args!(
+                        "Cannot read the master key registers ({e}); each key goes to the card"
+                    ));
+                    None
+                }
+            };
+            self.status.push((mk_type, status));
+        }
         Ok(())
     }
 
@@ -655,15 +795,47 @@ impl ModeStep for KeysMode {
         cx: &Context<'_>,
         out: &mut Output<'_>,
     ) -> Result<Vec<StoredObject>, Exit> {
-        let card = Card {
-            lib: cx.lib,
-            mk_type: self.k,
-            status: self.status.clone(),
-        };
         let (mut objects, unreadable) = super::load_keys(cx.store, cx.mk, out)?;
         self.unreadable = unreadable;
-        let (tally, changed) = migrate(&card, &select::searches(self.k), &mut objects, out);
-        self.tally = tally;
+        // `-k all`: a type whose CURRENT master key is not loaded cannot take the keys
+        // the store holds under it; refuse before anything goes to the card.
+        for (mk_type, status) in &self.status {
+            let no_current = status
+                .as_ref()
+                .is_some_and(|s| s.current.state != RegisterState::Loaded);
+            let has_keys = select::searches(*mk_type)
+                .iter()
+                .any(|kind| !matches(kind, &objects).is_empty());
+            if no_current && has_keys {
+                out.no_current_master_key(*mk_type);
+                return Err(Exit::NotReady);
+            }
+        }
+        let mut changed = Vec::new();
+        for (mk_type, status) in self.status.clone() {
+            let card = Card {
+                lib: cx.lib,
+                mk_type,
+                status,
+            };
+            let progress = Progress {
+                threads: self.threads,
+                above: PROGRESS_ABOVE,
+                mk_type: mk_type.name(),
+            };
+            let (tally, c) = migrate(
+                &card,
+                &select::searches(mk_type),
+                &mut objects,
+                &progress,
+                out,
+            );
+            if !cx.setup.json {
+                out.keys_summary(&tally.migrated, &tally.failed);
+            }
+            changed.extend(c);
+            self.tallies.push((mk_type, tally));
+        }
         Ok(super::take_changed(objects, &changed))
     }
 
@@ -671,29 +843,21 @@ impl ModeStep for KeysMode {
         super::replace_failed(e, out)
     }
 
-    fn report(
-        &self,
-        cx: &Context<'_>,
-        rewrite: usize,
-        written: usize,
-        out: &mut Output<'_>,
-    ) -> Exit {
-        let tally = &self.tally;
+    fn report(&self, cx: &Context<'_>, done: &Committed, out: &mut Output<'_>) -> Exit {
+        let counts = RunCounts {
+            reenciphered: self.count(KeyStatus::Migrated),
+            current: self.count(KeyStatus::Current),
+            failed: self.count(KeyStatus::Failed),
+            unreadable: self.unreadable,
+            rewrite: done.rewrite,
+            written: done.written,
+        };
         if cx.setup.json {
-            out.json_document(&json_document(
-                cx.setup,
-                self.k,
-                tally,
-                written,
-                self.unreadable,
-            ));
+            out.json_document(&json_document(cx.setup, self, &counts, done));
         } else {
-            out.keys_summary(&tally.migrated, &tally.failed);
-            if cx.setup.dry_run {
-                pipeline::dry_run_note(rewrite, out);
-            }
+            out.run_counts(&counts, cx.setup.dry_run);
         }
-        if tally.count(KeyStatus::Failed) > 0 || self.unreadable > 0 {
+        if counts.failed > 0 || self.unreadable > 0 {
             Exit::KeysFailed
         } else {
             Exit::Success
@@ -703,13 +867,12 @@ impl ModeStep for KeysMode {
 
 fn json_document(
     setup: &Setup<'_>,
-    k: MkType,
-    tally: &Tally,
-    written: usize,
-    unreadable: usize,
+    mode: &KeysMode,
+    counts: &RunCounts,
+    done: &Committed,
 ) -> String {
     use serde_json::{json, Map, Value};
-    let counts = |c: &crate::messages::KeyCounts| -> Value {
+    let upstream = |c: &KeyCounts| -> Value {
         let mut m = Map::new();
         for (name, n) in c.entries() {
             if n > 0 {
@@ -718,22 +881,52 @@ fn json_document(
         }
         Value::Object(m)
     };
-    let keys: Vec<Value> = tally.keys.iter().map(super::key_json).collect();
+    let keys: Vec<Value> = mode
+        .records()
+        .map(|(t, r)| {
+            let mut v = super::key_json(r);
+            if let Value::Object(m) = &mut v {
+                m.insert("mk_type".into(), json!(t.arg_name()));
+            }
+            v
+        })
+        .collect();
+    let mut migrated = KeyCounts::default();
+    let mut failed = KeyCounts::default();
+    let mut types = Map::new();
+    for (t, tally) in &mode.tallies {
+        migrated.add(&tally.migrated);
+        failed.add(&tally.failed);
+        types.insert(
+            t.arg_name().into(),
+            json!({
+                "migrated": tally.count(KeyStatus::Migrated),
+                "current": tally.count(KeyStatus::Current),
+                "skipped": tally.count(KeyStatus::Skipped),
+                "failed": tally.count(KeyStatus::Failed),
+                "upstream_migrated": upstream(&tally.migrated),
+                "upstream_failed": upstream(&tally.failed),
+            }),
+        );
+    }
     let doc = json!({
         "mode": "keys",
-        "mk_type": k.arg_name(),
+        "mk_type": mode.selection.name(),
         "datastore": super::display_path(&setup.target.dir),
         "dry_run": setup.dry_run,
+        "backup": done.backup.as_deref().map(super::display_path),
         "keys": keys,
+        "types": types,
         "summary": {
-            "migrated": tally.count(KeyStatus::Migrated),
-            "current": tally.count(KeyStatus::Current),
-            "skipped": tally.count(KeyStatus::Skipped),
-            "failed": tally.count(KeyStatus::Failed),
-            "unreadable_objects": unreadable,
-            "objects_written": written,
-            "upstream_migrated": counts(&tally.migrated),
-            "upstream_failed": counts(&tally.failed),
+            "migrated": counts.reenciphered,
+            "current": counts.current,
+            "skipped": mode.count(KeyStatus::Skipped),
+            "failed": counts.failed,
+            "unreadable_objects": counts.unreadable,
+            "objects_to_write": counts.rewrite,
+            "objects_written": counts.written,
+            "upstream_migrated": upstream(&migrated),
+            "upstream_failed": upstream(&failed),
         },
     });
     doc.to_string()

@@ -19,9 +19,11 @@
 pub mod keys;
 pub mod oldrsa;
 mod pipeline;
+mod pool;
 pub mod select;
 pub mod v2;
 
+use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 
 use crate::cli::{Args, Mode};
@@ -88,14 +90,16 @@ impl Migrator {
     /// printed through `out` and the exit status returned.
     pub fn prepare(&self, args: &Args, out: &mut Output<'_>) -> Result<Prepared, Exit> {
         let target = resolve_target(&self.paths, args, out)?;
-        match (preflight(&self.paths, &target, out), args.mode) {
+        match (preflight(&self.paths, &target, out), &args.mode) {
             // Upstream's v2objectsv3 fails on an unusable store with -1 (255).
             (Err(Exit::NoToken), Mode::V2ObjectsV3) => return Err(Exit::Failed),
             (r, _) => r?,
         }
         let lock = take_lock(&target, out)?;
-        let mode: Box<dyn ModeStep> = match args.mode {
-            Mode::Keys { key_type, .. } => Box::new(keys::KeysMode::new(key_type)),
+        let mode: Box<dyn ModeStep> = match &args.mode {
+            Mode::Keys { key_type, .. } => {
+                Box::new(keys::KeysMode::new(*key_type, threads(args)))
+            }
             Mode::OldRsaKeys { .. } => Box::<oldrsa::OldRsaMode>::default(),
             Mode::V2ObjectsV3 => Box::<v2::V2Mode>::default(),
         };
@@ -119,9 +123,18 @@ impl Prepared {
             target: &self.target,
             dry_run: self.args.dry_run,
             json: self.args.json,
+            backup: !self.args.no_backup,
         };
         pipeline::run(self.mode.as_mut(), &setup, &self.lib, pins, out)
     }
+}
+
+/// How many verbs a run may have in flight at once.
+fn threads(args: &Args) -> NonZeroUsize {
+    args.threads
+        .and_then(NonZeroUsize::new)
+        .or(NonZeroUsize::new(pool::DEFAULT_THREADS))
+        .unwrap_or(NonZeroUsize::MIN)
 }
 
 /// Resolves the data store of the run: `-d DIR` is the store itself (the slot need
@@ -138,7 +151,7 @@ fn resolve_target(paths: &SystemPaths, args: &Args, out: &mut Output<'_>) -> Res
     };
     let group =
         |usergroup: Option<&str>| host::group_gid(usergroup.unwrap_or(host::DEFAULT_TOKEN_GROUP));
-    let datastore = match (&args.datastore, args.mode) {
+    let datastore = match (&args.datastore, &args.mode) {
         (Some(dir), _) => Some(dir.clone()),
         (None, Mode::V2ObjectsV3) => Some(paths.data_root.join("ccatok")),
         (None, _) => None,

@@ -20,7 +20,7 @@ use crate::pkcs11::{AttrType, ObjectClass};
 use crate::store::{MasterKey, StoreError, StoredObject, TokenStore};
 
 use super::keys::{self, KeyStatus, Tally};
-use super::pipeline::{self, Context, ModeStep, Setup};
+use super::pipeline::{self, Committed, Context, ModeStep, Setup};
 use super::select;
 
 /// Counts of one run, as upstream prints them.
@@ -76,24 +76,13 @@ impl ModeStep for OldRsaMode {
         super::replace_failed(e, out)
     }
 
-    fn report(
-        &self,
-        cx: &Context<'_>,
-        rewrite: usize,
-        written: usize,
-        out: &mut Output<'_>,
-    ) -> Exit {
+    fn report(&self, cx: &Context<'_>, done: &Committed, out: &mut Output<'_>) -> Exit {
         if cx.setup.json {
-            out.json_document(&json_document(
-                cx.setup,
-                &self.tally,
-                written,
-                self.unreadable,
-            ));
+            out.json_document(&json_document(cx.setup, &self.tally, done, self.unreadable));
         } else {
             out.old_rsa_summary(self.counts.migrated, self.counts.failed);
             if cx.setup.dry_run {
-                pipeline::dry_run_note(rewrite, out);
+                pipeline::dry_run_note(done.rewrite, out);
             }
         }
         if self.counts.failed > 0 || self.unreadable > 0 {
@@ -223,19 +212,21 @@ fn convert(lib: &Csulcca, public: bool, blob: &[u8]) -> Result<Vec<u8>, Failure>
     }
 }
 
-fn json_document(setup: &Setup<'_>, tally: &Tally, written: usize, unreadable: usize) -> String {
+fn json_document(setup: &Setup<'_>, tally: &Tally, done: &Committed, unreadable: usize) -> String {
     let keys: Vec<serde_json::Value> = tally.keys.iter().map(super::key_json).collect();
     serde_json::json!({
         "mode": "oldrsakeys",
         "datastore": super::display_path(&setup.target.dir),
         "dry_run": setup.dry_run,
+        "backup": done.backup.as_deref().map(super::display_path),
         "keys": keys,
         "summary": {
             "migrated": tally.count(KeyStatus::Migrated),
             "skipped": tally.count(KeyStatus::Skipped),
             "failed": tally.count(KeyStatus::Failed),
             "unreadable_objects": unreadable,
-            "objects_written": written,
+            "objects_to_write": done.rewrite,
+            "objects_written": done.written,
         },
     })
     .to_string()

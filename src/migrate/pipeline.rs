@@ -17,11 +17,14 @@
 //! here.
 
 use crate::cca::{Csulcca, LoadError, ModeVerbs};
+use std::path::PathBuf;
+use std::time::SystemTime;
+
 use crate::config::SystemPaths;
 use crate::exit::Exit;
 use crate::messages::Output;
 use crate::pin::Pins;
-use crate::store::{atomic, MasterKey, StoreError, StoredObject, TokenStore};
+use crate::store::{atomic, backup, MasterKey, StoreError, StoredObject, TokenStore};
 
 use super::Target;
 
@@ -35,6 +38,19 @@ pub(crate) struct Setup<'a> {
     pub dry_run: bool,
     /// `--json`: the report is one JSON document on stdout.
     pub json: bool,
+    /// Back the store up before the commit renames anything (not `--no-backup`).
+    pub backup: bool,
+}
+
+/// What the commit did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Committed {
+    /// Object files to rewrite.
+    pub rewrite: usize,
+    /// Object files rewritten (0 with `--dry-run`).
+    pub written: usize,
+    /// The backup made before the renames, if any.
+    pub backup: Option<PathBuf>,
 }
 
 /// What the steps after the login work with.
@@ -92,15 +108,8 @@ pub(crate) trait ModeStep {
     /// Reports a commit that failed; returns the exit status.
     fn commit_failed(&self, e: StoreError, out: &mut Output<'_>) -> Exit;
 
-    /// Reports the run: `rewrite` objects were to be rewritten, `written` were (0 with
-    /// `--dry-run`). Returns the exit status.
-    fn report(
-        &self,
-        cx: &Context<'_>,
-        rewrite: usize,
-        written: usize,
-        out: &mut Output<'_>,
-    ) -> Exit;
+    /// Reports the run (what the commit did in `done`). Returns the exit status.
+    fn report(&self, cx: &Context<'_>, done: &Committed, out: &mut Output<'_>) -> Exit;
 }
 
 /// Runs `step` start to end; returns the exit status.
@@ -136,11 +145,47 @@ fn run_steps(
     step.begin(&cx, out)?;
     clean_temps(&store, setup.dry_run, out)?;
     let batch = step.convert(&cx, out)?;
+    let backup = back_up(setup, &store, &batch, out)?;
     let written = match commit(setup, &store, &mk, &batch, out) {
         Ok(n) => n,
         Err(e) => return Err(step.commit_failed(e, out)),
     };
-    Ok(step.report(&cx, batch.len(), written, out))
+    let done = Committed {
+        rewrite: batch.len(),
+        written,
+        backup,
+    };
+    Ok(step.report(&cx, &done, out))
+}
+
+/// Unless `--dry-run`, `--no-backup`, or nothing to write: backs the store up (see
+/// [`crate::store::backup`]) and says where. A backup that cannot be made stops the
+/// run before anything is written.
+fn back_up(
+    setup: &Setup<'_>,
+    store: &TokenStore,
+    batch: &[StoredObject],
+    out: &mut Output<'_>,
+) -> Result<Option<PathBuf>, Exit> {
+    if setup.dry_run || !setup.backup || batch.is_empty() {
+        return Ok(None);
+    }
+    let made = backup::backup_dir_for(store.dir(), SystemTime::now())
+        .and_then(|dir| backup::snapshot(store.dir(), &dir));
+    match made {
+        Ok(b) => {
+            out.backup_made(&b.dir, store.dir());
+            Ok(Some(b.dir))
+        }
+        Err(e) => {
+            out.error(e);
+            out.error(
+                "cannot back up the data store, nothing was written; free the space or fix \
+                 the permissions, or pass --no-backup to migrate without a backup",
+            );
+            Err(Exit::WriteFailed)
+        }
+    }
 }
 
 /// Loads `libcsulcca.so` with the verbs of `step`, before the PIN prompts (upstream

@@ -29,7 +29,7 @@ use crate::store::{
     MK_USER, OBJ_IDX, TOK_OBJ,
 };
 
-use super::pipeline::{self, Context, ModeStep};
+use super::pipeline::{self, Committed, Context, ModeStep};
 
 /// The IV openCryptoki uses for private objects, with the card (2.x) and in software.
 const OBJECT_IV: [u8; 8] = *b"10293847";
@@ -164,16 +164,10 @@ impl ModeStep for V2Mode {
         Exit::Failed
     }
 
-    fn report(
-        &self,
-        cx: &Context<'_>,
-        rewrite: usize,
-        _written: usize,
-        out: &mut Output<'_>,
-    ) -> Exit {
+    fn report(&self, cx: &Context<'_>, done: &Committed, out: &mut Output<'_>) -> Exit {
         out.objects_summary(self.processed, self.failed);
         if cx.setup.dry_run {
-            pipeline::dry_run_note(rewrite, out);
+            pipeline::dry_run_note(done.rewrite, out);
         }
         // Upstream exits 0 here whatever failed; an object left in the v2 form is
         // unreadable by openCryptoki 3.x, so ours says so (as -m keys does).

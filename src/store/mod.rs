@@ -38,6 +38,7 @@
 
 pub mod atomic;
 mod attrs;
+pub mod backup;
 mod bytes;
 #[cfg(feature = "testkit")]
 mod create;
