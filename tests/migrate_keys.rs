@@ -8,8 +8,9 @@
 //! signature recorded when the store was made. Files that must not change are
 //! compared byte for byte.
 //!
-//! Golden files (`tests/golden/migrate-keys/*.txt`) hold stdout, stderr and the
-//! exit status of the human output; `PKCSCCA_UPDATE_GOLDEN=1` rewrites them.
+//! Golden cases (`tests/cmd/keys/*.case`, see `tests/cmd/README.md`) hold the
+//! command, stdout, stderr and the exit status of the human output;
+//! `PKCSCCA_UPDATE_GOLDEN=1` rewrites them.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
@@ -23,6 +24,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::golden;
 use common::lab::{check_lines, object_files, Lab, Run, PINS};
 
 /// Store layouts the sample tool makes.
@@ -198,21 +200,21 @@ cycles! {
 
 // ----- golden output --------------------------------------------------------------------
 
-/// Compares (or with `PKCSCCA_UPDATE_GOLDEN=1` rewrites)
-/// `tests/golden/migrate-keys/<case>.txt`: exit status, stdout and stderr, with
-/// the lab's directory shown as `$LAB`.
-fn golden(lab: &Lab, case: &str, args: &str, run: &Run) {
-    let root = lab.root().display().to_string();
-    let text = format!(
-        "# pkcscca {args}\nexit: {}\n--- stdout\n{}--- stderr\n{}",
-        run.code,
-        run.stdout.replace(&root, "$LAB"),
-        run.stderr.replace(&root, "$LAB"),
-    );
-    common::assert_golden(&format!("migrate-keys/{case}.txt"), &text);
+/// Compares the run with `tests/cmd/keys/<case>.case` (command, exit status,
+/// stdout and stderr, the lab's directory shown as `@LAB@`), or with
+/// `PKCSCCA_UPDATE_GOLDEN=1` rewrites it.
+fn golden(lab: &Lab, case: &str, args: &[&str], stdin: &[u8], run: &Run) {
+    let seen = golden::Observed {
+        args,
+        stdin,
+        rc: run.code,
+        stdout: &run.stdout,
+        stderr: &run.stderr,
+    };
+    golden::check_scenario(&format!("keys/{case}"), lab.root(), &seen);
 }
 
-/// Runs `pkcscca -m keys -s 2 -k TY -d $LAB/ccatok EXTRA` and checks it against a golden.
+/// Runs `pkcscca -m keys -s 2 -k TY -d @LAB@/ccatok EXTRA` and checks it against a golden.
 fn golden_run(lab: &Lab, case: &str, ty: &str, extra: &[&str], stdin: &[u8]) -> Run {
     golden_run_on(lab, &lab.store, case, ty, extra, stdin)
 }
@@ -223,10 +225,7 @@ fn golden_run_on(lab: &Lab, dir: &Path, case: &str, ty: &str, extra: &[&str], st
     let mut args = vec!["-m", "keys", "-s", "2", "-k", ty, "-d", &store];
     args.extend_from_slice(extra);
     let run = lab.pkcscca(&args, stdin);
-    let shown = args
-        .join(" ")
-        .replace(&lab.root().display().to_string(), "$LAB");
-    golden(lab, case, &shown, &run);
+    golden(lab, case, &args, stdin, &run);
     run
 }
 

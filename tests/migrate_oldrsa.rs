@@ -172,7 +172,7 @@ fn rsa_crt_keys_become_rsa_aesc_and_public_objects_lose_their_private_part() {
         &["-m", "oldrsakeys", "-s", "1", "-d", d, "-v"],
         PINS,
     );
-    check_golden("oldrsa-second-run-verbose", &run, &dir);
+    check_golden("oldrsakeys/second-run-verbose", &run, &dir);
     assert_eq!(common::snapshot(&dir), snap);
 }
 
@@ -199,7 +199,7 @@ fn oldrsa_verbose_json_and_dry_run() {
         ],
         PINS,
     );
-    check_golden("oldrsa-dry-run-json", &run, &dir);
+    check_golden("oldrsakeys/dry-run-json", &run, &dir);
     assert_eq!(common::snapshot(&dir), snap, "--dry-run writes nothing");
     let run = pkcscca(
         &s,
@@ -207,7 +207,7 @@ fn oldrsa_verbose_json_and_dry_run() {
         &["-m", "oldrsakeys", "-s", "1", "-d", d, "-v"],
         PINS,
     );
-    check_golden("oldrsa-verbose", &run, &dir);
+    check_golden("oldrsakeys/verbose", &run, &dir);
 }
 
 #[test]
@@ -224,7 +224,7 @@ fn oldrsa_card_failure_keeps_the_key_and_exits_3() {
         PINS,
         &[("CSULCCA_EMU_FAIL", "CSNDPKT:1:8:48")],
     );
-    check_golden("oldrsa-one-key-fails", &run, &dir);
+    check_golden("oldrsakeys/one-key-fails", &run, &dir);
     let after = objects(&dir);
     let kinds: Vec<TokenKind> = pairs
         .iter()
@@ -251,17 +251,17 @@ fn oldrsa_golden_errors() {
     let args = ["-m", "oldrsakeys", "-s", "1", "-d", d];
     let snap = common::snapshot(&dir);
     let run = pkcscca(&s, tmp.path(), &args, b"00000000\n11223344\n");
-    check_golden("oldrsa-wrong-so-pin", &run, &dir);
+    check_golden("oldrsakeys/wrong-so-pin", &run, &dir);
     let run = pkcscca(&s, tmp.path(), &args, b"76543210\n00000000\n");
-    check_golden("oldrsa-wrong-user-pin", &run, &dir);
+    check_golden("oldrsakeys/wrong-user-pin", &run, &dir);
     assert_eq!(common::snapshot(&dir), snap);
     let p = dir.join("MK_USER");
     let keep = std::fs::read(&p).unwrap();
     std::fs::remove_file(&p).unwrap();
     let run = pkcscca(&s, tmp.path(), &args, PINS);
-    check_golden("oldrsa-missing-mk-user", &run, &dir);
+    check_golden("oldrsakeys/missing-mk-user", &run, &dir);
     std::fs::write(&p, keep).unwrap();
     std::fs::remove_file(dir.join("TOK_OBJ/OBJ.IDX")).unwrap();
     let run = pkcscca(&s, tmp.path(), &args, PINS);
-    check_golden("oldrsa-no-objects", &run, &dir);
+    check_golden("oldrsakeys/no-objects", &run, &dir);
 }

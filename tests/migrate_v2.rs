@@ -231,7 +231,7 @@ fn v2_store_becomes_a_3x_store_and_a_second_run_changes_nothing() {
     assert_eq!(run.rc, 0, "{run:?}");
     assert_eq!(run.stderr, "");
     assert_eq!(common::snapshot(&dir), after);
-    check_golden("v2-second-run-verbose", &run, &dir);
+    check_golden("v2objectsv3/second-run-verbose", &run, &dir);
 }
 
 #[test]
@@ -257,7 +257,7 @@ fn v2_verbose_run_and_dry_run() {
         &["-m", "v2objectsv3", "-d", d, "-v", "info"],
         PINS,
     );
-    check_golden("v2-verbose", &run, &dir);
+    check_golden("v2objectsv3/verbose", &run, &dir);
 }
 
 #[test]
@@ -276,7 +276,7 @@ fn v2_object_the_card_cannot_decipher_is_reported_and_left() {
     fs::write(&victim, &bytes).unwrap();
     let d = dir.to_str().unwrap();
     let run = pkcscca(&s, tmp.path(), &["-m", "v2objectsv3", "-d", d, "-v"], PINS);
-    check_golden("v2-damaged-object", &run, &dir);
+    check_golden("v2objectsv3/damaged-object", &run, &dir);
     assert_eq!(fs::read(&victim).unwrap(), bytes, "left as it was");
     // The others were converted.
     let mk = store.login_user(common::USER_PIN).unwrap();
@@ -295,7 +295,7 @@ fn v2_refuses_a_soft_token_store() {
         let d = dir.to_str().unwrap();
         let run = pkcscca(&s, tmp.path(), &["-m", "v2objectsv3", "-d", d], PINS);
         check_golden(
-            &format!("v2-soft-token-{}", vector.replace('/', "-")),
+            &format!("v2objectsv3/soft-token-{}", vector.replace('/', "-")),
             &run,
             &dir,
         );
@@ -319,15 +319,15 @@ fn v2_golden_errors() {
     let before = common::snapshot(&dir);
 
     let run = pkcscca(&s, tmp.path(), &args, b"00000000\n11223344\n");
-    check_golden("v2-wrong-so-pin", &run, &dir);
+    check_golden("v2objectsv3/wrong-so-pin", &run, &dir);
     let run = pkcscca(&s, tmp.path(), &args, b"76543210\n00000000\n");
-    check_golden("v2-wrong-user-pin", &run, &dir);
+    check_golden("v2objectsv3/wrong-user-pin", &run, &dir);
     assert_eq!(common::snapshot(&dir), before);
 
     for (file, name) in [
-        ("MK_SO", "v2-missing-mk-so"),
-        ("MK_USER", "v2-missing-mk-user"),
-        ("TOK_OBJ/OBJ.IDX", "v2-missing-obj-idx"),
+        ("MK_SO", "v2objectsv3/missing-mk-so"),
+        ("MK_USER", "v2objectsv3/missing-mk-user"),
+        ("TOK_OBJ/OBJ.IDX", "v2objectsv3/missing-obj-idx"),
     ] {
         let p = dir.join(file);
         let keep = fs::read(&p).unwrap();
@@ -344,10 +344,10 @@ fn v2_golden_errors() {
     bad[10] ^= 0xFF;
     fs::write(&p, &bad).unwrap();
     let run = pkcscca(&s, tmp.path(), &args, PINS);
-    check_golden("v2-tampered-mk-user", &run, &dir);
+    check_golden("v2objectsv3/tampered-mk-user", &run, &dir);
     fs::write(&p, keep).unwrap();
 
     fs::write(dir.join("TOK_OBJ/OBJ.IDX"), b"").unwrap();
     let run = pkcscca(&s, tmp.path(), &args, PINS);
-    check_golden("v2-empty-obj-idx", &run, &dir);
+    check_golden("v2objectsv3/empty-obj-idx", &run, &dir);
 }

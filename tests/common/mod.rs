@@ -5,6 +5,8 @@
 
 /// The software CCA library (`libcsulcca.so`) for tests.
 pub mod emu;
+/// The one golden harness: case files of `tests/cmd`, text snapshots of `tests/golden`.
+pub mod golden;
 /// Per-test migration labs: sample stores over the emulator and the tools run on them.
 pub mod lab;
 
@@ -212,17 +214,7 @@ pub fn running_as_root() -> bool {
 }
 
 /// Compares `got` with the golden file `tests/golden/<rel>`, or rewrites that file
-/// when `PKCSCCA_UPDATE_GOLDEN` is set (review the diff before committing it).
+/// when `PKCSCCA_UPDATE_GOLDEN` is set (see [`golden::assert_text`]).
 pub fn assert_golden(rel: &str, got: &str) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/golden")
-        .join(rel);
-    if std::env::var_os("PKCSCCA_UPDATE_GOLDEN").is_some() {
-        fs::create_dir_all(path.parent().expect("golden dir")).expect("create golden dir");
-        fs::write(&path, got).expect("write golden");
-        return;
-    }
-    let want = fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{}: {e} (run with PKCSCCA_UPDATE_GOLDEN=1)", path.display()));
-    assert_eq!(got, want, "{} differs", path.display());
+    golden::assert_text(rel, got);
 }
