@@ -158,15 +158,28 @@ fn keys_aes_migrates_against_a_library_with_only_its_verbs() {
     // Modes needing a verb the library lacks stop at the loader, before the
     // store is read, with upstream's dlopen line and exit status.
     let store = lab.store.display().to_string();
-    let refusals: [(&[&str], &str); 2] = [
-        (&["-m", "oldrsakeys", "-s", "2", "-d", &store], "CSNDPKT"),
+    let refusals: [(&[&str], &str, &str); 2] = [
+        (
+            &["-m", "oldrsakeys", "-s", "2", "-d", &store],
+            "CSNDPKT",
+            "oldrsakeys/library-lacks-a-verb",
+        ),
         (
             &["-m", "keys", "-s", "2", "-k", "apka", "-d", &store],
             "CSNDKTC",
+            "keys/library-lacks-a-verb",
         ),
     ];
-    for (args, missing) in refusals {
+    for (args, missing, case) in refusals {
         let r = lab.pkcscca(args, PINS);
+        let seen = common::golden::Observed {
+            args,
+            stdin: PINS,
+            rc: r.code,
+            stdout: &r.stdout,
+            stderr: &r.stderr,
+        };
+        common::golden::check_scenario(case, lab.root(), &seen);
         assert_eq!(r.code, 255, "{args:?}: {r:?}");
         assert!(
             r.stderr.contains(&format!(

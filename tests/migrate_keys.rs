@@ -240,6 +240,11 @@ fn golden_wrong_pins_change_nothing() {
     assert_eq!(r.code, 255);
     let r = golden_run(&lab, "no-pins", "sym", &[], b"");
     assert_eq!(r.code, 255);
+    // A PIN line longer than 4096 bytes is refused as unreadable.
+    let mut long = vec![b'1'; 4097];
+    long.extend_from_slice(b"\n11223344\n");
+    let r = golden_run(&lab, "pin-too-long", "sym", &[], &long);
+    assert_eq!(r.code, 255);
     assert_eq!(common::snapshot(&lab.store), before);
 }
 
@@ -328,6 +333,11 @@ fn golden_sym_migration_then_all_current() {
     assert_eq!(r.code, 0);
     let r = golden_run(&lab, "sym-again", "sym", &[], PINS);
     assert_eq!(r.code, 0);
+    // Every key is current: nothing is rewritten (the JSON summary counts the writes).
+    let objects = lab.objects();
+    let r = golden_run(&lab, "sym-again-json", "sym", &["--json"], PINS);
+    assert_eq!(r.code, 0);
+    assert_eq!(lab.objects(), objects);
     lab.change_mk("apka", 1);
     let r = golden_run(&lab, "apka", "apka", &[], PINS);
     assert_eq!(r.code, 0);
@@ -956,7 +966,7 @@ fn a_damaged_object_is_left_alone_and_reported() {
     bytes.truncate(bytes.len() / 2);
     fs::write(&path, &bytes).unwrap();
     let before = lab.objects();
-    let r = lab.migrate("sym", &[]);
+    let r = golden_run(&lab, "damaged-object", "sym", &[], PINS);
     assert_eq!(r.code, 3, "{r:?}");
     assert!(
         r.stdout.ends_with("Successfully migrated: DES: 2. \n"),
@@ -996,7 +1006,9 @@ fn store_found_through_the_slot_configuration() {
     lab.extra_env
         .push(("PKCS_APP_STORE".into(), lab.root().display().to_string()));
     let before = lab.objects();
-    let r = lab.pkcscca(&["-m", "keys", "-s", "3", "-k", "sym"], PINS);
+    let args = ["-m", "keys", "-s", "3", "-k", "sym"];
+    let r = lab.pkcscca(&args, PINS);
+    golden(&lab, "slot-not-configured", &args, PINS, &r);
     assert_eq!(r.code, 5, "{r:?}");
     assert_eq!(r.stdout, "", "refused before prompting");
     assert!(r
@@ -1005,7 +1017,9 @@ fn store_found_through_the_slot_configuration() {
     assert_eq!(lab.objects(), before);
 
     // A configured slot of another token type (here the soft token) is refused too.
-    let r = lab.pkcscca(&["-m", "keys", "-s", "1", "-k", "sym"], PINS);
+    let args = ["-m", "keys", "-s", "1", "-k", "sym"];
+    let r = lab.pkcscca(&args, PINS);
+    golden(&lab, "slot-not-a-cca-token", &args, PINS, &r);
     assert_eq!(r.code, 5, "{r:?}");
     assert_eq!(r.stdout, "", "refused before prompting");
     assert!(
@@ -1020,6 +1034,43 @@ fn store_found_through_the_slot_configuration() {
     assert_eq!(r.stdout, format!("{PROMPTS}{}", summary_of("sym")));
     assert_eq!(lab.check(Some("sym")).code, 0);
     assert!(lab.lock_dir.join("ccatok").join("LCK..ccatok").exists());
+
+    // With -d the store given is the one migrated, whatever the slot: here slot 1,
+    // the soft token's, which upstream would open through PKCS#11 instead.
+    lab.change_mk("sym", 2);
+    let store = lab.store.display().to_string();
+    let args = ["-m", "keys", "-s", "1", "-k", "sym", "-d", &store];
+    let r = lab.pkcscca(&args, PINS);
+    golden(&lab, "datastore-names-the-store", &args, PINS, &r);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(lab.check(Some("sym")).code, 0);
+}
+
+/// A key object without a secure key token (no `CKA_IBM_OPAQUE`) is reported
+/// and skipped; the other keys of its type are migrated.
+#[test]
+fn a_key_without_a_secure_key_token_is_skipped() {
+    use pkcscca::pkcs11::{AttrType, KeyType, ObjectClass};
+    use pkcscca::store::{Template, TokenStore};
+    let lab = Lab::new(OLD_381);
+    lab.change_mk("sym", 1);
+    {
+        let mut store = TokenStore::open(&lab.store).unwrap();
+        let mk = store.login_user(common::lab::USER_PIN.as_bytes()).unwrap();
+        let mut t = Template::new(store.byte_order());
+        t.set_ulong(AttrType::CLASS, ObjectClass::SECRET_KEY.value());
+        t.set_ulong(AttrType::KEY_TYPE, KeyType::DES.value());
+        t.set_bool(AttrType::TOKEN, true);
+        t.set_bool(AttrType::PRIVATE, true);
+        t.set(AttrType::LABEL, b"des-clear-value".to_vec());
+        t.set(AttrType::VALUE, vec![0x5A; 8]);
+        store.add_object(&mk, t).unwrap();
+    }
+    let before = lab.objects();
+    let r = golden_run(&lab, "key-without-secure-key-token", "sym", &[], PINS);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(lab.check(Some("sym")).code, 0);
+    assert_changed(&lab, &before, &lab.objects(), &keys_of("sym"));
 }
 
 /// An object carrying `CKA_IBM_OPAQUE_REENC` means openCryptoki's own (online)

@@ -308,6 +308,21 @@ fn v2_refuses_a_soft_token_store() {
     }
 }
 
+/// A 3.12+ store (openCryptoki 3.27's sample CCA token) holds no openCryptoki 2
+/// objects: nothing to migrate, exit 0, nothing written. Upstream fails reading MK_SO.
+#[test]
+fn v2_new_format_store_has_nothing_to_migrate() {
+    let s = EmuSession::new("migrate-v2-new-format");
+    let (tmp, dir) = temp();
+    common::copy_tree(&common::data_dir().join("ock-3.27/ccatok-new-sample"), &dir);
+    let before = common::snapshot(&dir);
+    let d = dir.to_str().unwrap();
+    let run = pkcscca(&s, tmp.path(), &["-m", "v2objectsv3", "-d", d], PINS);
+    check_golden("v2objectsv3/new-format-store", &run, &dir);
+    assert_eq!(run.rc, 0, "{run:?}");
+    assert_eq!(common::snapshot(&dir), before, "nothing written");
+}
+
 #[test]
 fn v2_golden_errors() {
     let s = EmuSession::new("migrate-v2-errors");
