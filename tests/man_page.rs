@@ -9,8 +9,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+
+use common::golden;
 
 fn page() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("man/pkcscca.1")
@@ -199,4 +203,181 @@ fn documents_installed_files_and_coexistence_with_opencryptoki() {
     ] {
         assert!(notes.contains(needle), "NOTES lacks {needle:?}:\n{notes}");
     }
+}
+
+// ----- the list of differences against the golden cases ---------------------------------
+
+/// The items of the man page's DIFFERENCES FROM OPENCRYPTOKI list, read from the
+/// source: each is `.TP`, `.B TAG`, then its text. Tags with `\-` read as `-`.
+fn difference_items() -> Vec<(String, String)> {
+    let src = std::fs::read_to_string(page()).unwrap();
+    let section = src
+        .split_once(".SH DIFFERENCES FROM OPENCRYPTOKI\n")
+        .and_then(|(_, rest)| rest.split_once("\n.SH "))
+        .map(|(s, _)| s)
+        .expect("DIFFERENCES FROM OPENCRYPTOKI section");
+    section
+        .split(".TP\n")
+        .skip(1)
+        .map(|item| {
+            let (head, body) = item.split_once('\n').expect("item text");
+            let tag = head
+                .strip_prefix(".B ")
+                .unwrap_or_else(|| panic!("item without a `.B TAG` line: {item:?}"))
+                .replace("\\-", "-");
+            (tag, body.replace("\\-", "-"))
+        })
+        .collect()
+}
+
+/// The tags of the README's differences table (rows starting with a quoted tag).
+fn readme_tags() -> Vec<String> {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let section = readme
+        .split_once("\n## Differences from upstream pkcscca 3.27\n")
+        .and_then(|(_, rest)| rest.split_once("\n## "))
+        .map(|(s, _)| s)
+        .expect("README section Differences from upstream pkcscca 3.27");
+    section
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `"))
+        .filter_map(|l| l.split_once('`'))
+        .map(|(tag, _)| tag.to_string())
+        .collect()
+}
+
+#[test]
+fn every_listed_difference_has_a_tag_an_exit_status_and_a_golden() {
+    let items = difference_items();
+    assert!(items.len() >= 20, "{items:?}");
+    let cases = golden::all_cases();
+    let mut seen = std::collections::BTreeSet::new();
+    for (tag, body) in &items {
+        assert!(seen.insert(tag.clone()), "{tag} is listed twice");
+        assert!(
+            !tag.is_empty()
+                && tag.split('-').all(|w| !w.is_empty()
+                    && w.chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())),
+            "tag {tag:?}: lower-case words joined by hyphens"
+        );
+        assert!(
+            body.to_lowercase().contains("exit status"),
+            "{tag}: the item does not state its exit status:\n{body}"
+        );
+        let shown_by: Vec<&str> = cases
+            .iter()
+            .filter(|(_, c)| c.differences.contains(tag))
+            .map(|(_, c)| c.name.as_str())
+            .collect();
+        assert!(
+            !shown_by.is_empty(),
+            "{tag}: no golden case in tests/cmd shows it"
+        );
+    }
+    let tags: Vec<String> = items.into_iter().map(|(t, _)| t).collect();
+    assert_eq!(
+        readme_tags(),
+        tags,
+        "the README lists the man page's differences, in order"
+    );
+}
+
+/// Whether an argument is the long option `name`, possibly abbreviated to at least
+/// `min` characters, possibly with `=VALUE`.
+fn is_long_option(arg: &str, name: &str, min: usize) -> bool {
+    arg.strip_prefix("--")
+        .map(|a| a.split_once('=').map_or(a, |(n, _)| n))
+        .is_some_and(|n| n.len() >= min && name.starts_with(n))
+}
+
+#[test]
+fn every_golden_names_the_documented_differences_it_shows() {
+    let tags: Vec<String> = difference_items().into_iter().map(|(t, _)| t).collect();
+    let cases = golden::all_cases();
+    assert!(cases.len() >= 100, "{} cases", cases.len());
+    let mut problems = Vec::new();
+    for (_, c) in &cases {
+        let mut complain = |what: String| problems.push(format!("{}: {what}", c.name));
+        for d in &c.differences {
+            if !tags.contains(d) {
+                complain(format!("names {d:?}, which the man page does not list"));
+            }
+        }
+        if c.differences
+            .iter()
+            .collect::<std::collections::BTreeSet<_>>()
+            .len()
+            != c.differences.len()
+        {
+            complain("names a difference twice".into());
+        }
+        match (
+            c.recorded.is_some(),
+            c.upstream_same,
+            c.differences.is_empty(),
+        ) {
+            // An upstream recording: what it differs in is derived (and checked) by cli.rs.
+            (true, false, _) => continue,
+            (false, true, true) | (false, false, false) => {}
+            (_, true, false) => complain("says `upstream: same` and names differences".into()),
+            (false, false, true) => {
+                complain("names no difference and does not say `upstream: same`".into())
+            }
+            (true, true, _) => complain("a recording cannot say `upstream: same`".into()),
+        }
+        let stdout = String::from_utf8_lossy(&c.stdout);
+        let stderr = String::from_utf8_lossy(&c.stderr);
+        let argv0 = c.argv0.as_deref().unwrap_or("pkcscca");
+        // Lines only we print: our prefix on a line that is not one of getopt's.
+        let ours_prefixed = stderr.lines().any(|l| {
+            [format!("{argv0}: "), "pkcscca: ".to_string()]
+                .iter()
+                .any(|p| {
+                    l.strip_prefix(p.as_str())
+                        .is_some_and(|r| !golden::is_getopt_message(r))
+                })
+        });
+        let names = |t: &str| c.differences.iter().any(|d| d == t);
+        let shows = [
+            ("error-prefix", ours_prefixed),
+            (
+                "object-names",
+                format!("{stdout}{stderr}").contains("handle="),
+            ),
+            ("output-failed", c.rc == 12),
+            (
+                "help-version",
+                c.args
+                    .iter()
+                    .any(|a| is_long_option(a, "help", 1) || is_long_option(a, "version", 4)),
+            ),
+            (
+                "dry-run-json",
+                c.args
+                    .iter()
+                    .any(|a| is_long_option(a, "dry-run", 2) || is_long_option(a, "json", 1)),
+            ),
+        ];
+        for (tag, shown) in shows {
+            if c.upstream_same && shown {
+                complain(format!("says `upstream: same` but shows {tag}"));
+            }
+            if names(tag) && !shown && tag != "error-prefix" {
+                complain(format!("names {tag}, but does not show it"));
+            }
+            if shown && !names(tag) && tag != "error-prefix" {
+                complain(format!("shows {tag}, but does not name it"));
+            }
+        }
+        if names("error-prefix") && !ours_prefixed {
+            complain("names error-prefix, but prints no error line of ours".into());
+        }
+        let exit_3 = ["failed-keys", "unreadable-object", "unknown-mkvp"];
+        if (c.rc == 3) != exit_3.iter().any(|t| names(t)) {
+            complain(format!("exit status {} against {exit_3:?}", c.rc));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
