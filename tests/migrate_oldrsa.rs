@@ -109,7 +109,9 @@ fn digest_info() -> Vec<u8> {
 
 #[test]
 fn rsa_crt_keys_become_rsa_aesc_and_public_objects_lose_their_private_part() {
-    let s = EmuSession::new("migrate-oldrsa");
+    let Some(s) = EmuSession::isolated("migrate-oldrsa") else {
+        return;
+    };
     let cca = s.open();
     let (tmp, dir) = temp();
     let pairs = build(&cca, &dir);
@@ -178,7 +180,9 @@ fn rsa_crt_keys_become_rsa_aesc_and_public_objects_lose_their_private_part() {
 
 #[test]
 fn oldrsa_verbose_json_and_dry_run() {
-    let s = EmuSession::new("migrate-oldrsa-v");
+    let Some(s) = EmuSession::isolated("migrate-oldrsa-v") else {
+        return;
+    };
     let cca = s.open();
     let (tmp, dir) = temp();
     build(&cca, &dir);
@@ -212,7 +216,9 @@ fn oldrsa_verbose_json_and_dry_run() {
 
 #[test]
 fn oldrsa_card_failure_keeps_the_key_and_exits_3() {
-    let s = EmuSession::new("migrate-oldrsa-fail");
+    let Some(s) = EmuSession::isolated("migrate-oldrsa-fail") else {
+        return;
+    };
     let cca = s.open();
     let (tmp, dir) = temp();
     let pairs = build(&cca, &dir);
@@ -243,7 +249,9 @@ fn oldrsa_card_failure_keeps_the_key_and_exits_3() {
 
 #[test]
 fn oldrsa_golden_errors() {
-    let s = EmuSession::new("migrate-oldrsa-errors");
+    let Some(s) = EmuSession::isolated("migrate-oldrsa-errors") else {
+        return;
+    };
     let cca = s.open();
     let (tmp, dir) = temp();
     build(&cca, &dir);

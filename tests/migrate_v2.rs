@@ -143,7 +143,9 @@ fn same_except(got: &Template, want: &Template, except: &[AttrType]) {
 
 #[test]
 fn v2_store_becomes_a_3x_store_and_a_second_run_changes_nothing() {
-    let s = EmuSession::new("migrate-v2");
+    let Some(s) = EmuSession::isolated("migrate-v2") else {
+        return;
+    };
     let cca = s.open();
     let (tmp, dir) = temp();
     let built = build_v2_store(&cca, &dir);
@@ -236,7 +238,9 @@ fn v2_store_becomes_a_3x_store_and_a_second_run_changes_nothing() {
 
 #[test]
 fn v2_verbose_run_and_dry_run() {
-    let s = EmuSession::new("migrate-v2-verbose");
+    let Some(s) = EmuSession::isolated("migrate-v2-verbose") else {
+        return;
+    };
     let cca = s.open();
     let (tmp, dir) = temp();
     build_v2_store(&cca, &dir);
@@ -262,7 +266,9 @@ fn v2_verbose_run_and_dry_run() {
 
 #[test]
 fn v2_object_the_card_cannot_decipher_is_reported_and_left() {
-    let s = EmuSession::new("migrate-v2-fail");
+    let Some(s) = EmuSession::isolated("migrate-v2-fail") else {
+        return;
+    };
     let cca = s.open();
     let (tmp, dir) = temp();
     build_v2_store(&cca, &dir);
@@ -287,7 +293,9 @@ fn v2_object_the_card_cannot_decipher_is_reported_and_left() {
 
 #[test]
 fn v2_refuses_a_soft_token_store() {
-    let s = EmuSession::new("migrate-v2-soft");
+    let Some(s) = EmuSession::isolated("migrate-v2-soft") else {
+        return;
+    };
     for vector in ["ock-3.8.1/swtok-sample", "ock-3.27/swtok-old-sample"] {
         let (tmp, dir) = temp();
         common::copy_tree(&common::data_dir().join(vector), &dir);
@@ -312,7 +320,9 @@ fn v2_refuses_a_soft_token_store() {
 /// objects: nothing to migrate, exit 0, nothing written. Upstream fails reading MK_SO.
 #[test]
 fn v2_new_format_store_has_nothing_to_migrate() {
-    let s = EmuSession::new("migrate-v2-new-format");
+    let Some(s) = EmuSession::isolated("migrate-v2-new-format") else {
+        return;
+    };
     let (tmp, dir) = temp();
     common::copy_tree(&common::data_dir().join("ock-3.27/ccatok-new-sample"), &dir);
     let before = common::snapshot(&dir);
@@ -325,7 +335,9 @@ fn v2_new_format_store_has_nothing_to_migrate() {
 
 #[test]
 fn v2_golden_errors() {
-    let s = EmuSession::new("migrate-v2-errors");
+    let Some(s) = EmuSession::isolated("migrate-v2-errors") else {
+        return;
+    };
     let cca = s.open();
     let (tmp, dir) = temp();
     build_v2_store(&cca, &dir);
