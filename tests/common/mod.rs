@@ -206,6 +206,48 @@ pub fn unhex(s: &str) -> Vec<u8> {
         .collect()
 }
 
+/// Fixes the seed of every randomised test (a decimal `u64`).
+pub const SEED_VAR: &str = "PKCSCCA_TEST_SEED";
+
+/// The seed of a randomised test: `PKCSCCA_TEST_SEED` when set, else a fresh one.
+/// It is printed with the command that reruns the test with it (libtest shows a
+/// test's output when it fails).
+pub fn test_seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let thread = std::thread::current();
+    let test = thread.name().unwrap_or("TEST");
+    let seed = match std::env::var(SEED_VAR) {
+        Ok(v) => v
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("{SEED_VAR}={v:?} is not a decimal u64")),
+        Err(_) => std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish(),
+    };
+    eprintln!(
+        "{test}: seed {seed} (rerun with: {SEED_VAR}={seed} cargo test -p pkcscca --test {} -- --exact {test})",
+        env!("CARGO_CRATE_NAME")
+    );
+    seed
+}
+
+/// A proptest configuration running `cases` cases from [`test_seed`]. A failing
+/// case is shrunk, printed, and also kept in `tests/<binary>.proptest-regressions`,
+/// which proptest replays before anything else on every later run (commit the
+/// file to keep the case as a regression test).
+pub fn proptest_config(cases: u32) -> proptest::test_runner::Config {
+    use proptest::test_runner::{Config, FileFailurePersistence, RngSeed};
+    Config {
+        cases,
+        rng_seed: RngSeed::Fixed(test_seed()),
+        failure_persistence: Some(Box::new(FileFailurePersistence::WithSource(
+            "proptest-regressions",
+        ))),
+        ..Config::default()
+    }
+}
+
 /// Whether the tests run as root (ownership tests need it).
 pub fn running_as_root() -> bool {
     fs::metadata("/proc/self")
