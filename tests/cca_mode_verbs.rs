@@ -120,7 +120,9 @@ fn the_shim_exports_exactly_the_verbs_it_was_built_for() {
 
 #[test]
 fn a_verb_not_resolved_is_an_error_not_a_call() {
-    let _s = EmuSession::new("not-resolved");
+    let Some(_s) = EmuSession::isolated("not-resolved") else {
+        return;
+    };
     let cca = Csulcca::open_path(&emu::library(), &[Verb::Csuacfq]).unwrap();
     cca.mk_status(MkType::Aes).expect("CSUACFQ was resolved");
     let mut token = [0u8; 64];
@@ -160,15 +162,28 @@ fn keys_aes_migrates_against_a_library_with_only_its_verbs() {
     // Modes needing a verb the library lacks stop at the loader, before the
     // prompts and before the store is read, with upstream's line and exit status.
     let store = lab.store.display().to_string();
-    let refusals: [(&[&str], &str); 2] = [
-        (&["-m", "oldrsakeys", "-s", "2", "-d", &store], "CSNDPKT"),
+    let refusals: [(&[&str], &str, &str); 2] = [
+        (
+            &["-m", "oldrsakeys", "-s", "2", "-d", &store],
+            "CSNDPKT",
+            "oldrsakeys/library-lacks-a-verb",
+        ),
         (
             &["-m", "keys", "-s", "2", "-k", "apka", "-d", &store],
             "CSNDKTC",
+            "keys/library-lacks-a-verb",
         ),
     ];
-    for (args, missing) in refusals {
+    for (args, missing, case) in refusals {
         let r = lab.pkcscca(args, PINS);
+        let seen = common::golden::Observed {
+            args,
+            stdin: PINS,
+            rc: r.code,
+            stdout: &r.stdout,
+            stderr: &r.stderr,
+        };
+        common::golden::check_scenario(case, lab.root(), &seen);
         assert_eq!(r.code, 255, "{args:?}: {r:?}");
         assert_eq!(r.stdout, "", "no prompt: {args:?}");
         let line = r.stderr.lines().last().unwrap_or_default();

@@ -1,6 +1,8 @@
 //! Arbitrary command lines never panic, and always end in exactly one outcome: usage
 //! (help), a reported error with a non-zero status, or the mode runner.
 
+mod common;
+
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStringExt;
 
@@ -39,6 +41,8 @@ fn word() -> impl Strategy<Value = Vec<u8>> {
 }
 
 proptest! {
+    #![proptest_config(common::proptest_config(256))]
+
     #[test]
     fn any_command_line_ends_cleanly(words in proptest::collection::vec(word(), 0..8), posix in any::<bool>()) {
         let argv = std::iter::once(OsString::from("pkcscca"))

@@ -45,10 +45,7 @@ fn copy_of(lab: &Lab, name: &str) -> Copy {
 }
 
 fn run_on(lab: &mut Lab, copy: &Copy, k: &str, extra: &[&str]) -> Run {
-    lab.extra_env = vec![(
-        "CSULCCA_EMU_STATE".into(),
-        copy.state.display().to_string(),
-    )];
+    lab.extra_env = vec![("CSULCCA_EMU_STATE".into(), copy.state.display().to_string())];
     let store = copy.store.display().to_string();
     let mut args = vec!["-m", "keys", "-s", "2", "-k", k, "-d", &store];
     args.extend_from_slice(extra);

@@ -281,10 +281,8 @@ fn virgin_store_has_no_user_and_refuses_user_login() {
 }
 
 #[test]
+#[ignore = "needs root: gives TOK_OBJ another group (.ci/run runs it)"]
 fn objects_keep_ownership_of_the_token_directory_group() {
-    if !common::running_as_root() {
-        return;
-    }
     let tmp = tempfile::tempdir().unwrap();
     let mut o = opts(Format::Old, ByteOrder::Little, false);
     o.pbkdf2_iterations = 1000;

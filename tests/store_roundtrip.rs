@@ -98,11 +98,8 @@ fn unchanged_commit_keeps_old_stores_identical_and_new_stores_decrypting_identic
 }
 
 #[test]
+#[ignore = "needs root: gives object files another owner and group (.ci/run runs it)"]
 fn commit_keeps_owner_group_mode_and_leaves_no_temp_file() {
-    if !common::running_as_root() {
-        eprintln!("skipped: needs root to chown");
-        return;
-    }
     for rel in ["ock-3.27/ccatok-old-sample", "ock-3.27/ccatok-new-sample"] {
         let t = temp_copy(&common::data_dir().join(rel));
         let store = TokenStore::open(&t.dir).unwrap();

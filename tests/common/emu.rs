@@ -4,13 +4,15 @@
 //! `LD_LIBRARY_PATH`.
 //!
 //! The library reads its state file and test knobs from the environment on
-//! every call, and the environment is per process, so an [`EmuSession`]
-//! holds a process-wide lock for the duration of a test, points
-//! `CSULCCA_EMU_STATE` at a fresh temporary file and clears the knobs.
+//! every call, and the environment is per process. So a test that loads the
+//! library into its own process does not change its environment (other tests
+//! run in threads beside it): [`EmuSession::isolated`] runs the test again, by
+//! itself, in a child process that gets `CSULCCA_EMU_STATE`, the seed and the
+//! knobs in its environment from the start.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::OnceLock;
 
 use pkcscca::cca::{Csulcca, Verb};
 
@@ -23,11 +25,19 @@ fn target_dir() -> PathBuf {
     target.join("debug")
 }
 
+/// Names, in the child process [`EmuSession::isolated`] starts, the test it runs.
+const ISOLATED: &str = "PKCSCCA_TEST_ISOLATED";
+/// Hands the built emulator's directory to that child (it need not build again).
+const EMU_DIR: &str = "PKCSCCA_TEST_EMU_DIR";
+
 /// Builds the emulator (once) and returns the directory holding
 /// `libcsulcca.so` and `csulcca-emu-admin`.
 pub fn emulator_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
+        if let Some(dir) = std::env::var_os(EMU_DIR) {
+            return PathBuf::from(dir);
+        }
         let status = Command::new(env!("CARGO"))
             .args(["build", "--quiet", "-p", "csulcca-emu"])
             .current_dir(env!("CARGO_MANIFEST_DIR"))
@@ -54,31 +64,99 @@ pub fn admin_tool() -> PathBuf {
     emulator_dir().join("csulcca-emu-admin")
 }
 
-static SESSION: Mutex<()> = Mutex::new(());
-
-/// Exclusive use of the emulator in this process, with a fresh state file.
+/// Use of the emulator, loaded into this process, with a state file of its own.
 pub struct EmuSession {
-    _guard: MutexGuard<'static, ()>,
-    dir: tempfile::TempDir,
+    state: PathBuf,
+    /// Keeps a state file made for a single-threaded program alive.
+    _dir: Option<tempfile::TempDir>,
 }
 
 impl EmuSession {
-    /// Takes the lock, builds the emulator if needed, and points it at a new
-    /// state file (seed `seed`).
+    /// For a test that loads the emulator into its own process. In the test's
+    /// process: runs the same test again, alone, in a child process whose
+    /// environment holds a fresh state file (seed `seed`) and no knobs, prints
+    /// what the child printed, asserts that it passed, and returns `None` (the
+    /// caller returns). In that child: returns the session. The test is named
+    /// by its thread, as libtest names it.
+    pub fn isolated(seed: &str) -> Option<EmuSession> {
+        EmuSession::isolated_with(seed, &[])
+    }
+
+    /// [`EmuSession::isolated`] with emulator knobs (`CSULCCA_EMU_FAIL`,
+    /// `CSULCCA_EMU_LATENCY_US`) set in the child's environment from its start.
+    pub fn isolated_with(seed: &str, knobs: &[(&str, &str)]) -> Option<EmuSession> {
+        let thread = std::thread::current();
+        let test = thread
+            .name()
+            .filter(|n| *n != "main")
+            .expect("EmuSession::isolated is called on a test's own thread");
+        if std::env::var(ISOLATED).as_deref() == Ok(test) {
+            let state = std::env::var_os("CSULCCA_EMU_STATE").expect("CSULCCA_EMU_STATE");
+            return Some(EmuSession {
+                state: PathBuf::from(state),
+                _dir: None,
+            });
+        }
+        let dir = tempfile::tempdir().expect("temp dir");
+        let out = Command::new(std::env::current_exe().expect("test binary"))
+            .args([
+                test,
+                "--exact",
+                "--include-ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(ISOLATED, test)
+            .env(EMU_DIR, emulator_dir())
+            .env("CSULCCA_EMU_STATE", dir.path().join("state"))
+            .env("CSULCCA_EMU_SEED", seed)
+            .env_remove("CSULCCA_EMU_FAIL")
+            .env_remove("CSULCCA_EMU_LATENCY_US")
+            .envs(knobs.iter().copied())
+            .output()
+            .expect("run the test binary again");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        print!("{stdout}");
+        eprint!("{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{test} failed in its own process ({})",
+            out.status
+        );
+        assert!(
+            stdout.contains("test result: ok. 1 passed;"),
+            "the child process ran no test named {test}"
+        );
+        None
+    }
+
+    /// For a single-threaded program (the benchmark): points this process's
+    /// environment at a fresh state file with seed `seed`. Never in a test.
     pub fn new(seed: &str) -> EmuSession {
-        let guard = SESSION.lock().unwrap_or_else(PoisonError::into_inner);
         emulator_dir();
         let dir = tempfile::tempdir().expect("temp dir");
-        std::env::set_var("CSULCCA_EMU_STATE", dir.path().join("state"));
+        let state = dir.path().join("state");
+        std::env::set_var("CSULCCA_EMU_STATE", &state);
         std::env::set_var("CSULCCA_EMU_SEED", seed);
-        std::env::remove_var("CSULCCA_EMU_FAIL");
-        std::env::remove_var("CSULCCA_EMU_LATENCY_US");
-        EmuSession { _guard: guard, dir }
+        EmuSession {
+            state,
+            _dir: Some(dir),
+        }
+    }
+
+    /// Sets an emulator knob for the rest of this isolated test (its process runs
+    /// no other test).
+    pub fn set_knob(&self, name: &str, value: &str) {
+        assert!(
+            std::env::var_os(ISOLATED).is_some(),
+            "knobs are set only in a test's own process (EmuSession::isolated)"
+        );
+        std::env::set_var(name, value);
     }
 
     /// The state file.
     pub fn state_file(&self) -> PathBuf {
-        self.dir.path().join("state")
+        self.state.clone()
     }
 
     /// The library, loaded from the build directory, with every verb resolved.
@@ -130,12 +208,5 @@ impl EmuSession {
         child
             .wait_with_output()
             .expect("wait for csulcca-emu-admin")
-    }
-}
-
-impl Drop for EmuSession {
-    fn drop(&mut self) {
-        std::env::remove_var("CSULCCA_EMU_FAIL");
-        std::env::remove_var("CSULCCA_EMU_LATENCY_US");
     }
 }

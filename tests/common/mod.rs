@@ -5,6 +5,8 @@
 
 /// The software CCA library (`libcsulcca.so`) for tests.
 pub mod emu;
+/// The one golden harness: case files of `tests/cmd`, text snapshots of `tests/golden`.
+pub mod golden;
 /// Per-test migration labs: sample stores over the emulator and the tools run on them.
 pub mod lab;
 
@@ -152,6 +154,19 @@ pub struct Entry {
     pub ino: u64,
 }
 
+/// The backup directory a writing run named on `stderr` for `store` (its line is
+/// `pkcscca: backup of STORE in DIR (...)`); panics when there is none.
+#[allow(dead_code, reason = "not every test binary checks backups")]
+pub fn backup_named_in(stderr: &str, store: &Path) -> PathBuf {
+    let head = format!("pkcscca: backup of {} in ", store.display());
+    let line = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix(&head))
+        .unwrap_or_else(|| panic!("no backup line for {}: {stderr:?}", store.display()));
+    let dir = line.split(" (").next().unwrap_or(line);
+    PathBuf::from(dir)
+}
+
 /// Every path under `dir` (relative) with content and metadata, sorted.
 pub fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Entry> {
     let mut out = BTreeMap::new();
@@ -204,6 +219,48 @@ pub fn unhex(s: &str) -> Vec<u8> {
         .collect()
 }
 
+/// Fixes the seed of every randomised test (a decimal `u64`).
+pub const SEED_VAR: &str = "PKCSCCA_TEST_SEED";
+
+/// The seed of a randomised test: `PKCSCCA_TEST_SEED` when set, else a fresh one.
+/// It is printed with the command that reruns the test with it (libtest shows a
+/// test's output when it fails).
+pub fn test_seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let thread = std::thread::current();
+    let test = thread.name().unwrap_or("TEST");
+    let seed = match std::env::var(SEED_VAR) {
+        Ok(v) => v
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("{SEED_VAR}={v:?} is not a decimal u64")),
+        Err(_) => std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish(),
+    };
+    eprintln!(
+        "{test}: seed {seed} (rerun with: {SEED_VAR}={seed} cargo test -p pkcscca --test {} -- --exact {test})",
+        env!("CARGO_CRATE_NAME")
+    );
+    seed
+}
+
+/// A proptest configuration running `cases` cases from [`test_seed`]. A failing
+/// case is shrunk, printed, and also kept in `tests/<binary>.proptest-regressions`,
+/// which proptest replays before anything else on every later run (commit the
+/// file to keep the case as a regression test).
+pub fn proptest_config(cases: u32) -> proptest::test_runner::Config {
+    use proptest::test_runner::{Config, FileFailurePersistence, RngSeed};
+    Config {
+        cases,
+        rng_seed: RngSeed::Fixed(test_seed()),
+        failure_persistence: Some(Box::new(FileFailurePersistence::WithSource(
+            "proptest-regressions",
+        ))),
+        ..Config::default()
+    }
+}
+
 /// Whether the tests run as root (ownership tests need it).
 pub fn running_as_root() -> bool {
     fs::metadata("/proc/self")
@@ -212,17 +269,7 @@ pub fn running_as_root() -> bool {
 }
 
 /// Compares `got` with the golden file `tests/golden/<rel>`, or rewrites that file
-/// when `PKCSCCA_UPDATE_GOLDEN` is set (review the diff before committing it).
+/// when `PKCSCCA_UPDATE_GOLDEN` is set (see [`golden::assert_text`]).
 pub fn assert_golden(rel: &str, got: &str) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/golden")
-        .join(rel);
-    if std::env::var_os("PKCSCCA_UPDATE_GOLDEN").is_some() {
-        fs::create_dir_all(path.parent().expect("golden dir")).expect("create golden dir");
-        fs::write(&path, got).expect("write golden");
-        return;
-    }
-    let want = fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{}: {e} (run with PKCSCCA_UPDATE_GOLDEN=1)", path.display()));
-    assert_eq!(got, want, "{} differs", path.display());
+    golden::assert_text(rel, got);
 }

@@ -1,6 +1,6 @@
 //! Shared by `tests/migrate_v2.rs` and `tests/migrate_oldrsa.rs`: running the built
 //! `pkcscca` against a store with the software CCA library, building stores through
-//! the emulator, and golden files of whole runs.
+//! the emulator, and the golden cases of whole runs (`tests/cmd/{v2objectsv3,oldrsakeys}`).
 #![allow(
     dead_code,
     clippy::unwrap_used,
@@ -23,6 +23,10 @@ use crate::common::emu::EmuSession;
 /// One run of the binary.
 #[derive(Debug)]
 pub struct Run {
+    /// The arguments it was given.
+    pub args: Vec<String>,
+    /// What was piped to its standard input.
+    pub stdin: Vec<u8>,
     /// Exit status.
     pub rc: i32,
     /// Standard output.
@@ -66,6 +70,8 @@ pub fn pkcscca_env(
     let _ = child.stdin.take().unwrap().write_all(stdin);
     let out = child.wait_with_output().unwrap();
     Run {
+        args: args.iter().map(|a| a.to_string()).collect(),
+        stdin: stdin.to_vec(),
         rc: out.status.code().unwrap_or(-1),
         stdout: String::from_utf8(out.stdout).unwrap(),
         stderr: String::from_utf8(out.stderr).unwrap(),
@@ -75,17 +81,20 @@ pub fn pkcscca_env(
 /// The vectors' PINs, one line each.
 pub const PINS: &[u8] = b"76543210\n11223344\n";
 
-/// Compares a run with `tests/golden/migrate/<name>.txt`, `store` shown as
-/// `<STORE>`; `PKCSCCA_UPDATE_GOLDEN=1` rewrites the file.
+/// Compares a run with `tests/cmd/<name>.case` (command included), the store's scratch
+/// directory (the parent of `store`) shown as `@LAB@`; `PKCSCCA_UPDATE_GOLDEN=1`
+/// rewrites the file.
 pub fn check_golden(name: &str, run: &Run, store: &Path) {
-    let s = store.display().to_string();
-    let got = format!(
-        "rc: {}\n--- stdout\n{}--- stderr\n{}",
-        run.rc,
-        run.stdout.replace(&s, "<STORE>"),
-        run.stderr.replace(&s, "<STORE>")
-    );
-    crate::common::assert_golden(&format!("migrate/{name}.txt"), &got);
+    let args: Vec<&str> = run.args.iter().map(String::as_str).collect();
+    let seen = crate::common::golden::Observed {
+        args: &args,
+        stdin: &run.stdin,
+        rc: run.rc,
+        stdout: &run.stdout,
+        stderr: &run.stderr,
+    };
+    let lab = store.parent().expect("the store is <scratch dir>/store");
+    crate::common::golden::check_scenario(name, lab, &seen);
 }
 
 /// A fresh temporary directory with the store at `<tmp>/store`.
