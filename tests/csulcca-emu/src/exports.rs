@@ -133,7 +133,7 @@ unsafe fn run(name: &str, rc: PLong, reason: PLong, body: impl FnOnce(&Store) ->
         body(&Store::from_env())
     }));
     let status = match res {
-        Ok(Ok(())) => Fail::new(0, 0),
+        Ok(Ok(())) => OK,
         Ok(Err(f)) => f,
         Err(_) => COMPONENT,
     };
@@ -674,7 +674,7 @@ mod body {
                 (Some(o), _) => {
                     let given = bytes(a.MAC_text, rd(a.MAC_length))?;
                     if given.is_empty() || o.get(..given.len()) != Some(given) {
-                        return Err(sign::BAD_SIGNATURE);
+                        return Err(BAD_SIGNATURE);
                     }
                     Ok(())
                 }

@@ -36,9 +36,19 @@ impl Fail {
     }
 }
 
-/// Return/reason codes the emulator uses (cca.md §5).
+/// Return/reason codes the emulator answers. Where IBM's CCA reference
+/// documents a code for the situation it is used; the codes marked
+/// *emulator choice* stand where the real code is not known.
 pub mod codes {
     use super::Fail;
+    /// 0/0: success.
+    pub const OK: Fail = Fail::new(0, 0);
+    /// 4/429: a digital signature or MAC did not verify.
+    pub const BAD_SIGNATURE: Fail = Fail::new(4, 429);
+    /// 8/1: the padding of deciphered text is not valid (*emulator choice*).
+    pub const BAD_PADDING: Fail = Fail::new(8, 1);
+    /// 8/2: the role named is not known to the adapter.
+    pub const UNKNOWN_ROLE: Fail = Fail::new(8, 2);
     /// 8/29: internal token's TVV invalid.
     pub const BAD_TVV: Fail = Fail::new(8, 29);
     /// 8/33: rule-array keyword not valid.
@@ -49,14 +59,29 @@ pub mod codes {
     pub const BAD_COUNT: Fail = Fail::new(8, 35);
     /// 8/43: key length keyword / value not valid.
     pub const BAD_KEY_LENGTH: Fail = Fail::new(8, 43);
-    /// 8/47: source token unusable.
+    /// 8/47: source token unusable (*emulator choice* for a token whose kind
+    /// does not match the verb or whose payload does not unwrap).
     pub const UNUSABLE: Fail = Fail::new(8, 47);
     /// 8/48: MKVP matches no usable master key.
     pub const UNKNOWN_MK: Fail = Fail::new(8, 48);
+    /// 8/66: PKCS #1 block of deciphered data not valid.
+    pub const BAD_PKCS1_BLOCK: Fail = Fail::new(8, 66);
     /// 8/72: a buffer or length too small (*emulator choice*).
     pub const SHORT_BUFFER: Fail = Fail::new(8, 72);
+    /// 8/121: RSA key size refused by the generator (the code openCryptoki
+    /// maps to `CKR_KEY_SIZE_RANGE`).
+    pub const KEY_SIZE: Fail = Fail::new(8, 121);
+    /// 8/704: SET would make CURRENT a NEW key whose MKVP equals CURRENT's or
+    /// OLD's (*emulator choice*).
+    pub const DUPLICATE_MK: Fail = Fail::new(8, 704);
     /// 8/760: CSNDPKB key size not supported.
     pub const PKB_KEY_SIZE: Fail = Fail::new(8, 760);
+    /// 8/2034: MIDDLE or LAST without FIRST, or SET without a full NEW
+    /// register (*emulator choice*).
+    pub const NMK_STATE: Fail = Fail::new(8, 2034);
+    /// 12/338: the coprocessor is not available: the state file cannot be
+    /// read or written, or an unknown device was named.
+    pub const NOT_AVAILABLE: Fail = Fail::new(12, 338);
     /// 12/764: the needed master key is not loaded.
     pub const MK_NOT_LOADED: Fail = Fail::new(12, 764);
     /// 16/336: component error (also: verb not emulated, panic caught).

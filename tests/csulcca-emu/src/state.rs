@@ -2,7 +2,8 @@
 //!
 //! Per master-key type (SYM 24 bytes, ASYM 24, AES 32, APKA 32) the card has
 //! NEW (state 1 empty / 2 partial / 3 full), CURRENT and OLD (1 empty / 2
-//! valid) registers (cca.md §3.2). They live in a small text file named by
+//! valid) registers, as IBM's CCA reference describes the master-key
+//! registers of a coprocessor domain. They live in a small text file named by
 //! `CSULCCA_EMU_STATE` (default [`DEFAULT_STATE_PATH`]) so that separate
 //! processes (tests, openCryptoki, pkcscca, the admin tool) see one card.
 //! Every access takes a `flock` on a sibling `.lock` file (shared to read,
@@ -21,6 +22,7 @@ use sha1::Sha1;
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
+use crate::codes::*;
 use crate::Fail;
 
 /// State file used when `CSULCCA_EMU_STATE` is not set.
@@ -33,9 +35,9 @@ const MAGIC: &str = "csulcca-emu-state 1";
 /// openCryptoki token group can use the card created by another user.
 pub const STATE_MODE: u32 = 0o660;
 
-/// The verification pattern the emulator computes for a master key
-/// (cca.md §3.3, §7.4). AES and APKA: first 8 bytes of SHA-256(`01` ‖ MK);
-/// SYM: first 8 bytes of SHA-1(`01` ‖ MK) (the z/OS method for K1 = K3 is
+/// The verification pattern the emulator computes for a master key. AES and
+/// APKA (CCA's SHA-256 method): first 8 bytes of SHA-256(`01` ‖ MK);
+/// SYM (CCA's SHA-1 method): first 8 bytes of SHA-1(`01` ‖ MK) (the z/OS method for K1 = K3 is
 /// not implemented); ASYM (*emulator choice*, not MDC-4): first 16 bytes of
 /// SHA-256(`02` ‖ MK).
 pub fn mkvp(t: MkType, key: &[u8]) -> Vec<u8> {
@@ -161,14 +163,6 @@ pub enum MkAction {
     Set,
 }
 
-/// Reason code the emulator returns (with return code 8) when SET would make
-/// a NEW key CURRENT whose MKVP equals CURRENT's or OLD's. *Emulator choice*:
-/// the real code is UNCONFIRMED (cca.md §7.3).
-pub const REASON_DUPLICATE_MK: i64 = 704;
-/// Reason code (return code 8) for MIDDLE/LAST without a FIRST, or SET
-/// without a full NEW register (*emulator choice*).
-pub const REASON_NMK_STATE: i64 = 2034;
-
 impl State {
     /// The deterministic initial state for `seed`: every CURRENT valid.
     pub fn from_seed(seed: &str) -> State {
@@ -210,23 +204,23 @@ impl State {
         }
     }
 
-    /// Applies a Master Key Process action (cca.md §7.3).
+    /// Applies a Master Key Process (CSNBMKP) action.
     pub fn mkp(&mut self, t: MkType, action: MkAction, part: &[u8]) -> Result<(), Fail> {
         let len = t.key_len();
         let set = self.set_mut(t);
         match action {
             MkAction::Clear => set.new = Register::empty(),
             MkAction::First => {
-                let p = part.get(..len).ok_or(Fail::new(8, 72))?;
+                let p = part.get(..len).ok_or(SHORT_BUFFER)?;
                 set.new = Register {
                     state: 2,
                     value: Zeroizing::new(p.to_vec()),
                 };
             }
             MkAction::Middle | MkAction::Last => {
-                let p = part.get(..len).ok_or(Fail::new(8, 72))?;
+                let p = part.get(..len).ok_or(SHORT_BUFFER)?;
                 if set.new.state != 2 || set.new.value.len() != len {
-                    return Err(Fail::new(8, REASON_NMK_STATE));
+                    return Err(NMK_STATE);
                 }
                 for (v, x) in set.new.value.iter_mut().zip(p) {
                     *v ^= x;
@@ -237,13 +231,13 @@ impl State {
             }
             MkAction::Random => {
                 let mut v = Zeroizing::new(vec![0u8; len]);
-                getrandom::getrandom(&mut v).map_err(|_| Fail::new(16, 336))?;
+                getrandom::getrandom(&mut v).map_err(|_| COMPONENT)?;
                 set.new = Register { state: 3, value: v };
             }
             MkAction::Set => {
-                let nvp = set.new_vp(t).ok_or(Fail::new(8, REASON_NMK_STATE))?;
+                let nvp = set.new_vp(t).ok_or(NMK_STATE)?;
                 if set.cur_vp(t).as_ref() == Some(&nvp) || set.old_vp(t).as_ref() == Some(&nvp) {
-                    return Err(Fail::new(8, REASON_DUPLICATE_MK));
+                    return Err(DUPLICATE_MK);
                 }
                 let new = std::mem::take(&mut set.new);
                 let cur = std::mem::replace(
@@ -319,12 +313,9 @@ pub struct Store {
     seed: String,
 }
 
-/// Error rc/reason when the state file cannot be read or written: the
-/// "coprocessor" is not usable (12/338).
-const STATE_IO: Fail = Fail {
-    rc: 12,
-    reason: 338,
-};
+/// Error when the state file cannot be read or written: the "coprocessor"
+/// is not available.
+const STATE_IO: Fail = NOT_AVAILABLE;
 
 impl Store {
     /// The store named by `CSULCCA_EMU_STATE` / `CSULCCA_EMU_SEED`.
@@ -470,14 +461,8 @@ mod tests {
         let mut s = State::from_seed("x");
         let t = MkType::Aes;
         let cur = s.set(t).cur_vp(t);
-        assert_eq!(
-            s.mkp(t, MkAction::Set, &[]),
-            Err(Fail::new(8, REASON_NMK_STATE))
-        );
-        assert_eq!(
-            s.mkp(t, MkAction::Middle, &[1; 32]),
-            Err(Fail::new(8, REASON_NMK_STATE))
-        );
+        assert_eq!(s.mkp(t, MkAction::Set, &[]), Err(NMK_STATE));
+        assert_eq!(s.mkp(t, MkAction::Middle, &[1; 32]), Err(NMK_STATE));
         s.mkp(t, MkAction::First, &[1; 32]).unwrap();
         assert_eq!(s.set(t).new.state, 2);
         s.mkp(t, MkAction::Last, &[3; 32]).unwrap();
@@ -491,10 +476,7 @@ mod tests {
         for k in [[2u8; 32], cur_key(&State::from_seed("x"), t)] {
             s.mkp(t, MkAction::First, &k).unwrap();
             s.mkp(t, MkAction::Last, &[0; 32]).unwrap();
-            assert_eq!(
-                s.mkp(t, MkAction::Set, &[]),
-                Err(Fail::new(8, REASON_DUPLICATE_MK))
-            );
+            assert_eq!(s.mkp(t, MkAction::Set, &[]), Err(DUPLICATE_MK));
         }
     }
 

@@ -1,4 +1,4 @@
-//! Key-kind matrix over the emulator's verb logic (cca.md §7.8): create,
+//! Key-kind matrix over the emulator's verb logic: create,
 //! use, change the master key, re-encipher with RTCMK, use again, and the
 //! error paths. Each test has its own state file.
 
@@ -594,7 +594,7 @@ fn migrated_pka_keys_still_sign_and_decrypt() {
         bad[5] ^= 1;
         assert_eq!(
             sign::verify(rule, 1, &public, &hash, &bad),
-            Err(sign::BAD_SIGNATURE),
+            Err(BAD_SIGNATURE),
             "{name}"
         );
         let ct = rsa.then(|| sign::encrypt(b"PKCS-1.2", 1, &public, b"secret").unwrap());

@@ -1,5 +1,5 @@
 //! Key creation verbs: CSNBKGN, CSNBKTB, CSNBKTB2, CSNBKGN2, CSNBCKM,
-//! CSNBKPI2, CSNBRNG, CSNBRNGL (cca.md §4.3, §7.6). Every key is wrapped
+//! CSNBKPI2, CSNBRNG, CSNBRNGL. Every key is wrapped
 //! under the CURRENT master key of its type and carries its MKVP; with
 //! CURRENT empty creation fails 12/764.
 

@@ -39,7 +39,7 @@ pub fn current(s: &State, t: MkType) -> Result<(Zeroizing<Vec<u8>>, Vec<u8>), Fa
 }
 
 /// The master key a usage verb must use for a token carrying `tok_vp`:
-/// CURRENT or OLD (cca.md §7.6); neither is 8/48 (12/764 when CURRENT is
+/// CURRENT or OLD (a card accepts keys under OLD until the next SET); neither is 8/48 (12/764 when CURRENT is
 /// empty and OLD does not match either).
 pub fn usable_mk(s: &State, t: MkType, tok_vp: &[u8]) -> Result<Zeroizing<Vec<u8>>, Fail> {
     let set = s.set(t);
@@ -90,7 +90,7 @@ fn algorithm_matches(verb: Verb, alg: Option<Keyword>, kind: TokenKind) -> Resul
 }
 
 /// CSNBKTC / CSNBKTC2 / CSNDKTC: re-encipher `token` in place with `RTCMK`
-/// or `RTNMK` (cca.md §3.5, §7.6). `len_in` is the caller's
+/// or `RTNMK`. `len_in` is the caller's
 /// `key_identifier_length` (CSNBKTC has none: 64). Returns the token length.
 pub fn key_token_change(
     store: &Store,
@@ -178,7 +178,7 @@ pub fn key_token_change(
 /// Length of a PKA token in a caller's buffer: the header length (bytes
 /// 2–3) when it covers the first section and fits the buffer, else the
 /// buffer length. A header length beyond the buffer is 8/72 (the caller's
-/// length is too small, cca.md §7.6). Other tokens: the buffer length.
+/// length is too small). Other tokens: the buffer length.
 fn pka_len(t: &[u8]) -> Result<usize, Fail> {
     if matches!(t.first(), Some(0x1E | 0x1F)) {
         let hl = token::be16(t, 2).map(usize::from).unwrap_or(0);
@@ -193,7 +193,7 @@ fn pka_len(t: &[u8]) -> Result<usize, Fail> {
     Ok(t.len())
 }
 
-/// CSNBMKP (cca.md §7.3): optional `ADAPTER`, one class keyword, one action.
+/// CSNBMKP: optional `ADAPTER`, one class keyword, one action.
 pub fn master_key_process(
     store: &Store,
     rule_bytes: &[u8],

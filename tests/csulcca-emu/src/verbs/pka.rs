@@ -1,11 +1,13 @@
 //! PKA verbs: CSNDPKB (skeletons), CSNDPKG (key pairs), CSNDPKX (public
 //! key extract) and CSNDPKT (`INTDWAKW`, RSA-CRT → RSA-AESC).
 //!
-//! RSA keys and EC keys on P-256/384/521 are real key pairs; other curves and QSA
-//! carry random key material in the exact layouts (tier 1 of cca.md §7.5):
-//! enough for openCryptoki to read the point and for re-encipherment to be
-//! checked, not for signatures. Requests from openCryptoki 3.8.1 with host-order length
-//! fields are accepted and answered in kind (§9.1).
+//! RSA keys and EC keys on P-256/384/521 are real key pairs; other curves
+//! and QSA carry random key material in the exact layouts: enough for
+//! openCryptoki to read the point and for re-encipherment to be checked, not
+//! for signatures. openCryptoki 3.8.1 on x86_64 fills the bit length and
+//! exponent length of its CSNDPKB key-values structure in host byte order
+//! (`usr/lib/pkcs11/cca_stdll/cca_specific.c` of 3.8.1); such requests are
+//! accepted and answered in kind.
 
 use pkcscca::cca::rules::Keyword;
 use pkcscca::cca::token::{self, MkType, TokenKind};
@@ -132,7 +134,7 @@ fn rsa_pair(bits: usize, e: Vec<u8>) -> Result<RsaParts, Fail> {
     use rsa::traits::{PrivateKeyParts, PublicKeyParts};
     let exp = rsa::BigUint::from_bytes_be(&e);
     let key = rsa::RsaPrivateKey::new_with_exp(&mut rand_core::OsRng, bits, &exp)
-        .map_err(|_| Fail::new(8, 121))?;
+        .map_err(|_| KEY_SIZE)?;
     let (p, q) = match key.primes() {
         [p, q] => (p, q),
         _ => return Err(COMPONENT),

@@ -1,5 +1,6 @@
 //! CSUACFQ, CSUACFV, CSUAACM and CSUACRA/CSUACRD: what openCryptoki asks the
-//! card at token initialisation (cca.md §3.4, §7.6, §7.7).
+//! card at token initialisation (`usr/lib/cca_stdll/cca_specific.c`,
+//! `cca_mkchange.c`) and what pkcscca asks before a migration.
 
 use pkcscca::cca::rules::{self, Keyword};
 use pkcscca::cca::token::MkType;
@@ -59,8 +60,10 @@ fn vp(t: MkType, r: &Register, len: usize) -> Vec<u8> {
     v
 }
 
-/// The 240-byte STATICSB verb data (cca.md §3.4). Block IDs marked
-/// UNCONFIRMED there are *emulator choices*; the SYM and ASYM "MDC-4"
+/// The 240-byte STATICSB verb data: sixteen `len(2) id(2) value` blocks, the
+/// SYM current (0F07), AES current (0F0B) and APKA current (0F0E) MKVPs at
+/// the offsets openCryptoki reads. The block IDs of the other registers are
+/// *emulator choices* (by pattern); the SYM and ASYM "MDC-4"
 /// blocks carry the emulator's own patterns (SYM: the 8-byte MKVP padded
 /// with zeros; ASYM: its 16-byte MKVP).
 pub fn staticsb(s: &State) -> Vec<u8> {
@@ -183,7 +186,7 @@ pub fn access_control(rule_bytes: &[u8], count: i64, name: &[u8]) -> Result<Vec<
     let mut raw = [b' '; 8];
     raw.iter_mut().zip(name).for_each(|(d, s)| *d = *s);
     if Keyword::normalized(raw) != Keyword::new(ROLE) {
-        return Err(Fail::new(8, 2));
+        return Err(UNKNOWN_ROLE);
     }
     let mut out = Vec::with_capacity(300);
     out.extend_from_slice(&0x0101u16.to_be_bytes());
@@ -219,7 +222,7 @@ pub fn resource(rule_bytes: &[u8], count: i64, resource: &[u8]) -> Result<(), Fa
                 .trim_end_matches(['\0', ' '])
                 .to_string();
             if r != "CRP01" && !r.is_empty() {
-                return Err(Fail::new(12, 338));
+                return Err(NOT_AVAILABLE);
             }
         }
     }

@@ -18,9 +18,6 @@ use crate::state::Store;
 use crate::tokens::{self, PublicKey};
 use crate::Fail;
 
-/// CSNDDSV's "signature did not verify".
-pub const BAD_SIGNATURE: Fail = Fail::new(4, 429);
-
 fn one_keyword(rule_bytes: &[u8], count: i64) -> Result<String, Fail> {
     let kws = parse_rules(rule_bytes, count, 0, 2)?;
     Ok(kws.first().map(Keyword::as_str).unwrap_or_default())
@@ -212,7 +209,7 @@ pub fn decrypt(
         (Some(0), Some(2), Some(i)) if i >= 10 => {
             Ok(Zeroizing::new(em.get(i + 1..).unwrap_or(&[]).to_vec()))
         }
-        _ => Err(Fail::new(8, 66)),
+        _ => Err(BAD_PKCS1_BLOCK),
     }
 }
 

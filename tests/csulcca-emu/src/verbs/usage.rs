@@ -1,5 +1,5 @@
 //! Usage verbs: CSNBENC/CSNBDEC (DES/TDES CBC) and CSNBSAE/CSNBSAD (AES,
-//! as openCryptoki 3.8.1 uses them, cca.md §9.2). Keys under CURRENT or OLD
+//! as openCryptoki 3.8.1 uses them in `usr/lib/pkcs11/cca_stdll/cca_specific.c`). Keys under CURRENT or OLD
 //! work; anything else is 8/48. Plain CBC without padding, CBC with PKCS
 //! padding (`PKCS-PAD`) and ECB are supported.
 
@@ -99,7 +99,7 @@ pub fn aes_cipher(
     if pad && !encrypt {
         let p = usize::from(*buf.last().ok_or(UNUSABLE)?);
         if p == 0 || p > 16 || p > buf.len() {
-            return Err(Fail::new(8, 1));
+            return Err(BAD_PADDING);
         }
         buf.truncate(buf.len() - p);
     }
