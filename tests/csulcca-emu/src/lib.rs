@@ -3,22 +3,32 @@
 //! There is no CCA card on our machines, so this library stands in for the
 //! CCA host library that openCryptoki's CCA token (3.8.1 and current) and
 //! `pkcscca` load with `dlopen("libcsulcca.so")`. It keeps real master-key
-//! registers ([`state`]), emits the token layouts of `cca.md` §1–2 with real
-//! cryptography ([`crypto`], [`tokens`]) and implements the verbs those
-//! callers need ([`verbs`]; multi-part hashing in [`hash`]); every other verb of the 102 exported names
-//! answers 16/336 ("component error"). The C entry points live in
-//! [`exports`], the only unsafe code, where each body runs under
-//! `catch_unwind`. Test knobs for latency and fault injection are in
-//! [`knobs`]. See the crate README for what is faithful to a card and what
-//! is an emulator choice.
+//! registers ([`state`]), reads key tokens with its own parser ([`format`],
+//! independent of pkcscca's classifier so that it can serve as an oracle for
+//! it), builds them with real cryptography ([`crypto`], [`tokens`]) and
+//! implements the verbs those callers need ([`verbs`]; rule arrays in
+//! [`keyword`], multi-part hashing in [`hash`]); every other verb of the 102
+//! exported names answers 16/336 ("component error"). The C entry points
+//! live in [`exports`], the only unsafe code, where each body runs under
+//! `catch_unwind`. Test knobs for latency, fault injection and call
+//! statistics are in [`knobs`]. See the crate README for what is faithful
+//! to a card and what is an emulator choice.
+//!
+//! From pkcscca the emulator takes only the verb table (`cca_verb_table!`,
+//! `cca::abi`, `cca::Verb`), the C signatures it must export; its sample
+//! tool also uses pkcscca's test-kit store creation.
 
 pub mod crypto;
 pub mod exports;
+pub mod format;
 pub mod hash;
+pub mod keyword;
 pub mod knobs;
 pub mod state;
 pub mod tokens;
 pub mod verbs;
+
+pub use state::MkType;
 
 /// A CCA failure: return code and reason code.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

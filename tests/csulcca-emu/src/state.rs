@@ -17,13 +17,73 @@ use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use pkcscca::cca::MkType;
 use sha1::Sha1;
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
 use crate::codes::*;
+use crate::keyword::{self, Keyword};
 use crate::Fail;
+
+/// The four master-key types of a CCA coprocessor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum MkType {
+    /// SYM (DES) master key, 24 bytes: wraps DES tokens.
+    Sym,
+    /// ASYM (RSA) master key, 24 bytes: wraps the OPK of RSA-CRT sections.
+    Asym,
+    /// AES master key, 32 bytes: wraps AES DATA, AES CIPHER and HMAC tokens.
+    Aes,
+    /// APKA master key, 32 bytes: wraps the OPK of ECC, RSA-AESM, RSA-AESC
+    /// and QSA sections.
+    Apka,
+}
+
+impl MkType {
+    /// The four types, in the order the registers are listed.
+    pub const ALL: [MkType; 4] = [MkType::Sym, MkType::Asym, MkType::Aes, MkType::Apka];
+
+    /// Register size in bytes.
+    pub fn key_len(self) -> usize {
+        match self {
+            MkType::Sym | MkType::Asym => 24,
+            MkType::Aes | MkType::Apka => 32,
+        }
+    }
+
+    /// The type's name, upper case (`SYM`, `ASYM`, `AES`, `APKA`).
+    pub fn name(self) -> &'static str {
+        match self {
+            MkType::Sym => "SYM",
+            MkType::Asym => "ASYM",
+            MkType::Aes => "AES",
+            MkType::Apka => "APKA",
+        }
+    }
+
+    /// The type named `s`, in any case.
+    pub fn from_name(s: &str) -> Option<MkType> {
+        MkType::ALL
+            .into_iter()
+            .find(|t| t.name().eq_ignore_ascii_case(s))
+    }
+
+    /// The register-class keyword of CSNBMKP.
+    pub fn keyword(self) -> Keyword {
+        match self {
+            MkType::Sym => keyword::SYM_MK,
+            MkType::Asym => keyword::ASYM_MK,
+            MkType::Aes => keyword::AES_MK,
+            MkType::Apka => keyword::APKA_MK,
+        }
+    }
+}
+
+impl std::fmt::Display for MkType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
 
 /// State file used when `CSULCCA_EMU_STATE` is not set.
 pub const DEFAULT_STATE_PATH: &str = "/var/lib/csulcca-emu/state";

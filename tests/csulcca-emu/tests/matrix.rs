@@ -10,13 +10,29 @@
 )]
 
 use csulcca::codes::*;
+use csulcca::format::{self, Kind};
+use csulcca::keyword::{self, Keyword};
 use csulcca::state::{mkvp, MkAction, Store};
 use csulcca::verbs::{self, keys, pka, query, usage};
+use csulcca::MkType;
 use csulcca::{tokens, Fail};
-use pkcscca::cca::rules::{self, Keyword, RuleArray};
-use pkcscca::cca::token::{self, MkType, TokenKind};
 use pkcscca::cca::Verb;
 use tempfile::TempDir;
+
+/// A rule array of `keywords`.
+struct RuleArray(Vec<u8>);
+
+impl RuleArray {
+    fn new(keywords: &[Keyword]) -> RuleArray {
+        RuleArray(keywords.iter().flat_map(|k| k.0).collect())
+    }
+    fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+    fn count(&self) -> usize {
+        self.0.len() / 8
+    }
+}
 
 fn store() -> (TempDir, Store) {
     let d = tempfile::tempdir().unwrap();
@@ -34,14 +50,14 @@ fn cur_vp(s: &Store, t: MkType) -> Vec<u8> {
 }
 
 fn ktc(s: &Store, method: Keyword, tok: &mut [u8]) -> Result<usize, Fail> {
-    let info = token::classify(tok).unwrap();
+    let info = format::parse(tok).unwrap();
     let verb = info.kind.ktc_verb();
     let ra = RuleArray::new(&[method, info.kind.algorithm()]);
     verbs::key_token_change(s, verb, ra.as_bytes(), ra.count() as i64, tok)
 }
 
 fn rtcmk(s: &Store, tok: &mut [u8]) -> Result<usize, Fail> {
-    ktc(s, rules::RTCMK, tok)
+    ktc(s, keyword::RTCMK, tok)
 }
 
 const DATA: &[u8] = b"The quick brown fox jumps over the lazy dog, twice!";
@@ -54,14 +70,16 @@ fn padded() -> Vec<u8> {
 
 /// A usage probe: DES/AES encrypt or the clear key for other kinds.
 fn use_key(s: &Store, tok: &[u8], enc: Option<&[u8]>) -> Result<Vec<u8>, Fail> {
-    let kind = token::classify(tok).map(|i| i.kind).unwrap();
-    let aes_rule = RuleArray::new(&[rules::AES, rules::KEYIDENT, rules::INITIAL]);
+    let kind = format::parse(tok).map(|i| i.kind).unwrap();
+    let aes_rule = RuleArray::new(&[
+        keyword::AES,
+        Keyword::new("KEYIDENT"),
+        Keyword::new("INITIAL"),
+    ]);
     match (kind, enc) {
-        (TokenKind::Des, None) => {
-            usage::des_cipher(s, true, tok, b"CBC     ", 1, &[1; 8], &padded())
-        }
-        (TokenKind::Des, Some(c)) => usage::des_cipher(s, false, tok, b"CBC     ", 1, &[1; 8], c),
-        (TokenKind::AesData | TokenKind::AesCipher, e) => usage::aes_cipher(
+        (Kind::Des, None) => usage::des_cipher(s, true, tok, b"CBC     ", 1, &[1; 8], &padded()),
+        (Kind::Des, Some(c)) => usage::des_cipher(s, false, tok, b"CBC     ", 1, &[1; 8], c),
+        (Kind::AesData | Kind::AesCipher, e) => usage::aes_cipher(
             s,
             e.is_none(),
             tok,
@@ -70,13 +88,13 @@ fn use_key(s: &Store, tok: &[u8], enc: Option<&[u8]>) -> Result<Vec<u8>, Fail> {
             &[2; 16],
             e.unwrap_or(&padded()),
         ),
-        (TokenKind::Hmac, _) => keys::symmetric_key(s, tok).map(|(_, k)| k.to_vec()),
-        (TokenKind::Ecc, _) => {
+        (Kind::Hmac, _) => keys::symmetric_key(s, tok).map(|(_, k)| k.to_vec()),
+        (Kind::Ecc, _) => {
             let st = s.read()?;
             let (info, mk) = verbs::token_key(&st, tok)?;
             tokens::ecc_private(tok, &info, &mk).map(|d| d.to_vec())
         }
-        (TokenKind::RsaCrt | TokenKind::RsaAesc, _) => {
+        (Kind::RsaCrt | Kind::RsaAesc, _) => {
             let st = s.read()?;
             let (info, mk) = verbs::token_key(&st, tok)?;
             tokens::rsa_private(tok, &info, &mk)
@@ -98,9 +116,9 @@ fn gen_des(s: &Store, len: &str) -> Vec<u8> {
 
 fn gen_aes_data(s: &Store, len: &str) -> Vec<u8> {
     let ra = RuleArray::new(&[
-        rules::INTERNAL,
-        rules::AES,
-        rules::NO_KEY,
+        Keyword::new("INTERNAL"),
+        keyword::AES,
+        Keyword::new("NO-KEY"),
         Keyword::new(len),
     ]);
     let mut t = keys::key_token_build(b"DATA    ", ra.as_bytes(), 4).unwrap();
@@ -240,7 +258,7 @@ fn every_kind_survives_mk_change_and_rtcmk() {
     let (_d, s) = store();
     for (name, make) in all_kinds() {
         let orig = make(&s);
-        let info = token::classify(&orig).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let info = format::parse(&orig).unwrap_or_else(|e| panic!("{name}: {e}"));
         let t = info.mk_type();
         assert_eq!(
             info.mkvp(&orig),
@@ -248,7 +266,7 @@ fn every_kind_survives_mk_change_and_rtcmk() {
             "{name}: created under CURRENT"
         );
         if info.kind.has_tvv() {
-            assert!(token::tvv_valid(&orig), "{name}: TVV");
+            assert!(format::tvv_ok(&orig), "{name}: TVV");
         }
         let probe = use_key(&s, &orig, None).unwrap();
         let before = (use_key(&s, &orig, Some(&probe)).unwrap(), probe.clone());
@@ -266,16 +284,16 @@ fn every_kind_survives_mk_change_and_rtcmk() {
         assert_eq!(len, orig.len(), "{name}: length");
         assert_eq!(tok.len(), orig.len());
         assert_ne!(tok, orig, "{name}: re-enciphered bytes differ");
-        let ni = token::classify(&tok).unwrap();
+        let ni = format::parse(&tok).unwrap();
         assert_eq!(
             ni.mkvp(&tok),
             &cur_vp(&s, t)[..ni.mkvp_len],
             "{name}: MKVP is new CURRENT"
         );
         if ni.kind.has_tvv() {
-            assert!(token::tvv_valid(&tok), "{name}: TVV after");
+            assert!(format::tvv_ok(&tok), "{name}: TVV after");
         }
-        if matches!(ni.kind, TokenKind::AesCipher | TokenKind::Hmac) {
+        if matches!(ni.kind, Kind::AesCipher | Kind::Hmac) {
             assert_eq!(ad(&tok), ad(&orig), "{name}: AD unchanged");
         }
         assert_eq!(
@@ -317,20 +335,20 @@ fn rtnmk_flow() {
     let (_d, s) = store();
     for (name, make) in all_kinds() {
         let orig = make(&s);
-        let t = token::classify(&orig).unwrap().mk_type();
+        let t = format::parse(&orig).unwrap().mk_type();
         let mut tok = orig.clone();
         assert_eq!(
-            ktc(&s, rules::RTNMK, &mut tok),
+            ktc(&s, keyword::RTNMK, &mut tok),
             Err(MK_NOT_LOADED),
             "{name}: no NEW"
         );
         s.update(|st| st.mkp(t, MkAction::Random, &[])).unwrap();
         let nvp = s.read().unwrap().set(t).new_vp(t).unwrap();
-        ktc(&s, rules::RTNMK, &mut tok).unwrap();
-        let info = token::classify(&tok).unwrap();
+        ktc(&s, keyword::RTNMK, &mut tok).unwrap();
+        let info = format::parse(&tok).unwrap();
         assert_eq!(info.mkvp(&tok), &nvp[..info.mkvp_len], "{name}");
         let mut twice = tok.clone();
-        assert_eq!(ktc(&s, rules::RTNMK, &mut twice), Ok(tok.len()));
+        assert_eq!(ktc(&s, keyword::RTNMK, &mut twice), Ok(tok.len()));
         assert_eq!(twice, tok, "{name}: RTNMK on a NEW token is a no-op");
         assert_eq!(
             use_key(&s, &tok, None).map(|_| ()),
@@ -366,7 +384,7 @@ fn error_paths() {
     assert_eq!(rtcmk(&s, &mut t), Err(BAD_TVV));
     // Bad keyword, bad count, conflicting methods, algorithm mismatch.
     let mut t = gen_des(&s, "KEYLN8");
-    let bad = RuleArray::new(&[rules::RTCMK, Keyword::new("BOGUS")]);
+    let bad = RuleArray::new(&[keyword::RTCMK, Keyword::new("BOGUS")]);
     assert_eq!(
         verbs::key_token_change(&s, Verb::Csnbktc, bad.as_bytes(), 2, &mut t),
         Err(BAD_KEYWORD)
@@ -375,12 +393,12 @@ fn error_paths() {
         verbs::key_token_change(&s, Verb::Csnbktc, b"RTCMK   ", 0, &mut t),
         Err(BAD_COUNT)
     );
-    let both = RuleArray::new(&[rules::RTCMK, rules::RTNMK]);
+    let both = RuleArray::new(&[keyword::RTCMK, keyword::RTNMK]);
     assert_eq!(
         verbs::key_token_change(&s, Verb::Csnbktc, both.as_bytes(), 2, &mut t),
         Err(BAD_COMBINATION)
     );
-    let aes = RuleArray::new(&[rules::RTCMK, rules::AES]);
+    let aes = RuleArray::new(&[keyword::RTCMK, keyword::AES]);
     assert_eq!(
         verbs::key_token_change(&s, Verb::Csnbktc, aes.as_bytes(), 2, &mut t),
         Err(UNUSABLE)
@@ -398,7 +416,7 @@ fn error_paths() {
         128,
     );
     let mut short = v[..100].to_vec();
-    let ra = RuleArray::new(&[rules::RTCMK, rules::AES]);
+    let ra = RuleArray::new(&[keyword::RTCMK, keyword::AES]);
     assert_eq!(
         verbs::key_token_change(&s, Verb::Csnbktc2, ra.as_bytes(), 2, &mut short),
         Err(SHORT_BUFFER)
@@ -406,7 +424,7 @@ fn error_paths() {
     // PKA token longer than the caller's length.
     let ec = gen_pka(&s, &["ECC-PAIR"], &[0, 0, 1, 0, 0, 0, 0, 0]);
     let mut cut = ec[..ec.len() - 1].to_vec();
-    let ecc_ra = RuleArray::new(&[rules::RTCMK, rules::ECC]);
+    let ecc_ra = RuleArray::new(&[keyword::RTCMK, keyword::ECC]);
     assert_eq!(
         verbs::key_token_change(&s, Verb::Csndktc, ecc_ra.as_bytes(), 2, &mut cut),
         Err(SHORT_BUFFER)
@@ -419,7 +437,7 @@ fn error_paths() {
     )
     .unwrap();
     let mut e = ext.clone();
-    let ecc = RuleArray::new(&[rules::RTCMK, rules::ECC]);
+    let ecc = RuleArray::new(&[keyword::RTCMK, keyword::ECC]);
     assert_eq!(
         verbs::key_token_change(&s, Verb::Csndktc, ecc.as_bytes(), 2, &mut e),
         Err(UNUSABLE)
@@ -446,7 +464,7 @@ fn pkt_pkx_and_host_order_rsa() {
     let slen = u16::from_le_bytes([crt[10], crt[11]]) as usize;
     assert_eq!(crt[8 + slen], 0x04, "public section follows");
     assert_eq!(u16::from_le_bytes([crt[8 + 64], crt[8 + 65]]), 256);
-    let info = token::classify(&crt).unwrap();
+    let info = format::parse(&crt).unwrap();
     let (n, e) = tokens::rsa_public(&crt, &info).unwrap();
     assert_eq!((n.len(), e), (256, vec![1, 0, 1]));
     // A real key pair: n = p·q and the CRT values are consistent.
@@ -463,8 +481,8 @@ fn pkt_pkx_and_host_order_rsa() {
     // CSNDPKT INTDWAKW: same key under APKA as RSA-AESC.
     let ra = RuleArray::new(&[Keyword::new("INTDWAKW")]);
     let aesc = pka::key_translate(&s, ra.as_bytes(), 1, &crt).unwrap();
-    let ai = token::classify(&aesc).unwrap();
-    assert_eq!(ai.kind, TokenKind::RsaAesc);
+    let ai = format::parse(&aesc).unwrap();
+    assert_eq!(ai.kind, Kind::RsaAesc);
     assert_eq!(ai.mkvp(&aesc), &cur_vp(&s, MkType::Apka)[..]);
     assert_eq!(
         tokens::rsa_public(&aesc, &ai).unwrap(),
@@ -552,7 +570,7 @@ fn clear_key_import_roundtrip() {
     assert_eq!(&keys::symmetric_key(&s, &t).unwrap().1[..], &[7; 24]);
     assert_eq!(t[7], [7u8; 24].iter().fold(0, |a, b| a ^ b), "LRC");
     let t = keys::clear_key_import(&s, b"DES     ", 1, &[9; 16]).unwrap();
-    assert_eq!(token::des_key_len(&t), Some(16));
+    assert_eq!(format::des_key_len(&t), Some(16));
     assert_eq!(&keys::symmetric_key(&s, &t).unwrap().1[..], &[9; 16]);
 }
 
@@ -599,7 +617,7 @@ fn migrated_pka_keys_still_sign_and_decrypt() {
         );
         let ct = rsa.then(|| sign::encrypt(b"PKCS-1.2", 1, &public, b"secret").unwrap());
 
-        let t = token::classify(&key).unwrap().mk_type();
+        let t = format::parse(&key).unwrap().mk_type();
         change_mk(&s, t);
         let mut migrated = key.clone();
         rtcmk(&s, &mut migrated).unwrap();

@@ -3,13 +3,12 @@
 //! work; anything else is 8/48. Plain CBC without padding, CBC with PKCS
 //! padding (`PKCS-PAD`) and ECB are supported.
 
-use pkcscca::cca::rules::Keyword;
-use pkcscca::cca::token::TokenKind;
-
 use super::keys::symmetric_key;
 use super::parse_rules;
 use crate::codes::*;
 use crate::crypto;
+use crate::format::Kind;
+use crate::keyword::Keyword;
 use crate::state::Store;
 use crate::Fail;
 
@@ -30,7 +29,7 @@ pub fn des_cipher(
         }
     }
     let (kind, key) = symmetric_key(store, key_tok)?;
-    if kind != TokenKind::Des {
+    if kind != Kind::Des {
         return Err(UNUSABLE);
     }
     let k3: Vec<u8> = match key.len() {
@@ -68,7 +67,7 @@ pub fn aes_cipher(
     let mut ecb = false;
     let mut pad = false;
     for k in &kws {
-        match k.as_str().as_str() {
+        match k.as_str() {
             "AES" | "KEYIDENT" | "INITIAL" | "CONTINUE" | "CBC" | "ONLY" => {}
             "ECB" => ecb = true,
             "PKCS-PAD" => pad = true,
@@ -79,7 +78,7 @@ pub fn aes_cipher(
         return Err(BAD_COMBINATION);
     }
     let (kind, key) = symmetric_key(store, key_tok)?;
-    if !matches!(kind, TokenKind::AesData | TokenKind::AesCipher) {
+    if !matches!(kind, Kind::AesData | Kind::AesCipher) {
         return Err(UNUSABLE);
     }
     let mut buf = data.to_vec();
