@@ -3,7 +3,7 @@
 //! There is no CCA card on our machines, so this library stands in for the
 //! CCA host library that openCryptoki's CCA token (3.8.1 and current) and
 //! `pkcscca` load with `dlopen("libcsulcca.so")`. It keeps real master-key
-//! registers ([`state`]), reads key tokens with its own parser ([`format`],
+//! registers ([`state`]), reads key tokens with its own parser ([`layout`],
 //! independent of pkcscca's classifier so that it can serve as an oracle for
 //! it), builds them with real cryptography ([`crypto`], [`tokens`]) and
 //! implements the verbs those callers need ([`verbs`]; rule arrays in
@@ -20,10 +20,10 @@
 
 pub mod crypto;
 pub mod exports;
-pub mod format;
 pub mod hash;
 pub mod keyword;
 pub mod knobs;
+pub mod layout;
 pub mod state;
 pub mod tokens;
 pub mod verbs;
@@ -74,12 +74,12 @@ pub mod codes {
     pub const UNUSABLE: Fail = Fail::new(8, 47);
     /// 8/48: MKVP matches no usable master key.
     pub const UNKNOWN_MK: Fail = Fail::new(8, 48);
-    /// 8/66: PKCS #1 block of deciphered data not valid.
+    /// 8/66: PKCS #1 block of deciphered data not valid (*emulator choice*).
     pub const BAD_PKCS1_BLOCK: Fail = Fail::new(8, 66);
     /// 8/72: a buffer or length too small (*emulator choice*).
     pub const SHORT_BUFFER: Fail = Fail::new(8, 72);
-    /// 8/121: RSA key size refused by the generator (the code openCryptoki
-    /// maps to `CKR_KEY_SIZE_RANGE`).
+    /// 8/121: RSA key size refused by the generator (*emulator choice*: the
+    /// code openCryptoki maps to `CKR_KEY_SIZE_RANGE`).
     pub const KEY_SIZE: Fail = Fail::new(8, 121);
     /// 8/704: SET would make CURRENT a NEW key whose MKVP equals CURRENT's or
     /// OLD's (*emulator choice*).
@@ -89,8 +89,9 @@ pub mod codes {
     /// 8/2034: MIDDLE or LAST without FIRST, or SET without a full NEW
     /// register (*emulator choice*).
     pub const NMK_STATE: Fail = Fail::new(8, 2034);
-    /// 12/338: the coprocessor is not available: the state file cannot be
-    /// read or written, or an unknown device was named.
+    /// 12/338: the coprocessor is not available: an unknown device was
+    /// named, or (*emulator choice*) the state file cannot be read or
+    /// written.
     pub const NOT_AVAILABLE: Fail = Fail::new(12, 338);
     /// 12/764: the needed master key is not loaded.
     pub const MK_NOT_LOADED: Fail = Fail::new(12, 764);

@@ -1,13 +1,13 @@
 //! Building, unwrapping and re-wrapping the emulator's key tokens.
 //!
-//! Layouts follow the token formats described in [`crate::format`], whose
+//! Layouts follow the token formats described in [`crate::layout`], whose
 //! parser and offsets these builders share; how key material is protected
 //! inside the fixed field sizes is described in [`crate::crypto`]. All
 //! functions are deterministic for a given input token and master key, which
 //! is what makes re-encipherment repeatable (the confounders chosen at key
 //! creation stay in the token).
 
-use crate::format::{self, Kind, Token, PKA_HEADER};
+use crate::layout::{self, Kind, Token, PKA_HEADER};
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
@@ -33,7 +33,7 @@ fn get(t: &[u8], off: usize, len: usize) -> Result<&[u8], Fail> {
 }
 
 fn be16(t: &[u8], off: usize) -> Result<usize, Fail> {
-    format::be16(t, off).ok_or(UNUSABLE)
+    layout::be16(t, off).ok_or(UNUSABLE)
 }
 
 // ---------------------------------------------------------------- DES ----
@@ -93,13 +93,13 @@ pub fn des_fill(t: &mut [u8], mk: &[u8], vp: &[u8], clear: &[u8]) -> Result<(), 
         *f |= 0x80;
     }
     put(t, 8, vp)?;
-    format::tvv_write(t);
+    layout::tvv_write(t);
     Ok(())
 }
 
 /// The clear key of a DES token under `mk`.
 pub fn des_unwrap(t: &[u8], mk: &[u8]) -> Result<Zeroizing<Vec<u8>>, Fail> {
-    let len = format::des_key_len(t).ok_or(UNUSABLE)?;
+    let len = layout::des_key_len(t).ok_or(UNUSABLE)?;
     let key = des_variant(mk, t)?;
     let mut out = Zeroizing::new(Vec::with_capacity(24));
     for off in DES_PARTS.iter().take(len / 8) {
@@ -124,7 +124,7 @@ pub fn aes_data_skeleton(bits: u16) -> [u8; 64] {
     t[4] = 0x04;
     t[6] = 0x20;
     put16(&mut t, 56, bits);
-    format::tvv_write(&mut t);
+    layout::tvv_write(&mut t);
     t
 }
 
@@ -146,7 +146,7 @@ pub fn aes_data_fill(t: &mut [u8], mk: &[u8], vp: &[u8], clear: &[u8]) -> Result
     put(t, 48, &[0; 8])?;
     put16(t, 56, (clear.len() * 8) as u16);
     put16(t, 58, 32);
-    format::tvv_write(t);
+    layout::tvv_write(t);
     Ok(())
 }
 
@@ -291,7 +291,7 @@ pub fn var_unwrap(t: &[u8], mk: &[u8]) -> Result<Zeroizing<Vec<u8>>, Fail> {
 /// Where a PKA private section keeps its OPK blob: section-relative offset
 /// and length (48 for APKA kinds, 32 for RSA-CRT).
 fn opk_loc(kind: Kind) -> Result<(usize, usize), Fail> {
-    format::private_section(kind)
+    layout::private_section(kind)
         .map(|s| (s.opk_at, s.opk_len))
         .ok_or(UNUSABLE)
 }
@@ -359,7 +359,7 @@ pub fn rewrap(
             Ok(())
         }
         _ => {
-            let sec = format::private_section(info.kind).ok_or(UNUSABLE)?;
+            let sec = layout::private_section(info.kind).ok_or(UNUSABLE)?;
             let apka = sec.opk_len == 48;
             let off = PKA_HEADER + sec.opk_at;
             let clear = opk_open(get(t, off, sec.opk_len)?, from, apka)?;
@@ -549,7 +549,7 @@ pub fn rsa_build(
         Kind::RsaAesm | Kind::RsaAesc => {
             let blob = crypto::random(48)?;
             let aesc = kind == Kind::RsaAesc;
-            let layout = format::private_section(kind).ok_or(UNUSABLE)?;
+            let layout = layout::private_section(kind).ok_or(UNUSABLE)?;
             let secret = if aesc { crt_concat(k) } else { k.d.clone() };
             let payload = crypto::kwp_wrap(&blob[16..], &secret)?;
             let base = if aesc { 134 } else { 122 };
@@ -606,20 +606,20 @@ pub fn public_section(t: &[u8]) -> Result<&[u8], Fail> {
             if matches!(sid, 0x04 | 0x21 | 0x51) {
                 first
             } else {
-                let l = format::section_len(t, first).ok_or(UNUSABLE)?;
+                let l = layout::section_len(t, first).ok_or(UNUSABLE)?;
                 first + l
             }
         }
         _ => return Err(UNUSABLE),
     };
-    let l = format::section_len(t, off).ok_or(UNUSABLE)?;
+    let l = layout::section_len(t, off).ok_or(UNUSABLE)?;
     get(t, off, l)
 }
 
 /// Modulus and public exponent of an internal RSA token.
 pub fn rsa_public(t: &[u8], info: &Token) -> Result<(Vec<u8>, Vec<u8>), Fail> {
     let s0 = PKA_HEADER;
-    let slen = format::section_len(t, s0).ok_or(UNUSABLE)?;
+    let slen = layout::section_len(t, s0).ok_or(UNUSABLE)?;
     let sec = get(t, s0, slen)?;
     let n = match info.kind {
         Kind::RsaCrt => {
@@ -642,7 +642,7 @@ pub fn rsa_private(t: &[u8], info: &Token, mk: &[u8]) -> Result<RsaParts, Fail> 
     let (n, e) = rsa_public(t, info)?;
     let opk = pka_opk(t, info, mk)?;
     let s0 = PKA_HEADER;
-    let slen = format::section_len(t, s0).ok_or(UNUSABLE)?;
+    let slen = layout::section_len(t, s0).ok_or(UNUSABLE)?;
     let sec = get(t, s0, slen)?;
     let (lens_at, clear) = match info.kind {
         Kind::RsaCrt => {
@@ -682,7 +682,7 @@ pub fn rsa_aesm_d(t: &[u8], info: &Token, mk: &[u8]) -> Result<Zeroizing<Vec<u8>
     }
     let opk = pka_opk(t, info, mk)?;
     let s0 = PKA_HEADER;
-    let slen = format::section_len(t, s0).ok_or(UNUSABLE)?;
+    let slen = layout::section_len(t, s0).ok_or(UNUSABLE)?;
     let sec = get(t, s0, slen)?;
     let nlen = be16(sec, 52)?;
     let plen = be16(sec, 6)?;
@@ -711,7 +711,7 @@ pub enum PublicKey {
 
 /// The public key of an internal or external PKA token.
 pub fn public_key(t: &[u8]) -> Result<PublicKey, Fail> {
-    if let Ok(info) = format::parse(t) {
+    if let Ok(info) = layout::parse(t) {
         if matches!(info.kind, Kind::RsaCrt | Kind::RsaAesm | Kind::RsaAesc) {
             let (n, e) = rsa_public(t, &info)?;
             return Ok(PublicKey::Rsa { n, e });

@@ -10,8 +10,8 @@
 )]
 
 use csulcca::codes::*;
-use csulcca::format::{self, Kind};
 use csulcca::keyword::{self, Keyword};
+use csulcca::layout::{self, Kind};
 use csulcca::state::{mkvp, MkAction, Store};
 use csulcca::verbs::{self, keys, pka, query, usage};
 use csulcca::MkType;
@@ -22,7 +22,7 @@ mod kinds;
 use kinds::*;
 
 fn ktc(s: &Store, method: Keyword, tok: &mut [u8]) -> Result<usize, Fail> {
-    let info = format::parse(tok).unwrap();
+    let info = layout::parse(tok).unwrap();
     let verb = info.kind.ktc_verb();
     let ra = RuleArray::new(&[method, info.kind.algorithm()]);
     verbs::key_token_change(s, verb, ra.as_bytes(), ra.count() as i64, tok)
@@ -42,7 +42,7 @@ fn padded() -> Vec<u8> {
 
 /// A usage probe: DES/AES encrypt or the clear key for other kinds.
 fn use_key(s: &Store, tok: &[u8], enc: Option<&[u8]>) -> Result<Vec<u8>, Fail> {
-    let kind = format::parse(tok).map(|i| i.kind).unwrap();
+    let kind = layout::parse(tok).map(|i| i.kind).unwrap();
     let aes_rule = RuleArray::new(&[
         keyword::AES,
         Keyword::new("KEYIDENT"),
@@ -90,7 +90,7 @@ fn every_kind_survives_mk_change_and_rtcmk() {
     let (_d, s) = store();
     for (name, make) in all_kinds() {
         let orig = make(&s);
-        let info = format::parse(&orig).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let info = layout::parse(&orig).unwrap_or_else(|e| panic!("{name}: {e}"));
         let t = info.mk_type();
         assert_eq!(
             info.mkvp(&orig),
@@ -98,7 +98,7 @@ fn every_kind_survives_mk_change_and_rtcmk() {
             "{name}: created under CURRENT"
         );
         if info.kind.has_tvv() {
-            assert!(format::tvv_ok(&orig), "{name}: TVV");
+            assert!(layout::tvv_ok(&orig), "{name}: TVV");
         }
         let probe = use_key(&s, &orig, None).unwrap();
         let before = (use_key(&s, &orig, Some(&probe)).unwrap(), probe.clone());
@@ -116,14 +116,14 @@ fn every_kind_survives_mk_change_and_rtcmk() {
         assert_eq!(len, orig.len(), "{name}: length");
         assert_eq!(tok.len(), orig.len());
         assert_ne!(tok, orig, "{name}: re-enciphered bytes differ");
-        let ni = format::parse(&tok).unwrap();
+        let ni = layout::parse(&tok).unwrap();
         assert_eq!(
             ni.mkvp(&tok),
             &cur_vp(&s, t)[..ni.mkvp_len],
             "{name}: MKVP is new CURRENT"
         );
         if ni.kind.has_tvv() {
-            assert!(format::tvv_ok(&tok), "{name}: TVV after");
+            assert!(layout::tvv_ok(&tok), "{name}: TVV after");
         }
         if matches!(ni.kind, Kind::AesCipher | Kind::Hmac) {
             assert_eq!(ad(&tok), ad(&orig), "{name}: AD unchanged");
@@ -167,7 +167,7 @@ fn rtnmk_flow() {
     let (_d, s) = store();
     for (name, make) in all_kinds() {
         let orig = make(&s);
-        let t = format::parse(&orig).unwrap().mk_type();
+        let t = layout::parse(&orig).unwrap().mk_type();
         let mut tok = orig.clone();
         assert_eq!(
             ktc(&s, keyword::RTNMK, &mut tok),
@@ -177,7 +177,7 @@ fn rtnmk_flow() {
         s.update(|st| st.mkp(t, MkAction::Random, &[])).unwrap();
         let nvp = s.read().unwrap().set(t).new_vp(t).unwrap();
         ktc(&s, keyword::RTNMK, &mut tok).unwrap();
-        let info = format::parse(&tok).unwrap();
+        let info = layout::parse(&tok).unwrap();
         assert_eq!(info.mkvp(&tok), &nvp[..info.mkvp_len], "{name}");
         let mut twice = tok.clone();
         assert_eq!(ktc(&s, keyword::RTNMK, &mut twice), Ok(tok.len()));
@@ -296,7 +296,7 @@ fn pkt_pkx_and_host_order_rsa() {
     let slen = u16::from_le_bytes([crt[10], crt[11]]) as usize;
     assert_eq!(crt[8 + slen], 0x04, "public section follows");
     assert_eq!(u16::from_le_bytes([crt[8 + 64], crt[8 + 65]]), 256);
-    let info = format::parse(&crt).unwrap();
+    let info = layout::parse(&crt).unwrap();
     let (n, e) = tokens::rsa_public(&crt, &info).unwrap();
     assert_eq!((n.len(), e), (256, vec![1, 0, 1]));
     // A real key pair: n = p·q and the CRT values are consistent.
@@ -313,7 +313,7 @@ fn pkt_pkx_and_host_order_rsa() {
     // CSNDPKT INTDWAKW: same key under APKA as RSA-AESC.
     let ra = RuleArray::new(&[Keyword::new("INTDWAKW")]);
     let aesc = pka::key_translate(&s, ra.as_bytes(), 1, &crt).unwrap();
-    let ai = format::parse(&aesc).unwrap();
+    let ai = layout::parse(&aesc).unwrap();
     assert_eq!(ai.kind, Kind::RsaAesc);
     assert_eq!(ai.mkvp(&aesc), &cur_vp(&s, MkType::Apka)[..]);
     assert_eq!(
@@ -402,7 +402,7 @@ fn clear_key_import_roundtrip() {
     assert_eq!(&keys::symmetric_key(&s, &t).unwrap().1[..], &[7; 24]);
     assert_eq!(t[7], [7u8; 24].iter().fold(0, |a, b| a ^ b), "LRC");
     let t = keys::clear_key_import(&s, b"DES     ", 1, &[9; 16]).unwrap();
-    assert_eq!(format::des_key_len(&t), Some(16));
+    assert_eq!(layout::des_key_len(&t), Some(16));
     assert_eq!(&keys::symmetric_key(&s, &t).unwrap().1[..], &[9; 16]);
 }
 
@@ -449,7 +449,7 @@ fn migrated_pka_keys_still_sign_and_decrypt() {
         );
         let ct = rsa.then(|| sign::encrypt(b"PKCS-1.2", 1, &public, b"secret").unwrap());
 
-        let t = format::parse(&key).unwrap().mk_type();
+        let t = layout::parse(&key).unwrap().mk_type();
         change_mk(&s, t);
         let mut migrated = key.clone();
         rtcmk(&s, &mut migrated).unwrap();

@@ -7,7 +7,7 @@
 //! each must fail the same check.
 //!
 //! This is the one place in the emulator's crate that uses pkcscca's
-//! classifier: the emulator itself reads tokens with `csulcca::format` only.
+//! classifier: the emulator itself reads tokens with `csulcca::layout` only.
 
 #![allow(
     clippy::unwrap_used,
@@ -16,8 +16,8 @@
     reason = "test helpers: a panic is a test failure"
 )]
 
-use csulcca::format::{self, Kind};
 use csulcca::keyword;
+use csulcca::layout::{self, Kind};
 use csulcca::state::Store;
 use csulcca::verbs;
 use csulcca::MkType;
@@ -67,13 +67,13 @@ fn our_kind(k: TokenKind) -> &'static str {
 
 /// The emulator's reading, or `None` when it refuses the token.
 fn emulator_view(t: &[u8]) -> Option<View> {
-    let p = format::parse(t).ok()?;
+    let p = layout::parse(t).ok()?;
     Some(View {
         kind: emu_kind(p.kind),
         mk: p.mk_type().name(),
         mkvp: p.mkvp(t).to_vec(),
         len: p.len,
-        tvv: p.kind.has_tvv().then(|| format::tvv_ok(t)),
+        tvv: p.kind.has_tvv().then(|| layout::tvv_ok(t)),
     })
 }
 
@@ -108,7 +108,7 @@ fn variants(t: &[u8]) -> Vec<(&'static str, Vec<u8>)> {
     let mut v = t.to_vec();
     v[20] ^= 0x01;
     out.push(("byte 20 changed", v));
-    if let Ok(p) = format::parse(t) {
+    if let Ok(p) = layout::parse(t) {
         let mut v = t.to_vec();
         v[p.mkvp_at] ^= 0xFF;
         out.push(("MKVP changed", v));
@@ -185,7 +185,7 @@ fn corpus(card: &Store) -> Vec<Sample> {
     }
     let mut out = Vec::new();
     for (name, t) in made {
-        let p = format::parse(&t).unwrap();
+        let p = layout::parse(&t).unwrap();
         let ra = keyword::rule_array(&["RTCMK", p.kind.algorithm().as_str()]);
         let mut m = t.clone();
         verbs::key_token_change(card, p.kind.ktc_verb(), &ra, 2, &mut m).unwrap();

@@ -25,8 +25,8 @@ use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use csulcca::format;
 use csulcca::keyword::{self, Keyword};
+use csulcca::layout;
 use csulcca::state::Store as Card;
 use csulcca::verbs::{self, keys, pka, sign, usage};
 use csulcca::MkType;
@@ -813,7 +813,7 @@ fn check_one(
         let state = card.read().map_err(card_err("reading the card"))?;
         let mut ty = None;
         for t in split(line.proof, blob) {
-            let info = format::parse(t).map_err(|e| format!("not an internal key token: {e}"))?;
+            let info = layout::parse(t).map_err(|e| format!("not an internal key token: {e}"))?;
             let t_mk = info.mk_type();
             ty = Some(t_mk);
             if only.is_some_and(|o| o != t_mk) {

@@ -8,8 +8,8 @@ use zeroize::Zeroizing;
 use super::{current, parse_rules, usable_mk};
 use crate::codes::*;
 use crate::crypto;
-use crate::format::{self, Kind};
 use crate::keyword::Keyword;
+use crate::layout::{self, Kind};
 use crate::state::{MkType, Store};
 use crate::tokens::{self, VarParams};
 use crate::Fail;
@@ -55,7 +55,7 @@ pub fn key_generate(
                 "KEYLN16" => 16,
                 "KEYLN24" => 24,
                 "KEYLN32" => 32,
-                "" => match format::be16(token, 56) {
+                "" => match layout::be16(token, 56) {
                     Some(b @ (128 | 192 | 256)) if token[0] == 1 && token[4] == 4 => b / 8,
                     _ => 32,
                 },
@@ -178,7 +178,7 @@ pub fn key_generate2(
     }
     let mut t = match skel.first() {
         Some(1) if skel.get(4) == Some(&5) => {
-            let l = format::be16(skel, 2).ok_or(UNUSABLE)?;
+            let l = layout::be16(skel, 2).ok_or(UNUSABLE)?;
             skel.get(..l).ok_or(UNUSABLE)?.to_vec()
         }
         _ => tokens::var_skeleton(&var_params(&[Keyword::new(if hmac {
@@ -241,7 +241,7 @@ pub fn key_part_import2(
         }
     }
     let action = action.ok_or(BAD_COMBINATION)?;
-    let len = format::be16(tok, 2).ok_or(UNUSABLE)?;
+    let len = layout::be16(tok, 2).ok_or(UNUSABLE)?;
     let mut t = tok.get(..len).ok_or(UNUSABLE)?.to_vec();
     let bytes = usize::try_from(part_bits)
         .map_err(|_| BAD_KEY_LENGTH)?
@@ -257,19 +257,19 @@ pub fn key_part_import2(
             tokens::var_fill(&mut t, &mk, &vp, part)?;
         }
         "COMPLETE" => {
-            let info = format::parse(&t).map_err(|_| UNUSABLE)?;
+            let info = layout::parse(&t).map_err(|_| UNUSABLE)?;
             let mk = usable_mk(&state, MkType::Aes, info.mkvp(&t))?;
             tokens::var_unwrap(&t, &mk)?;
         }
         _ => {
-            let info = format::parse(&t).map_err(|_| UNUSABLE)?;
+            let info = layout::parse(&t).map_err(|_| UNUSABLE)?;
             let old = usable_mk(&state, MkType::Aes, info.mkvp(&t))?;
             let mut key = tokens::var_unwrap(&t, &old)?;
             if key.len() != part.len() {
                 return Err(BAD_KEY_LENGTH);
             }
             key.iter_mut().zip(part).for_each(|(k, p)| *k ^= p);
-            let ad_end = format::VAR_AD + format::be16(&t, 32).ok_or(UNUSABLE)?;
+            let ad_end = layout::VAR_AD + layout::be16(&t, 32).ok_or(UNUSABLE)?;
             t.truncate(ad_end);
             tokens::var_fill(&mut t, &mk, &vp, &key)?;
         }

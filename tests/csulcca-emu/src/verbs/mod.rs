@@ -16,8 +16,8 @@ use pkcscca::cca::Verb;
 use zeroize::Zeroizing;
 
 use crate::codes::*;
-use crate::format::{self, Kind, Reject, Token};
 use crate::keyword::{self, Keyword};
+use crate::layout::{self, Kind, Reject, Token};
 use crate::state::{MkAction, MkType, State, Store};
 use crate::tokens;
 use crate::Fail;
@@ -58,8 +58,8 @@ pub fn usable_mk(s: &State, t: MkType, tok_vp: &[u8]) -> Result<Zeroizing<Vec<u8
 /// Parses a token for use, checks its TVV, and returns the key that
 /// unwraps it.
 pub fn token_key(s: &State, t: &[u8]) -> Result<(Token, Zeroizing<Vec<u8>>), Fail> {
-    let info = format::parse(t).map_err(|_| UNUSABLE)?;
-    if info.kind.has_tvv() && !format::tvv_ok(t) {
+    let info = layout::parse(t).map_err(|_| UNUSABLE)?;
+    if info.kind.has_tvv() && !layout::tvv_ok(t) {
         return Err(BAD_TVV);
     }
     let mk = usable_mk(s, info.mk_type(), info.mkvp(t))?;
@@ -127,7 +127,7 @@ pub fn key_token_change(
     let method = method.ok_or(BAD_COMBINATION)?;
     let tlen = pka_len(token)?;
     let token = token.get_mut(..tlen).ok_or(UNUSABLE)?;
-    let info = match format::parse(token) {
+    let info = match layout::parse(token) {
         Ok(i) => i,
         Err(Reject::Short) if verb != Verb::Csnbktc => return Err(SHORT_BUFFER),
         Err(_) => return Err(UNUSABLE),
@@ -135,7 +135,7 @@ pub fn key_token_change(
     if info.kind.ktc_verb() != verb || !algorithm_matches(verb, alg, info.kind)? {
         return Err(UNUSABLE);
     }
-    if info.kind.has_tvv() && !format::tvv_ok(token) {
+    if info.kind.has_tvv() && !layout::tvv_ok(token) {
         return Err(BAD_TVV);
     }
     let t = info.mk_type();
@@ -179,12 +179,12 @@ pub fn key_token_change(
 /// length is too small). Other tokens: the buffer length.
 fn pka_len(t: &[u8]) -> Result<usize, Fail> {
     if matches!(t.first(), Some(0x1E | 0x1F)) {
-        let hl = format::be16(t, 2).unwrap_or(0);
+        let hl = layout::be16(t, 2).unwrap_or(0);
         if hl > t.len() {
             return Err(SHORT_BUFFER);
         }
-        if let Some(first) = format::section_len(t, format::PKA_HEADER) {
-            if hl >= format::PKA_HEADER + first {
+        if let Some(first) = layout::section_len(t, layout::PKA_HEADER) {
+            if hl >= layout::PKA_HEADER + first {
                 return Ok(hl);
             }
         }

@@ -14,8 +14,8 @@ use zeroize::Zeroizing;
 use super::{current, parse_rules, token_key};
 use crate::codes::*;
 use crate::crypto;
-use crate::format::{self, Kind, Reject};
 use crate::keyword::Keyword;
+use crate::layout::{self, Kind, Reject};
 use crate::state::{MkType, Store};
 use crate::tokens::{self, RsaParts};
 use crate::Fail;
@@ -25,7 +25,7 @@ use crate::Fail;
 const SKEL_LEN: usize = 12;
 
 fn u16_either(b: &[u8], off: usize, ok: impl Fn(u16) -> bool) -> Option<(u16, bool)> {
-    let v = u16::try_from(format::be16(b, off)?).ok()?;
+    let v = u16::try_from(layout::be16(b, off)?).ok()?;
     if ok(v) {
         Some((v, false))
     } else if ok(v.swap_bytes()) {
@@ -98,7 +98,7 @@ pub fn token_build(rule_bytes: &[u8], count: i64, kvs: &[u8]) -> Result<Vec<u8>,
         }
         _ => {
             let alg = *kvs.first().ok_or(PKB_KEY_SIZE)?;
-            let params = format::be16(kvs, 2)
+            let params = layout::be16(kvs, 2)
                 .and_then(|v| u16::try_from(v).ok())
                 .ok_or(PKB_KEY_SIZE)?;
             qsa_sizes(alg, params).ok_or(PKB_KEY_SIZE)?;
@@ -192,7 +192,7 @@ pub fn key_generate(
             let bits = usize::from(bits);
             let host = sec[5] == 1;
             let pubsec = skel.get(8 + SKEL_LEN..).ok_or(UNUSABLE)?;
-            let elen = format::be16(pubsec, 6).ok_or(UNUSABLE)?;
+            let elen = layout::be16(pubsec, 6).ok_or(UNUSABLE)?;
             let mut e = pubsec.get(12..12 + elen).ok_or(UNUSABLE)?.to_vec();
             if e.iter().all(|&b| b == 0) {
                 e = vec![0x01, 0x00, 0x01];
@@ -273,7 +273,7 @@ fn ec_pair(curve_type: u8, bits: u16) -> Result<(Zeroizing<Vec<u8>>, Vec<u8>), F
     reason = "builder: every index is into a buffer allocated above with room for all fields"
 )]
 fn qsa_build(alg: u8, params: u16, mk: &[u8], vp: &[u8]) -> Result<Vec<u8>, Fail> {
-    let layout = format::private_section(Kind::Qsa).ok_or(COMPONENT)?;
+    let layout = layout::private_section(Kind::Qsa).ok_or(COMPONENT)?;
     let (l1, l2, lpriv) = qsa_sizes(alg, params).ok_or(UNUSABLE)?;
     let blob = crypto::random(48)?;
     let secret = crypto::random(lpriv)?;
@@ -309,7 +309,7 @@ fn qsa_build(alg: u8, params: u16, mk: &[u8], vp: &[u8]) -> Result<Vec<u8>, Fail
 /// modulus for RSA) of an internal or external PKA token.
 pub fn public_key_extract(rule_bytes: &[u8], count: i64, src: &[u8]) -> Result<Vec<u8>, Fail> {
     parse_rules(rule_bytes, count, 0, 0)?;
-    match format::parse(src) {
+    match layout::parse(src) {
         Ok(info) if matches!(info.kind, Kind::RsaCrt | Kind::RsaAesm | Kind::RsaAesc) => {
             let (n, e) = tokens::rsa_public(src, &info)?;
             let sec = tokens::rsa_public_section(&e, &n, true, false);

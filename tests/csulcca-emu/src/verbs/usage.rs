@@ -7,8 +7,8 @@ use super::keys::symmetric_key;
 use super::parse_rules;
 use crate::codes::*;
 use crate::crypto;
-use crate::format::Kind;
 use crate::keyword::Keyword;
+use crate::layout::Kind;
 use crate::state::Store;
 use crate::Fail;
 
