@@ -354,6 +354,58 @@ fn knob_latency() {
     assert!(start.elapsed() >= Duration::from_millis(150));
 }
 
+/// The child half of `knob_stats_written_at_exit`, run in a process of its
+/// own: loads the library, calls one verb and lets the process exit.
+#[test]
+#[ignore = "a child process of knob_stats_written_at_exit"]
+fn knob_stats_child() {
+    if std::env::var_os("CSULCCA_EMU_STATS").is_none() {
+        eprintln!("run by knob_stats_written_at_exit, with CSULCCA_EMU_STATS set");
+        return;
+    }
+    // Alone in its process (run by the test above): setting the environment is safe.
+    let s = EmuSession::new("stats-child");
+    s.open().csuacfv().unwrap();
+}
+
+#[test]
+fn knob_stats_written_at_exit() {
+    let Some(_s) = EmuSession::isolated("stats") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let stats = dir.path().join("stats");
+    for _ in 0..2 {
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "knob_stats_child",
+                "--ignored",
+                "--test-threads=1",
+            ])
+            .env("CSULCCA_EMU_STATS", &stats)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let text = std::fs::read_to_string(&stats).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "one line per process, appended: {text:?}");
+    for line in lines {
+        let (calls, nanos) = line
+            .strip_prefix("calls=")
+            .and_then(|l| l.split_once(" nanos="))
+            .unwrap_or_else(|| panic!("{line:?}"));
+        assert_eq!(calls, "1", "{line:?}");
+        assert!(nanos.parse::<u64>().unwrap() > 0, "{line:?}");
+    }
+}
+
 #[test]
 fn knob_fail_nth_call() {
     let knobs = [("CSULCCA_EMU_FAIL", "CSNBKTC:3:8:48")];

@@ -1,7 +1,7 @@
-//! The emulator's key-protection schemes (cca.md §7.5, all *emulator
-//! choices*): each keeps the field sizes of the real token layouts and is
-//! deterministic given the same key material, so re-enciphering the same
-//! token under the same registers always yields the same bytes.
+//! The emulator's key-protection schemes (all *emulator choices*): each
+//! keeps the field sizes of the real token layouts and is deterministic
+//! given the same key material, so re-enciphering the same token under the
+//! same registers always yields the same bytes.
 //!
 //! * DES tokens: each 8-byte key part TDES-EDE3-ECB under the SYM MK XORed
 //!   with the control vector (`cvL ‖ cvR ‖ cvL`).
@@ -13,26 +13,28 @@
 //!   RFC 5649 (AES) or TDES-CBC.
 
 use aes::cipher::{BlockDecrypt, BlockEncrypt, KeyInit};
-use aes::Aes256;
+use aes::{Aes128, Aes192, Aes256};
+use cipher::block_padding::NoPadding;
+use cipher::{BlockCipher, BlockDecryptMut, BlockEncryptMut, KeyIvInit};
 use des::TdesEde3;
 use zeroize::Zeroizing;
 
-use crate::codes::{SHORT_BUFFER, UNUSABLE};
+use crate::codes::{COMPONENT, SHORT_BUFFER, UNUSABLE};
 use crate::Fail;
 
 /// Bytes from the operating system's random source.
 pub fn random(n: usize) -> Result<Zeroizing<Vec<u8>>, Fail> {
     let mut v = Zeroizing::new(vec![0u8; n]);
-    getrandom::getrandom(&mut v).map_err(|_| Fail::new(16, 336))?;
+    getrandom::getrandom(&mut v).map_err(|_| COMPONENT)?;
     Ok(v)
 }
 
 fn tdes(key: &[u8]) -> Result<TdesEde3, Fail> {
-    TdesEde3::new_from_slice(key).map_err(|_| Fail::new(16, 336))
+    TdesEde3::new_from_slice(key).map_err(|_| COMPONENT)
 }
 
 fn aes256(key: &[u8]) -> Result<Aes256, Fail> {
-    Aes256::new_from_slice(key).map_err(|_| Fail::new(16, 336))
+    Aes256::new_from_slice(key).map_err(|_| COMPONENT)
 }
 
 /// TDES-EDE3 ECB over whole 8-byte blocks, in place.
@@ -49,66 +51,56 @@ pub fn tdes_ecb(key: &[u8], data: &mut [u8], encrypt: bool) -> Result<(), Fail> 
     Ok(())
 }
 
-/// CBC over whole blocks with any block cipher, in place.
-fn cbc<C: BlockEncrypt + BlockDecrypt>(c: &C, bs: usize, iv: &[u8], data: &mut [u8], enc: bool) {
-    let mut chain = iv.to_vec();
-    for b in data.chunks_exact_mut(bs) {
-        if enc {
-            b.iter_mut().zip(&chain).for_each(|(x, y)| *x ^= y);
-            c.encrypt_block(aes::cipher::generic_array::GenericArray::from_mut_slice(b));
-            chain.copy_from_slice(b);
-        } else {
-            let saved = b.to_vec();
-            c.decrypt_block(aes::cipher::generic_array::GenericArray::from_mut_slice(b));
-            b.iter_mut().zip(&chain).for_each(|(x, y)| *x ^= y);
-            chain = saved;
-        }
+/// CBC without padding over `data` (a whole number of blocks), in place,
+/// with the `cbc` crate's encryptor or decryptor for block cipher `C`.
+fn cbc<C>(key: &[u8], iv: &[u8], data: &mut [u8], enc: bool) -> Result<(), Fail>
+where
+    C: BlockCipher + BlockEncrypt + BlockDecrypt + KeyInit,
+{
+    let len = data.len();
+    if enc {
+        cbc::Encryptor::<C>::new_from_slices(key, iv)
+            .map_err(|_| COMPONENT)?
+            .encrypt_padded_mut::<NoPadding>(data, len)
+            .map(|_| ())
+            .map_err(|_| SHORT_BUFFER)
+    } else {
+        cbc::Decryptor::<C>::new_from_slices(key, iv)
+            .map_err(|_| COMPONENT)?
+            .decrypt_padded_mut::<NoPadding>(data)
+            .map(|_| ())
+            .map_err(|_| SHORT_BUFFER)
     }
 }
 
 /// TDES-EDE3-CBC in place; `data` a multiple of 8 bytes.
 pub fn tdes_cbc(key: &[u8], iv: &[u8; 8], data: &mut [u8], enc: bool) -> Result<(), Fail> {
     if !data.len().is_multiple_of(8) {
-        return Err(Fail::new(8, 72));
+        return Err(SHORT_BUFFER);
     }
-    cbc(&tdes(key)?, 8, iv, data, enc);
-    Ok(())
+    cbc::<TdesEde3>(key, iv, data, enc)
 }
 
 /// AES-CBC (128/192/256 by key length) in place; `data` a multiple of 16.
 pub fn aes_cbc(key: &[u8], iv: &[u8; 16], data: &mut [u8], enc: bool) -> Result<(), Fail> {
     if !data.len().is_multiple_of(16) {
-        return Err(Fail::new(8, 72));
+        return Err(SHORT_BUFFER);
     }
     match key.len() {
-        16 => cbc(
-            &aes::Aes128::new_from_slice(key).map_err(|_| Fail::new(16, 336))?,
-            16,
-            iv,
-            data,
-            enc,
-        ),
-        24 => cbc(
-            &aes::Aes192::new_from_slice(key).map_err(|_| Fail::new(16, 336))?,
-            16,
-            iv,
-            data,
-            enc,
-        ),
-        32 => cbc(&aes256(key)?, 16, iv, data, enc),
-        _ => return Err(Fail::new(8, 47)),
+        16 => cbc::<Aes128>(key, iv, data, enc),
+        24 => cbc::<Aes192>(key, iv, data, enc),
+        32 => cbc::<Aes256>(key, iv, data, enc),
+        _ => Err(UNUSABLE),
     }
-    Ok(())
 }
 
 /// AES-ECB (128/192/256) in place; `data` a multiple of 16.
 pub fn aes_ecb(key: &[u8], data: &mut [u8], enc: bool) -> Result<(), Fail> {
     if !data.len().is_multiple_of(16) {
-        return Err(Fail::new(8, 72));
+        return Err(SHORT_BUFFER);
     }
     for b in data.chunks_exact_mut(16) {
-        let zero = [0u8; 16];
-        aes_cbc(key, &zero, b, enc)?;
+        aes_cbc(key, &[0u8; 16], b, enc)?;
     }
     Ok(())
 }
@@ -143,7 +135,7 @@ fn kw_join(buf: &mut [u8], a: &[u8; 8], r: &mut [[u8; 8]]) {
 }
 
 /// RFC 3394 AES key wrap of `buf[8..]` with initial value `buf[..8]`; the
-/// result replaces `buf` and has the same length (cca.md §7.5).
+/// result replaces `buf` and has the same length.
 pub fn aeskw_wrap_inplace(kek: &[u8], buf: &mut [u8]) -> Result<(), Fail> {
     let c = aes256(kek)?;
     let (mut a, mut r) = kw_split(buf, SHORT_BUFFER)?;
@@ -191,17 +183,16 @@ pub fn aeskw_unwrap_inplace(kek: &[u8], buf: &mut [u8]) -> Result<(), Fail> {
 
 /// RFC 5649 AES key wrap with padding under a 32-byte OPK.
 pub fn kwp_wrap(kek: &[u8], data: &[u8]) -> Result<Vec<u8>, Fail> {
-    let k = aes_kw::KekAes256::try_from(kek).map_err(|_| Fail::new(16, 336))?;
-    k.wrap_with_padding_vec(data)
-        .map_err(|_| Fail::new(16, 336))
+    let k = aes_kw::KekAes256::try_from(kek).map_err(|_| COMPONENT)?;
+    k.wrap_with_padding_vec(data).map_err(|_| COMPONENT)
 }
 
 /// RFC 5649 unwrap; an integrity failure is 8/47 (token content invalid).
 pub fn kwp_unwrap(kek: &[u8], data: &[u8]) -> Result<Zeroizing<Vec<u8>>, Fail> {
-    let k = aes_kw::KekAes256::try_from(kek).map_err(|_| Fail::new(16, 336))?;
+    let k = aes_kw::KekAes256::try_from(kek).map_err(|_| COMPONENT)?;
     k.unwrap_with_padding_vec(data)
         .map(Zeroizing::new)
-        .map_err(|_| Fail::new(8, 47))
+        .map_err(|_| UNUSABLE)
 }
 
 #[cfg(test)]
@@ -228,6 +219,25 @@ mod tests {
 
     fn unhex(s: &str) -> Vec<u8> {
         crate::state::unhex(s).unwrap()
+    }
+
+    #[test]
+    fn cbc_aes256_vector() {
+        // NIST SP 800-38A F.2.5 (CBC-AES256.Encrypt), first two blocks.
+        let key = unhex("603DEB1015CA71BE2B73AEF0857D77811F352C073B6108D72D9810A30914DFF4");
+        let iv: [u8; 16] = unhex("000102030405060708090A0B0C0D0E0F")
+            .try_into()
+            .unwrap();
+        let plain = unhex("6BC1BEE22E409F96E93D7E117393172AAE2D8A571E03AC9C9EB76FAC45AF8E51");
+        let mut d = plain.clone();
+        aes_cbc(&key, &iv, &mut d, true).unwrap();
+        assert_eq!(
+            d,
+            unhex("F58C4C04D6E5F1BA779EABFB5F7BFBD69CFC4E967EDB808D679F777BC6702C7D")
+        );
+        aes_cbc(&key, &iv, &mut d, false).unwrap();
+        assert_eq!(d, plain);
+        assert_eq!(aes_cbc(&key, &iv, &mut [0; 15], true), Err(SHORT_BUFFER));
     }
 
     #[test]

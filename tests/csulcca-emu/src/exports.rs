@@ -8,7 +8,9 @@
 //! process; the status is written last). A body turns the pointers into
 //! slices (NULL or a zero length reads as empty), runs the safe verb logic
 //! from [`crate::verbs`], and copies outputs back only on success. Verbs not
-//! emulated answer 16/336.
+//! emulated answer 16/336. `run` also times every call for the
+//! `CSULCCA_EMU_STATS` knob and registers, once, the `atexit` handler that
+//! writes those statistics (see [`crate::knobs`]).
 #![allow(unsafe_code)]
 #![allow(non_snake_case, reason = "CCA verb names are the C symbol names")]
 #![allow(
@@ -16,8 +18,9 @@
     reason = "each export's contract is the CCA verb's C contract"
 )]
 
-use std::os::raw::c_long;
+use std::os::raw::{c_int, c_long};
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::time::Instant;
 
 use pkcscca::cca::abi::{self, PBytes, PLong, PVoid};
 use pkcscca::cca::Verb;
@@ -121,11 +124,37 @@ unsafe fn put_out(out: *mut u8, len: PLong, o: &[u8]) -> Result<(), Fail> {
     Ok(())
 }
 
-/// Runs one verb: counts, latency, injected faults, panic guard, status.
+unsafe extern "C" {
+    /// The C library's `atexit`. glibc provides it in `libc_nonshared.a`,
+    /// linked into this library, as `__cxa_atexit(f, NULL, __dso_handle)`:
+    /// the handler runs when the process exits normally, or earlier when
+    /// this library is unloaded with `dlclose`, never after its code is gone.
+    fn atexit(handler: extern "C" fn()) -> c_int;
+}
+
+/// The `atexit` handler: appends the call statistics to the
+/// `CSULCCA_EMU_STATS` file. A panic must not unwind into the C library.
+extern "C" fn write_stats_at_exit() {
+    let _ = catch_unwind(knobs::write_stats);
+}
+
+/// Registers [`write_stats_at_exit`] with `atexit`, once per process (the
+/// caller is the one call for which [`knobs::stats_first_seen`] was true).
+fn register_stats_at_exit() {
+    // SAFETY: `atexit` takes a function pointer, which stays valid as long
+    // as this library is loaded; glibc runs it at the latest when the
+    // library is unloaded (see the declaration). It has no other
+    // precondition; a failure (no room for handlers) only loses the stats.
+    let _ = unsafe { atexit(write_stats_at_exit) };
+}
+
+/// Runs one verb: counts, latency, injected faults, panic guard, status,
+/// and the call statistics.
 ///
 /// # Safety
 /// `rc` and `reason` are NULL or writable `long`s.
 unsafe fn run(name: &str, rc: PLong, reason: PLong, body: impl FnOnce(&Store) -> Result<(), Fail>) {
+    let start = Instant::now();
     let res = catch_unwind(AssertUnwindSafe(|| {
         if let Some(f) = knobs::on_call(name) {
             return Err(f);
@@ -133,7 +162,7 @@ unsafe fn run(name: &str, rc: PLong, reason: PLong, body: impl FnOnce(&Store) ->
         body(&Store::from_env())
     }));
     let status = match res {
-        Ok(Ok(())) => Fail::new(0, 0),
+        Ok(Ok(())) => OK,
         Ok(Err(f)) => f,
         Err(_) => COMPONENT,
     };
@@ -141,6 +170,10 @@ unsafe fn run(name: &str, rc: PLong, reason: PLong, body: impl FnOnce(&Store) ->
     unsafe {
         wr(rc, status.rc);
         wr(reason, status.reason);
+    }
+    knobs::record_call(start.elapsed());
+    if knobs::stats_first_seen() {
+        register_stats_at_exit();
     }
 }
 
@@ -674,7 +707,7 @@ mod body {
                 (Some(o), _) => {
                     let given = bytes(a.MAC_text, rd(a.MAC_length))?;
                     if given.is_empty() || o.get(..given.len()) != Some(given) {
-                        return Err(sign::BAD_SIGNATURE);
+                        return Err(BAD_SIGNATURE);
                     }
                     Ok(())
                 }

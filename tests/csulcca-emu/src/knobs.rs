@@ -13,13 +13,31 @@
 //!   `VERB` may be `*` for any verb. A failing call leaves its buffers
 //!   untouched, like a real failure.
 //!
+//! * `CSULCCA_EMU_STATS=PATH`: call statistics for benchmarks. The library
+//!   counts, per process, the verb calls and the wall time spent inside them
+//!   (from entry to return of the exported function, latency sleep
+//!   included). When a verb call first sees the variable set, the library
+//!   remembers PATH and registers a handler with the C library's `atexit`;
+//!   when the process exits normally (`exit()` or a return from `main`), or
+//!   unloads the library with `dlclose`, the handler appends one line
+//!   `calls=<n> nanos=<n>` to PATH (created if missing; several processes
+//!   may share it: each appends its own line with one `write`). A process
+//!   that calls no verb, or ends by a signal or `_exit`, writes nothing.
+//!
 //! Call counters are per process and count every call of an exported verb,
 //! whether it fails or not. They restart from zero whenever the value of
 //! `CSULCCA_EMU_FAIL` changes, so "the N-th call" means the N-th call since
 //! the current fault plan was set (tests set it, then count).
+//!
+//! The latency sleep happens before the verb reads any state, with no lock
+//! held, so calls from several threads sleep at the same time, as calls to a
+//! real card with several request queues overlap.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, PoisonError};
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use crate::state::unhex;
@@ -151,6 +169,57 @@ pub fn on_token(verb: &str, token: &[u8]) -> Result<(), Fail> {
     Ok(())
 }
 
+/// Verb calls in this process, for `CSULCCA_EMU_STATS`.
+static STAT_CALLS: AtomicU64 = AtomicU64::new(0);
+/// Nanoseconds spent inside verbs in this process.
+static STAT_NANOS: AtomicU64 = AtomicU64::new(0);
+/// The `CSULCCA_EMU_STATS` path, as first seen by a verb call.
+static STATS_PATH: OnceLock<PathBuf> = OnceLock::new();
+
+/// Counts one verb call that took `elapsed`.
+pub fn record_call(elapsed: Duration) {
+    let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
+    STAT_CALLS.fetch_add(1, Ordering::Relaxed);
+    STAT_NANOS.fetch_add(nanos, Ordering::Relaxed);
+}
+
+/// Remembers the `CSULCCA_EMU_STATS` path when it is set and none was
+/// remembered yet; true only for the one call that remembered it, which is
+/// the call that must register [`write_stats`] to run at exit.
+pub fn stats_first_seen() -> bool {
+    if STATS_PATH.get().is_some() {
+        return false;
+    }
+    match std::env::var_os("CSULCCA_EMU_STATS").filter(|p| !p.is_empty()) {
+        Some(p) => STATS_PATH.set(PathBuf::from(p)).is_ok(),
+        None => false,
+    }
+}
+
+/// The statistics line: `calls=<n> nanos=<n>` and a newline.
+pub fn stats_line() -> String {
+    format!(
+        "calls={} nanos={}\n",
+        STAT_CALLS.load(Ordering::Relaxed),
+        STAT_NANOS.load(Ordering::Relaxed)
+    )
+}
+
+/// Appends [`stats_line`] to the remembered `CSULCCA_EMU_STATS` file, if any,
+/// with one `write` on a file opened for appending. Errors are ignored: this
+/// runs at exit, with no one to report to.
+pub fn write_stats() {
+    if let Some(path) = STATS_PATH.get() {
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(path)
+        {
+            let _ = f.write_all(stats_line().as_bytes());
+        }
+    }
+}
+
 /// Number of calls of `verb` so far in this process.
 pub fn calls(verb: &str) -> u64 {
     let g = COUNTERS.lock().unwrap_or_else(PoisonError::into_inner);
@@ -177,6 +246,20 @@ mod tests {
         );
         assert_eq!(f[1].when, Trigger::Token(vec![0x0a, 0x0b]));
         assert_eq!(f[2].when, Trigger::Always);
+    }
+
+    #[test]
+    fn stats_line_counts_calls_and_nanoseconds() {
+        let before = STAT_CALLS.load(Ordering::Relaxed);
+        record_call(Duration::from_nanos(1500));
+        let line = stats_line();
+        let (calls, nanos) = line
+            .strip_prefix("calls=")
+            .and_then(|l| l.strip_suffix('\n'))
+            .and_then(|l| l.split_once(" nanos="))
+            .unwrap();
+        assert!(calls.parse::<u64>().unwrap() > before);
+        assert!(nanos.parse::<u64>().unwrap() >= 1500);
     }
 
     #[test]

@@ -2,26 +2,100 @@
 //!
 //! Per master-key type (SYM 24 bytes, ASYM 24, AES 32, APKA 32) the card has
 //! NEW (state 1 empty / 2 partial / 3 full), CURRENT and OLD (1 empty / 2
-//! valid) registers (cca.md §3.2). They live in a small text file named by
+//! valid) registers, as IBM's CCA reference describes the master-key
+//! registers of a coprocessor domain. They live in a small text file named by
 //! `CSULCCA_EMU_STATE` (default [`DEFAULT_STATE_PATH`]) so that separate
 //! processes (tests, openCryptoki, pkcscca, the admin tool) see one card.
-//! Every access takes a `flock` on a sibling `.lock` file (shared to read,
-//! exclusive to change) and changes are written to a temporary file that is
-//! renamed over the old one. Without a file, the registers come from
-//! `CSULCCA_EMU_SEED` (default [`DEFAULT_SEED`]): every CURRENT valid, NEW
-//! and OLD empty.
+//! A change takes an exclusive `flock` on a sibling `.lock` file, reads the
+//! file, and writes the new registers to a temporary file that is renamed
+//! over the old one, so a reader sees either the old file or the new one,
+//! whole. Without a file, the registers come from `CSULCCA_EMU_SEED`
+//! (default [`DEFAULT_SEED`]): every CURRENT valid, NEW and OLD empty.
+//!
+//! Reading is cached per process, so that the emulator does not dominate
+//! what a benchmark measures: a verb call costs one `stat` of the state file,
+//! and the file is read again (under a shared `flock`) only when its device,
+//! inode, size, modification or change time differ from the copy in memory.
+//! Every change made through [`Store::update`] renames a new file into place,
+//! so it has a new inode and the next verb call in any process sees it; the
+//! cache keeps the file it read open, so that its inode number cannot be
+//! reused for a newer file meanwhile. (A change written in place, not by
+//! rename, is seen once its size or timestamps differ.) The cache is shared
+//! by all threads; verbs may be called from several threads at once.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::io::{Read, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
 
-use pkcscca::cca::MkType;
 use sha1::Sha1;
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
+use crate::codes::*;
+use crate::keyword::{self, Keyword};
 use crate::Fail;
+
+/// The four master-key types of a CCA coprocessor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum MkType {
+    /// SYM (DES) master key, 24 bytes: wraps DES tokens.
+    Sym,
+    /// ASYM (RSA) master key, 24 bytes: wraps the OPK of RSA-CRT sections.
+    Asym,
+    /// AES master key, 32 bytes: wraps AES DATA, AES CIPHER and HMAC tokens.
+    Aes,
+    /// APKA master key, 32 bytes: wraps the OPK of ECC, RSA-AESM, RSA-AESC
+    /// and QSA sections.
+    Apka,
+}
+
+impl MkType {
+    /// The four types, in the order the registers are listed.
+    pub const ALL: [MkType; 4] = [MkType::Sym, MkType::Asym, MkType::Aes, MkType::Apka];
+
+    /// Register size in bytes.
+    pub fn key_len(self) -> usize {
+        match self {
+            MkType::Sym | MkType::Asym => 24,
+            MkType::Aes | MkType::Apka => 32,
+        }
+    }
+
+    /// The type's name, upper case (`SYM`, `ASYM`, `AES`, `APKA`).
+    pub fn name(self) -> &'static str {
+        match self {
+            MkType::Sym => "SYM",
+            MkType::Asym => "ASYM",
+            MkType::Aes => "AES",
+            MkType::Apka => "APKA",
+        }
+    }
+
+    /// The type named `s`, in any case.
+    pub fn from_name(s: &str) -> Option<MkType> {
+        MkType::ALL
+            .into_iter()
+            .find(|t| t.name().eq_ignore_ascii_case(s))
+    }
+
+    /// The register-class keyword of CSNBMKP.
+    pub fn keyword(self) -> Keyword {
+        match self {
+            MkType::Sym => keyword::SYM_MK,
+            MkType::Asym => keyword::ASYM_MK,
+            MkType::Aes => keyword::AES_MK,
+            MkType::Apka => keyword::APKA_MK,
+        }
+    }
+}
+
+impl std::fmt::Display for MkType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
 
 /// State file used when `CSULCCA_EMU_STATE` is not set.
 pub const DEFAULT_STATE_PATH: &str = "/var/lib/csulcca-emu/state";
@@ -33,9 +107,9 @@ const MAGIC: &str = "csulcca-emu-state 1";
 /// openCryptoki token group can use the card created by another user.
 pub const STATE_MODE: u32 = 0o660;
 
-/// The verification pattern the emulator computes for a master key
-/// (cca.md §3.3, §7.4). AES and APKA: first 8 bytes of SHA-256(`01` ‖ MK);
-/// SYM: first 8 bytes of SHA-1(`01` ‖ MK) (the z/OS method for K1 = K3 is
+/// The verification pattern the emulator computes for a master key. AES and
+/// APKA (CCA's SHA-256 method): first 8 bytes of SHA-256(`01` ‖ MK);
+/// SYM (CCA's SHA-1 method): first 8 bytes of SHA-1(`01` ‖ MK) (the z/OS method for K1 = K3 is
 /// not implemented); ASYM (*emulator choice*, not MDC-4): first 16 bytes of
 /// SHA-256(`02` ‖ MK).
 pub fn mkvp(t: MkType, key: &[u8]) -> Vec<u8> {
@@ -161,14 +235,6 @@ pub enum MkAction {
     Set,
 }
 
-/// Reason code the emulator returns (with return code 8) when SET would make
-/// a NEW key CURRENT whose MKVP equals CURRENT's or OLD's. *Emulator choice*:
-/// the real code is UNCONFIRMED (cca.md §7.3).
-pub const REASON_DUPLICATE_MK: i64 = 704;
-/// Reason code (return code 8) for MIDDLE/LAST without a FIRST, or SET
-/// without a full NEW register (*emulator choice*).
-pub const REASON_NMK_STATE: i64 = 2034;
-
 impl State {
     /// The deterministic initial state for `seed`: every CURRENT valid.
     pub fn from_seed(seed: &str) -> State {
@@ -210,23 +276,23 @@ impl State {
         }
     }
 
-    /// Applies a Master Key Process action (cca.md §7.3).
+    /// Applies a Master Key Process (CSNBMKP) action.
     pub fn mkp(&mut self, t: MkType, action: MkAction, part: &[u8]) -> Result<(), Fail> {
         let len = t.key_len();
         let set = self.set_mut(t);
         match action {
             MkAction::Clear => set.new = Register::empty(),
             MkAction::First => {
-                let p = part.get(..len).ok_or(Fail::new(8, 72))?;
+                let p = part.get(..len).ok_or(SHORT_BUFFER)?;
                 set.new = Register {
                     state: 2,
                     value: Zeroizing::new(p.to_vec()),
                 };
             }
             MkAction::Middle | MkAction::Last => {
-                let p = part.get(..len).ok_or(Fail::new(8, 72))?;
+                let p = part.get(..len).ok_or(SHORT_BUFFER)?;
                 if set.new.state != 2 || set.new.value.len() != len {
-                    return Err(Fail::new(8, REASON_NMK_STATE));
+                    return Err(NMK_STATE);
                 }
                 for (v, x) in set.new.value.iter_mut().zip(p) {
                     *v ^= x;
@@ -237,13 +303,13 @@ impl State {
             }
             MkAction::Random => {
                 let mut v = Zeroizing::new(vec![0u8; len]);
-                getrandom::getrandom(&mut v).map_err(|_| Fail::new(16, 336))?;
+                getrandom::getrandom(&mut v).map_err(|_| COMPONENT)?;
                 set.new = Register { state: 3, value: v };
             }
             MkAction::Set => {
-                let nvp = set.new_vp(t).ok_or(Fail::new(8, REASON_NMK_STATE))?;
+                let nvp = set.new_vp(t).ok_or(NMK_STATE)?;
                 if set.cur_vp(t).as_ref() == Some(&nvp) || set.old_vp(t).as_ref() == Some(&nvp) {
-                    return Err(Fail::new(8, REASON_DUPLICATE_MK));
+                    return Err(DUPLICATE_MK);
                 }
                 let new = std::mem::take(&mut set.new);
                 let cur = std::mem::replace(
@@ -312,6 +378,45 @@ impl State {
     }
 }
 
+/// What identifies the contents of a state file without reading it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Ident {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl Ident {
+    fn of(m: &fs::Metadata) -> Ident {
+        Ident {
+            dev: m.dev(),
+            ino: m.ino(),
+            size: m.size(),
+            mtime: (m.mtime(), m.mtime_nsec()),
+            ctime: (m.ctime(), m.ctime_nsec()),
+        }
+    }
+}
+
+/// The registers as read from one state file.
+struct Loaded {
+    /// The seed they came from when there was no file.
+    seed: String,
+    /// The file read; `None` when there was none (the seed state).
+    ident: Option<Ident>,
+    state: Arc<State>,
+    /// The file read, kept open so that its inode is not reused while cached.
+    _file: Option<File>,
+}
+
+/// State files a process keeps in memory (tests use several at once).
+const CACHE_ENTRIES: usize = 8;
+
+/// The registers last read from each state file, most recently read first.
+static CACHE: Mutex<Vec<(PathBuf, Loaded)>> = Mutex::new(Vec::new());
+
 /// The state file and its lock.
 #[derive(Clone, Debug)]
 pub struct Store {
@@ -319,12 +424,9 @@ pub struct Store {
     seed: String,
 }
 
-/// Error rc/reason when the state file cannot be read or written: the
-/// "coprocessor" is not usable (12/338).
-const STATE_IO: Fail = Fail {
-    rc: 12,
-    reason: 338,
-};
+/// Error when the state file cannot be read or written: the "coprocessor"
+/// is not available.
+const STATE_IO: Fail = NOT_AVAILABLE;
 
 impl Store {
     /// The store named by `CSULCCA_EMU_STATE` / `CSULCCA_EMU_SEED`.
@@ -375,6 +477,44 @@ impl Store {
             .ok()
     }
 
+    /// Reads the state file (or the seed state when there is none) under a
+    /// shared lock, with what identifies the file read.
+    fn load_shared(&self) -> Result<Loaded, Fail> {
+        let lock = self.open_lock(false);
+        if let Some(l) = &lock {
+            l.lock_shared().map_err(|_| STATE_IO)?;
+        }
+        let loaded = match File::open(&self.path) {
+            Ok(mut f) => {
+                let ident = f.metadata().map(|m| Ident::of(&m)).map_err(|_| STATE_IO);
+                let mut text = Zeroizing::new(String::new());
+                let read = f.read_to_string(&mut text).map_err(|_| STATE_IO);
+                match (ident, read) {
+                    (Ok(ident), Ok(_)) => State::from_text(&text)
+                        .map(|state| Loaded {
+                            seed: self.seed.clone(),
+                            ident: Some(ident),
+                            state: Arc::new(state),
+                            _file: Some(f),
+                        })
+                        .ok_or(STATE_IO),
+                    (Err(e), _) | (_, Err(e)) => Err(e),
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Loaded {
+                seed: self.seed.clone(),
+                ident: None,
+                state: Arc::new(State::from_seed(&self.seed)),
+                _file: None,
+            }),
+            Err(_) => Err(STATE_IO),
+        };
+        if let Some(l) = &lock {
+            let _ = l.unlock();
+        }
+        loaded
+    }
+
     fn load(&self) -> Result<State, Fail> {
         match fs::read_to_string(&self.path) {
             Ok(text) => {
@@ -408,17 +548,36 @@ impl Store {
         })
     }
 
-    /// Reads the registers under a shared lock.
-    pub fn read(&self) -> Result<State, Fail> {
-        let lock = self.open_lock(false);
-        if let Some(l) = &lock {
-            l.lock_shared().map_err(|_| STATE_IO)?;
+    /// The registers: the cached copy when the state file is the one it was
+    /// read from (one `stat`), else read afresh under a shared lock.
+    pub fn read(&self) -> Result<Arc<State>, Fail> {
+        let now = match fs::metadata(&self.path) {
+            Ok(m) => Some(Ident::of(&m)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(_) => return Err(STATE_IO),
+        };
+        {
+            let cache = CACHE.lock().unwrap_or_else(PoisonError::into_inner);
+            let hit = cache
+                .iter()
+                .find(|(p, l)| *p == self.path && l.ident == now && l.seed == self.seed);
+            if let Some((_, l)) = hit {
+                return Ok(Arc::clone(&l.state));
+            }
         }
-        let s = self.load();
-        if let Some(l) = &lock {
-            let _ = l.unlock();
-        }
-        s
+        let loaded = self.load_shared()?;
+        let state = Arc::clone(&loaded.state);
+        let mut cache = CACHE.lock().unwrap_or_else(PoisonError::into_inner);
+        cache.retain(|(p, _)| *p != self.path);
+        cache.truncate(CACHE_ENTRIES - 1);
+        cache.insert(0, (self.path.clone(), loaded));
+        Ok(state)
+    }
+
+    /// Drops the cached copy of this store's registers.
+    fn forget(&self) {
+        let mut cache = CACHE.lock().unwrap_or_else(PoisonError::into_inner);
+        cache.retain(|(p, _)| *p != self.path);
     }
 
     /// Read-modify-write under an exclusive lock; writes only when `f`
@@ -432,6 +591,7 @@ impl Store {
             self.save(&s)?;
             Ok(r)
         })();
+        self.forget();
         let _ = lock.unlock();
         res
     }
@@ -470,14 +630,8 @@ mod tests {
         let mut s = State::from_seed("x");
         let t = MkType::Aes;
         let cur = s.set(t).cur_vp(t);
-        assert_eq!(
-            s.mkp(t, MkAction::Set, &[]),
-            Err(Fail::new(8, REASON_NMK_STATE))
-        );
-        assert_eq!(
-            s.mkp(t, MkAction::Middle, &[1; 32]),
-            Err(Fail::new(8, REASON_NMK_STATE))
-        );
+        assert_eq!(s.mkp(t, MkAction::Set, &[]), Err(NMK_STATE));
+        assert_eq!(s.mkp(t, MkAction::Middle, &[1; 32]), Err(NMK_STATE));
         s.mkp(t, MkAction::First, &[1; 32]).unwrap();
         assert_eq!(s.set(t).new.state, 2);
         s.mkp(t, MkAction::Last, &[3; 32]).unwrap();
@@ -491,10 +645,7 @@ mod tests {
         for k in [[2u8; 32], cur_key(&State::from_seed("x"), t)] {
             s.mkp(t, MkAction::First, &k).unwrap();
             s.mkp(t, MkAction::Last, &[0; 32]).unwrap();
-            assert_eq!(
-                s.mkp(t, MkAction::Set, &[]),
-                Err(Fail::new(8, REASON_DUPLICATE_MK))
-            );
+            assert_eq!(s.mkp(t, MkAction::Set, &[]), Err(DUPLICATE_MK));
         }
     }
 
@@ -502,6 +653,76 @@ mod tests {
         let mut k = [0u8; 32];
         k.copy_from_slice(&s.set(t).cur.value);
         k
+    }
+
+    #[test]
+    fn cached_registers_follow_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("state");
+        let st = Store::new(&p, "a");
+        let t = MkType::Aes;
+        let seed_vp = st.read().unwrap().set(t).cur_vp(t);
+        // No file: the seed state, cached by seed.
+        assert!(Arc::ptr_eq(&st.read().unwrap(), &st.read().unwrap()));
+        let other_seed = Store::new(&p, "b");
+        assert_ne!(other_seed.read().unwrap().set(t).cur_vp(t), seed_vp);
+        // A change through another handle (as the admin tool makes it).
+        Store::new(&p, "a")
+            .update(|s| s.mkp(t, MkAction::Random, &[]))
+            .unwrap();
+        let first = st.read().unwrap();
+        assert_eq!(first.set(t).new.state, 3);
+        assert!(
+            Arc::ptr_eq(&first, &st.read().unwrap()),
+            "unchanged file: cached"
+        );
+        // A file of the same size renamed into place by another writer.
+        let mut next = State::clone(&first);
+        next.set_mut(t).new = Register {
+            state: 3,
+            value: Zeroizing::new(vec![7; 32]),
+        };
+        let text = next.to_text();
+        assert_eq!(text.len(), first.to_text().len());
+        let tmp = dir.path().join("replacement");
+        fs::write(&tmp, text.as_bytes()).unwrap();
+        fs::rename(&tmp, &p).unwrap();
+        assert_eq!(
+            st.read().unwrap().set(t).new_vp(t),
+            Some(mkvp(t, &[7; 32])),
+            "replacement seen"
+        );
+        // The file removed: back to the seed state.
+        fs::remove_file(&p).unwrap();
+        assert_eq!(st.read().unwrap().set(t).cur_vp(t), seed_vp);
+        // Unreadable content is an error, not a stale copy.
+        fs::write(&p, b"garbage").unwrap();
+        assert_eq!(st.read().map(|_| ()), Err(STATE_IO));
+    }
+
+    #[test]
+    fn threads_read_while_the_registers_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let st = Store::new(&dir.path().join("state"), "threads");
+        let t = MkType::Apka;
+        std::thread::scope(|sc| {
+            for _ in 0..4 {
+                sc.spawn(|| {
+                    for _ in 0..200 {
+                        let s = st.read().unwrap();
+                        assert!(s.set(t).cur_vp(t).is_some());
+                    }
+                });
+            }
+            sc.spawn(|| {
+                for _ in 0..10 {
+                    st.update(|s| s.mkp(t, MkAction::Random, &[])).unwrap();
+                    st.update(|s| s.mkp(t, MkAction::Set, &[])).unwrap();
+                }
+            });
+        });
+        let s = st.read().unwrap();
+        assert_eq!((s.set(t).cur.state, s.set(t).old.state), (2, 2));
     }
 
     #[test]

@@ -1,13 +1,13 @@
 //! Building, unwrapping and re-wrapping the emulator's key tokens.
 //!
-//! Layouts follow `cca.md` §1–2 byte for byte (offsets are shared with the
-//! migration through [`pkcscca::cca::token`]); how key material is protected
+//! Layouts follow the token formats described in [`crate::layout`], whose
+//! parser and offsets these builders share; how key material is protected
 //! inside the fixed field sizes is described in [`crate::crypto`]. All
 //! functions are deterministic for a given input token and master key, which
 //! is what makes re-encipherment repeatable (the confounders chosen at key
 //! creation stay in the token).
 
-use pkcscca::cca::token::{self, pka, TokenInfo, TokenKind};
+use crate::layout::{self, Kind, Token, PKA_HEADER};
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
@@ -33,7 +33,7 @@ fn get(t: &[u8], off: usize, len: usize) -> Result<&[u8], Fail> {
 }
 
 fn be16(t: &[u8], off: usize) -> Result<usize, Fail> {
-    token::be16(t, off).map(usize::from).ok_or(UNUSABLE)
+    layout::be16(t, off).ok_or(UNUSABLE)
 }
 
 // ---------------------------------------------------------------- DES ----
@@ -93,13 +93,13 @@ pub fn des_fill(t: &mut [u8], mk: &[u8], vp: &[u8], clear: &[u8]) -> Result<(), 
         *f |= 0x80;
     }
     put(t, 8, vp)?;
-    token::tvv_set(t);
+    layout::tvv_write(t);
     Ok(())
 }
 
 /// The clear key of a DES token under `mk`.
 pub fn des_unwrap(t: &[u8], mk: &[u8]) -> Result<Zeroizing<Vec<u8>>, Fail> {
-    let len = token::des_key_len(t).ok_or(UNUSABLE)?;
+    let len = layout::des_key_len(t).ok_or(UNUSABLE)?;
     let key = des_variant(mk, t)?;
     let mut out = Zeroizing::new(Vec::with_capacity(24));
     for off in DES_PARTS.iter().take(len / 8) {
@@ -124,7 +124,7 @@ pub fn aes_data_skeleton(bits: u16) -> [u8; 64] {
     t[4] = 0x04;
     t[6] = 0x20;
     put16(&mut t, 56, bits);
-    token::tvv_set(&mut t);
+    layout::tvv_write(&mut t);
     t
 }
 
@@ -146,7 +146,7 @@ pub fn aes_data_fill(t: &mut [u8], mk: &[u8], vp: &[u8], clear: &[u8]) -> Result
     put(t, 48, &[0; 8])?;
     put16(t, 56, (clear.len() * 8) as u16);
     put16(t, 58, 32);
-    token::tvv_set(t);
+    layout::tvv_write(t);
     Ok(())
 }
 
@@ -227,7 +227,10 @@ fn var_ad_range(t: &[u8]) -> Result<(usize, usize), Fail> {
 }
 
 /// Wraps `key` into a variable-length token under the AES MK: state `X'03'`,
-/// MKVP type 1, AESKW/SHA-256, payload per cca.md §1.5 and §7.5.
+/// MKVP type 1, AESKW/SHA-256. The payload is the 12-byte header (six
+/// `X'A6'`, pad length in bits, hash length 32, four bytes of hash options),
+/// the SHA-256 of the AD section, the key (V1 AES: in a 32-byte field) and
+/// zeros to a multiple of 8 bytes.
 #[allow(
     clippy::indexing_slicing,
     reason = "builder: every index is into a buffer allocated above with room for all fields"
@@ -287,15 +290,10 @@ pub fn var_unwrap(t: &[u8], mk: &[u8]) -> Result<Zeroizing<Vec<u8>>, Fail> {
 
 /// Where a PKA private section keeps its OPK blob: section-relative offset
 /// and length (48 for APKA kinds, 32 for RSA-CRT).
-fn opk_loc(kind: TokenKind) -> Result<(usize, usize), Fail> {
-    Ok(match kind {
-        TokenKind::RsaCrt => (pka::RSA_CRT_OPK, 32),
-        TokenKind::RsaAesm => (pka::RSA_AESM_OPK, 48),
-        TokenKind::RsaAesc => (pka::RSA_AESC_OPK, 48),
-        TokenKind::Ecc => (pka::ECC_OPK, 48),
-        TokenKind::Qsa => (pka::QSA_OPK, 48),
-        _ => return Err(UNUSABLE),
-    })
+fn opk_loc(kind: Kind) -> Result<(usize, usize), Fail> {
+    layout::private_section(kind)
+        .map(|s| (s.opk_at, s.opk_len))
+        .ok_or(UNUSABLE)
 }
 
 /// Wraps a confounder ‖ OPK blob under `mk` (APKA: AES-256-CBC zero IV;
@@ -322,10 +320,10 @@ fn opk_open(blob: &[u8], mk: &[u8], apka: bool) -> Result<Zeroizing<Vec<u8>>, Fa
 
 /// The clear object-protection key of a PKA private token under `mk`
 /// (32-byte AES key, or 24-byte TDES key for RSA-CRT).
-pub fn pka_opk(t: &[u8], info: &TokenInfo, mk: &[u8]) -> Result<Zeroizing<Vec<u8>>, Fail> {
+pub fn pka_opk(t: &[u8], info: &Token, mk: &[u8]) -> Result<Zeroizing<Vec<u8>>, Fail> {
     let (rel, len) = opk_loc(info.kind)?;
     let apka = len == 48;
-    let blob = opk_open(get(t, pka::FIRST_SECTION + rel, len)?, mk, apka)?;
+    let blob = opk_open(get(t, PKA_HEADER + rel, len)?, mk, apka)?;
     let conf = if apka { 16 } else { 8 };
     Ok(Zeroizing::new(get(&blob, conf, len - conf)?.to_vec()))
 }
@@ -335,21 +333,21 @@ pub fn pka_opk(t: &[u8], info: &TokenInfo, mk: &[u8]) -> Result<Zeroizing<Vec<u8
 /// confounders stay as they are, so the result is deterministic.
 pub fn rewrap(
     t: &mut [u8],
-    info: &TokenInfo,
+    info: &Token,
     from: &[u8],
     to: &[u8],
     to_vp: &[u8],
 ) -> Result<(), Fail> {
     match info.kind {
-        TokenKind::Des => {
+        Kind::Des => {
             let clear = des_unwrap(t, from)?;
             des_fill(t, to, to_vp, &clear)
         }
-        TokenKind::AesData => {
+        Kind::AesData => {
             let clear = aes_data_unwrap(t, from)?;
             aes_data_fill(t, to, to_vp, &clear)
         }
-        TokenKind::AesCipher | TokenKind::Hmac => {
+        Kind::AesCipher | Kind::Hmac => {
             let body = t.get_mut(..info.len).ok_or(UNUSABLE)?;
             let clear = var_unwrap(body, from)?;
             let mut v = body.to_vec();
@@ -361,23 +359,16 @@ pub fn rewrap(
             Ok(())
         }
         _ => {
-            let (rel, len) = opk_loc(info.kind)?;
-            let apka = len == 48;
-            let off = pka::FIRST_SECTION + rel;
-            let clear = opk_open(get(t, off, len)?, from, apka)?;
+            let sec = layout::private_section(info.kind).ok_or(UNUSABLE)?;
+            let apka = sec.opk_len == 48;
+            let off = PKA_HEADER + sec.opk_at;
+            let clear = opk_open(get(t, off, sec.opk_len)?, from, apka)?;
             let sealed = opk_seal(&clear, to, apka)?;
             put(t, off, &sealed)?;
-            let field = if info.kind == TokenKind::RsaCrt {
-                16
-            } else {
-                info.mkvp_len
-            };
-            let mut vpf = vec![0u8; field.max(to_vp.len())];
-            put(&mut vpf, 0, to_vp)?;
-            if matches!(info.kind, TokenKind::RsaAesm | TokenKind::RsaAesc) {
-                vpf.resize(16, 0);
-            }
-            put(t, info.mkvp_offset, &vpf)
+            // The whole MKVP field: the pattern, then zeros.
+            let mut field = vec![0u8; sec.mkvp_field];
+            put(&mut field, 0, to_vp)?;
+            put(t, PKA_HEADER + sec.mkvp_at, &field)
         }
     }
 }
@@ -452,9 +443,9 @@ pub fn ecc_build(
 }
 
 /// The private scalar of an internal ECC token under `mk`.
-pub fn ecc_private(t: &[u8], info: &TokenInfo, mk: &[u8]) -> Result<Zeroizing<Vec<u8>>, Fail> {
+pub fn ecc_private(t: &[u8], info: &Token, mk: &[u8]) -> Result<Zeroizing<Vec<u8>>, Fail> {
     let opk = pka_opk(t, info, mk)?;
-    let s = pka::FIRST_SECTION;
+    let s = PKA_HEADER;
     let plen = be16(t, s + 74)?;
     crypto::kwp_unwrap(&opk, get(t, s + 76, plen)?)
 }
@@ -503,13 +494,14 @@ fn crt_concat(k: &RsaParts) -> Zeroizing<Vec<u8>> {
 
 /// Internal RSA token with a private section of `kind` (`X'08'`, `X'30'` or
 /// `X'31'`) and the public section. `host_order` writes the three fields
-/// openCryptoki 3.8.1 reads in host byte order little-endian (cca.md §9.1).
+/// openCryptoki 3.8.1 on x86_64 reads in host byte order (little-endian):
+/// the private section's length, the modulus length and the exponent length.
 #[allow(
     clippy::indexing_slicing,
     reason = "builder: every index is into a buffer allocated above with room for all fields"
 )]
 pub fn rsa_build(
-    kind: TokenKind,
+    kind: Kind,
     k: &RsaParts,
     mk: &[u8],
     vp: &[u8],
@@ -518,7 +510,7 @@ pub fn rsa_build(
     let n = &k.n;
     let nlen = n.len() as u16;
     let sec = match kind {
-        TokenKind::RsaCrt => {
+        Kind::RsaCrt => {
             let mut blob = crypto::random(32)?;
             blob[8..].copy_from_slice(&crypto::random(24)?);
             let mut comp = crt_concat(k);
@@ -554,9 +546,10 @@ pub fn rsa_build(
             put(&mut s, 124 + comp.len(), n)?;
             s
         }
-        TokenKind::RsaAesm | TokenKind::RsaAesc => {
+        Kind::RsaAesm | Kind::RsaAesc => {
             let blob = crypto::random(48)?;
-            let aesc = kind == TokenKind::RsaAesc;
+            let aesc = kind == Kind::RsaAesc;
+            let layout = layout::private_section(kind).ok_or(UNUSABLE)?;
             let secret = if aesc { crt_concat(k) } else { k.d.clone() };
             let payload = crypto::kwp_wrap(&blob[16..], &secret)?;
             let base = if aesc { 134 } else { 122 };
@@ -574,14 +567,12 @@ pub fn rsa_build(
                     put16(&mut s, 52 + 2 * i, c.len() as u16);
                 }
                 put16(&mut s, 62, nlen);
-                put(&mut s, pka::RSA_AESC_OPK, &opk_seal(&blob, mk, true)?)?;
-                put(&mut s, pka::RSA_AESC_MKVP, vp)?;
             } else {
                 put16(&mut s, 52, nlen);
                 put16(&mut s, 54, k.d.len() as u16);
-                put(&mut s, pka::RSA_AESM_OPK, &opk_seal(&blob, mk, true)?)?;
-                put(&mut s, pka::RSA_AESM_MKVP, vp)?;
             }
+            put(&mut s, layout.opk_at, &opk_seal(&blob, mk, true)?)?;
+            put(&mut s, layout.mkvp_at, vp)?;
             put(&mut s, base, n)?;
             put(&mut s, base + n.len(), &payload)?;
             s
@@ -597,10 +588,9 @@ pub fn rsa_build(
 /// Reads a 16-bit field that 3.8.1 may have written in host order: the
 /// big-endian reading when it is at most `max`, else the swapped one.
 fn either16(t: &[u8], off: usize, ok: impl Fn(usize) -> bool) -> Result<usize, Fail> {
-    let v = token::be16(t, off).ok_or(UNUSABLE)?;
-    [v, v.swap_bytes()]
+    let v = be16(t, off)?;
+    [v, (v & 0xFF) << 8 | v >> 8]
         .into_iter()
-        .map(usize::from)
         .find(|&x| ok(x))
         .ok_or(UNUSABLE)
 }
@@ -608,7 +598,7 @@ fn either16(t: &[u8], off: usize, ok: impl Fn(usize) -> bool) -> Result<usize, F
 /// The public section following the private section of an internal token,
 /// or the first section of an external one.
 pub fn public_section(t: &[u8]) -> Result<&[u8], Fail> {
-    let first = pka::FIRST_SECTION;
+    let first = PKA_HEADER;
     let off = match t.first() {
         Some(0x1E) => first,
         Some(0x1F) => {
@@ -616,29 +606,29 @@ pub fn public_section(t: &[u8]) -> Result<&[u8], Fail> {
             if matches!(sid, 0x04 | 0x21 | 0x51) {
                 first
             } else {
-                let l = token::section_len(t, first).ok_or(UNUSABLE)?;
+                let l = layout::section_len(t, first).ok_or(UNUSABLE)?;
                 first + l
             }
         }
         _ => return Err(UNUSABLE),
     };
-    let l = token::section_len(t, off).ok_or(UNUSABLE)?;
+    let l = layout::section_len(t, off).ok_or(UNUSABLE)?;
     get(t, off, l)
 }
 
 /// Modulus and public exponent of an internal RSA token.
-pub fn rsa_public(t: &[u8], info: &TokenInfo) -> Result<(Vec<u8>, Vec<u8>), Fail> {
-    let s0 = pka::FIRST_SECTION;
-    let slen = token::section_len(t, s0).ok_or(UNUSABLE)?;
+pub fn rsa_public(t: &[u8], info: &Token) -> Result<(Vec<u8>, Vec<u8>), Fail> {
+    let s0 = PKA_HEADER;
+    let slen = layout::section_len(t, s0).ok_or(UNUSABLE)?;
     let sec = get(t, s0, slen)?;
     let n = match info.kind {
-        TokenKind::RsaCrt => {
+        Kind::RsaCrt => {
             let room = slen.saturating_sub(124);
             let nlen = either16(sec, 64, |x| x >= 32 && x <= room && (room - x) % 8 == 0)?;
             get(sec, slen - nlen, nlen)?.to_vec()
         }
-        TokenKind::RsaAesm => get(sec, 122, be16(sec, 52)?)?.to_vec(),
-        TokenKind::RsaAesc => get(sec, 134, be16(sec, 62)?)?.to_vec(),
+        Kind::RsaAesm => get(sec, 122, be16(sec, 52)?)?.to_vec(),
+        Kind::RsaAesc => get(sec, 134, be16(sec, 62)?)?.to_vec(),
         _ => return Err(UNUSABLE),
     };
     let p = public_section(t)?;
@@ -648,20 +638,20 @@ pub fn rsa_public(t: &[u8], info: &TokenInfo) -> Result<(Vec<u8>, Vec<u8>), Fail
 }
 
 /// Clear CRT components of an RSA-CRT `X'08'` or RSA-AESC `X'31'` token.
-pub fn rsa_private(t: &[u8], info: &TokenInfo, mk: &[u8]) -> Result<RsaParts, Fail> {
+pub fn rsa_private(t: &[u8], info: &Token, mk: &[u8]) -> Result<RsaParts, Fail> {
     let (n, e) = rsa_public(t, info)?;
     let opk = pka_opk(t, info, mk)?;
-    let s0 = pka::FIRST_SECTION;
-    let slen = token::section_len(t, s0).ok_or(UNUSABLE)?;
+    let s0 = PKA_HEADER;
+    let slen = layout::section_len(t, s0).ok_or(UNUSABLE)?;
     let sec = get(t, s0, slen)?;
     let (lens_at, clear) = match info.kind {
-        TokenKind::RsaCrt => {
+        Kind::RsaCrt => {
             let enc_len = slen.checked_sub(124 + n.len()).ok_or(UNUSABLE)?;
             let mut c = Zeroizing::new(get(sec, 124, enc_len)?.to_vec());
             crypto::tdes_cbc(&opk, &[0; 8], &mut c, false)?;
             (54, c)
         }
-        TokenKind::RsaAesc => {
+        Kind::RsaAesc => {
             let plen = be16(sec, 6)?;
             (
                 52,
@@ -686,13 +676,13 @@ pub fn rsa_private(t: &[u8], info: &TokenInfo, mk: &[u8]) -> Result<RsaParts, Fa
 }
 
 /// The private exponent of an RSA-AESM `X'30'` token under `mk`.
-pub fn rsa_aesm_d(t: &[u8], info: &TokenInfo, mk: &[u8]) -> Result<Zeroizing<Vec<u8>>, Fail> {
-    if info.kind != TokenKind::RsaAesm {
+pub fn rsa_aesm_d(t: &[u8], info: &Token, mk: &[u8]) -> Result<Zeroizing<Vec<u8>>, Fail> {
+    if info.kind != Kind::RsaAesm {
         return Err(UNUSABLE);
     }
     let opk = pka_opk(t, info, mk)?;
-    let s0 = pka::FIRST_SECTION;
-    let slen = token::section_len(t, s0).ok_or(UNUSABLE)?;
+    let s0 = PKA_HEADER;
+    let slen = layout::section_len(t, s0).ok_or(UNUSABLE)?;
     let sec = get(t, s0, slen)?;
     let nlen = be16(sec, 52)?;
     let plen = be16(sec, 6)?;
@@ -721,11 +711,8 @@ pub enum PublicKey {
 
 /// The public key of an internal or external PKA token.
 pub fn public_key(t: &[u8]) -> Result<PublicKey, Fail> {
-    if let Ok(info) = token::classify(t) {
-        if matches!(
-            info.kind,
-            TokenKind::RsaCrt | TokenKind::RsaAesm | TokenKind::RsaAesc
-        ) {
+    if let Ok(info) = layout::parse(t) {
+        if matches!(info.kind, Kind::RsaCrt | Kind::RsaAesm | Kind::RsaAesc) {
             let (n, e) = rsa_public(t, &info)?;
             return Ok(PublicKey::Rsa { n, e });
         }

@@ -1,4 +1,4 @@
-//! Key-kind matrix over the emulator's verb logic (cca.md §7.8): create,
+//! Key-kind matrix over the emulator's verb logic: create,
 //! use, change the master key, re-encipher with RTCMK, use again, and the
 //! error paths. Each test has its own state file.
 
@@ -10,38 +10,26 @@
 )]
 
 use csulcca::codes::*;
+use csulcca::keyword::{self, Keyword};
+use csulcca::layout::{self, Kind};
 use csulcca::state::{mkvp, MkAction, Store};
 use csulcca::verbs::{self, keys, pka, query, usage};
+use csulcca::MkType;
 use csulcca::{tokens, Fail};
-use pkcscca::cca::rules::{self, Keyword, RuleArray};
-use pkcscca::cca::token::{self, MkType, TokenKind};
 use pkcscca::cca::Verb;
-use tempfile::TempDir;
 
-fn store() -> (TempDir, Store) {
-    let d = tempfile::tempdir().unwrap();
-    let s = Store::new(&d.path().join("state"), "matrix");
-    (d, s)
-}
-
-fn change_mk(s: &Store, t: MkType) {
-    s.update(|st| st.mkp(t, MkAction::Random, &[])).unwrap();
-    s.update(|st| st.mkp(t, MkAction::Set, &[])).unwrap();
-}
-
-fn cur_vp(s: &Store, t: MkType) -> Vec<u8> {
-    s.read().unwrap().set(t).cur_vp(t).unwrap()
-}
+mod kinds;
+use kinds::*;
 
 fn ktc(s: &Store, method: Keyword, tok: &mut [u8]) -> Result<usize, Fail> {
-    let info = token::classify(tok).unwrap();
+    let info = layout::parse(tok).unwrap();
     let verb = info.kind.ktc_verb();
     let ra = RuleArray::new(&[method, info.kind.algorithm()]);
     verbs::key_token_change(s, verb, ra.as_bytes(), ra.count() as i64, tok)
 }
 
 fn rtcmk(s: &Store, tok: &mut [u8]) -> Result<usize, Fail> {
-    ktc(s, rules::RTCMK, tok)
+    ktc(s, keyword::RTCMK, tok)
 }
 
 const DATA: &[u8] = b"The quick brown fox jumps over the lazy dog, twice!";
@@ -54,14 +42,16 @@ fn padded() -> Vec<u8> {
 
 /// A usage probe: DES/AES encrypt or the clear key for other kinds.
 fn use_key(s: &Store, tok: &[u8], enc: Option<&[u8]>) -> Result<Vec<u8>, Fail> {
-    let kind = token::classify(tok).map(|i| i.kind).unwrap();
-    let aes_rule = RuleArray::new(&[rules::AES, rules::KEYIDENT, rules::INITIAL]);
+    let kind = layout::parse(tok).map(|i| i.kind).unwrap();
+    let aes_rule = RuleArray::new(&[
+        keyword::AES,
+        Keyword::new("KEYIDENT"),
+        Keyword::new("INITIAL"),
+    ]);
     match (kind, enc) {
-        (TokenKind::Des, None) => {
-            usage::des_cipher(s, true, tok, b"CBC     ", 1, &[1; 8], &padded())
-        }
-        (TokenKind::Des, Some(c)) => usage::des_cipher(s, false, tok, b"CBC     ", 1, &[1; 8], c),
-        (TokenKind::AesData | TokenKind::AesCipher, e) => usage::aes_cipher(
+        (Kind::Des, None) => usage::des_cipher(s, true, tok, b"CBC     ", 1, &[1; 8], &padded()),
+        (Kind::Des, Some(c)) => usage::des_cipher(s, false, tok, b"CBC     ", 1, &[1; 8], c),
+        (Kind::AesData | Kind::AesCipher, e) => usage::aes_cipher(
             s,
             e.is_none(),
             tok,
@@ -70,13 +60,13 @@ fn use_key(s: &Store, tok: &[u8], enc: Option<&[u8]>) -> Result<Vec<u8>, Fail> {
             &[2; 16],
             e.unwrap_or(&padded()),
         ),
-        (TokenKind::Hmac, _) => keys::symmetric_key(s, tok).map(|(_, k)| k.to_vec()),
-        (TokenKind::Ecc, _) => {
+        (Kind::Hmac, _) => keys::symmetric_key(s, tok).map(|(_, k)| k.to_vec()),
+        (Kind::Ecc, _) => {
             let st = s.read()?;
             let (info, mk) = verbs::token_key(&st, tok)?;
             tokens::ecc_private(tok, &info, &mk).map(|d| d.to_vec())
         }
-        (TokenKind::RsaCrt | TokenKind::RsaAesc, _) => {
+        (Kind::RsaCrt | Kind::RsaAesc, _) => {
             let st = s.read()?;
             let (info, mk) = verbs::token_key(&st, tok)?;
             tokens::rsa_private(tok, &info, &mk)
@@ -90,146 +80,6 @@ fn use_key(s: &Store, tok: &[u8], enc: Option<&[u8]>) -> Result<Vec<u8>, Fail> {
     }
 }
 
-fn gen_des(s: &Store, len: &str) -> Vec<u8> {
-    let mut t = [0u8; 64];
-    keys::key_generate(s, b"OP  ", &Keyword::new(len).0, b"DATA    ", &mut t).unwrap();
-    t.to_vec()
-}
-
-fn gen_aes_data(s: &Store, len: &str) -> Vec<u8> {
-    let ra = RuleArray::new(&[
-        rules::INTERNAL,
-        rules::AES,
-        rules::NO_KEY,
-        Keyword::new(len),
-    ]);
-    let mut t = keys::key_token_build(b"DATA    ", ra.as_bytes(), 4).unwrap();
-    let kl = if len == "KEYLN32" { "" } else { len };
-    keys::key_generate(s, b"OP  ", &Keyword::new(kl).0, b"AESTOKEN", &mut t).unwrap();
-    t.to_vec()
-}
-
-fn gen_var(s: &Store, skel_kws: &[&str], gen_kws: &[&str], bits: i64) -> Vec<u8> {
-    let ra = RuleArray::new(&skel_kws.iter().map(|k| Keyword::new(k)).collect::<Vec<_>>());
-    let skel = keys::key_token_build2(ra.as_bytes(), ra.count() as i64, 0).unwrap();
-    assert_eq!(skel.len(), 56);
-    let ga = RuleArray::new(&gen_kws.iter().map(|k| Keyword::new(k)).collect::<Vec<_>>());
-    keys::key_generate2(s, ga.as_bytes(), ga.count() as i64, bits, &skel).unwrap()
-}
-
-fn gen_pka(s: &Store, kws: &[&str], kvs: &[u8]) -> Vec<u8> {
-    let ra = RuleArray::new(&kws.iter().map(|k| Keyword::new(k)).collect::<Vec<_>>());
-    let skel = pka::token_build(ra.as_bytes(), ra.count() as i64, kvs).unwrap();
-    pka::key_generate(s, b"MASTER  ", 1, &skel).unwrap()
-}
-
-fn rsa_kvs(bits: u16, host: bool) -> Vec<u8> {
-    let mut k = vec![0u8; 21];
-    let b = if host {
-        bits.to_le_bytes()
-    } else {
-        bits.to_be_bytes()
-    };
-    k[0..2].copy_from_slice(&b);
-    let el = if host {
-        3u16.to_le_bytes()
-    } else {
-        3u16.to_be_bytes()
-    };
-    k[4..6].copy_from_slice(&el);
-    k[18..21].copy_from_slice(&[1, 0, 1]);
-    k
-}
-
-type Maker = Box<dyn Fn(&Store) -> Vec<u8>>;
-
-/// Every key kind, as a name and a function creating one under CURRENT.
-fn all_kinds() -> Vec<(&'static str, Maker)> {
-    macro_rules! k {
-        ($name:expr, |$s:ident| $e:expr) => {
-            ($name, Box::new(move |$s: &Store| $e) as Maker)
-        };
-    }
-    vec![
-        k!("DES single", |s| gen_des(s, "KEYLN8")),
-        k!("DES double", |s| gen_des(s, "DOUBLE-O")),
-        k!("DES triple", |s| gen_des(s, "KEYLN24")),
-        k!("AES DATA 128", |s| gen_aes_data(s, "KEYLN16")),
-        k!("AES DATA 192", |s| gen_aes_data(s, "KEYLN24")),
-        k!("AES DATA 256", |s| gen_aes_data(s, "KEYLN32")),
-        k!("AES CIPHER V0 128", |s| gen_var(
-            s,
-            &["INTERNAL", "AES", "CIPHER", "NO-KEY", "ANY-MODE"],
-            &["AES", "OP"],
-            128
-        )),
-        k!("AES CIPHER V0 256", |s| gen_var(
-            s,
-            &["INTERNAL", "AES", "CIPHER", "NO-KEY", "ANY-MODE", "NOEX-SYM"],
-            &["AES", "OP"],
-            256
-        )),
-        k!("AES CIPHER V1 192", |s| gen_var(
-            s,
-            &["INTERNAL", "AES", "CIPHER", "NO-KEY", "V1PYLD"],
-            &["AES", "OP"],
-            192
-        )),
-        k!("HMAC 256", |s| gen_var(
-            s,
-            &["INTERNAL", "HMAC", "MAC", "GENERATE"],
-            &["HMAC", "OP"],
-            256
-        )),
-        k!("HMAC 80", |s| gen_var(
-            s,
-            &["INTERNAL", "HMAC", "MAC", "GENERATE"],
-            &["HMAC", "OP"],
-            80
-        )),
-        k!("RSA-CRT 08", |s| gen_pka(
-            s,
-            &["RSA-CRT", "KEY-MGMT"],
-            &rsa_kvs(1024, false)
-        )),
-        k!("RSA-CRT 08 host order", |s| gen_pka(
-            s,
-            &["RSA-CRT", "KEY-MGMT"],
-            &rsa_kvs(2048, true)
-        )),
-        k!("RSA-AESM 30", |s| gen_pka(
-            s,
-            &["RSA-AESM", "KEY-MGMT"],
-            &rsa_kvs(2048, false)
-        )),
-        k!("RSA-AESC 31", |s| gen_pka(
-            s,
-            &["RSA-AESC", "KEY-MGMT"],
-            &rsa_kvs(2048, false)
-        )),
-        k!("ECC P-256", |s| gen_pka(
-            s,
-            &["ECC-PAIR", "KEY-MGMT", "ECC-VER1"],
-            &[0, 0, 1, 0, 0, 0, 0, 0]
-        )),
-        k!("ECC P-521 (3.8.1 host order)", |s| gen_pka(
-            s,
-            &["ECC-PAIR"],
-            &[0, 0, 0x09, 0x02, 0, 0, 0, 0]
-        )),
-        k!("ECC Ed25519", |s| gen_pka(
-            s,
-            &["ECC-PAIR", "SIG-ONLY"],
-            &[2, 0, 0, 255, 0, 0, 0, 0]
-        )),
-        k!("QSA ML-DSA 65", |s| gen_pka(
-            s,
-            &["QSA-PAIR", "U-DIGSIG"],
-            &[5, 0, 6, 5, 0, 0, 0, 0]
-        )),
-    ]
-}
-
 fn ad(t: &[u8]) -> Vec<u8> {
     let adl = usize::from(u16::from_be_bytes([t[32], t[33]]));
     t[30..30 + adl].to_vec()
@@ -240,7 +90,7 @@ fn every_kind_survives_mk_change_and_rtcmk() {
     let (_d, s) = store();
     for (name, make) in all_kinds() {
         let orig = make(&s);
-        let info = token::classify(&orig).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let info = layout::parse(&orig).unwrap_or_else(|e| panic!("{name}: {e}"));
         let t = info.mk_type();
         assert_eq!(
             info.mkvp(&orig),
@@ -248,7 +98,7 @@ fn every_kind_survives_mk_change_and_rtcmk() {
             "{name}: created under CURRENT"
         );
         if info.kind.has_tvv() {
-            assert!(token::tvv_valid(&orig), "{name}: TVV");
+            assert!(layout::tvv_ok(&orig), "{name}: TVV");
         }
         let probe = use_key(&s, &orig, None).unwrap();
         let before = (use_key(&s, &orig, Some(&probe)).unwrap(), probe.clone());
@@ -266,16 +116,16 @@ fn every_kind_survives_mk_change_and_rtcmk() {
         assert_eq!(len, orig.len(), "{name}: length");
         assert_eq!(tok.len(), orig.len());
         assert_ne!(tok, orig, "{name}: re-enciphered bytes differ");
-        let ni = token::classify(&tok).unwrap();
+        let ni = layout::parse(&tok).unwrap();
         assert_eq!(
             ni.mkvp(&tok),
             &cur_vp(&s, t)[..ni.mkvp_len],
             "{name}: MKVP is new CURRENT"
         );
         if ni.kind.has_tvv() {
-            assert!(token::tvv_valid(&tok), "{name}: TVV after");
+            assert!(layout::tvv_ok(&tok), "{name}: TVV after");
         }
-        if matches!(ni.kind, TokenKind::AesCipher | TokenKind::Hmac) {
+        if matches!(ni.kind, Kind::AesCipher | Kind::Hmac) {
             assert_eq!(ad(&tok), ad(&orig), "{name}: AD unchanged");
         }
         assert_eq!(
@@ -317,20 +167,20 @@ fn rtnmk_flow() {
     let (_d, s) = store();
     for (name, make) in all_kinds() {
         let orig = make(&s);
-        let t = token::classify(&orig).unwrap().mk_type();
+        let t = layout::parse(&orig).unwrap().mk_type();
         let mut tok = orig.clone();
         assert_eq!(
-            ktc(&s, rules::RTNMK, &mut tok),
+            ktc(&s, keyword::RTNMK, &mut tok),
             Err(MK_NOT_LOADED),
             "{name}: no NEW"
         );
         s.update(|st| st.mkp(t, MkAction::Random, &[])).unwrap();
         let nvp = s.read().unwrap().set(t).new_vp(t).unwrap();
-        ktc(&s, rules::RTNMK, &mut tok).unwrap();
-        let info = token::classify(&tok).unwrap();
+        ktc(&s, keyword::RTNMK, &mut tok).unwrap();
+        let info = layout::parse(&tok).unwrap();
         assert_eq!(info.mkvp(&tok), &nvp[..info.mkvp_len], "{name}");
         let mut twice = tok.clone();
-        assert_eq!(ktc(&s, rules::RTNMK, &mut twice), Ok(tok.len()));
+        assert_eq!(ktc(&s, keyword::RTNMK, &mut twice), Ok(tok.len()));
         assert_eq!(twice, tok, "{name}: RTNMK on a NEW token is a no-op");
         assert_eq!(
             use_key(&s, &tok, None).map(|_| ()),
@@ -366,7 +216,7 @@ fn error_paths() {
     assert_eq!(rtcmk(&s, &mut t), Err(BAD_TVV));
     // Bad keyword, bad count, conflicting methods, algorithm mismatch.
     let mut t = gen_des(&s, "KEYLN8");
-    let bad = RuleArray::new(&[rules::RTCMK, Keyword::new("BOGUS")]);
+    let bad = RuleArray::new(&[keyword::RTCMK, Keyword::new("BOGUS")]);
     assert_eq!(
         verbs::key_token_change(&s, Verb::Csnbktc, bad.as_bytes(), 2, &mut t),
         Err(BAD_KEYWORD)
@@ -375,12 +225,12 @@ fn error_paths() {
         verbs::key_token_change(&s, Verb::Csnbktc, b"RTCMK   ", 0, &mut t),
         Err(BAD_COUNT)
     );
-    let both = RuleArray::new(&[rules::RTCMK, rules::RTNMK]);
+    let both = RuleArray::new(&[keyword::RTCMK, keyword::RTNMK]);
     assert_eq!(
         verbs::key_token_change(&s, Verb::Csnbktc, both.as_bytes(), 2, &mut t),
         Err(BAD_COMBINATION)
     );
-    let aes = RuleArray::new(&[rules::RTCMK, rules::AES]);
+    let aes = RuleArray::new(&[keyword::RTCMK, keyword::AES]);
     assert_eq!(
         verbs::key_token_change(&s, Verb::Csnbktc, aes.as_bytes(), 2, &mut t),
         Err(UNUSABLE)
@@ -398,7 +248,7 @@ fn error_paths() {
         128,
     );
     let mut short = v[..100].to_vec();
-    let ra = RuleArray::new(&[rules::RTCMK, rules::AES]);
+    let ra = RuleArray::new(&[keyword::RTCMK, keyword::AES]);
     assert_eq!(
         verbs::key_token_change(&s, Verb::Csnbktc2, ra.as_bytes(), 2, &mut short),
         Err(SHORT_BUFFER)
@@ -406,7 +256,7 @@ fn error_paths() {
     // PKA token longer than the caller's length.
     let ec = gen_pka(&s, &["ECC-PAIR"], &[0, 0, 1, 0, 0, 0, 0, 0]);
     let mut cut = ec[..ec.len() - 1].to_vec();
-    let ecc_ra = RuleArray::new(&[rules::RTCMK, rules::ECC]);
+    let ecc_ra = RuleArray::new(&[keyword::RTCMK, keyword::ECC]);
     assert_eq!(
         verbs::key_token_change(&s, Verb::Csndktc, ecc_ra.as_bytes(), 2, &mut cut),
         Err(SHORT_BUFFER)
@@ -419,7 +269,7 @@ fn error_paths() {
     )
     .unwrap();
     let mut e = ext.clone();
-    let ecc = RuleArray::new(&[rules::RTCMK, rules::ECC]);
+    let ecc = RuleArray::new(&[keyword::RTCMK, keyword::ECC]);
     assert_eq!(
         verbs::key_token_change(&s, Verb::Csndktc, ecc.as_bytes(), 2, &mut e),
         Err(UNUSABLE)
@@ -446,7 +296,7 @@ fn pkt_pkx_and_host_order_rsa() {
     let slen = u16::from_le_bytes([crt[10], crt[11]]) as usize;
     assert_eq!(crt[8 + slen], 0x04, "public section follows");
     assert_eq!(u16::from_le_bytes([crt[8 + 64], crt[8 + 65]]), 256);
-    let info = token::classify(&crt).unwrap();
+    let info = layout::parse(&crt).unwrap();
     let (n, e) = tokens::rsa_public(&crt, &info).unwrap();
     assert_eq!((n.len(), e), (256, vec![1, 0, 1]));
     // A real key pair: n = p·q and the CRT values are consistent.
@@ -463,8 +313,8 @@ fn pkt_pkx_and_host_order_rsa() {
     // CSNDPKT INTDWAKW: same key under APKA as RSA-AESC.
     let ra = RuleArray::new(&[Keyword::new("INTDWAKW")]);
     let aesc = pka::key_translate(&s, ra.as_bytes(), 1, &crt).unwrap();
-    let ai = token::classify(&aesc).unwrap();
-    assert_eq!(ai.kind, TokenKind::RsaAesc);
+    let ai = layout::parse(&aesc).unwrap();
+    assert_eq!(ai.kind, Kind::RsaAesc);
     assert_eq!(ai.mkvp(&aesc), &cur_vp(&s, MkType::Apka)[..]);
     assert_eq!(
         tokens::rsa_public(&aesc, &ai).unwrap(),
@@ -552,7 +402,7 @@ fn clear_key_import_roundtrip() {
     assert_eq!(&keys::symmetric_key(&s, &t).unwrap().1[..], &[7; 24]);
     assert_eq!(t[7], [7u8; 24].iter().fold(0, |a, b| a ^ b), "LRC");
     let t = keys::clear_key_import(&s, b"DES     ", 1, &[9; 16]).unwrap();
-    assert_eq!(token::des_key_len(&t), Some(16));
+    assert_eq!(layout::des_key_len(&t), Some(16));
     assert_eq!(&keys::symmetric_key(&s, &t).unwrap().1[..], &[9; 16]);
 }
 
@@ -594,12 +444,12 @@ fn migrated_pka_keys_still_sign_and_decrypt() {
         bad[5] ^= 1;
         assert_eq!(
             sign::verify(rule, 1, &public, &hash, &bad),
-            Err(sign::BAD_SIGNATURE),
+            Err(BAD_SIGNATURE),
             "{name}"
         );
         let ct = rsa.then(|| sign::encrypt(b"PKCS-1.2", 1, &public, b"secret").unwrap());
 
-        let t = token::classify(&key).unwrap().mk_type();
+        let t = layout::parse(&key).unwrap().mk_type();
         change_mk(&s, t);
         let mut migrated = key.clone();
         rtcmk(&s, &mut migrated).unwrap();

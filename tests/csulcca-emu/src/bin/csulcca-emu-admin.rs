@@ -18,7 +18,7 @@ use std::process::ExitCode;
 
 use csulcca::state::{self, MkAction, Store};
 use csulcca::Fail;
-use pkcscca::cca::MkType;
+use csulcca::MkType;
 use zeroize::Zeroizing;
 
 const USAGE: &str = "usage: csulcca-emu-admin status

@@ -25,11 +25,12 @@ use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use csulcca::keyword::{self, Keyword};
+use csulcca::layout;
 use csulcca::state::Store as Card;
 use csulcca::verbs::{self, keys, pka, sign, usage};
+use csulcca::MkType;
 use csulcca::{tokens, Fail};
-use pkcscca::cca::rules::{Keyword, RuleArray};
-use pkcscca::cca::token::{self, MkType};
 use pkcscca::pkcs11::{AttrType, KeyType, ObjectClass};
 use pkcscca::store::{ByteOrder, CreateOptions, Format, MasterKey, Template, TokenStore};
 use sha2::{Digest, Sha256};
@@ -56,8 +57,9 @@ fn card_err(what: &str) -> impl Fn(Fail) -> String + '_ {
     move |f| format!("{what}: card returned {}/{}", f.rc, f.reason)
 }
 
-fn rule(words: &[&str]) -> RuleArray {
-    RuleArray::new(&words.iter().map(|w| Keyword::new(w)).collect::<Vec<_>>())
+/// A rule array of `words` and its keyword count.
+fn rule(words: &[&str]) -> (Vec<u8>, i64) {
+    (keyword::rule_array(words), words.len() as i64)
 }
 
 /// How an object's proof is made and checked.
@@ -122,23 +124,21 @@ fn token_proof(card: &Card, proof: Proof, tok: &[u8]) -> Result<Vec<u8>, String>
         Proof::Des => usage::des_cipher(card, true, tok, b"CBC     ", 1, &[0; 8], DATA)
             .map_err(card_err("CSNBENC")),
         Proof::Aes | Proof::AesXts => {
-            let r = rule(&["AES", "KEYIDENT", "INITIAL"]);
-            usage::aes_cipher(card, true, tok, r.as_bytes(), 3, &[0; 16], DATA)
-                .map_err(card_err("CSNBSAE"))
+            let (r, n) = rule(&["AES", "KEYIDENT", "INITIAL"]);
+            usage::aes_cipher(card, true, tok, &r, n, &[0; 16], DATA).map_err(card_err("CSNBSAE"))
         }
         Proof::Hmac => {
-            let r = rule(&["HMAC", "SHA-256", "ONLY"]);
-            let (mac, _) =
-                sign::hmac(card, r.as_bytes(), 3, tok, &[], DATA).map_err(card_err("CSNBHMG"))?;
+            let (r, n) = rule(&["HMAC", "SHA-256", "ONLY"]);
+            let (mac, _) = sign::hmac(card, &r, n, tok, &[], DATA).map_err(card_err("CSNBHMG"))?;
             mac.ok_or_else(|| "CSNBHMG ONLY returned no MAC".to_string())
         }
         Proof::Rsa => {
-            let r = rule(&["PKCS-1.1"]);
-            sign::sign(card, r.as_bytes(), 1, tok, &digest).map_err(card_err("CSNDDSG"))
+            let (r, n) = rule(&["PKCS-1.1"]);
+            sign::sign(card, &r, n, tok, &digest).map_err(card_err("CSNDDSG"))
         }
         Proof::Ecc => {
-            let r = rule(&["ECDSA"]);
-            sign::sign(card, r.as_bytes(), 1, tok, &digest).map_err(card_err("CSNDDSG"))
+            let (r, n) = rule(&["ECDSA"]);
+            sign::sign(card, &r, n, tok, &digest).map_err(card_err("CSNDDSG"))
         }
         Proof::OpkHash => {
             let state = card.read().map_err(card_err("reading the card"))?;
@@ -190,26 +190,23 @@ fn gen_des(card: &Card, len: &str) -> Result<Vec<u8>, String> {
 }
 
 fn gen_aes_data(card: &Card, len: &str) -> Result<Vec<u8>, String> {
-    let r = rule(&["INTERNAL", "AES", "NO-KEY", len]);
-    let mut t = keys::key_token_build(b"DATA    ", r.as_bytes(), 4).map_err(card_err("CSNBKTB"))?;
+    let (r, n) = rule(&["INTERNAL", "AES", "NO-KEY", len]);
+    let mut t = keys::key_token_build(b"DATA    ", &r, n).map_err(card_err("CSNBKTB"))?;
     keys::key_generate(card, b"OP  ", &Keyword::new(len).0, b"AESTOKEN", &mut t)
         .map_err(card_err("CSNBKGN"))?;
     Ok(t.to_vec())
 }
 
 fn gen_var(card: &Card, skel: &[&str], gen: &[&str], bits: i64) -> Result<Vec<u8>, String> {
-    let s = rule(skel);
-    let sk =
-        keys::key_token_build2(s.as_bytes(), s.count() as i64, 0).map_err(card_err("CSNBKTB2"))?;
-    let g = rule(gen);
-    keys::key_generate2(card, g.as_bytes(), g.count() as i64, bits, &sk)
-        .map_err(card_err("CSNBKGN2"))
+    let (s, sn) = rule(skel);
+    let sk = keys::key_token_build2(&s, sn, 0).map_err(card_err("CSNBKTB2"))?;
+    let (g, gn) = rule(gen);
+    keys::key_generate2(card, &g, gn, bits, &sk).map_err(card_err("CSNBKGN2"))
 }
 
 fn gen_pka(card: &Card, kws: &[&str], kvs: &[u8]) -> Result<Vec<u8>, String> {
-    let r = rule(kws);
-    let skel =
-        pka::token_build(r.as_bytes(), r.count() as i64, kvs).map_err(card_err("CSNDPKB"))?;
+    let (r, n) = rule(kws);
+    let skel = pka::token_build(&r, n, kvs).map_err(card_err("CSNDPKB"))?;
     pka::key_generate(card, b"MASTER  ", 1, &skel).map_err(card_err("CSNDPKG"))
 }
 
@@ -816,7 +813,7 @@ fn check_one(
         let state = card.read().map_err(card_err("reading the card"))?;
         let mut ty = None;
         for t in split(line.proof, blob) {
-            let info = token::classify(t).map_err(|e| format!("not an internal key token: {e}"))?;
+            let info = layout::parse(t).map_err(|e| format!("not an internal key token: {e}"))?;
             let t_mk = info.mk_type();
             ty = Some(t_mk);
             if only.is_some_and(|o| o != t_mk) {

@@ -1,23 +1,21 @@
 //! Key creation verbs: CSNBKGN, CSNBKTB, CSNBKTB2, CSNBKGN2, CSNBCKM,
-//! CSNBKPI2, CSNBRNG, CSNBRNGL (cca.md §4.3, §7.6). Every key is wrapped
+//! CSNBKPI2, CSNBRNG, CSNBRNGL. Every key is wrapped
 //! under the CURRENT master key of its type and carries its MKVP; with
 //! CURRENT empty creation fails 12/764.
 
-use pkcscca::cca::rules::Keyword;
-use pkcscca::cca::token::{self, MkType, TokenKind};
 use zeroize::Zeroizing;
 
 use super::{current, parse_rules, usable_mk};
 use crate::codes::*;
 use crate::crypto;
-use crate::state::Store;
+use crate::keyword::Keyword;
+use crate::layout::{self, Kind};
+use crate::state::{MkType, Store};
 use crate::tokens::{self, VarParams};
 use crate::Fail;
 
 fn kw(raw: &[u8]) -> Keyword {
-    let mut b = [b' '; 8];
-    b.iter_mut().zip(raw).for_each(|(d, s)| *d = *s);
-    Keyword::normalized(b)
+    Keyword::read(raw)
 }
 
 fn has(kws: &[Keyword], s: &str) -> bool {
@@ -36,11 +34,12 @@ pub fn key_generate(
     if form.get(..2) != Some(&b"OP"[..]) {
         return Err(BAD_KEYWORD);
     }
-    let (len_kw, ty) = (kw(length).as_str(), kw(key_type).as_str());
+    let (len_kw, ty) = (kw(length), kw(key_type));
+    let (len_kw, ty) = (len_kw.as_str(), ty.as_str());
     let state = store.read()?;
-    match ty.as_str() {
+    match ty {
         "DATA" => {
-            let n = match len_kw.as_str() {
+            let n = match len_kw {
                 "KEYLN8" | "SINGLE" | "" => 8,
                 "KEYLN16" | "DOUBLE" | "DOUBLE-O" => 16,
                 "KEYLN24" | "TRIPLE" | "TRIPLE-O" => 24,
@@ -52,14 +51,12 @@ pub fn key_generate(
             Ok(())
         }
         "AESTOKEN" | "AESDATA" => {
-            let n = match len_kw.as_str() {
+            let n = match len_kw {
                 "KEYLN16" => 16,
                 "KEYLN24" => 24,
                 "KEYLN32" => 32,
-                "" => match token::be16(token, 56) {
-                    Some(b @ (128 | 192 | 256)) if token[0] == 1 && token[4] == 4 => {
-                        usize::from(b) / 8
-                    }
+                "" => match layout::be16(token, 56) {
+                    Some(b @ (128 | 192 | 256)) if token[0] == 1 && token[4] == 4 => b / 8,
                     _ => 32,
                 },
                 _ => return Err(BAD_KEY_LENGTH),
@@ -83,7 +80,7 @@ pub fn key_token_build(key_type: &[u8], rule_bytes: &[u8], count: i64) -> Result
     let mut bits = 0u16;
     let mut aes = false;
     for k in &kws {
-        match k.as_str().as_str() {
+        match k.as_str() {
             "INTERNAL" | "NO-KEY" => {}
             "AES" => aes = true,
             "KEYLN16" => bits = 128,
@@ -108,7 +105,7 @@ fn var_params(kws: &[Keyword]) -> Result<VarParams, Fail> {
     let mut kmf1: u16 = 0xE000;
     let mut v1 = false;
     for k in kws {
-        match k.as_str().as_str() {
+        match k.as_str() {
             "INTERNAL" | "NO-KEY" | "AES" | "HMAC" | "CIPHER" | "MAC" | "ANY-MODE" | "GENERATE"
             | "VERIFY" | "ENCRYPT" | "DECRYPT" | "CBC" | "ECB" => {}
             "NOEX-SYM" => kmf1 &= !0x8000,
@@ -165,7 +162,7 @@ pub fn key_generate2(
 ) -> Result<Vec<u8>, Fail> {
     let kws = parse_rules(rule_bytes, count, 1, 4)?;
     for k in &kws {
-        if !matches!(k.as_str().as_str(), "AES" | "HMAC" | "OP") {
+        if !matches!(k.as_str(), "AES" | "HMAC" | "OP") {
             return Err(BAD_KEYWORD);
         }
     }
@@ -181,7 +178,7 @@ pub fn key_generate2(
     }
     let mut t = match skel.first() {
         Some(1) if skel.get(4) == Some(&5) => {
-            let l = token::be16(skel, 2).map(usize::from).ok_or(UNUSABLE)?;
+            let l = layout::be16(skel, 2).ok_or(UNUSABLE)?;
             skel.get(..l).ok_or(UNUSABLE)?.to_vec()
         }
         _ => tokens::var_skeleton(&var_params(&[Keyword::new(if hmac {
@@ -208,10 +205,9 @@ pub fn clear_key_import(
     clear: &[u8],
 ) -> Result<[u8; 64], Fail> {
     let kws = parse_rules(rule_bytes, count, 0, 1)?;
-    let aes = match kws.first().map(|k| k.as_str()) {
-        None => false,
-        Some(s) if s == "DES" => false,
-        Some(s) if s == "AES" => true,
+    let aes = match kws.first().map(Keyword::as_str) {
+        None | Some("DES") => false,
+        Some("AES") => true,
         Some(_) => return Err(BAD_KEYWORD),
     };
     let state = store.read()?;
@@ -238,14 +234,14 @@ pub fn key_part_import2(
     let kws = parse_rules(rule_bytes, count, 2, 3)?;
     let mut action = None;
     for k in &kws {
-        match k.as_str().as_str() {
+        match k.as_str() {
             "HMAC" | "AES" | "MIN1PART" | "MIN2PART" | "MIN3PART" => {}
             a @ ("FIRST" | "MIDDLE" | "LAST" | "COMPLETE") => action = Some(a.to_string()),
             _ => return Err(BAD_KEYWORD),
         }
     }
     let action = action.ok_or(BAD_COMBINATION)?;
-    let len = token::be16(tok, 2).map(usize::from).ok_or(UNUSABLE)?;
+    let len = layout::be16(tok, 2).ok_or(UNUSABLE)?;
     let mut t = tok.get(..len).ok_or(UNUSABLE)?.to_vec();
     let bytes = usize::try_from(part_bits)
         .map_err(|_| BAD_KEY_LENGTH)?
@@ -261,19 +257,19 @@ pub fn key_part_import2(
             tokens::var_fill(&mut t, &mk, &vp, part)?;
         }
         "COMPLETE" => {
-            let info = token::classify(&t).map_err(|_| UNUSABLE)?;
+            let info = layout::parse(&t).map_err(|_| UNUSABLE)?;
             let mk = usable_mk(&state, MkType::Aes, info.mkvp(&t))?;
             tokens::var_unwrap(&t, &mk)?;
         }
         _ => {
-            let info = token::classify(&t).map_err(|_| UNUSABLE)?;
+            let info = layout::parse(&t).map_err(|_| UNUSABLE)?;
             let old = usable_mk(&state, MkType::Aes, info.mkvp(&t))?;
             let mut key = tokens::var_unwrap(&t, &old)?;
             if key.len() != part.len() {
                 return Err(BAD_KEY_LENGTH);
             }
             key.iter_mut().zip(part).for_each(|(k, p)| *k ^= p);
-            let ad_end = 30 + token::be16(&t, 32).map(usize::from).ok_or(UNUSABLE)?;
+            let ad_end = layout::VAR_AD + layout::be16(&t, 32).ok_or(UNUSABLE)?;
             t.truncate(ad_end);
             tokens::var_fill(&mut t, &mk, &vp, &key)?;
         }
@@ -292,7 +288,7 @@ fn parity(v: &mut [u8], odd: bool) {
 /// CSNBRNG / CSNBRNGL: `RANDOM`, `ODD` or `EVEN` (parity-adjusted) bytes.
 pub fn random_number(form: &[u8], n: usize) -> Result<Zeroizing<Vec<u8>>, Fail> {
     let mut v = crypto::random(n)?;
-    match kw(form).as_str().as_str() {
+    match kw(form).as_str() {
         "RANDOM" => {}
         "ODD" => parity(&mut v, true),
         "EVEN" => parity(&mut v, false),
@@ -303,13 +299,13 @@ pub fn random_number(form: &[u8], n: usize) -> Result<Zeroizing<Vec<u8>>, Fail> 
 
 /// The clear key of any symmetric token under CURRENT or OLD (for usage
 /// verbs and tests).
-pub fn symmetric_key(store: &Store, t: &[u8]) -> Result<(TokenKind, Zeroizing<Vec<u8>>), Fail> {
+pub fn symmetric_key(store: &Store, t: &[u8]) -> Result<(Kind, Zeroizing<Vec<u8>>), Fail> {
     let state = store.read()?;
     let (info, mk) = super::token_key(&state, t)?;
     let key = match info.kind {
-        TokenKind::Des => tokens::des_unwrap(t, &mk)?,
-        TokenKind::AesData => tokens::aes_data_unwrap(t, &mk)?,
-        TokenKind::AesCipher | TokenKind::Hmac => {
+        Kind::Des => tokens::des_unwrap(t, &mk)?,
+        Kind::AesData => tokens::aes_data_unwrap(t, &mk)?,
+        Kind::AesCipher | Kind::Hmac => {
             tokens::var_unwrap(t.get(..info.len).ok_or(UNUSABLE)?, &mk)?
         }
         _ => return Err(UNUSABLE),

@@ -12,13 +12,13 @@ pub mod query;
 pub mod sign;
 pub mod usage;
 
-use pkcscca::cca::rules::{self, Keyword};
-use pkcscca::cca::token::{self, MkType, TokenKind};
 use pkcscca::cca::Verb;
 use zeroize::Zeroizing;
 
 use crate::codes::*;
-use crate::state::{MkAction, State, Store};
+use crate::keyword::{self, Keyword};
+use crate::layout::{self, Kind, Reject, Token};
+use crate::state::{MkAction, MkType, State, Store};
 use crate::tokens;
 use crate::Fail;
 
@@ -28,7 +28,7 @@ pub fn parse_rules(bytes: &[u8], count: i64, min: usize, max: usize) -> Result<V
     if n < min || n > max {
         return Err(BAD_COUNT);
     }
-    rules::parse(bytes, n).map_err(|_| BAD_COUNT)
+    keyword::split(bytes, n).ok_or(BAD_COUNT)
 }
 
 /// CURRENT key and MKVP of `t`, or 12/764 when CURRENT is empty.
@@ -39,7 +39,7 @@ pub fn current(s: &State, t: MkType) -> Result<(Zeroizing<Vec<u8>>, Vec<u8>), Fa
 }
 
 /// The master key a usage verb must use for a token carrying `tok_vp`:
-/// CURRENT or OLD (cca.md §7.6); neither is 8/48 (12/764 when CURRENT is
+/// CURRENT or OLD (a card accepts keys under OLD until the next SET); neither is 8/48 (12/764 when CURRENT is
 /// empty and OLD does not match either).
 pub fn usable_mk(s: &State, t: MkType, tok_vp: &[u8]) -> Result<Zeroizing<Vec<u8>>, Fail> {
     let set = s.set(t);
@@ -55,42 +55,42 @@ pub fn usable_mk(s: &State, t: MkType, tok_vp: &[u8]) -> Result<Zeroizing<Vec<u8
     }
 }
 
-/// Classifies a token for use, checks its TVV, and returns the key that
+/// Parses a token for use, checks its TVV, and returns the key that
 /// unwraps it.
-pub fn token_key(s: &State, t: &[u8]) -> Result<(token::TokenInfo, Zeroizing<Vec<u8>>), Fail> {
-    let info = token::classify(t).map_err(|_| UNUSABLE)?;
-    if info.kind.has_tvv() && !token::tvv_valid(t) {
+pub fn token_key(s: &State, t: &[u8]) -> Result<(Token, Zeroizing<Vec<u8>>), Fail> {
+    let info = layout::parse(t).map_err(|_| UNUSABLE)?;
+    if info.kind.has_tvv() && !layout::tvv_ok(t) {
         return Err(BAD_TVV);
     }
     let mk = usable_mk(s, info.mk_type(), info.mkvp(t))?;
     Ok((info, mk))
 }
 
-fn algorithm_matches(verb: Verb, alg: Option<Keyword>, kind: TokenKind) -> Result<bool, Fail> {
-    use TokenKind::*;
+fn algorithm_matches(verb: Verb, alg: Option<Keyword>, kind: Kind) -> Result<bool, Fail> {
+    use Kind::*;
     Ok(match verb {
-        Verb::Csnbktc => match alg.unwrap_or(rules::DES) {
-            a if a == rules::DES => kind == Des,
-            a if a == rules::AES => kind == AesData,
+        Verb::Csnbktc => match alg.unwrap_or(keyword::DES) {
+            a if a == keyword::DES => kind == Des,
+            a if a == keyword::AES => kind == AesData,
             _ => return Err(BAD_KEYWORD),
         },
         Verb::Csnbktc2 => match alg {
-            Some(a) if a == rules::AES => kind == AesCipher,
-            Some(a) if a == rules::HMAC => kind == Hmac,
+            Some(a) if a == keyword::AES => kind == AesCipher,
+            Some(a) if a == keyword::HMAC => kind == Hmac,
             Some(_) => return Err(BAD_KEYWORD),
             None => return Err(BAD_COMBINATION),
         },
-        _ => match alg.unwrap_or(rules::RSA) {
-            a if a == rules::RSA => matches!(kind, RsaCrt | RsaAesm | RsaAesc),
-            a if a == rules::ECC => kind == Ecc,
-            a if a == rules::QSA => kind == Qsa,
+        _ => match alg.unwrap_or(keyword::RSA) {
+            a if a == keyword::RSA => matches!(kind, RsaCrt | RsaAesm | RsaAesc),
+            a if a == keyword::ECC => kind == Ecc,
+            a if a == keyword::QSA => kind == Qsa,
             _ => return Err(BAD_KEYWORD),
         },
     })
 }
 
 /// CSNBKTC / CSNBKTC2 / CSNDKTC: re-encipher `token` in place with `RTCMK`
-/// or `RTNMK` (cca.md §3.5, §7.6). `len_in` is the caller's
+/// or `RTNMK`. `len_in` is the caller's
 /// `key_identifier_length` (CSNBKTC has none: 64). Returns the token length.
 pub fn key_token_change(
     store: &Store,
@@ -108,12 +108,12 @@ pub fn key_token_change(
     let mut method = None;
     let mut alg = None;
     let algs: &[Keyword] = match verb {
-        Verb::Csnbktc => &[rules::DES, rules::AES],
-        Verb::Csnbktc2 => &[rules::AES, rules::HMAC],
-        _ => &[rules::RSA, rules::ECC, rules::QSA],
+        Verb::Csnbktc => &[keyword::DES, keyword::AES],
+        Verb::Csnbktc2 => &[keyword::AES, keyword::HMAC],
+        _ => &[keyword::RSA, keyword::ECC, keyword::QSA],
     };
     for k in kws {
-        let slot = if k == rules::RTCMK || k == rules::RTNMK {
+        let slot = if k == keyword::RTCMK || k == keyword::RTNMK {
             &mut method
         } else if algs.contains(&k) {
             &mut alg
@@ -127,17 +127,15 @@ pub fn key_token_change(
     let method = method.ok_or(BAD_COMBINATION)?;
     let tlen = pka_len(token)?;
     let token = token.get_mut(..tlen).ok_or(UNUSABLE)?;
-    let info = match token::classify(token) {
+    let info = match layout::parse(token) {
         Ok(i) => i,
-        Err(token::TokenError::Truncated { .. }) if verb != Verb::Csnbktc => {
-            return Err(SHORT_BUFFER)
-        }
+        Err(Reject::Short) if verb != Verb::Csnbktc => return Err(SHORT_BUFFER),
         Err(_) => return Err(UNUSABLE),
     };
     if info.kind.ktc_verb() != verb || !algorithm_matches(verb, alg, info.kind)? {
         return Err(UNUSABLE);
     }
-    if info.kind.has_tvv() && !token::tvv_valid(token) {
+    if info.kind.has_tvv() && !layout::tvv_ok(token) {
         return Err(BAD_TVV);
     }
     let t = info.mk_type();
@@ -150,7 +148,7 @@ pub fn key_token_change(
     if cur_vp.is_none() {
         return Err(MK_NOT_LOADED);
     }
-    if method == rules::RTCMK {
+    if method == keyword::RTCMK {
         if is(&cur_vp) {
             return Ok(info.len);
         }
@@ -178,22 +176,23 @@ pub fn key_token_change(
 /// Length of a PKA token in a caller's buffer: the header length (bytes
 /// 2–3) when it covers the first section and fits the buffer, else the
 /// buffer length. A header length beyond the buffer is 8/72 (the caller's
-/// length is too small, cca.md §7.6). Other tokens: the buffer length.
+/// length is too small). Other tokens: the buffer length.
 fn pka_len(t: &[u8]) -> Result<usize, Fail> {
     if matches!(t.first(), Some(0x1E | 0x1F)) {
-        let hl = token::be16(t, 2).map(usize::from).unwrap_or(0);
+        let hl = layout::be16(t, 2).unwrap_or(0);
         if hl > t.len() {
             return Err(SHORT_BUFFER);
         }
-        let first = token::section_len(t, token::pka::FIRST_SECTION).unwrap_or(usize::MAX);
-        if first != usize::MAX && hl >= token::pka::FIRST_SECTION + first {
-            return Ok(hl);
+        if let Some(first) = layout::section_len(t, layout::PKA_HEADER) {
+            if hl >= layout::PKA_HEADER + first {
+                return Ok(hl);
+            }
         }
     }
     Ok(t.len())
 }
 
-/// CSNBMKP (cca.md §7.3): optional `ADAPTER`, one class keyword, one action.
+/// CSNBMKP: optional `ADAPTER`, one class keyword, one action.
 pub fn master_key_process(
     store: &Store,
     rule_bytes: &[u8],
@@ -204,17 +203,17 @@ pub fn master_key_process(
     let mut class = None;
     let mut action = None;
     for k in kws {
-        if k == rules::ADAPTER {
+        if k == keyword::ADAPTER {
             continue;
         }
-        let c = MkType::ALL.into_iter().find(|t| t.mkp_keyword() == k);
+        let c = MkType::ALL.into_iter().find(|t| t.keyword() == k);
         let a = [
-            (rules::CLEAR, MkAction::Clear),
-            (rules::FIRST, MkAction::First),
-            (rules::MIDDLE, MkAction::Middle),
-            (rules::LAST, MkAction::Last),
-            (rules::SET, MkAction::Set),
-            (rules::RANDOM, MkAction::Random),
+            (keyword::CLEAR, MkAction::Clear),
+            (keyword::FIRST, MkAction::First),
+            (keyword::MIDDLE, MkAction::Middle),
+            (keyword::LAST, MkAction::Last),
+            (keyword::SET, MkAction::Set),
+            (keyword::RANDOM, MkAction::Random),
         ]
         .into_iter()
         .find(|(kw, _)| *kw == k)

@@ -1,20 +1,22 @@
 //! PKA verbs: CSNDPKB (skeletons), CSNDPKG (key pairs), CSNDPKX (public
 //! key extract) and CSNDPKT (`INTDWAKW`, RSA-CRT → RSA-AESC).
 //!
-//! RSA keys and EC keys on P-256/384/521 are real key pairs; other curves and QSA
-//! carry random key material in the exact layouts (tier 1 of cca.md §7.5):
-//! enough for openCryptoki to read the point and for re-encipherment to be
-//! checked, not for signatures. Requests from openCryptoki 3.8.1 with host-order length
-//! fields are accepted and answered in kind (§9.1).
+//! RSA keys and EC keys on P-256/384/521 are real key pairs; other curves
+//! and QSA carry random key material in the exact layouts: enough for
+//! openCryptoki to read the point and for re-encipherment to be checked, not
+//! for signatures. openCryptoki 3.8.1 on x86_64 fills the bit length and
+//! exponent length of its CSNDPKB key-values structure in host byte order
+//! (`usr/lib/pkcs11/cca_stdll/cca_specific.c` of 3.8.1); such requests are
+//! accepted and answered in kind.
 
-use pkcscca::cca::rules::Keyword;
-use pkcscca::cca::token::{self, MkType, TokenKind};
 use zeroize::Zeroizing;
 
 use super::{current, parse_rules, token_key};
 use crate::codes::*;
 use crate::crypto;
-use crate::state::Store;
+use crate::keyword::Keyword;
+use crate::layout::{self, Kind, Reject};
+use crate::state::{MkType, Store};
 use crate::tokens::{self, RsaParts};
 use crate::Fail;
 
@@ -23,7 +25,7 @@ use crate::Fail;
 const SKEL_LEN: usize = 12;
 
 fn u16_either(b: &[u8], off: usize, ok: impl Fn(u16) -> bool) -> Option<(u16, bool)> {
-    let v = token::be16(b, off)?;
+    let v = u16::try_from(layout::be16(b, off)?).ok()?;
     if ok(v) {
         Some((v, false))
     } else if ok(v.swap_bytes()) {
@@ -53,8 +55,7 @@ pub fn token_build(rule_bytes: &[u8], count: i64, kvs: &[u8]) -> Result<Vec<u8>,
     let mut kind = None;
     let mut usage = 0u8;
     for k in &kws {
-        let s = k.as_str();
-        let sid = match s.as_str() {
+        let sid = match k.as_str() {
             "RSA-CRT" => Some(0x08),
             "RSA-AESM" => Some(0x30),
             "RSA-AESC" => Some(0x31),
@@ -97,7 +98,9 @@ pub fn token_build(rule_bytes: &[u8], count: i64, kvs: &[u8]) -> Result<Vec<u8>,
         }
         _ => {
             let alg = *kvs.first().ok_or(PKB_KEY_SIZE)?;
-            let params = token::be16(kvs, 2).ok_or(PKB_KEY_SIZE)?;
+            let params = layout::be16(kvs, 2)
+                .and_then(|v| u16::try_from(v).ok())
+                .ok_or(PKB_KEY_SIZE)?;
             qsa_sizes(alg, params).ok_or(PKB_KEY_SIZE)?;
             sec[6] = alg;
             sec[8..10].copy_from_slice(&params.to_be_bytes());
@@ -132,7 +135,7 @@ fn rsa_pair(bits: usize, e: Vec<u8>) -> Result<RsaParts, Fail> {
     use rsa::traits::{PrivateKeyParts, PublicKeyParts};
     let exp = rsa::BigUint::from_bytes_be(&e);
     let key = rsa::RsaPrivateKey::new_with_exp(&mut rand_core::OsRng, bits, &exp)
-        .map_err(|_| Fail::new(8, 121))?;
+        .map_err(|_| KEY_SIZE)?;
     let (p, q) = match key.primes() {
         [p, q] => (p, q),
         _ => return Err(COMPONENT),
@@ -164,7 +167,7 @@ pub fn key_generate(
 ) -> Result<Vec<u8>, Fail> {
     let kws = parse_rules(rule_bytes, count, 0, 2)?;
     for k in &kws {
-        if !matches!(k.as_str().as_str(), "MASTER" | "XPRTCPAC") {
+        if !matches!(k.as_str(), "MASTER" | "XPRTCPAC") {
             return Err(BAD_KEYWORD);
         }
     }
@@ -189,16 +192,16 @@ pub fn key_generate(
             let bits = usize::from(bits);
             let host = sec[5] == 1;
             let pubsec = skel.get(8 + SKEL_LEN..).ok_or(UNUSABLE)?;
-            let elen = usize::from(token::be16(pubsec, 6).ok_or(UNUSABLE)?);
+            let elen = layout::be16(pubsec, 6).ok_or(UNUSABLE)?;
             let mut e = pubsec.get(12..12 + elen).ok_or(UNUSABLE)?.to_vec();
             if e.iter().all(|&b| b == 0) {
                 e = vec![0x01, 0x00, 0x01];
             }
             let parts = rsa_pair(bits, e)?;
             let (kind, t) = match sid {
-                0x08 => (TokenKind::RsaCrt, MkType::Asym),
-                0x30 => (TokenKind::RsaAesm, MkType::Apka),
-                _ => (TokenKind::RsaAesc, MkType::Apka),
+                0x08 => (Kind::RsaCrt, MkType::Asym),
+                0x30 => (Kind::RsaAesm, MkType::Apka),
+                _ => (Kind::RsaAesc, MkType::Apka),
             };
             let (mk, vp) = current(&state, t)?;
             tokens::rsa_build(kind, &parts, &mk, &vp, host)
@@ -270,7 +273,7 @@ fn ec_pair(curve_type: u8, bits: u16) -> Result<(Zeroizing<Vec<u8>>, Vec<u8>), F
     reason = "builder: every index is into a buffer allocated above with room for all fields"
 )]
 fn qsa_build(alg: u8, params: u16, mk: &[u8], vp: &[u8]) -> Result<Vec<u8>, Fail> {
-    use pkcscca::cca::token::pka;
+    let layout = layout::private_section(Kind::Qsa).ok_or(COMPONENT)?;
     let (l1, l2, lpriv) = qsa_sizes(alg, params).ok_or(UNUSABLE)?;
     let blob = crypto::random(48)?;
     let secret = crypto::random(lpriv)?;
@@ -283,8 +286,12 @@ fn qsa_build(alg: u8, params: u16, mk: &[u8], vp: &[u8]) -> Result<Vec<u8>, Fail
     s[9] = alg;
     s[10..12].copy_from_slice(&params.to_be_bytes());
     let sealed = tokens::opk_seal(&blob, mk, true)?;
-    s[pka::QSA_OPK..pka::QSA_OPK + 48].copy_from_slice(&sealed);
-    s[pka::QSA_MKVP..pka::QSA_MKVP + 8].copy_from_slice(vp.get(..8).ok_or(COMPONENT)?);
+    s.get_mut(layout.opk_at..layout.opk_at + layout.opk_len)
+        .ok_or(COMPONENT)?
+        .copy_from_slice(&sealed);
+    s.get_mut(layout.mkvp_at..layout.mkvp_at + layout.mkvp_len)
+        .ok_or(COMPONENT)?
+        .copy_from_slice(vp.get(..layout.mkvp_len).ok_or(COMPONENT)?);
     s[128..].copy_from_slice(&payload);
     let plen = 24 + l1 + l2;
     let mut p = vec![0u8; plen];
@@ -302,18 +309,13 @@ fn qsa_build(alg: u8, params: u16, mk: &[u8], vp: &[u8]) -> Result<Vec<u8>, Fail
 /// modulus for RSA) of an internal or external PKA token.
 pub fn public_key_extract(rule_bytes: &[u8], count: i64, src: &[u8]) -> Result<Vec<u8>, Fail> {
     parse_rules(rule_bytes, count, 0, 0)?;
-    match token::classify(src) {
-        Ok(info)
-            if matches!(
-                info.kind,
-                TokenKind::RsaCrt | TokenKind::RsaAesm | TokenKind::RsaAesc
-            ) =>
-        {
+    match layout::parse(src) {
+        Ok(info) if matches!(info.kind, Kind::RsaCrt | Kind::RsaAesm | Kind::RsaAesc) => {
             let (n, e) = tokens::rsa_public(src, &info)?;
             let sec = tokens::rsa_public_section(&e, &n, true, false);
             Ok(tokens::pka_token(0x1E, &[&sec]))
         }
-        Ok(_) | Err(token::TokenError::External) | Err(token::TokenError::PublicOnly) => {
+        Ok(_) | Err(Reject::NotInternal) => {
             let sec = tokens::public_section(src)?.to_vec();
             Ok(tokens::pka_token(0x1E, &[&sec]))
         }
@@ -335,10 +337,10 @@ pub fn key_translate(
     }
     let state = store.read()?;
     let (info, mk) = token_key(&state, src)?;
-    if info.kind != TokenKind::RsaCrt {
+    if info.kind != Kind::RsaCrt {
         return Err(UNUSABLE);
     }
     let parts = tokens::rsa_private(src, &info, &mk)?;
     let (amk, avp) = current(&state, MkType::Apka)?;
-    tokens::rsa_build(TokenKind::RsaAesc, &parts, &amk, &avp, false)
+    tokens::rsa_build(Kind::RsaAesc, &parts, &amk, &avp, false)
 }

@@ -1,12 +1,11 @@
 //! CSUACFQ, CSUACFV, CSUAACM and CSUACRA/CSUACRD: what openCryptoki asks the
-//! card at token initialisation (cca.md §3.4, §7.6, §7.7).
-
-use pkcscca::cca::rules::{self, Keyword};
-use pkcscca::cca::token::MkType;
+//! card at token initialisation (`usr/lib/cca_stdll/cca_specific.c`,
+//! `cca_mkchange.c`) and what pkcscca asks before a migration.
 
 use super::parse_rules;
 use crate::codes::*;
-use crate::state::{mkvp, Register, State, Store};
+use crate::keyword::{self, Keyword};
+use crate::state::{mkvp, MkType, Register, State, Store};
 use crate::Fail;
 
 /// CSUACFV's version string (fits `%u.%u.%u` and `%u.%u.%uz%s`).
@@ -59,8 +58,10 @@ fn vp(t: MkType, r: &Register, len: usize) -> Vec<u8> {
     v
 }
 
-/// The 240-byte STATICSB verb data (cca.md §3.4). Block IDs marked
-/// UNCONFIRMED there are *emulator choices*; the SYM and ASYM "MDC-4"
+/// The 240-byte STATICSB verb data: sixteen `len(2) id(2) value` blocks, the
+/// SYM current (0F07), AES current (0F0B) and APKA current (0F0E) MKVPs at
+/// the offsets openCryptoki reads. The block IDs of the other registers are
+/// *emulator choices* (by pattern); the SYM and ASYM "MDC-4"
 /// blocks carry the emulator's own patterns (SYM: the 8-byte MKVP padded
 /// with zeros; ASYM: its 16-byte MKVP).
 pub fn staticsb(s: &State) -> Vec<u8> {
@@ -114,15 +115,15 @@ pub fn facility_query(
         Keyword::new(BUILD_DATE),
         Keyword::new(ROLE),
     ];
-    if kw == rules::STATCCA {
+    if kw == keyword::STATCCA {
         out([sn, sc, so, info[0], info[1], info[2]].to_vec())
-    } else if kw == rules::STATCCAE {
+    } else if kw == keyword::STATCCAE {
         out([sn, sc, so, info[0], info[1], info[2], an, ac, ao].to_vec())
-    } else if kw == rules::STATAES {
+    } else if kw == keyword::STATAES {
         out(states(&s, MkType::Aes).to_vec())
-    } else if kw == rules::STATAPKA {
+    } else if kw == keyword::STATAPKA {
         out(states(&s, MkType::Apka).to_vec())
-    } else if kw == rules::STATCRD2 {
+    } else if kw == keyword::STATCRD2 {
         let mut ra = vec![sp; 15];
         if let Some(e) = ra.first_mut() {
             *e = Keyword::new("1");
@@ -131,8 +132,8 @@ pub fn facility_query(
             *e = serial;
         }
         out(ra)
-    } else if kw == rules::STATICSA || kw == rules::STATICSB {
-        let b = kw == rules::STATICSB;
+    } else if kw == keyword::STATICSA || kw == keyword::STATICSB {
+        let b = kw == keyword::STATICSB;
         let need = if b { 240 } else { 204 };
         if vd_cap < need {
             return Err(SHORT_BUFFER);
@@ -148,7 +149,7 @@ pub fn facility_query(
             rule_array: Some(ra),
             verb_data: vd,
         })
-    } else if kw == rules::DOM_NUMS {
+    } else if kw == keyword::DOM_NUMS {
         if vd_cap < 4 {
             return Err(SHORT_BUFFER);
         }
@@ -156,7 +157,7 @@ pub fn facility_query(
             rule_array: None,
             verb_data: 1u32.to_be_bytes().to_vec(),
         })
-    } else if kw == rules::DOM_USAG {
+    } else if kw == keyword::DOM_USAG {
         if vd_cap < 4 {
             return Err(SHORT_BUFFER);
         }
@@ -180,10 +181,8 @@ pub fn access_control(rule_bytes: &[u8], count: i64, name: &[u8]) -> Result<Vec<
     if kw != Keyword::new("GET-ROLE") {
         return Err(BAD_KEYWORD);
     }
-    let mut raw = [b' '; 8];
-    raw.iter_mut().zip(name).for_each(|(d, s)| *d = *s);
-    if Keyword::normalized(raw) != Keyword::new(ROLE) {
-        return Err(Fail::new(8, 2));
+    if Keyword::read(name) != Keyword::new(ROLE) {
+        return Err(UNKNOWN_ROLE);
     }
     let mut out = Vec::with_capacity(300);
     out.extend_from_slice(&0x0101u16.to_be_bytes());
@@ -207,10 +206,8 @@ pub fn resource(rule_bytes: &[u8], count: i64, resource: &[u8]) -> Result<(), Fa
     let kws = parse_rules(rule_bytes, count, 1, 2)?;
     for k in kws {
         let s = k.as_str();
-        let ok = matches!(
-            s.as_str(),
-            "DEVICE" | "DEV-ANY" | "SERIAL" | "DOMN-DEF" | "DOM-ANY"
-        ) || s.starts_with("DOMN");
+        let ok = matches!(s, "DEVICE" | "DEV-ANY" | "SERIAL" | "DOMN-DEF" | "DOM-ANY")
+            || s.starts_with("DOMN");
         if !ok {
             return Err(BAD_KEYWORD);
         }
@@ -219,7 +216,7 @@ pub fn resource(rule_bytes: &[u8], count: i64, resource: &[u8]) -> Result<(), Fa
                 .trim_end_matches(['\0', ' '])
                 .to_string();
             if r != "CRP01" && !r.is_empty() {
-                return Err(Fail::new(12, 338));
+                return Err(NOT_AVAILABLE);
             }
         }
     }

@@ -5,8 +5,6 @@
 //! (as openCryptoki 3.8.1 expects).
 
 use p256::ecdsa::signature::hazmat::{PrehashSigner, PrehashVerifier};
-use pkcscca::cca::rules::Keyword;
-use pkcscca::cca::token::TokenKind;
 use rsa::BigUint;
 use zeroize::Zeroizing;
 
@@ -14,16 +12,18 @@ use super::{parse_rules, token_key};
 use crate::codes::*;
 use crate::crypto;
 use crate::hash::{self, Alg, Part, Stream};
+use crate::keyword::Keyword;
+use crate::layout::Kind;
 use crate::state::Store;
 use crate::tokens::{self, PublicKey};
 use crate::Fail;
 
-/// CSNDDSV's "signature did not verify".
-pub const BAD_SIGNATURE: Fail = Fail::new(4, 429);
-
 fn one_keyword(rule_bytes: &[u8], count: i64) -> Result<String, Fail> {
     let kws = parse_rules(rule_bytes, count, 0, 2)?;
-    Ok(kws.first().map(Keyword::as_str).unwrap_or_default())
+    Ok(kws
+        .first()
+        .map(|k| k.as_str().to_string())
+        .unwrap_or_default())
 }
 
 /// m^(private) mod n for an RSA token under `mk` (CRT when the token holds
@@ -32,7 +32,7 @@ fn rsa_private_op(t: &[u8], store: &Store, m: &BigUint) -> Result<(BigUint, usiz
     let state = store.read()?;
     let (info, mk) = token_key(&state, t)?;
     match info.kind {
-        TokenKind::RsaCrt | TokenKind::RsaAesc => {
+        Kind::RsaCrt | Kind::RsaAesc => {
             let k = tokens::rsa_private(t, &info, &mk)?;
             let b = |v: &[u8]| BigUint::from_bytes_be(v);
             let (p, q, dp, dq, u) = (
@@ -50,7 +50,7 @@ fn rsa_private_op(t: &[u8], store: &Store, m: &BigUint) -> Result<(BigUint, usiz
             let h = (&u * ((&m1 + &p) - (&m2 % &p))) % &p;
             Ok((m2 + h * q, k.n.len()))
         }
-        TokenKind::RsaAesm => {
+        Kind::RsaAesm => {
             let (n, _) = tokens::rsa_public(t, &info)?;
             let d = tokens::rsa_aesm_d(t, &info, &mk)?;
             Ok((
@@ -212,7 +212,7 @@ pub fn decrypt(
         (Some(0), Some(2), Some(i)) if i >= 10 => {
             Ok(Zeroizing::new(em.get(i + 1..).unwrap_or(&[]).to_vec()))
         }
-        _ => Err(Fail::new(8, 66)),
+        _ => Err(BAD_PKCS1_BLOCK),
     }
 }
 
@@ -223,15 +223,15 @@ fn alg_and_part(kws: &[Keyword], extra: &[&str]) -> Result<(Alg, Part), Fail> {
     let mut part = None;
     for k in kws {
         let s = k.as_str();
-        if let Some(a) = Alg::from_keyword(&s) {
+        if let Some(a) = Alg::from_keyword(s) {
             if alg.replace(a).is_some() {
                 return Err(BAD_COMBINATION);
             }
-        } else if let Some(p) = Part::from_keyword(&s) {
+        } else if let Some(p) = Part::from_keyword(s) {
             if part.replace(p).is_some() {
                 return Err(BAD_COMBINATION);
             }
-        } else if !extra.contains(&s.as_str()) {
+        } else if !extra.contains(&s) {
             return Err(BAD_KEYWORD);
         }
     }
@@ -265,7 +265,7 @@ pub fn hmac(
     let kws = parse_rules(rule_bytes, count, 1, 3)?;
     let (alg, part) = alg_and_part(&kws, &["HMAC"])?;
     let (kind, k) = super::keys::symmetric_key(store, key)?;
-    if kind != TokenKind::Hmac {
+    if kind != Kind::Hmac {
         return Err(UNUSABLE);
     }
     let bl = alg.block_len();

@@ -1,15 +1,14 @@
 //! Usage verbs: CSNBENC/CSNBDEC (DES/TDES CBC) and CSNBSAE/CSNBSAD (AES,
-//! as openCryptoki 3.8.1 uses them, cca.md §9.2). Keys under CURRENT or OLD
+//! as openCryptoki 3.8.1 uses them in `usr/lib/pkcs11/cca_stdll/cca_specific.c`). Keys under CURRENT or OLD
 //! work; anything else is 8/48. Plain CBC without padding, CBC with PKCS
 //! padding (`PKCS-PAD`) and ECB are supported.
-
-use pkcscca::cca::rules::Keyword;
-use pkcscca::cca::token::TokenKind;
 
 use super::keys::symmetric_key;
 use super::parse_rules;
 use crate::codes::*;
 use crate::crypto;
+use crate::keyword::Keyword;
+use crate::layout::Kind;
 use crate::state::Store;
 use crate::Fail;
 
@@ -30,7 +29,7 @@ pub fn des_cipher(
         }
     }
     let (kind, key) = symmetric_key(store, key_tok)?;
-    if kind != TokenKind::Des {
+    if kind != Kind::Des {
         return Err(UNUSABLE);
     }
     let k3: Vec<u8> = match key.len() {
@@ -68,7 +67,7 @@ pub fn aes_cipher(
     let mut ecb = false;
     let mut pad = false;
     for k in &kws {
-        match k.as_str().as_str() {
+        match k.as_str() {
             "AES" | "KEYIDENT" | "INITIAL" | "CONTINUE" | "CBC" | "ONLY" => {}
             "ECB" => ecb = true,
             "PKCS-PAD" => pad = true,
@@ -79,7 +78,7 @@ pub fn aes_cipher(
         return Err(BAD_COMBINATION);
     }
     let (kind, key) = symmetric_key(store, key_tok)?;
-    if !matches!(kind, TokenKind::AesData | TokenKind::AesCipher) {
+    if !matches!(kind, Kind::AesData | Kind::AesCipher) {
         return Err(UNUSABLE);
     }
     let mut buf = data.to_vec();
@@ -99,7 +98,7 @@ pub fn aes_cipher(
     if pad && !encrypt {
         let p = usize::from(*buf.last().ok_or(UNUSABLE)?);
         if p == 0 || p > 16 || p > buf.len() {
-            return Err(Fail::new(8, 1));
+            return Err(BAD_PADDING);
         }
         buf.truncate(buf.len() - p);
     }
