@@ -19,7 +19,7 @@ use crate::config::SystemPaths;
 use crate::exit::Exit;
 use crate::messages::Output;
 use crate::pin::Pins;
-use crate::store::{atomic, MasterKey, StoreError, StoredObject, TokenStore};
+use crate::store::{MasterKey, StoreError, StoredObject, TokenStore};
 
 use super::Target;
 
@@ -153,7 +153,7 @@ fn clean_temps(store: &TokenStore, dry_run: bool, out: &mut Output<'_>) -> Resul
     if dry_run {
         return Ok(());
     }
-    match atomic::remove_stale_temps(&store.tok_obj_dir()) {
+    match store.remove_stale_temps() {
         Ok(removed) => {
             for p in removed {
                 out.verbose_notice(format_args!(
