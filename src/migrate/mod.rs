@@ -99,8 +99,9 @@ impl Migrator {
 }
 
 impl Prepared {
-    /// Verifies the PINs and performs the mode; returns the exit status.
-    pub fn run(self, pins: &Pins, out: &mut Output<'_>) -> Exit {
+    /// Verifies the PINs and performs the mode; returns the exit status. The PINs are
+    /// wiped as soon as they are verified.
+    pub fn run(self, pins: Pins, out: &mut Output<'_>) -> Exit {
         let setup = Setup {
             paths: &self.paths,
             target: &self.target,

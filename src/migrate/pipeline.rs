@@ -2,7 +2,8 @@
 //!
 //! 1. open the data store (`NVTOK.DAT`, the format);
 //! 2. the mode's checks of the opened store ([`ModeStep::check_store`]);
-//! 3. verify both PINs and open the store's master key ([`ModeStep::login`]);
+//! 3. verify both PINs and open the store's master key ([`ModeStep::login`]); the PINs
+//!    are wiped right after;
 //! 4. load `libcsulcca.so` with only the verbs of the mode resolved;
 //! 5. the mode's start ([`ModeStep::begin`]: its first lines, the card's registers);
 //! 6. remove the temporary files an interrupted run left (not with `--dry-run`);
@@ -99,7 +100,7 @@ pub(crate) trait ModeStep {
 pub(crate) fn run(
     step: &mut dyn ModeStep,
     setup: &Setup<'_>,
-    pins: &Pins,
+    pins: Pins,
     out: &mut Output<'_>,
 ) -> Exit {
     run_steps(step, setup, pins, out).unwrap_or_else(|exit| exit)
@@ -108,7 +109,7 @@ pub(crate) fn run(
 fn run_steps(
     step: &mut dyn ModeStep,
     setup: &Setup<'_>,
-    pins: &Pins,
+    pins: Pins,
     out: &mut Output<'_>,
 ) -> Result<Exit, Exit> {
     let store = TokenStore::open(&setup.target.dir).map_err(|e| {
@@ -116,7 +117,10 @@ fn run_steps(
         step.open_failed()
     })?;
     step.check_store(&store, out)?;
-    let mk = step.login(&store, pins, out)?;
+    let mk = step.login(&store, &pins, out);
+    // Not needed past the login: zeroized now, not at the end of the run.
+    drop(pins);
+    let mk = mk?;
     let lib = open_library(step.verbs(), out)?;
     let cx = Context {
         setup,

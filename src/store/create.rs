@@ -296,10 +296,9 @@ impl TokenStore {
                 let aes = mk
                     .aes_key()
                     .ok_or_else(|| invalid(dir, "internal: key size"))?;
-                let aes = Zeroizing::new(aes);
                 let wrap = |pin: &[u8], salt: &[u8]| -> Result<Vec<u8>, StoreError> {
                     let k = kdf(pin, salt)?;
-                    crypt::aes_wrap(&k, &aes)
+                    crypt::aes_wrap(&k, aes)
                         .map(|w| w.to_vec())
                         .ok_or_else(|| invalid(dir, "cannot wrap master key"))
                 };

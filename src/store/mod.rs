@@ -418,6 +418,12 @@ impl TokenStore {
     /// `verify_pins()` (spec §3.4.1), iteration counts are decoded as BE and a
     /// wrong PIN is always rejected.
     pub fn so_master_key(&self, pin: &[u8]) -> Result<MasterKey, StoreError> {
+        let r = self.so_master_key_unscrubbed(pin);
+        crypt::scrub_stack();
+        r
+    }
+
+    fn so_master_key_unscrubbed(&self, pin: &[u8]) -> Result<MasterKey, StoreError> {
         let nv = self.nv_path();
         let mk_path = self.dir.join(MK_SO);
         match self.format {
@@ -441,6 +447,12 @@ impl TokenStore {
     /// verifier matches the default PIN (Appendix E.7). Mirrors
     /// `new_host.c: SC_Login()` with `load_masterkey_user[_old]()`.
     pub fn login_user(&self, pin: &[u8]) -> Result<MasterKey, StoreError> {
+        let r = self.login_user_unscrubbed(pin);
+        crypt::scrub_stack();
+        r
+    }
+
+    fn login_user_unscrubbed(&self, pin: &[u8]) -> Result<MasterKey, StoreError> {
         let nv = self.nv_path();
         let mk_path = self.dir.join(MK_USER);
         if !self.user_pin_initialized() {

@@ -333,9 +333,8 @@ fn decode_new(
     let tag: [u8; 16] = c.array("GCM tag")?;
     let mk = mk
         .and_then(MasterKey::aes_key)
-        .map(Zeroizing::new)
         .ok_or(DecodeError::Crypto("a new-format master key is needed"))?;
-    let k_obj = crypt::aes_unwrap(&mk, wrapped).ok_or(DecodeError::Crypto(
+    let k_obj = crypt::aes_unwrap(mk, wrapped).ok_or(DecodeError::Crypto(
         "object key does not unwrap (wrong master key?)",
     ))?;
     let mut plain = Zeroizing::new(ct.to_vec());
@@ -392,12 +391,11 @@ pub(crate) fn encode(
             }
             let mk = mk
                 .and_then(MasterKey::aes_key)
-                .map(Zeroizing::new)
                 .ok_or("a new-format master key is needed")?;
             let k_obj = crypt::random(32).map_err(|_| "no random bytes")?;
             let k_obj: Zeroizing<[u8; 32]> =
                 Zeroizing::new(k_obj.as_slice().try_into().map_err(|_| "no random bytes")?);
-            let wrapped = crypt::aes_wrap(&mk, &k_obj).ok_or("AES key wrap failed")?;
+            let wrapped = crypt::aes_wrap(mk, &k_obj).ok_or("AES key wrap failed")?;
             let mut nonce = [0u8; 12];
             nonce[..8].copy_from_slice(flat.name.as_bytes());
             nonce[8..].copy_from_slice(&1u32.to_be_bytes());
