@@ -1147,3 +1147,43 @@ fn two_runs_at_once() {
     assert!(!lab.objects().keys().any(|n| n.ends_with(".pkcscca.tmp")));
     assert_eq!(lab.check(None).code, 0);
 }
+
+/// `pkcscca ... > /dev/full` is never a success (exit 12 when only the report could
+/// not be written), and the store is left consistent: untouched when the prompt could
+/// not even be written, fully migrated when only the `--json` report was lost.
+#[test]
+fn stdout_on_a_full_disk_is_not_success() {
+    let lab = Lab::new(OLD_381);
+    lab.change_mk("aes", 1);
+    let run_full = |extra: &[&str]| {
+        let store = lab.store.display().to_string();
+        let mut cmd = Command::new(common::lab::pkcscca_bin());
+        cmd.args(["-m", "keys", "-s", "2", "-k", "aes", "-d", &store])
+            .args(extra);
+        lab.env(&mut cmd);
+        let full = fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap();
+        let _guard = common::lab::no_pkcsslotd_guard();
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(full)
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let _ = std::io::Write::write_all(&mut child.stdin.take().unwrap(), PINS);
+        child.wait_with_output().unwrap()
+    };
+    // The human report: the SO PIN prompt goes to stdout, so the run stops there.
+    let before = lab.objects();
+    let o = run_full(&[]);
+    assert_ne!(o.status.code(), Some(0), "{o:?}");
+    assert_eq!(lab.objects(), before, "nothing written");
+    // --json: prompts on stderr, the document on stdout after the work is done.
+    let o = run_full(&["--json"]);
+    assert_eq!(o.status.code(), Some(12), "{o:?}");
+    assert_changed(&lab, &before, &lab.objects(), &keys_of("aes"));
+    let c = lab.check(Some("aes"));
+    assert_eq!(c.code, 0, "{c:?}");
+}
