@@ -381,3 +381,48 @@ fn hostile_plants_in_an_old_format_store() {
 fn hostile_plants_in_a_new_format_store() {
     hostile_store(&["--format", "new"]);
 }
+
+/// A store the user cannot read is reported as permission denied, naming the
+/// directory or file, not as a missing store ("NVTOK.DAT not found" before). As root
+/// the run is made as `nobody`; otherwise the file modes alone deny it.
+#[test]
+fn permission_denied_is_said_with_the_path() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    let root = common::running_as_root();
+    let tmp = tempfile::tempdir().unwrap();
+    fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let src = common::data_dir().join("ock-3.27/ccatok-old-sample");
+    // (store directory mode, NVTOK.DAT mode, the path the message must name)
+    for (dir_mode, file_mode, named) in [(0o700, 0o600, ""), (0o755, 0o000, "/NVTOK.DAT")] {
+        let store = tmp.path().join(format!("store-{dir_mode:o}"));
+        common::copy_tree(&src, &store);
+        fs::set_permissions(
+            store.join("NVTOK.DAT"),
+            fs::Permissions::from_mode(file_mode),
+        )
+        .unwrap();
+        fs::set_permissions(&store, fs::Permissions::from_mode(dir_mode)).unwrap();
+        let mut cmd = Command::new(common::lab::pkcscca_bin());
+        cmd.args(["-m", "keys", "-s", "2", "-k", "aes", "-d"])
+            .arg(&store)
+            .env("PKCSCCA_OPENCRYPTOKI_CONF", tmp.path().join("none.conf"))
+            .env("PKCSCCA_LOCK_DIR", tmp.path().join("lock"))
+            .stdin(Stdio::null());
+        if root {
+            cmd.uid(65534).gid(65534);
+        }
+        let out = cmd.output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        let path = format!("{}{named}", store.display());
+        assert_eq!(out.status.code(), Some(5), "{err}");
+        assert!(
+            err.lines()
+                .any(|l| l.contains(&format!("{path}: ")) && l.ends_with("permission denied")),
+            "{err}"
+        );
+        assert!(!err.contains("not found"), "{err}");
+        eprintln!("{}", err.trim_end());
+        fs::set_permissions(&store, fs::Permissions::from_mode(0o755)).unwrap();
+    }
+}

@@ -840,6 +840,25 @@ pub fn fuzz_parse(kind: FuzzKind, data: &[u8], order: ByteOrder) -> bool {
         FuzzKind::ObjectNew => object_file::decode(data, Format::New, order, None).is_ok(),
         FuzzKind::MasterKeyOld => crypt::old_mk_open(data, DEFAULT_SO_PIN).is_some(),
         FuzzKind::NvtokProbe => TokenData::probe_order(data).is_some(),
+        FuzzKind::TokenDataOld | FuzzKind::TokenDataNew => {
+            let format = match kind {
+                FuzzKind::TokenDataOld => Format::Old,
+                _ => Format::New,
+            };
+            let Some(t) = TokenData::from_raw(data.to_vec(), format, order) else {
+                return false;
+            };
+            // Every field a login reads.
+            let _ = (t.label(), t.model(), t.flags(), t.next_name());
+            let _ = (t.so_pin_sha(), t.user_pin_sha());
+            if format == Format::New {
+                for kdf in [t.so_login(), t.user_login(), t.so_wrap(), t.user_wrap()] {
+                    let _ = (kdf.iterations, kdf.salt.len());
+                }
+                let _ = (t.so_login_key(), t.user_login_key());
+            }
+            true
+        }
     }
 }
 
@@ -859,4 +878,8 @@ pub enum FuzzKind {
     MasterKeyOld,
     /// NVTOK.DAT byte-order probe.
     NvtokProbe,
+    /// An old-format NVTOK.DAT, every field a login reads.
+    TokenDataOld,
+    /// A new-format NVTOK.DAT, every field a login reads.
+    TokenDataNew,
 }
