@@ -1187,3 +1187,58 @@ fn stdout_on_a_full_disk_is_not_success() {
     let c = lab.check(Some("aes"));
     assert_eq!(c.code, 0, "{c:?}");
 }
+
+/// Damage the card cannot be trusted to see: a public object whose header version was
+/// zeroed, and a public key token with a flipped byte (its validation value no longer
+/// matches). Each is reported and left byte for byte as it was, not re-enciphered and
+/// written back with the damage carried forward; the other keys are migrated (exit 3).
+#[test]
+fn damaged_header_and_damaged_token_are_reported_not_rewritten() {
+    let lab = Lab::new(NEW);
+    lab.change_mk("aes", 1);
+    let tok = lab.store.join("TOK_OBJ");
+    // A zeroed tokversion (0003000c -> 00000000) in a public AES CIPHER key.
+    let header_victim = lab.object_named("aes128-cipher-pub-noext");
+    let p = tok.join(&header_victim);
+    let mut b = fs::read(&p).unwrap();
+    assert_eq!(&b[..5], &[0, 3, 0, 0x0c, 0]);
+    b[..4].fill(0);
+    fs::write(&p, &b).unwrap();
+    // A flipped key byte inside the public AES DATA key's token.
+    let token_victim = lab.object_named("aes192-data-pub-noext");
+    let p = tok.join(&token_victim);
+    let mut b = fs::read(&p).unwrap();
+    let store = pkcscca::store::TokenStore::open(&lab.store).unwrap();
+    let name = pkcscca::store::ObjectName::parse(&token_victim).unwrap();
+    let obj = store.load_object(name, None).unwrap();
+    let token = obj
+        .template
+        .get(pkcscca::pkcs11::AttrType::IBM_OPAQUE)
+        .unwrap()
+        .to_vec();
+    let at = b.windows(token.len()).position(|w| w == token).unwrap();
+    b[at + 20] ^= 0x01;
+    fs::write(&p, &b).unwrap();
+
+    let before = lab.objects();
+    let r = lab.migrate("aes", &[]);
+    assert_eq!(r.code, 3, "{r:?}");
+    assert!(
+        r.stderr.lines().any(|l| l.contains(&header_victim)
+            && l.contains("tokversion")
+            && l.ends_with("(object left untouched)")),
+        "{r:?}"
+    );
+    assert!(
+        r.stderr.lines().any(|l| l.contains(&token_victim)
+            && l.contains("the key token is damaged: token validation value")),
+        "{r:?}"
+    );
+    let now = lab.objects();
+    assert_eq!(now[&header_victim], before[&header_victim]);
+    assert_eq!(now[&token_victim], before[&token_victim]);
+    let mut migrated = keys_of("aes");
+    migrated.remove("aes128-cipher-pub-noext");
+    migrated.remove("aes192-data-pub-noext");
+    assert_changed(&lab, &before, &now, &migrated);
+}

@@ -1,6 +1,6 @@
 //! All-or-nothing replacement of a batch of files in one directory.
 //!
-//! Every name is taken relative to the directory's descriptor ([`StoreDir`]), so a
+//! Every name is taken relative to the directory's descriptor (`StoreDir`, `fsio.rs`), so a
 //! symbolic link swapped in for the directory or its path after it was opened
 //! changes nothing. The commit protocol:
 //!
