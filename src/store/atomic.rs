@@ -25,16 +25,20 @@
 //! ever truncated in place. openCryptoki only reads names listed in OBJ.IDX, so it
 //! never sees our temp files.
 //!
-//! Why `syncfs` and not one `fsync` per file: measured on this project's build
-//! machine (2 cores, ext4 on a virtual disk; `cargo bench --bench commit_barrier`,
-//! 2000 files of 1 KiB), replacing all 2000 files took about 0.37 s with one
-//! `syncfs`, 0.48 s with an `fdatasync` of every temp file issued from 8 threads
-//! at once (so the filesystem can batch them into shared journal commits) and
-//! 1.9 s with one `fdatasync` after another. `fdatasync` also does not promise
-//! that the owner and mode we set reach the disk, which `syncfs` does. The cost of
-//! `syncfs` is that it also flushes other dirty data of the same filesystem; on a
-//! store filesystem shared with a busy writer, [`Barrier::FdatasyncParallel`] is the
-//! alternative (same durability for the data, measured second here).
+//! Why `syncfs` and not one `fsync` per file: `cargo bench --bench commit_barrier`
+//! times a whole commit of 2000 files of 1 KiB with each barrier. On this project's
+//! build machine (2 cores shared with other builds, ext4 on a virtual disk; three
+//! runs of 5 to 9 rounds) the medians were 1.56 to 1.71 s with one `syncfs` (best
+//! round 0.27 s), 1.64 to 1.68 s with an `fdatasync` of every temp file issued from
+//! 8 threads at once so the filesystem can batch them into shared journal commits
+//! (best 0.56 s), and 1.95 to 2.07 s with one `fdatasync` after another (best
+//! 1.34 s). One `syncfs` and the parallel `fdatasync` are within the noise of each
+//! other (the best rounds were `syncfs`'s), the serial one is clearly slower; `syncfs`
+//! is chosen because unlike `fdatasync` it also makes the owner and mode we set
+//! durable. Its cost is that it flushes other dirty data of the
+//! same filesystem too; on a store filesystem shared with a busy writer,
+//! [`Barrier::FdatasyncParallel`] is the alternative with the same durability for
+//! the data.
 
 use std::fs::{File, Permissions};
 use std::io::Write;
