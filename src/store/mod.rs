@@ -849,7 +849,7 @@ pub fn fuzz_parse(kind: FuzzKind, data: &[u8], order: ByteOrder) -> bool {
                 return false;
             };
             // Every field a login reads.
-            let _ = (t.label(), t.model(), t.flags(), t.next_name());
+            let _ = (t.label(), t.model(), t.flags());
             let _ = (t.so_pin_sha(), t.user_pin_sha());
             if format == Format::New {
                 for kdf in [t.so_login(), t.user_login(), t.so_wrap(), t.user_wrap()] {
