@@ -168,6 +168,16 @@ fn wait_for(out: &mut impl Read, seen: &mut Vec<u8>, text: &str) {
     }
 }
 
+/// The child, killed if the test fails while it is stopped.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn pid_of(child: &Child) -> Pid {
     Pid::from_raw(i32::try_from(child.id()).unwrap()).unwrap()
 }
@@ -204,14 +214,16 @@ fn check_format(format: Format, rng: &mut Rng) {
     let pid = child.id();
     let mut stdin = child.stdin.take().unwrap();
     let mut stdout = child.stdout.take().unwrap();
+    let mut guard = Killed(child);
+    let child = &mut guard.0;
     let mut seen = Vec::new();
 
     wait_for(&mut stdout, &mut seen, "Enter the SO PIN: ");
     stdin.write_all(&so).unwrap();
     stdin.write_all(b"\n").unwrap();
     wait_for(&mut stdout, &mut seen, "Enter the USER PIN: ");
-    kill_process(pid_of(&child), Signal::STOP).unwrap();
-    wait_stopped(&mut child);
+    kill_process(pid_of(child), Signal::STOP).unwrap();
+    wait_stopped(child);
     let mem = memory(pid);
     let at = find(&mem, &so);
     assert_eq!(
@@ -229,12 +241,12 @@ fn check_format(format: Format, rng: &mut Rng) {
     );
     drop(mem);
 
-    kill_process(pid_of(&child), Signal::CONT).unwrap();
+    kill_process(pid_of(child), Signal::CONT).unwrap();
     stdin.write_all(&user).unwrap();
     stdin.write_all(b"\n").unwrap();
     drop(stdin);
     // Stopped by the emulator on entry to the first CCA verb, after both PIN checks.
-    wait_stopped(&mut child);
+    wait_stopped(child);
     let mem = memory(pid);
     let so_left = fragments(&mem, &so);
     let user_left = fragments(&mem, &user);
@@ -245,6 +257,7 @@ fn check_format(format: Format, rng: &mut Rng) {
     drop(mem);
     let _ = child.kill();
     let status = child.wait().unwrap();
+    drop(guard);
     assert!(
         so_left.is_empty() && user_left.is_empty(),
         "{format:?}: after the login, PIN bytes remain: SO {so_left:x?}, USER {user_left:x?}"
