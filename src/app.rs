@@ -169,7 +169,7 @@ fn prompt_and_run(
         Ok((so, user)) => Pins { so, user },
         Err(exit) => return exit,
     };
-    prepared.run(&pins, out)
+    prepared.run(pins, out)
 }
 
 #[cfg(test)]

@@ -44,6 +44,7 @@ fn every_stored_token_classifies_as_its_key_type() {
         let t = &v.bytes;
         match token::classify(t) {
             Ok(info) => {
+                assert_eq!(token::check_structure(t), Ok(info), "{}", v.label);
                 let expect: &[TokenKind] = match v.ckk {
                     0x13 | 0x15 => &[TokenKind::Des],
                     0x1f => &[TokenKind::AesData, TokenKind::AesCipher],
@@ -106,6 +107,7 @@ fn stored_tokens_never_panic_when_cut_or_flipped() {
         for i in 0..v.bytes.len().min(64) {
             let mut t = v.bytes.clone();
             t[i] ^= 0xFF;
+            let _ = token::check_structure(&t);
             if let Ok(info) = token::classify(&t) {
                 let _ = info.mkvp(&t);
                 let _ = token::des_key_len(&t);

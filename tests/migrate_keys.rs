@@ -1260,3 +1260,145 @@ fn two_runs_at_once() {
     assert!(!lab.objects().keys().any(|n| n.ends_with(".pkcscca.tmp")));
     assert_eq!(lab.check(None).code, 0);
 }
+
+/// `pkcscca ... > /dev/full` is never a success (exit 12 when only the report could
+/// not be written), and the store is left consistent: untouched when the prompt could
+/// not even be written, fully migrated when only the `--json` report was lost.
+#[test]
+fn stdout_on_a_full_disk_is_not_success() {
+    let lab = Lab::new(OLD_381);
+    lab.change_mk("aes", 1);
+    let run_full = |extra: &[&str]| {
+        let store = lab.store.display().to_string();
+        let mut cmd = Command::new(common::lab::pkcscca_bin());
+        cmd.args(["-m", "keys", "-s", "2", "-k", "aes", "-d", &store])
+            .args(extra);
+        lab.env(&mut cmd);
+        let full = fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap();
+        let _guard = common::lab::no_pkcsslotd_guard();
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(full)
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let _ = std::io::Write::write_all(&mut child.stdin.take().unwrap(), PINS);
+        child.wait_with_output().unwrap()
+    };
+    // The human report: the SO PIN prompt goes to stdout, so the run stops there.
+    let before = lab.objects();
+    let o = run_full(&[]);
+    assert_ne!(o.status.code(), Some(0), "{o:?}");
+    assert_eq!(lab.objects(), before, "nothing written");
+    // --json: prompts on stderr, the document on stdout after the work is done.
+    let o = run_full(&["--json"]);
+    assert_eq!(o.status.code(), Some(12), "{o:?}");
+    assert_changed(&lab, &before, &lab.objects(), &keys_of("aes"));
+    let c = lab.check(Some("aes"));
+    assert_eq!(c.code, 0, "{c:?}");
+}
+
+/// Damage the card cannot be trusted to see: a public object whose header version was
+/// zeroed, and a public key token with a flipped byte (its validation value no longer
+/// matches). Each is reported and left byte for byte as it was, not re-enciphered and
+/// written back with the damage carried forward; the other keys are migrated (exit 3).
+#[test]
+fn damaged_header_and_damaged_token_are_reported_not_rewritten() {
+    let lab = Lab::new(NEW);
+    lab.change_mk("aes", 1);
+    let tok = lab.store.join("TOK_OBJ");
+    // A zeroed tokversion (0003000c -> 00000000) in a public AES CIPHER key.
+    let header_victim = lab.object_named("aes128-cipher-pub-noext");
+    let p = tok.join(&header_victim);
+    let mut b = fs::read(&p).unwrap();
+    assert_eq!(&b[..5], &[0, 3, 0, 0x0c, 0]);
+    b[..4].fill(0);
+    fs::write(&p, &b).unwrap();
+    // A flipped key byte inside the public AES DATA key's token.
+    let token_victim = lab.object_named("aes192-data-pub-noext");
+    let p = tok.join(&token_victim);
+    let mut b = fs::read(&p).unwrap();
+    let store = pkcscca::store::TokenStore::open(&lab.store).unwrap();
+    let name = pkcscca::store::ObjectName::parse(&token_victim).unwrap();
+    let obj = store.load_object(name, None).unwrap();
+    let token = obj
+        .template
+        .get(pkcscca::pkcs11::AttrType::IBM_OPAQUE)
+        .unwrap()
+        .to_vec();
+    let at = b.windows(token.len()).position(|w| w == token).unwrap();
+    b[at + 20] ^= 0x01;
+    fs::write(&p, &b).unwrap();
+
+    let before = lab.objects();
+    let r = lab.migrate("aes", &[]);
+    assert_eq!(r.code, 3, "{r:?}");
+    assert!(
+        r.stderr.lines().any(|l| l.contains(&header_victim)
+            && l.contains("tokversion")
+            && l.ends_with("(object left untouched)")),
+        "{r:?}"
+    );
+    assert!(
+        r.stderr.lines().any(|l| l.contains(&token_victim)
+            && l.contains("the key token is damaged: token validation value")),
+        "{r:?}"
+    );
+    let now = lab.objects();
+    assert_eq!(now[&header_victim], before[&header_victim]);
+    assert_eq!(now[&token_victim], before[&token_victim]);
+    let mut migrated = keys_of("aes");
+    migrated.remove("aes128-cipher-pub-noext");
+    migrated.remove("aes192-data-pub-noext");
+    assert_changed(&lab, &before, &now, &migrated);
+}
+
+/// A FIFO in the place of `OBJ.IDX` (something only tampering puts there) is named in
+/// one line and nothing is read past it or written; the run does not block on it.
+#[test]
+fn golden_a_fifo_in_place_of_the_object_index() {
+    let lab = Lab::new(OLD_381);
+    lab.change_mk("sym", 1);
+    let idx = lab.store.join("TOK_OBJ").join("OBJ.IDX");
+    fs::remove_file(&idx).unwrap();
+    let made = Command::new("mkfifo").arg(&idx).status().unwrap();
+    assert!(made.success());
+    let before = common::snapshot(&lab.store);
+    let r = golden_run(&lab, "fifo-object-index", "sym", &[], PINS);
+    assert_eq!(r.code, 8, "{r:?}");
+    assert!(
+        r.stderr.contains("OBJ.IDX: is a FIFO, not a regular file"),
+        "{r:?}"
+    );
+    assert_eq!(common::snapshot(&lab.store), before);
+}
+
+/// A DES key token with a flipped key byte (its validation value no longer matches) is
+/// reported, not sent to the card, and left as it was; the other DES keys migrate.
+#[test]
+fn golden_a_damaged_token_is_not_sent_to_the_card() {
+    let lab = Lab::new(OLD_381);
+    lab.change_mk("sym", 1);
+    let victim = lab.object_named("des2-pub-noext");
+    let p = lab.store.join("TOK_OBJ").join(&victim);
+    let mut b = fs::read(&p).unwrap();
+    let store = pkcscca::store::TokenStore::open(&lab.store).unwrap();
+    let name = pkcscca::store::ObjectName::parse(&victim).unwrap();
+    let token = store
+        .load_object(name, None)
+        .unwrap()
+        .template
+        .get(pkcscca::pkcs11::AttrType::IBM_OPAQUE)
+        .unwrap()
+        .to_vec();
+    let at = b.windows(token.len()).position(|w| w == token).unwrap();
+    b[at + 20] ^= 0x01;
+    fs::write(&p, &b).unwrap();
+    let before = lab.objects();
+    let r = golden_run(&lab, "damaged-token", "sym", &[], PINS);
+    assert_eq!(r.code, 3, "{r:?}");
+    assert_eq!(lab.objects()[&victim], before[&victim]);
+}

@@ -230,6 +230,15 @@ pub enum TokenError {
     NotMkWrapped(u8),
     /// A length field disagrees with the bytes present.
     BadLength,
+    /// The token validation value (bytes 60–63 of a 64-byte token) does not match.
+    BadTvv,
+    /// A field holds a value the token format does not allow.
+    Malformed {
+        /// Offset of the field in the token.
+        offset: usize,
+        /// What is wrong.
+        what: &'static str,
+    },
 }
 
 impl fmt::Display for TokenError {
@@ -250,6 +259,12 @@ impl fmt::Display for TokenError {
                 write!(f, "key material state X'{b:02X}' is not master-key wrapped")
             }
             TokenError::BadLength => f.write_str("token length field inconsistent"),
+            TokenError::BadTvv => {
+                f.write_str("token validation value does not match the token (damaged token)")
+            }
+            TokenError::Malformed { offset, what } => {
+                write!(f, "token offset {offset}: {what}")
+            }
         }
     }
 }
@@ -423,6 +438,185 @@ fn classify_pka(t: &[u8]) -> Result<TokenInfo, TokenError> {
     })
 }
 
+/// Checks an internal key token's structure as far as the CCA token format defines
+/// it, before the token goes to the card: [`classify`], then
+///
+/// * 64-byte DES and AES DATA tokens: the token validation value (cca.md §1.4), the
+///   DES key form ([`des_key_len`]), the AES key length (128, 192 or 256 bits);
+/// * variable-length (`X'05'`) tokens: the total length field equals the token's
+///   size; associated-data version `X'01'`; MKVP type `X'01'`, AESKW wrapping with
+///   SHA-256; the AD length equals the sum of its parts (key-usage and key-management
+///   fields, label, IBM and user AD); the AD and the payload (its length in bits)
+///   add up to the total length (cca.md §1.5);
+/// * PKA (`X'1F'`) tokens: header version `X'00'` and reserved bytes zero; the
+///   sections tile the token exactly up to the header's token length (bytes after
+///   it, the internal-information section some RSA tokens carry, are allowed); the
+///   private section is followed by its public section (`X'04'` RSA, `X'21'` ECC,
+///   `X'51'` QSA); an ECC private section is AESKW-wrapped and of the encrypted
+///   internal key format, which openCryptoki requires too (cca.md §2.1, §2.5).
+///
+/// Section lengths are read as [`section_len`] reads them (3.8.1's host-order
+/// lengths are accepted). Fields the card alone can check (the wrapped payloads and
+/// their hashes) are not checked.
+pub fn check_structure(t: &[u8]) -> Result<TokenInfo, TokenError> {
+    let info = classify(t)?;
+    match info.kind {
+        TokenKind::Des | TokenKind::AesData => check_fixed(t, info.kind)?,
+        TokenKind::AesCipher | TokenKind::Hmac => check_variable(t)?,
+        TokenKind::RsaCrt
+        | TokenKind::RsaAesm
+        | TokenKind::RsaAesc
+        | TokenKind::Ecc
+        | TokenKind::Qsa => check_pka(t, info.kind)?,
+    }
+    Ok(info)
+}
+
+fn malformed(offset: usize, what: &'static str) -> TokenError {
+    TokenError::Malformed { offset, what }
+}
+
+fn need16(t: &[u8], off: usize) -> Result<usize, TokenError> {
+    be16(t, off).map(usize::from).ok_or(TokenError::Truncated {
+        need: off + 2,
+        got: t.len(),
+    })
+}
+
+fn check_fixed(t: &[u8], kind: TokenKind) -> Result<(), TokenError> {
+    if !tvv_valid(t) {
+        return Err(TokenError::BadTvv);
+    }
+    match kind {
+        TokenKind::Des if des_key_len(t).is_none() => Err(if byte(t, 4)? == 0x01 {
+            malformed(59, "key length mark is neither X'10' nor X'20'")
+        } else {
+            malformed(32, "control vector key form is not one CCA defines")
+        }),
+        TokenKind::AesData if !matches!(need16(t, 56)?, 128 | 192 | 256) => {
+            Err(malformed(56, "AES key length is not 128, 192 or 256 bits"))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn check_variable(t: &[u8]) -> Result<(), TokenError> {
+    let total = need16(t, 2)?;
+    if total != t.len() {
+        return Err(malformed(
+            2,
+            "token length field differs from the token's size",
+        ));
+    }
+    if byte(t, 9)? != 0x01 {
+        return Err(malformed(
+            9,
+            "verification pattern type is not the AES MKVP",
+        ));
+    }
+    if byte(t, 26)? != 0x02 || byte(t, 27)? != 0x02 {
+        return Err(malformed(26, "key wrapping is not AESKW with SHA-256"));
+    }
+    if byte(t, 30)? != 0x01 {
+        return Err(malformed(
+            30,
+            "associated data section version is not X'01'",
+        ));
+    }
+    let adl = need16(t, 32)?;
+    let (kl, iead, uad) = (
+        usize::from(byte(t, 34)?),
+        usize::from(byte(t, 35)?),
+        usize::from(byte(t, 36)?),
+    );
+    let kuf = usize::from(byte(t, 44)?);
+    let kmf = usize::from(byte(t, 45 + 2 * kuf)?);
+    if adl != 16 + 2 * kuf + 2 * kmf + kl + iead + uad {
+        return Err(malformed(
+            32,
+            "associated data length differs from its parts",
+        ));
+    }
+    let payload_bits = need16(t, 38)?;
+    if payload_bits == 0 || 30 + adl + payload_bits.div_ceil(8) != total {
+        return Err(malformed(
+            38,
+            "associated data and payload lengths do not add up to the token length",
+        ));
+    }
+    Ok(())
+}
+
+/// The length of the section at `off`, which must end by `end`: big-endian when
+/// that fits, else the host-order (swapped) reading when that fits.
+fn section_len_within(t: &[u8], off: usize, end: usize) -> Option<usize> {
+    let raw = be16(t, off.checked_add(2)?)?;
+    let room = end.checked_sub(off)?;
+    [raw, raw.swap_bytes()]
+        .into_iter()
+        .map(usize::from)
+        .find(|&l| l >= 4 && l <= room)
+}
+
+fn check_pka(t: &[u8], kind: TokenKind) -> Result<(), TokenError> {
+    if byte(t, 1)? != 0x00 {
+        return Err(malformed(1, "PKA token version is not X'00'"));
+    }
+    if t.get(4..8).is_none_or(|r| r.iter().any(|b| *b != 0)) {
+        return Err(malformed(
+            4,
+            "reserved bytes of the PKA token header are not zero",
+        ));
+    }
+    let declared = be16(t, 2).ok_or(TokenError::Truncated {
+        need: 4,
+        got: t.len(),
+    })?;
+    let end = [declared, declared.swap_bytes()]
+        .into_iter()
+        .map(usize::from)
+        .find(|&l| l > pka::FIRST_SECTION && l <= t.len())
+        .ok_or(malformed(2, "token length field exceeds the token"))?;
+    let public = match kind {
+        TokenKind::Ecc => 0x21,
+        TokenKind::Qsa => 0x51,
+        _ => 0x04,
+    };
+    let mut off = pka::FIRST_SECTION;
+    let mut index = 0;
+    while off < end {
+        let len = section_len_within(t, off, end)
+            .ok_or(malformed(off, "section length runs past the token length"))?;
+        if index == 1 && byte(t, off)? != public {
+            return Err(malformed(
+                off,
+                "the private key section is not followed by its public key section",
+            ));
+        }
+        off += len;
+        index += 1;
+    }
+    if index < 2 {
+        return Err(malformed(
+            pka::FIRST_SECTION,
+            "the private key section is not followed by its public key section",
+        ));
+    }
+    if kind == TokenKind::Ecc {
+        let s = pka::FIRST_SECTION;
+        if byte(t, s + 4)? != 0x01 {
+            return Err(malformed(s + 4, "ECC private key is not AESKW-wrapped"));
+        }
+        if byte(t, s + 10)? != 0x08 {
+            return Err(malformed(
+                s + 10,
+                "ECC private key format is not encrypted internal",
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Token validation value of a 64-byte token: the sum of the fifteen
 /// big-endian 32-bit words in bytes 0–59, modulo 2^32.
 pub fn tvv_compute(t: &[u8]) -> Option<u32> {
@@ -457,7 +651,6 @@ pub fn tvv_set(t: &mut [u8]) -> bool {
 
 /// Key length in bytes of a 64-byte DES token, or `None` for a
 /// key-form value CCA rejects.
-#[cfg(feature = "testkit")]
 pub fn des_key_len(t: &[u8]) -> Option<usize> {
     match *t.get(4)? {
         0x01 => match *t.get(59)? {
@@ -542,6 +735,117 @@ mod tests {
         }
     }
 
+    fn aes_cipher_token() -> Vec<u8> {
+        // kuf 2, kmf 3, no label or extra AD: AD 26 bytes; a 640-bit payload.
+        let mut v = vec![0u8; 136];
+        v[0] = 1;
+        v[2..4].copy_from_slice(&136u16.to_be_bytes());
+        v[4] = 5;
+        v[8] = 3;
+        v[9] = 1;
+        v[26] = 2;
+        v[27] = 2;
+        v[30] = 1;
+        v[32..34].copy_from_slice(&26u16.to_be_bytes());
+        v[38..40].copy_from_slice(&640u16.to_be_bytes());
+        v[41] = 2;
+        v[43] = 1;
+        v[44] = 2;
+        v[49] = 3;
+        v
+    }
+
+    fn ecc_token() -> Vec<u8> {
+        let mut p = vec![0u8; 8 + 100 + 20 + 12];
+        p[0] = 0x1F;
+        p[2..4].copy_from_slice(&128u16.to_be_bytes());
+        p[8] = 0x20;
+        p[10..12].copy_from_slice(&100u16.to_be_bytes());
+        p[12] = 1;
+        p[18] = 8;
+        p[108] = 0x21;
+        p[110..112].copy_from_slice(&20u16.to_be_bytes());
+        p
+    }
+
+    #[test]
+    fn check_structure_accepts_well_formed_tokens() {
+        assert_eq!(check_structure(&des_token()).unwrap().kind, TokenKind::Des);
+        let aes = aes_cipher_token();
+        assert_eq!(check_structure(&aes).unwrap().kind, TokenKind::AesCipher);
+        let ecc = ecc_token();
+        assert_eq!(check_structure(&ecc).unwrap().kind, TokenKind::Ecc);
+        // Bytes after the header's token length (an internal-information section).
+        let mut longer = ecc.clone();
+        longer[2..4].copy_from_slice(&120u16.to_be_bytes());
+        longer.truncate(128);
+        longer[110..112].copy_from_slice(&12u16.to_be_bytes());
+        assert!(check_structure(&longer).is_ok());
+        // 3.8.1's host-order section length.
+        let mut le = ecc.clone();
+        le[10..12].copy_from_slice(&100u16.to_le_bytes());
+        assert!(check_structure(&le).is_ok());
+    }
+
+    #[test]
+    fn check_structure_refuses_damage_classify_lets_through() {
+        let mut t = des_token();
+        t[20] ^= 1;
+        assert!(classify(&t).is_ok());
+        assert_eq!(check_structure(&t), Err(TokenError::BadTvv));
+        let mut t = des_token();
+        t[37] = 0x80; // key form 100
+        assert!(tvv_set(&mut t));
+        assert!(matches!(
+            check_structure(&t),
+            Err(TokenError::Malformed { offset: 32, .. })
+        ));
+
+        let flip = |at: usize, v: u8| {
+            let mut t = aes_cipher_token();
+            t[at] = v;
+            check_structure(&t)
+        };
+        for (at, v, off) in [
+            (9, 2, 9),
+            (26, 3, 26),
+            (30, 2, 30),
+            (33, 27, 32),
+            (35, 1, 32),
+            (39, 8, 38),
+            (44, 3, 32),
+        ] {
+            assert!(
+                matches!(flip(at, v), Err(TokenError::Malformed { offset, .. }) if offset == off),
+                "byte {at}: {:?}",
+                flip(at, v)
+            );
+        }
+        let mut short = aes_cipher_token();
+        short.pop();
+        assert!(check_structure(&short).is_err());
+
+        let pka = |f: &dyn Fn(&mut Vec<u8>)| {
+            let mut t = ecc_token();
+            f(&mut t);
+            check_structure(&t)
+        };
+        assert!(pka(&|t| t[1] = 1).is_err());
+        assert!(pka(&|t| t[5] = 1).is_err());
+        assert!(
+            pka(&|t| t[108] = 0x04).is_err(),
+            "RSA public section after ECC"
+        );
+        assert!(pka(&|t| t[110..112].copy_from_slice(&21u16.to_be_bytes())).is_err());
+        assert!(pka(&|t| t[2..4].copy_from_slice(&200u16.to_be_bytes())).is_err());
+        assert!(pka(&|t| t[12] = 0).is_err(), "ECC not AESKW-wrapped");
+        assert!(pka(&|t| {
+            t.truncate(108);
+            t[2..4].copy_from_slice(&108u16.to_be_bytes());
+        })
+        .is_err());
+    }
+
     proptest::proptest! {
         #[test]
         fn arbitrary_bytes_never_panic(head in proptest::sample::select(vec![0u8, 1, 2, 0x1E, 0x1F]),
@@ -554,6 +858,9 @@ mod tests {
             }
             let _ = section_len(&t, 8);
             let _ = des_key_len(&t);
+            if let Ok(info) = check_structure(&t) {
+                proptest::prop_assert_eq!(Ok(info), classify(&t));
+            }
             let _ = tvv_valid(&t);
         }
     }

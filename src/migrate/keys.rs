@@ -220,6 +220,14 @@ fn verb_for(kind: &KeyKind, blob: &[u8]) -> Verb {
 fn reencipher(card: &Card<'_>, kind: &KeyKind, blob: &[u8]) -> TokenOutcome {
     let before: Option<TokenInfo> = token::classify(blob).ok();
     if let Some(info) = before {
+        // A damaged token is reported, never sent to the card.
+        if let Err(e) = token::check_structure(blob) {
+            return TokenOutcome::Failed(Failure {
+                cca: None,
+                verb: None,
+                reason: format!("the key token is damaged: {e}"),
+            });
+        }
         if info.mk_type() != card.mk_type {
             return TokenOutcome::Failed(Failure {
                 cca: None,

@@ -116,8 +116,9 @@ impl Migrator {
 }
 
 impl Prepared {
-    /// Verifies the PINs and performs the mode; returns the exit status.
-    pub fn run(mut self, pins: &Pins, out: &mut Output<'_>) -> Exit {
+    /// Verifies the PINs and performs the mode; returns the exit status. The PINs are
+    /// wiped as soon as they are verified.
+    pub fn run(mut self, pins: Pins, out: &mut Output<'_>) -> Exit {
         let setup = Setup {
             paths: &self.paths,
             target: &self.target,
@@ -231,13 +232,20 @@ fn resolve_target(paths: &SystemPaths, args: &Args, out: &mut Output<'_>) -> Res
 /// Checks that need no PIN: the store exists, nothing else is using it, and no
 /// concurrent HSM master key change is pending.
 fn preflight(paths: &SystemPaths, target: &Target, out: &mut Output<'_>) -> Result<(), Exit> {
-    let nvtok = target.dir.join("NVTOK.DAT");
-    if !nvtok.is_file() {
-        out.error(format_args!(
-            "{}: no token data store here (NVTOK.DAT not found)",
-            target.dir.display()
-        ));
-        return Err(Exit::NoToken);
+    match crate::store::probe_store(&target.dir) {
+        Ok(()) => {}
+        Err(StoreError::Missing { .. }) => {
+            out.error(format_args!(
+                "{}: no token data store here (NVTOK.DAT not found)",
+                target.dir.display()
+            ));
+            return Err(Exit::NoToken);
+        }
+        // Permission denied, a FIFO or link in its place, ...: say which.
+        Err(e) => {
+            out.error(e);
+            return Err(Exit::NoToken);
+        }
     }
     if let Some(pid) = host::pkcsslotd_running(paths) {
         out.error(format_args!(
@@ -390,6 +398,12 @@ fn load_in_find_order(
     for name in names {
         match store.load_object(name, Some(mk)) {
             Ok(o) => objects.push(o),
+            // A link, FIFO, device or directory in an object's place is tampering, not
+            // damage: nothing is written.
+            Err(e) if e.is_wrong_file_type() => {
+                out.error(e);
+                return Err(Exit::StoreUnreadable);
+            }
             Err(e) => {
                 out.error(format_args!("{e} (object left untouched)"));
                 unreadable += 1;

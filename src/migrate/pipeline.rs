@@ -2,7 +2,8 @@
 //!
 //! 1. open the data store (`NVTOK.DAT`, the format);
 //! 2. the mode's checks of the opened store ([`ModeStep::check_store`]);
-//! 3. verify both PINs and open the store's master key ([`ModeStep::login`]);
+//! 3. verify both PINs and open the store's master key ([`ModeStep::login`]); the PINs
+//!    are wiped right after;
 //! 4. the mode's start ([`ModeStep::begin`]: its first lines, the card's registers);
 //! 5. remove the temporary files an interrupted run left (not with `--dry-run`);
 //! 6. read and convert the objects ([`ModeStep::convert`]);
@@ -24,7 +25,7 @@ use crate::config::SystemPaths;
 use crate::exit::Exit;
 use crate::messages::Output;
 use crate::pin::Pins;
-use crate::store::{atomic, backup, MasterKey, StoreError, StoredObject, TokenStore};
+use crate::store::{backup, MasterKey, StoreError, StoredObject, TokenStore};
 
 use super::Target;
 
@@ -117,7 +118,7 @@ pub(crate) fn run(
     step: &mut dyn ModeStep,
     setup: &Setup<'_>,
     lib: &Csulcca,
-    pins: &Pins,
+    pins: Pins,
     out: &mut Output<'_>,
 ) -> Exit {
     run_steps(step, setup, lib, pins, out).unwrap_or_else(|exit| exit)
@@ -127,7 +128,7 @@ fn run_steps(
     step: &mut dyn ModeStep,
     setup: &Setup<'_>,
     lib: &Csulcca,
-    pins: &Pins,
+    pins: Pins,
     out: &mut Output<'_>,
 ) -> Result<Exit, Exit> {
     let store = TokenStore::open(&setup.target.dir).map_err(|e| {
@@ -135,7 +136,10 @@ fn run_steps(
         step.open_failed()
     })?;
     step.check_store(&store, out)?;
-    let mk = step.login(&store, pins, out)?;
+    let mk = step.login(&store, &pins, out);
+    // Not needed past the login: zeroized now, not at the end of the run.
+    drop(pins);
+    let mk = mk?;
     let cx = Context {
         setup,
         store: &store,
@@ -214,7 +218,7 @@ fn clean_temps(store: &TokenStore, dry_run: bool, out: &mut Output<'_>) -> Resul
     if dry_run {
         return Ok(());
     }
-    match atomic::remove_stale_temps(&store.tok_obj_dir()) {
+    match store.remove_stale_temps() {
         Ok(removed) => {
             for p in removed {
                 out.verbose_notice(format_args!(

@@ -93,7 +93,7 @@ impl ModeStep for V2Mode {
     fn begin(&mut self, cx: &Context<'_>, out: &mut Output<'_>) -> Result<(), Exit> {
         let (store, dir) = (cx.store, cx.store.dir());
         let index = upstream_path(dir, &format!("{TOK_OBJ}/{OBJ_IDX}"));
-        match store::read_regular(&store.index_path()) {
+        match store.read_index_bytes() {
             Err(StoreError::Missing { .. }) => {
                 out.cannot_find(&index);
                 return Err(Exit::Failed);
@@ -245,7 +245,7 @@ struct Converter<'a> {
 impl Converter<'_> {
     /// Reads, converts and checks one object; prints upstream's lines for failures.
     fn convert(&self, name: ObjectName, path: &str, out: &mut Output<'_>) -> Outcome {
-        let file = match store::read_regular(&self.store.object_path(name)) {
+        let file = match self.store.read_object_bytes(name) {
             Ok(f) => f,
             Err(_) => return Outcome::Unreadable,
         };

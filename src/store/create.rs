@@ -18,11 +18,12 @@ use super::atomic::{self, Replacement, FILE_MODE};
 use super::attrs::FlatObject;
 use super::bytes::{put, ByteOrder};
 use super::crypt::{self, MasterKey, DEFAULT_SO_PIN, DEFAULT_USER_PIN};
+use super::fsio::StoreDir;
 use super::nvtok::{self, flags, off, TokenData};
 use super::object_file::{Envelope, TOKVERSION_3_12};
 use super::{
-    read_regular, ByteOrderSource, Format, ObjectName, StoreError, StoredObject, Template,
-    TokenStore, MK_SO, MK_USER, NVTOK_DAT, OBJ_IDX, TOK_OBJ,
+    ByteOrderSource, Format, ObjectName, StoreError, StoredObject, Template, TokenStore, MK_SO,
+    MK_USER, NVTOK_DAT, OBJ_IDX, TOK_OBJ,
 };
 use crate::pkcs11::AttrType;
 
@@ -295,10 +296,9 @@ impl TokenStore {
                 let aes = mk
                     .aes_key()
                     .ok_or_else(|| invalid(dir, "internal: key size"))?;
-                let aes = Zeroizing::new(aes);
                 let wrap = |pin: &[u8], salt: &[u8]| -> Result<Vec<u8>, StoreError> {
                     let k = kdf(pin, salt)?;
-                    crypt::aes_wrap(&k, &aes)
+                    crypt::aes_wrap(&k, aes)
                         .map(|w| w.to_vec())
                         .ok_or_else(|| invalid(dir, "cannot wrap master key"))
                 };
@@ -322,6 +322,8 @@ impl TokenStore {
             .ok_or_else(|| invalid(&nv_path, "internal: size"))?;
         let store = TokenStore {
             dir: dir.to_path_buf(),
+            root: StoreDir::open_root(dir)?,
+            tok_obj: Default::default(),
             format: opts.format,
             order,
             order_source: ByteOrderSource::Explicit,
@@ -339,7 +341,7 @@ impl TokenStore {
         template: Template,
     ) -> Result<StoredObject, StoreError> {
         let tok = self.tok_obj_dir();
-        atomic::check_dir(&tok)?;
+        let tok_dir = super::tok_obj_of(&self.root, &self.tok_obj)?;
         if template.byte_order() != self.order {
             return Err(invalid(
                 &tok,
@@ -360,7 +362,7 @@ impl TokenStore {
             let name =
                 ObjectName::from_bytes(cur).ok_or_else(|| invalid(&nv_path, "bad name counter"))?;
             let next = next_counter(&cur).ok_or_else(|| invalid(&nv_path, "bad name counter"))?;
-            if fs::symlink_metadata(tok.join(name.as_str())).is_ok() {
+            if tok_dir.stat_if_present(name.as_str())?.is_some() {
                 return Err(invalid(
                     &tok.join(name.as_str()),
                     "counter names an existing file",
@@ -369,9 +371,9 @@ impl TokenStore {
             let mut nv = self.nvtok.clone();
             nv.set_next_name(&next);
             atomic::replace_all(
-                &self.dir,
+                &self.root,
                 &[Replacement {
-                    target: nv_path,
+                    name: NVTOK_DAT.to_string(),
                     bytes: nv.raw().to_vec(),
                     may_be_new: false,
                 }],
@@ -415,11 +417,10 @@ impl TokenStore {
         };
         let bytes = super::object_file::encode(&flat, private, &envelope, Some(mk))
             .map_err(|what| invalid(&tok.join(name.as_str()), what))?;
-        let path = tok.join(name.as_str());
         atomic::replace_all(
-            &tok,
+            tok_dir,
             &[Replacement {
-                target: path.clone(),
+                name: name.as_str().to_string(),
                 bytes: bytes.clone(),
                 may_be_new: true,
             }],
@@ -447,7 +448,7 @@ impl TokenStore {
         f.write_all(&line)
             .and_then(|_| f.sync_all())
             .map_err(|e| StoreError::io(&idx, "cannot append", e))?;
-        let original = read_regular(&path)?;
+        let original = self.read_object_bytes(name)?;
         Ok(StoredObject {
             name,
             private,

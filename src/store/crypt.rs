@@ -80,11 +80,30 @@ impl MasterKey {
         self.0.get(..24)
     }
 
-    /// The 32-byte AES key of the new format.
-    pub(crate) fn aes_key(&self) -> Option<[u8; 32]> {
+    /// The 32-byte AES key of the new format, by reference: no copy of the key is
+    /// made outside this zeroizing buffer.
+    pub(crate) fn aes_key(&self) -> Option<&[u8; 32]> {
         let s: &[u8] = &self.0;
-        <[u8; 32]>::try_from(s).ok()
+        <&[u8; 32]>::try_from(s).ok()
     }
+}
+
+/// Bytes of stack [`scrub_stack`] overwrites: far more than the frames of the PIN
+/// checks (SHA-1, MD5, DES3, PBKDF2-HMAC-SHA-512, AES key unwrap) take.
+const STACK_SCRUB: usize = 64 << 10;
+
+/// Overwrites the stack below the caller's frame with zeros.
+///
+/// The hash and cipher crates copy their input into blocks on the stack (the
+/// PIN's last partial block in SHA-1's and MD5's buffers, the message schedule)
+/// and leave those frames as they are when they return. Called right after
+/// every PIN check, this wipes them, so no copy of a PIN or PIN-derived key
+/// outlives the check on the stack (`tests/secret_residue.rs` looks for them).
+#[inline(never)]
+pub(crate) fn scrub_stack() {
+    let mut area = [0u8; STACK_SCRUB];
+    zeroize::Zeroize::zeroize(&mut area);
+    std::hint::black_box(&area);
 }
 
 /// Fills a fresh zeroizing buffer with `n` random bytes.
@@ -161,7 +180,10 @@ pub(crate) fn old_mk_open(file: &[u8], pin: &[u8]) -> Option<MasterKey> {
 /// key, 88 for a 64-byte key). Mirrors `loadsave.c: save_masterkey_so_old()`.
 #[cfg(feature = "testkit")]
 pub(crate) fn old_mk_seal(mk: &MasterKey, pin: &[u8]) -> Option<Vec<u8>> {
-    let mut plain = Zeroizing::new(mk.bytes().to_vec());
+    // Sized once for key, SHA-1 and padding: a reallocation would leave a copy of
+    // the key in the freed block.
+    let mut plain = Zeroizing::new(Vec::with_capacity(mk.len() + 20 + 8));
+    plain.extend_from_slice(mk.bytes());
     plain.extend_from_slice(&sha1(mk.bytes()));
     pad8(&mut plain);
     let key = old_pin_key(pin);
@@ -185,7 +207,8 @@ pub(crate) fn pbkdf2_sha512(
 
 /// RFC 3394 AES-256 key wrap of a 32-byte key into 40 bytes.
 pub(crate) fn aes_wrap(kek: &[u8; 32], key: &[u8; 32]) -> Option<[u8; 40]> {
-    let kek = aes_kw::KekAes256::from(*kek);
+    // From a reference: `From<[u8; 32]>` would copy the key onto the stack.
+    let kek = aes_kw::KekAes256::new(kek.into());
     let mut out = [0u8; 40];
     kek.wrap(key, &mut out).ok()?;
     Some(out)
@@ -196,7 +219,7 @@ pub(crate) fn aes_unwrap(kek: &[u8; 32], wrapped: &[u8]) -> Option<Zeroizing<[u8
     if wrapped.len() != 40 {
         return None;
     }
-    let kek = aes_kw::KekAes256::from(*kek);
+    let kek = aes_kw::KekAes256::new(kek.into());
     let mut out = Zeroizing::new([0u8; 32]);
     kek.unwrap(wrapped, &mut out[..]).ok()?;
     Some(out)

@@ -114,10 +114,29 @@ pub enum StoreError {
         line: u64,
     },
     /// A path we would read or replace is a symbolic link.
-    #[error("{}: refusing to use a symbolic link", file.display())]
+    #[error("{}: is a symbolic link; refusing to follow it", file.display())]
     Symlink {
         /// The link.
         file: PathBuf,
+    },
+    /// A store path holds another kind of file than the store needs there (a FIFO,
+    /// a device, a socket, a directory where a file belongs, ...).
+    #[error("{}: is {found}, not {expected}", file.display())]
+    WrongType {
+        /// The path.
+        file: PathBuf,
+        /// What is there ("a FIFO").
+        found: &'static str,
+        /// What must be there ("a regular file", "a directory").
+        expected: &'static str,
+    },
+    /// The system refused access (`EACCES`, `EPERM`).
+    #[error("{}: {what}: permission denied", file.display())]
+    PermissionDenied {
+        /// The path.
+        file: PathBuf,
+        /// What we were doing.
+        what: &'static str,
     },
     /// A private object failed its integrity check (wrong master key or damage).
     #[error("{}: cannot decrypt object: {what}", file.display())]
@@ -160,14 +179,25 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    /// Shorthand for an I/O error; maps `NotFound` to [`StoreError::Missing`].
+    /// Shorthand for an I/O error; maps `NotFound` to [`StoreError::Missing`] and
+    /// `PermissionDenied` (`EACCES`, `EPERM`) to [`StoreError::PermissionDenied`].
     pub(crate) fn io(file: impl Into<PathBuf>, what: &'static str, source: io::Error) -> Self {
         let file = file.into();
-        if source.kind() == io::ErrorKind::NotFound {
-            StoreError::Missing { file }
-        } else {
-            StoreError::Io { file, what, source }
+        match source.kind() {
+            io::ErrorKind::NotFound => StoreError::Missing { file },
+            io::ErrorKind::PermissionDenied => StoreError::PermissionDenied { file, what },
+            _ => StoreError::Io { file, what, source },
         }
+    }
+
+    /// Whether the error is about the kind of file found at a store path (a symbolic
+    /// link, FIFO, device, socket or directory where a regular file belongs, or the
+    /// reverse): not damage a run can step around, but a store someone tampered with.
+    pub fn is_wrong_file_type(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Symlink { .. } | StoreError::WrongType { .. }
+        )
     }
 
     /// The file this error concerns.
@@ -187,6 +217,8 @@ impl StoreError {
             | StoreError::EmptyIndex { file }
             | StoreError::BadName { file, .. }
             | StoreError::Symlink { file }
+            | StoreError::WrongType { file, .. }
+            | StoreError::PermissionDenied { file, .. }
             | StoreError::Decrypt { file, .. }
             | StoreError::ChangedOnDisk { file }
             | StoreError::Invalid { file, .. }

@@ -44,14 +44,15 @@ mod bytes;
 mod create;
 mod crypt;
 mod error;
+mod fsio;
 mod index;
 pub mod lock;
 mod nvtok;
 mod object_file;
 
 use std::fmt;
-use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use zeroize::Zeroizing;
 
@@ -62,9 +63,11 @@ pub use bytes::ByteOrder;
 pub use create::CreateOptions;
 pub use crypt::{MasterKey, DEFAULT_SO_PIN, DEFAULT_USER_PIN};
 pub use error::StoreError;
+pub use fsio::probe_store;
 
 use attrs::FlatObject;
 use bytes::ct_eq;
+use fsio::{FileKind, StoreDir};
 use nvtok::{flags, TokenData, USER_PIN_SENTINEL};
 use object_file::{DecodeError, Envelope};
 pub use object_file::{PLAIN_BAD_LENGTH, PLAIN_BAD_PADDING, PLAIN_BAD_SHA1};
@@ -261,8 +264,14 @@ pub struct CommitReport {
 }
 
 /// An opened token data store.
+///
+/// The store directory is opened once, by [`TokenStore::open`], and `TOK_OBJ` once,
+/// when first needed; every file is then reached relative to those descriptors
+/// (`fsio.rs`), so the store cannot be swapped for another directory during a run.
 pub struct TokenStore {
     dir: PathBuf,
+    root: StoreDir,
+    tok_obj: OnceLock<StoreDir>,
     format: Format,
     order: ByteOrder,
     order_source: ByteOrderSource,
@@ -280,8 +289,9 @@ impl TokenStore {
     /// Mirrors `loadsave.c: load_token_data()` / `load_token_data_old()`.
     pub fn open_with(dir: impl AsRef<Path>, opts: OpenOptions) -> Result<TokenStore, StoreError> {
         let dir = dir.as_ref().to_path_buf();
+        let root = StoreDir::open_root(&dir)?;
         let nv_path = dir.join(NVTOK_DAT);
-        let raw = read_regular(&nv_path)?;
+        let raw = root.read_file(NVTOK_DAT, FileKind::TokenData)?;
         let size = raw.len();
         let format = match (opts.format, TokenData::format_for_size(size)) {
             (Some(f), Some(g)) if f != g => {
@@ -301,9 +311,10 @@ impl TokenStore {
                 })
             }
         };
+        let tok_obj = OnceLock::new();
         let (order, order_source) = match opts.byte_order {
             Some(o) => (o, ByteOrderSource::Explicit),
-            None => detect_order(&dir, format, &raw),
+            None => detect_order(&root, &tok_obj, format, &raw),
         };
         let nvtok = TokenData::from_raw(raw, format, order).ok_or(StoreError::BadSize {
             file: nv_path,
@@ -312,6 +323,8 @@ impl TokenStore {
         })?;
         Ok(TokenStore {
             dir,
+            root,
+            tok_obj,
             format,
             order,
             order_source,
@@ -379,6 +392,28 @@ impl TokenStore {
         self.dir.join(NVTOK_DAT)
     }
 
+    /// `TOK_OBJ`, opened once (never through a symbolic link).
+    fn tok(&self) -> Result<&StoreDir, StoreError> {
+        tok_obj_of(&self.root, &self.tok_obj)
+    }
+
+    /// The bytes of `TOK_OBJ/OBJ.IDX`, read as every store file is (no symbolic link,
+    /// FIFO, device or oversized file; see [`StoreError::WrongType`]).
+    pub fn read_index_bytes(&self) -> Result<Vec<u8>, StoreError> {
+        self.tok()?.read_file(OBJ_IDX, FileKind::Index)
+    }
+
+    /// The bytes of the object file `TOK_OBJ/<name>`, read as every store file is.
+    pub fn read_object_bytes(&self, name: ObjectName) -> Result<Vec<u8>, StoreError> {
+        self.tok()?.read_file(name.as_str(), FileKind::Object)
+    }
+
+    /// Removes the temp files an interrupted commit left in `TOK_OBJ` (see
+    /// [`atomic::remove_stale_temps`]); returns their paths.
+    pub fn remove_stale_temps(&self) -> Result<Vec<PathBuf>, StoreError> {
+        atomic::remove_stale_temps_in(self.tok()?)
+    }
+
     /// Checks the SO PIN against NVTOK.DAT and opens MK_SO with it.
     pub fn login_so(&self, pin: &[u8]) -> Result<(), StoreError> {
         self.so_master_key(pin).map(drop)
@@ -393,6 +428,12 @@ impl TokenStore {
     /// `verify_pins()` (spec §3.4.1), iteration counts are decoded as BE and a
     /// wrong PIN is always rejected.
     pub fn so_master_key(&self, pin: &[u8]) -> Result<MasterKey, StoreError> {
+        let r = self.so_master_key_unscrubbed(pin);
+        crypt::scrub_stack();
+        r
+    }
+
+    fn so_master_key_unscrubbed(&self, pin: &[u8]) -> Result<MasterKey, StoreError> {
         let nv = self.nv_path();
         let mk_path = self.dir.join(MK_SO);
         match self.format {
@@ -400,7 +441,7 @@ impl TokenStore {
                 if !ct_eq(&crypt::sha1(pin), self.nvtok.so_pin_sha()) {
                     return Err(StoreError::WrongSoPin { file: nv });
                 }
-                let file = read_regular(&mk_path)?;
+                let file = self.root.read_file(MK_SO, FileKind::MasterKey)?;
                 check_old_mk_size(&mk_path, &file)?;
                 crypt::old_mk_open(&file, pin)
                     .or_else(|| crypt::old_mk_open(&file, DEFAULT_SO_PIN))
@@ -416,6 +457,12 @@ impl TokenStore {
     /// verifier matches the default PIN (Appendix E.7). Mirrors
     /// `new_host.c: SC_Login()` with `load_masterkey_user[_old]()`.
     pub fn login_user(&self, pin: &[u8]) -> Result<MasterKey, StoreError> {
+        let r = self.login_user_unscrubbed(pin);
+        crypt::scrub_stack();
+        r
+    }
+
+    fn login_user_unscrubbed(&self, pin: &[u8]) -> Result<MasterKey, StoreError> {
         let nv = self.nv_path();
         let mk_path = self.dir.join(MK_USER);
         if !self.user_pin_initialized() {
@@ -429,7 +476,7 @@ impl TokenStore {
                 if !ct_eq(&crypt::sha1(pin), self.nvtok.user_pin_sha()) {
                     return Err(StoreError::WrongUserPin { file: nv });
                 }
-                let file = read_mk_user(&mk_path)?;
+                let file = self.read_mk_user()?;
                 check_old_mk_size(&mk_path, &file)?;
                 crypt::old_mk_open(&file, pin).ok_or(StoreError::WrongUserPin { file: mk_path })
             }
@@ -461,8 +508,8 @@ impl TokenStore {
             Role::User => StoreError::WrongUserPin { file },
         };
         let file = match role {
-            Role::So => read_regular(&mk_path)?,
-            Role::User => read_mk_user(&mk_path)?,
+            Role::So => self.root.read_file(MK_SO, FileKind::MasterKey)?,
+            Role::User => self.read_mk_user()?,
         };
         check_new_mk_size(&mk_path, &file)?;
         if !ct_eq(&self.pbkdf2(pin, &login)?[..], key) {
@@ -494,7 +541,7 @@ impl TokenStore {
     /// repeated a name (for the caller to report).
     pub fn index(&self) -> Result<ObjectIndex, StoreError> {
         let path = self.index_path();
-        let data = match read_regular(&path) {
+        let data = match self.read_index_bytes() {
             Err(StoreError::Missing { file }) => return Err(StoreError::MissingIndex { file }),
             r => r?,
         };
@@ -533,7 +580,7 @@ impl TokenStore {
         mk: Option<&MasterKey>,
     ) -> Result<StoredObject, StoreError> {
         let path = self.object_path(name);
-        let file = read_regular(&path)?;
+        let file = self.read_object_bytes(name)?;
         self.decode_object(name, &path, file, mk)
     }
 
@@ -678,45 +725,66 @@ impl TokenStore {
         mk: &MasterKey,
         objects: &[&StoredObject],
     ) -> Result<CommitReport, StoreError> {
-        let dir = self.tok_obj_dir();
-        atomic::check_dir(&dir)?;
+        let dir = self.tok()?;
         let mut batch = Vec::with_capacity(objects.len());
         for obj in objects {
-            let path = self.object_path(obj.name);
-            let now = read_regular(&path)?;
+            let now = self.read_object_bytes(obj.name)?;
             if now != obj.original {
-                return Err(StoreError::ChangedOnDisk { file: path });
+                return Err(StoreError::ChangedOnDisk {
+                    file: self.object_path(obj.name),
+                });
             }
             batch.push(atomic::Replacement {
                 bytes: self.encode_object(mk, obj)?,
-                target: path,
+                name: obj.name.as_str().to_string(),
                 may_be_new: false,
             });
         }
-        atomic::replace_all(&dir, &batch)?;
+        atomic::replace_all(dir, &batch)?;
         Ok(CommitReport {
             written: objects.iter().map(|o| o.name).collect(),
         })
     }
 }
 
+/// `TOK_OBJ` of `root`, opened into `cell` on first use.
+fn tok_obj_of<'a>(
+    root: &StoreDir,
+    cell: &'a OnceLock<StoreDir>,
+) -> Result<&'a StoreDir, StoreError> {
+    if let Some(d) = cell.get() {
+        return Ok(d);
+    }
+    let d = root.open_subdir(TOK_OBJ)?;
+    Ok(cell.get_or_init(|| d))
+}
+
 /// Decides the byte order: old NVTOK.DAT's PIN-length fields, else the
-/// first decisive object file (spec §1.5.3), else native.
-fn detect_order(dir: &Path, format: Format, nvtok_raw: &[u8]) -> (ByteOrder, ByteOrderSource) {
+/// first decisive object file (spec §1.5.3), else native. Files that cannot be
+/// read are passed over here; reading them later reports why.
+fn detect_order(
+    root: &StoreDir,
+    tok_obj: &OnceLock<StoreDir>,
+    format: Format,
+    nvtok_raw: &[u8],
+) -> (ByteOrder, ByteOrderSource) {
     if format == Format::Old {
         if let Some(o) = TokenData::probe_order(nvtok_raw) {
-            return (o, ByteOrderSource::Detected(dir.join(NVTOK_DAT)));
+            return (o, ByteOrderSource::Detected(root.join(NVTOK_DAT)));
         }
     }
-    let tok = dir.join(TOK_OBJ);
-    let names = fs::read(tok.join(OBJ_IDX))
+    let Ok(tok) = tok_obj_of(root, tok_obj) else {
+        return (ByteOrder::native(), ByteOrderSource::Default);
+    };
+    let names = tok
+        .read_file(OBJ_IDX, FileKind::Index)
         .ok()
         .and_then(|d| index::parse(&d).ok())
         .map(|i| i.names)
         .unwrap_or_default();
     for name in names.iter().take(64) {
         let path = tok.join(name.as_str());
-        let Ok(file) = read_regular(&path) else {
+        let Ok(file) = tok.read_file(name.as_str(), FileKind::Object) else {
             continue;
         };
         let guess = match format {
@@ -741,33 +809,12 @@ fn detect_order(dir: &Path, format: Format, nvtok_raw: &[u8]) -> (ByteOrder, Byt
     (ByteOrder::native(), ByteOrderSource::Default)
 }
 
-/// Reads a regular file, refusing symlinks and non-files.
-pub(crate) fn read_regular(path: &Path) -> Result<Vec<u8>, StoreError> {
-    let md = fs::symlink_metadata(path).map_err(|e| StoreError::io(path, "cannot stat", e))?;
-    if md.file_type().is_symlink() {
-        return Err(StoreError::Symlink { file: path.into() });
-    }
-    if !md.is_file() {
-        return Err(StoreError::Invalid {
-            file: path.into(),
-            what: "not a regular file",
-        });
-    }
-    // Object files are far below this; refuse to slurp something absurd.
-    if md.len() > 0x8000_0000 {
-        return Err(StoreError::BadSize {
-            file: path.into(),
-            size: md.len(),
-            what: "file too large",
-        });
-    }
-    fs::read(path).map_err(|e| StoreError::io(path, "cannot read", e))
-}
-
-fn read_mk_user(path: &Path) -> Result<Vec<u8>, StoreError> {
-    match read_regular(path) {
-        Err(StoreError::Missing { file }) => Err(StoreError::MissingMkUser { file }),
-        r => r,
+impl TokenStore {
+    fn read_mk_user(&self) -> Result<Vec<u8>, StoreError> {
+        match self.root.read_file(MK_USER, FileKind::MasterKey) {
+            Err(StoreError::Missing { file }) => Err(StoreError::MissingMkUser { file }),
+            r => r,
+        }
     }
 }
 
@@ -806,6 +853,25 @@ pub fn fuzz_parse(kind: FuzzKind, data: &[u8], order: ByteOrder) -> bool {
         FuzzKind::ObjectNew => object_file::decode(data, Format::New, order, None).is_ok(),
         FuzzKind::MasterKeyOld => crypt::old_mk_open(data, DEFAULT_SO_PIN).is_some(),
         FuzzKind::NvtokProbe => TokenData::probe_order(data).is_some(),
+        FuzzKind::TokenDataOld | FuzzKind::TokenDataNew => {
+            let format = match kind {
+                FuzzKind::TokenDataOld => Format::Old,
+                _ => Format::New,
+            };
+            let Some(t) = TokenData::from_raw(data.to_vec(), format, order) else {
+                return false;
+            };
+            // Every field a login reads.
+            let _ = (t.label(), t.model(), t.flags());
+            let _ = (t.so_pin_sha(), t.user_pin_sha());
+            if format == Format::New {
+                for kdf in [t.so_login(), t.user_login(), t.so_wrap(), t.user_wrap()] {
+                    let _ = (kdf.iterations, kdf.salt.len());
+                }
+                let _ = (t.so_login_key(), t.user_login_key());
+            }
+            true
+        }
     }
 }
 
@@ -825,4 +891,8 @@ pub enum FuzzKind {
     MasterKeyOld,
     /// NVTOK.DAT byte-order probe.
     NvtokProbe,
+    /// An old-format NVTOK.DAT, every field a login reads.
+    TokenDataOld,
+    /// A new-format NVTOK.DAT, every field a login reads.
+    TokenDataNew,
 }

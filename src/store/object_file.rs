@@ -63,6 +63,34 @@ fn malformed(offset: u64, what: &'static str) -> ParseError {
     ParseError::Malformed { offset, what }
 }
 
+/// Highest tokversion we accept in a new-format object header: below major version
+/// 256. openCryptoki writes the slot's configured tokversion, `major << 16 | minor`,
+/// 3.12 or later; a larger value is damage, not a release.
+const TOKVERSION_MAX: u32 = 0x00FF_FFFF;
+
+/// Checks the tokversion of a new-format object header (at offset 0): what
+/// `loadsave.c: save_public_token_object()` / `save_private_token_object()` write,
+/// the configured tokversion, is 3.12 or later.
+fn check_tokversion(v: u32) -> Result<(), ParseError> {
+    if (TOKVERSION_3_12..=TOKVERSION_MAX).contains(&v) {
+        Ok(())
+    } else {
+        Err(malformed(
+            0,
+            "tokversion in the object header is not that of a 3.12 or later store",
+        ))
+    }
+}
+
+/// Checks that reserved header bytes are zero, as openCryptoki writes them.
+fn check_reserved(bytes: &[u8], offset: u64) -> Result<(), ParseError> {
+    if bytes.iter().all(|b| *b == 0) {
+        Ok(())
+    } else {
+        Err(malformed(offset, "reserved header bytes are not zero"))
+    }
+}
+
 /// Checks that a declared length matches the bytes present.
 fn check_len(declared: u64, at: u64, have: usize, what: &'static str) -> Result<(), ParseError> {
     if declared >= MAX_LEN {
@@ -257,7 +285,8 @@ fn decode_new(
         } else {
             (ByteOrder::Big, be)
         };
-        let _reserved = c.bytes(7, "reserved header bytes")?;
+        check_reserved(c.bytes(7, "reserved header bytes")?, 5)?;
+        check_tokversion(tokversion)?;
         let len = c.u32(hdr_order, "object length")?;
         check_len(u64::from(len), 12, c.remaining(), "object length")?;
         if len == 0 {
@@ -278,7 +307,8 @@ fn decode_new(
         offset: file.len() as u64,
         what: "private object header",
     })?;
-    let _reserved = c.bytes(3, "reserved header bytes")?;
+    check_reserved(c.bytes(3, "reserved header bytes")?, 5)?;
+    check_tokversion(tokversion)?;
     let wrapped = c.bytes(40, "wrapped object key")?;
     let nonce: [u8; 12] = c.array("GCM nonce")?;
     let len = c.u32(ByteOrder::Big, "object length")?;
@@ -303,9 +333,8 @@ fn decode_new(
     let tag: [u8; 16] = c.array("GCM tag")?;
     let mk = mk
         .and_then(MasterKey::aes_key)
-        .map(Zeroizing::new)
         .ok_or(DecodeError::Crypto("a new-format master key is needed"))?;
-    let k_obj = crypt::aes_unwrap(&mk, wrapped).ok_or(DecodeError::Crypto(
+    let k_obj = crypt::aes_unwrap(mk, wrapped).ok_or(DecodeError::Crypto(
         "object key does not unwrap (wrong master key?)",
     ))?;
     let mut plain = Zeroizing::new(ct.to_vec());
@@ -362,12 +391,11 @@ pub(crate) fn encode(
             }
             let mk = mk
                 .and_then(MasterKey::aes_key)
-                .map(Zeroizing::new)
                 .ok_or("a new-format master key is needed")?;
             let k_obj = crypt::random(32).map_err(|_| "no random bytes")?;
             let k_obj: Zeroizing<[u8; 32]> =
                 Zeroizing::new(k_obj.as_slice().try_into().map_err(|_| "no random bytes")?);
-            let wrapped = crypt::aes_wrap(&mk, &k_obj).ok_or("AES key wrap failed")?;
+            let wrapped = crypt::aes_wrap(mk, &k_obj).ok_or("AES key wrap failed")?;
             let mut nonce = [0u8; 12];
             nonce[..8].copy_from_slice(flat.name.as_bytes());
             nonce[8..].copy_from_slice(&1u32.to_be_bytes());
@@ -497,9 +525,10 @@ mod tests {
             encode_flat(&d2.flat).as_slice(),
             encode_flat(&example()).as_slice()
         );
-        // A flipped header byte breaks the tag (the header is the AAD).
+        // A flipped header byte breaks the tag (the header is the AAD); here one of
+        // the nonce (a reserved byte is refused before the decryption).
         let mut bad = file.clone();
-        bad[5] = 1;
+        bad[50] ^= 1;
         assert!(matches!(
             decode(&bad, Format::New, ByteOrder::Little, Some(&mk)),
             Err(DecodeError::Crypto(_))
@@ -509,6 +538,44 @@ mod tests {
             &public[..16],
             &hex("0003000c 00 00000000000000 0000003b")[..]
         );
+    }
+
+    /// Header fields other than openCryptoki writes are refused before anything else:
+    /// a zeroed tokversion, a reserved byte set, a private flag of 2.
+    #[test]
+    fn damaged_new_format_headers_are_refused() {
+        let mk = MasterKey::from_vec(Zeroizing::new((0u8..32).collect()));
+        let env = Envelope::New {
+            tokversion: TOKVERSION_3_12,
+            host_order_header: false,
+        };
+        for private in [false, true] {
+            let good = encode(&example(), private, &env, Some(&mk)).unwrap();
+            assert!(decode(&good, Format::New, ByteOrder::Little, Some(&mk)).is_ok());
+            let mut cases: Vec<(Vec<u8>, u64)> = Vec::new();
+            let mut v = good.clone();
+            v[..4].copy_from_slice(&[0; 4]);
+            cases.push((v, 0));
+            let mut v = good.clone();
+            v[..4].copy_from_slice(&[0x80, 0, 3, 0x0c]);
+            cases.push((v, 0));
+            for at in 5..if private { 8 } else { 12 } {
+                let mut v = good.clone();
+                v[at] = 1;
+                cases.push((v, 5));
+            }
+            let mut v = good.clone();
+            v[4] = 2;
+            cases.push((v, 4));
+            for (bad, offset) in cases {
+                match decode(&bad, Format::New, ByteOrder::Little, Some(&mk)) {
+                    Err(DecodeError::Parse(ParseError::Malformed { offset: o, .. })) => {
+                        assert_eq!(o, offset, "{bad:02x?}")
+                    }
+                    _ => panic!("accepted or wrong error: {bad:02x?}"),
+                }
+            }
+        }
     }
 
     #[test]

@@ -12,6 +12,10 @@
 //!
 //!   `VERB` may be `*` for any verb. A failing call leaves its buffers
 //!   untouched, like a real failure.
+//! * `CSULCCA_EMU_STOP`: a verb name, or `*` for any: on entry to every call of
+//!   that verb the calling process stops itself (`SIGSTOP`), so a test can look
+//!   at it at a known point (`tests/secret_residue.rs` scans its memory) and
+//!   continue (`SIGCONT`) or kill it.
 //!
 //! * `CSULCCA_EMU_STATS=PATH`: call statistics for benchmarks. The library
 //!   counts, per process, the verb calls and the wall time spent inside them
@@ -127,6 +131,16 @@ fn faults_from(plan: Option<&str>) -> Vec<Fault> {
 /// Called on entry to every exported verb: counts the call, sleeps the
 /// configured latency, and returns an injected N-th-call / every-call fault.
 pub fn on_call(verb: &str) -> Option<Fail> {
+    if let Ok(stop) = std::env::var("CSULCCA_EMU_STOP") {
+        let stop = stop.trim();
+        if stop == "*" || stop.eq_ignore_ascii_case(verb) {
+            // Nothing sensible to do if it fails: the caller then just runs on.
+            let _ = rustix::process::kill_process(
+                rustix::process::getpid(),
+                rustix::process::Signal::STOP,
+            );
+        }
+    }
     let plan = std::env::var("CSULCCA_EMU_FAIL").ok();
     let n = {
         let mut g = COUNTERS.lock().unwrap_or_else(PoisonError::into_inner);
