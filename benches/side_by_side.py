@@ -26,6 +26,11 @@ Prints one table per variant and store from the results file (tool runs and I/O
 floor runs, medians and ratios), then issue 12's targets computed from them and from
 the single-tool bench's output (--single, benches/migrate_keys.rs).
 
+  side_by_side.py perfsum PERF_REPORT COMM TOP
+
+Per-library shares and the TOP symbols of the samples of command COMM in a
+`perf report --sort comm,dso,sym` text.
+
   side_by_side.py phases STRACE_OUTPUT
 
 Splits one traced run of our pkcscca into phases (start, reads, verbs, commit
@@ -255,13 +260,14 @@ def cmd_table(argv):
         print("-- %s | %s" % (variants.get(variant, variant), describe(size)))
         print("%-15s %4s %9s %9s %9s %11s %13s %16s" % (
             "", "runs", "median s", "min s", "max s", "ms per key", "peak RSS MiB", "in CCA library"))
-        med_of = {}
+        med_of, min_of = {}, {}
         for tool in ("upstream", "ours", "floor"):
             rs = [p for p in rows if p[0] == variant and p[1] == size and p[2] == tool]
             if not rs:
                 continue
             walls = [float(p[4]) for p in rs]
             med_of[tool] = med(walls)
+            min_of[tool] = min(walls)
             rss = [int(p[5]) for p in rs if p[5].isdigit()]
             rss_s = "%.1f" % (max(rss) / 1024.0) if rss else "-"
             stat[(variant, size, tool)] = (med(walls), max(rss) if rss else None)
@@ -275,12 +281,12 @@ def cmd_table(argv):
                 names[tool], len(rs), med(walls), min(walls), max(walls),
                 1000 * med(walls) / max(n, 1), rss_s, lib))
         ratios = []
-        if "upstream" in med_of and "ours" in med_of:
-            ratios.append("upstream/ours %.2fx" % (med_of["upstream"] / med_of["ours"]))
-        if "ours" in med_of and "floor" in med_of:
-            ratios.append("ours/floor %.2fx" % (med_of["ours"] / med_of["floor"]))
+        for a, b in (("upstream", "ours"), ("ours", "floor")):
+            if a in med_of and b in med_of:
+                ratios.append("%s/%s %.2fx (minima: %.2fx)" % (
+                    a, b, med_of[a] / med_of[b], min_of[a] / min_of[b]))
         if ratios:
-            print("%-15s %s (of the medians)" % ("", "; ".join(ratios)))
+            print("%-15s %s" % ("", "; ".join(ratios)))
         waits = [float(p[9]) for p in rows
                  if p[0] == variant and p[1] == size and p[2] == "upstream"]
         if waits:
@@ -386,6 +392,38 @@ def cmd_phases(argv):
     print("  %-66s %7.2f s" % ("total under strace (strace adds time to every traced call)", total))
 
 
+def cmd_perfsum(argv):
+    """Per-library shares and top symbols of one command's samples, from the text
+    of `perf report --stdio --no-children --sort comm,dso,sym -g none`, as
+    shares of that command's samples (a pty driver or other processes in the
+    same recording are left out)."""
+    if len(argv) != 3:
+        fail("perfsum REPORT COMM TOP")
+    comm, top = argv[1], int(argv[2])
+    rows = []
+    with open(argv[0]) as f:
+        for line in f:
+            if line.startswith("#") or not line.strip():
+                continue
+            p = line.split(None, 3)
+            if len(p) < 4 or not p[0].endswith("%") or p[1] != comm:
+                continue
+            sym = p[3].strip()
+            rows.append((float(p[0].rstrip("%")), p[2], sym))
+    total = sum(r[0] for r in rows)
+    if not total:
+        print("  (no samples of %s)" % comm)
+        return
+    by_dso = {}
+    for pct, dso, _ in rows:
+        by_dso[dso] = by_dso.get(dso, 0.0) + pct
+    for dso, pct in sorted(by_dso.items(), key=lambda kv: -kv[1])[:6]:
+        print("  %6.2f%%  %s" % (100 * pct / total, dso))
+    print("  top symbols")
+    for pct, dso, sym in sorted(rows, key=lambda r: -r[0])[:top]:
+        print("  %6.2f%%  %-24s %s" % (100 * pct / total, dso[:24], sym[:88]))
+
+
 def main():
     if len(sys.argv) < 2:
         fail("run ... | table ...")
@@ -395,6 +433,8 @@ def main():
         cmd_table(sys.argv[2:])
     elif sys.argv[1] == "phases":
         cmd_phases(sys.argv[2:])
+    elif sys.argv[1] == "perfsum":
+        cmd_perfsum(sys.argv[2:])
     else:
         fail("unknown command %r" % sys.argv[1])
 

@@ -313,33 +313,29 @@ first() { awk -v n="$1" 'NR <= n' "$2"; }
 # (cpu-clock samples: on-CPU time per library and symbol); the summary goes to
 # $PROFILE. Not timed, not counted; a failure is reported, never fatal.
 perf_one() {
-    local tool=$1 data="$WORK/perf.$1.data" rep="$WORK/perf.$1.txt"
+    local tool=$1 data="$WORK/perf.$1.data" rep="$WORK/perf.$1.txt" how wall samples
     fresh "$LAST_STAGE"
     if [[ $tool == upstream ]]; then
         start_slotd
-        env "${LIBENV[@]}" perf record -q -e cpu-clock -F 4000 -o "$data" -- \
-            "$PY" "$HERE/side_by_side.py" run --tag "profile|$LAST_STAGE|upstream|perf" \
-            --results /dev/null --out "$WORK/out/perf.upstream" \
-            --answer "Enter the SO PIN: =$SO_PIN" --answer "Enter the USER PIN: =$USER_PIN" \
-            -- /usr/sbin/pkcscca -m keys -s "$CCA_SLOT" -k aes -d "$CCA_DIR" >/dev/null 2>&1 \
-            || echo "  (upstream under perf failed)" >>"$PROFILE"
-        stop_slotd
+        how=(--answer "Enter the SO PIN: =$SO_PIN" --answer "Enter the USER PIN: =$USER_PIN"
+            -- /usr/sbin/pkcscca)
     else
-        env "${LIBENV[@]}" perf record -q -e cpu-clock -F 4000 -o "$data" -- \
-            "$OURS" -m keys -s "$CCA_SLOT" -k aes -d "$CCA_DIR" <"$WORK/pins" >/dev/null 2>&1 \
-            || echo "  (ours under perf failed)" >>"$PROFILE"
+        how=(--stdin "$WORK/pins" -- "$OURS")
     fi
+    env "${LIBENV[@]}" perf record -q -e cpu-clock -F 4000 -o "$data" -- \
+        "$PY" "$HERE/side_by_side.py" run --tag "profile|$LAST_STAGE|$tool|perf" \
+        --results "$WORK/profile.tsv" --out "$WORK/out/perf.$tool" \
+        "${how[@]}" -m keys -s "$CCA_SLOT" -k aes -d "$CCA_DIR" >/dev/null 2>&1 \
+        || echo "  ($tool under perf failed)" >>"$PROFILE"
+    stop_slotd
+    wall=$(awk -F'\t' -v t="$tool" '$3 == t {w = $5} END {print w}' "$WORK/profile.tsv")
+    samples=$(perf script -i "$data" --comm pkcscca -F comm 2>/dev/null | wc -l || true)
+    perf report -i "$data" --no-children --stdio --sort comm,dso,sym -g none >"$rep" 2>/dev/null || true
     {
-        echo "perf, $tool, $LAST_STAGE keys: on-CPU samples (cpu-clock$PERF_NOTE) of the pkcscca process, per library"
-        perf report -i "$data" --comm pkcscca --percentage relative --no-children --stdio --sort dso -g none >"$rep" 2>/dev/null || true
-        grep -v '^#' "$rep" | grep -v '^$' >"$rep.dso" || true
-        perf report -i "$data" --comm pkcscca --no-children --stdio -g none 2>/dev/null \
-            | sed -n 's/^# Samples: \([^ ]*\) .*/  (\1 samples at 4000 Hz)/p' || true
-        first 6 "$rep.dso"
-        echo "  top symbols"
-        perf report -i "$data" --comm pkcscca --percentage relative --no-children --stdio --sort dso,sym -g none >"$rep" 2>/dev/null || true
-        grep -v '^#' "$rep" | grep -v '^$' >"$rep.sym" || true
-        first 14 "$rep.sym" | cut -c1-120
+        awk -v t="$tool" -v n="$LAST_STAGE" -v w="$wall" -v s="$samples" -v note="$PERF_NOTE" 'BEGIN {
+            printf "perf, %s, %s keys: %.2f s wall, %.2f s on a CPU (%d cpu-clock samples at 4000 Hz%s)\n",
+                t, n, w, s / 4000, s, note }'
+        "$PY" "$HERE/side_by_side.py" perfsum "$rep" pkcscca 14 || true
     } >>"$PROFILE"
 }
 
