@@ -31,6 +31,12 @@ the single-tool bench's output (--single, benches/migrate_keys.rs).
 Per-library shares and the TOP symbols of the samples of command COMM in a
 `perf report --sort comm,dso,sym` text.
 
+  side_by_side.py verbcost LIB STATE_FILE COUNT
+
+Times COUNT CSNBKTC calls of the CCA library LIB on the key tokens recorded in
+STATE_FILE (ock-drill bulk-keys format), through ctypes; prints "calls seconds
+failed".
+
   side_by_side.py phases STRACE_OUTPUT
 
 Splits one traced run of our pkcscca into phases (start, reads, verbs, commit
@@ -424,6 +430,33 @@ def cmd_perfsum(argv):
         print("  %6.2f%%  %-24s %s" % (100 * pct / total, dso[:24], sym[:88]))
 
 
+def cmd_verbcost(argv):
+    """Times COUNT calls of CSNBKTC (RTCMK AES) in the CCA library LIB, each on a
+    fresh copy of a recorded key token (under the OLD master key, so each call
+    re-enciphers), in this process through ctypes: what one verb of the
+    migration costs in this library, apart from any tool."""
+    if len(argv) != 3:
+        fail("verbcost LIB STATE_FILE COUNT")
+    import ctypes
+    lib = ctypes.CDLL(argv[0])
+    with open(argv[1]) as f:
+        tokens = [bytes.fromhex(line.split()[1]) for line in f if line.strip()]
+    tokens = tokens[:int(argv[2])]
+    c_long = ctypes.c_long
+    verb = lib.CSNBKTC
+    rule = b"RTCMK   AES     "
+    failed = 0
+    t0 = time.perf_counter()
+    for t in tokens:
+        rc, rsn, exit_len, rule_count = c_long(0), c_long(0), c_long(0), c_long(2)
+        buf = ctypes.create_string_buffer(t, len(t))
+        verb(ctypes.byref(rc), ctypes.byref(rsn), ctypes.byref(exit_len), None,
+             ctypes.byref(rule_count), rule, buf)
+        failed += rc.value != 0
+    secs = time.perf_counter() - t0
+    print("%d %.4f %d" % (len(tokens), secs, failed))
+
+
 def main():
     if len(sys.argv) < 2:
         fail("run ... | table ...")
@@ -435,6 +468,8 @@ def main():
         cmd_phases(sys.argv[2:])
     elif sys.argv[1] == "perfsum":
         cmd_perfsum(sys.argv[2:])
+    elif sys.argv[1] == "verbcost":
+        cmd_verbcost(sys.argv[2:])
     else:
         fail("unknown command %r" % sys.argv[1])
 

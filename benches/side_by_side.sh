@@ -352,6 +352,17 @@ if command -v perf >/dev/null && perf record -q -e cpu-clock -o "$WORK/perf.prob
 else
     echo "perf cannot sample here: no CPU profile" >>"$PROFILE"
 fi
+# The CCA library alone: one CSNBKTC per key, timed in a process of its own.
+fresh "$LAST_STAGE"
+read -r VC_N VC_S VC_BAD < <(env "${LIBENV[@]}" "$PY" "$HERE/side_by_side.py" verbcost \
+    "$WORK/lib/libcsulcca.so" "$STORES/$LAST_STAGE.state" 100000) || true
+if [[ -n ${VC_N:-} ]]; then
+    OURS_MED=$(awk -F'\t' -v s="$LAST_STAGE" '$1 == "none" && $2 == s && $3 == "ours" {print $5}' "$RESULTS" \
+        | sort -n | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}')
+    awk -v n="$VC_N" -v s="$VC_S" -v bad="$VC_BAD" -v m="$OURS_MED" -v st="$LAST_STAGE" 'BEGIN {
+        printf "the CCA library alone: %d CSNBKTC calls (RTCMK AES, %d failed) take %.3f s, %.1f us each;\n", n, bad, s, 1e6 * s / n
+        if (m > 0) printf "  that is %.1f%% of ours'"'"' median wall time on %s keys without added latency\n", 100 * s / m, st }' >>"$PROFILE"
+fi
 if command -v strace >/dev/null; then
     fresh "$LAST_STAGE"
     env "${LIBENV[@]}" strace -f -c -w -o "$WORK/strace.c" \
@@ -365,7 +376,8 @@ if command -v strace >/dev/null; then
     {
         echo "strace -c -w, ours, $LAST_STAGE keys: wall time inside system calls (strace slows each call)"
         first 14 "$WORK/strace.c"
-        echo "phases of one run of ours, $LAST_STAGE keys (strace -ttt of openat, rename and the syncs)"
+        echo "phases of one run of ours, $LAST_STAGE keys (strace -ttt of openat, rename and the syncs;"
+        echo "each traced call stops the process, so phases with many of them, like the verbs, look longer)"
         "$PY" "$HERE/side_by_side.py" phases "$WORK/strace.t" || true
     } >>"$PROFILE"
 else
@@ -390,6 +402,11 @@ echo "           wall time of the tool process, peak RSS from wait4 (ru_maxrss);
 echo "           time inside the library's verbs / wall time (CSULCCA_EMU_STATS; n/a if not reported)"
 "$PY" "$HERE/side_by_side.py" table --results "$RESULTS" --latency "$LAT" --big "t$BIG" --last "$LAST_STAGE" \
     --single "$WORK/migrate_keys.out"
+if [[ -s $WORK/migrate_keys.out ]]; then
+    echo
+    echo "-- single-tool bench (cargo bench --bench migrate_keys: test-kit 3.12+ stores, debug build of the emulator)"
+    sed 's/^/  /' "$WORK/migrate_keys.out"
+fi
 echo
 echo "-- where the time goes"
 sed 's/^/  /' "$PROFILE"
