@@ -16,12 +16,13 @@
 #  3. Real openCryptoki 3.8.1 (its CCA STDLL over the emulator) writes the stores:
 #     ock-drill bulk-keys generates AES-256 keys through PKCS#11 and encrypts 32
 #     known bytes with each; after each stage of PKCSCCA_BENCH_STAGES (default
-#     500, 1000, 2000 private, then 2000 private + 2000 public: the most 3.8.1's
-#     object lists hold comfortably) the token directory is copied. Then our test
-#     kit builds two more stores in 3.8.1's layout, with the attributes of the keys
-#     openCryptoki wrote: 500 and PKCSCCA_BENCH_BIG (4096) keys, half of them
-#     public; only our tool runs on those (openCryptoki 3.8.1's object lists hold
-#     2048 objects per kind).
+#     500, 1000, 2000 private, then 2000 private + 2000 public) the token directory
+#     is copied. Then our test kit builds two more stores in 3.8.1's layout, with
+#     the attributes of the keys openCryptoki wrote: 500 and PKCSCCA_BENCH_BIG
+#     (4096) keys, half of them public. Only our tool runs on those (they are not
+#     openCryptoki's own); their results are checked through openCryptoki like the
+#     others (3.8.1 keeps up to 2048 objects of each kind, MAX_TOK_OBJS, so 4096
+#     is its limit).
 #  4. An AES master key change on the emulated card (csulcca-emu-admin: parts on
 #     standard input, then SET); the card state is saved.
 #  5. For each variant (no latency, then CSULCCA_EMU_LATENCY_US per verb) and each
@@ -38,10 +39,14 @@
 #     secure key token re-enciphered under the new AES master key (MKVP at bytes
 #     8..16 = the new CURRENT MKVP) and still decrypting what it encrypted before
 #     the change. Any wrong result is reported and makes the exit status 1.
-#  7. Where the time goes: perf (cpu-clock samples, per library and per symbol) of
-#     one run of each tool, and strace -c -w (wall time per system call) of ours,
-#     on the largest openCryptoki store.
-#  8. Prints the machine, one table per variant and store, and the targets of issue 12.
+#  7. Where the time goes, on the largest openCryptoki store: perf (cpu-clock
+#     samples, per library and per symbol) of one run of each tool; the CCA
+#     library alone (one CSNBKTC per key, timed through ctypes); strace -c -w
+#     (wall time per system call) and strace -ttt phases of one run of ours.
+#  8. Prints the machine, one table per variant and store, the targets of issue 12,
+#     the single-tool bench's table and the profiles.
+#
+# About 7 minutes on the 2-core development VM, plus the builds.
 #
 # The I/O floor (`side_by_side floor`, benches/side_by_side.rs) is the least a
 # durable batch commit of the same files must cost here: write one temporary file
