@@ -21,8 +21,8 @@
 #     the attributes of the keys openCryptoki wrote: 500 and PKCSCCA_BENCH_BIG
 #     (4096) keys, half of them public. Only our tool runs on those (they are not
 #     openCryptoki's own); their results are checked through openCryptoki like the
-#     others (3.8.1 keeps up to 2048 objects of each kind, MAX_TOK_OBJS, so 4096
-#     is its limit).
+#     others (3.8.1 keeps up to 2048 objects of each kind, MAX_TOK_OBJS in
+#     usr/lib/common/defs.h, so 4096 is its limit).
 #  4. An AES master key change on the emulated card (csulcca-emu-admin: parts on
 #     standard input, then SET); the card state is saved.
 #  5. For each variant (no latency, then CSULCCA_EMU_LATENCY_US per verb) and each
