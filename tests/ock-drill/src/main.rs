@@ -25,6 +25,10 @@
 //! * `store-rewrite`: our store layer rewrites every object of a slot's store
 //!   unchanged (`TokenStore::commit`), under the token lock.
 //!
+//! For the side-by-side benchmark (`benches/side_by_side.sh`) it fills a token
+//! with many AES keys and checks them after a migration (see [`bulk`]):
+//! `bulk-init`, `bulk-keys`, `bulk-verify`.
+//!
 //! `setup --profile sw` fills a soft token instead (no secure key tokens, RSA
 //! with exponent 65537, a sensitive key); `--extras` adds, in both profiles,
 //! data objects and an imported AES key with a 220-byte label.
@@ -42,6 +46,7 @@ use cryptoki::session::{Session, UserType};
 use cryptoki::slot::Slot;
 use cryptoki::types::AuthPin;
 
+mod bulk;
 mod snapshot;
 
 /// openCryptoki's vendor attribute holding the CCA secure key token
@@ -556,6 +561,12 @@ struct Args {
     c: Option<String>,
     changed_opaque: Option<String>,
     extras: bool,
+    /// `bulk-keys`: how many keys, the number of the first, public or private.
+    count: usize,
+    first: usize,
+    public: bool,
+    /// `bulk-verify`: the MKVP every key must carry (hex).
+    mkvp: Option<String>,
 }
 
 fn parse(args: &[String]) -> Result<Args, Failure> {
@@ -576,6 +587,10 @@ fn parse(args: &[String]) -> Result<Args, Failure> {
         c: None,
         changed_opaque: None,
         extras: false,
+        count: 0,
+        first: 0,
+        public: false,
+        mkvp: None,
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -594,6 +609,10 @@ fn parse(args: &[String]) -> Result<Args, Failure> {
             "--lost" => out.lost = list(&value("--lost")?),
             "--profile" => out.profile = value("--profile")?,
             "--extras" => out.extras = true,
+            "--count" => out.count = value("--count")?.parse().step("--count")?,
+            "--first" => out.first = value("--first")?.parse().step("--first")?,
+            "--public" => out.public = true,
+            "--mkvp" => out.mkvp = Some(value("--mkvp")?),
             "--out" => out.out = Some(value("--out")?),
             "--store" => out.store = Some(value("--store")?),
             "--a" => out.a = Some(value("--a")?),
@@ -631,9 +650,12 @@ fn run(args: &[String]) -> Result<(), Failure> {
         "setup" => setup(&p11, &args),
         "verify" => verify(&p11, &args),
         "snapshot" => pkcs11_snapshot(&p11, &args),
+        "bulk-init" => bulk::init(&p11, &args),
+        "bulk-keys" => bulk::keys(&p11, &args),
+        "bulk-verify" => bulk::verify(&p11, &args),
         other => Err(Failure(format!(
             "unknown command {other:?} (info, setup, verify, snapshot, store-snapshot, \
-             compare, differential, store-rewrite)"
+             compare, differential, store-rewrite, bulk-init, bulk-keys, bulk-verify)"
         ))),
     }
 }
@@ -807,20 +829,7 @@ fn setup(p11: &Pkcs11, args: &Args) -> Result<(), Failure> {
         .state
         .as_deref()
         .ok_or_else(|| Failure("setup needs --state".into()))?;
-    let slot = slot(p11, args.slot)?;
-    p11.init_token(slot, &pin(DEFAULT_SO_PIN), &args.label)
-        .step("C_InitToken with the default SO PIN")?;
-    println!("initialised token {:?} in slot {}", args.label, args.slot);
-    {
-        let s = p11.open_rw_session(slot).step("C_OpenSession")?;
-        s.login(UserType::So, Some(&pin(DEFAULT_SO_PIN)))
-            .step("C_Login(SO, default PIN)")?;
-        s.set_pin(&pin(DEFAULT_SO_PIN), &pin(SO_PIN))
-            .step("C_SetPIN(SO)")?;
-        s.init_pin(&pin(USER_PIN)).step("C_InitPIN")?;
-        s.logout().step("C_Logout(SO)")?;
-        println!("SO PIN changed, user PIN set");
-    }
+    let slot = init_token(p11, args)?;
     let s = p11.open_rw_session(slot).step("C_OpenSession")?;
     s.login(UserType::User, Some(&pin(USER_PIN)))
         .step("C_Login(USER)")?;
@@ -899,6 +908,24 @@ fn setup(p11: &Pkcs11, args: &Args) -> Result<(), Failure> {
     s.logout().step("C_Logout(USER)")?;
     std::fs::write(state_path, state).step(&format!("write {state_path}"))?;
     Ok(())
+}
+
+/// Initialises the token of `--slot` with the default SO PIN and label
+/// `--label`, changes the SO PIN and sets the user PIN; returns the slot.
+fn init_token(p11: &Pkcs11, args: &Args) -> Result<Slot, Failure> {
+    let slot = slot(p11, args.slot)?;
+    p11.init_token(slot, &pin(DEFAULT_SO_PIN), &args.label)
+        .step("C_InitToken with the default SO PIN")?;
+    println!("initialised token {:?} in slot {}", args.label, args.slot);
+    let s = p11.open_rw_session(slot).step("C_OpenSession")?;
+    s.login(UserType::So, Some(&pin(DEFAULT_SO_PIN)))
+        .step("C_Login(SO, default PIN)")?;
+    s.set_pin(&pin(DEFAULT_SO_PIN), &pin(SO_PIN))
+        .step("C_SetPIN(SO)")?;
+    s.init_pin(&pin(USER_PIN)).step("C_InitPIN")?;
+    s.logout().step("C_Logout(SO)")?;
+    println!("SO PIN changed, user PIN set");
+    Ok(slot)
 }
 
 /// Generates one key (or key pair) and returns its objects by label: the
