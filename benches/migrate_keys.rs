@@ -8,7 +8,8 @@
 //! objects and memory bounded. The emulator's per-verb latency knob can model a card:
 //! `CSULCCA_EMU_LATENCY_US=300 cargo bench --bench migrate_keys`.
 //!
-//! Run: `cargo bench --bench migrate_keys` (sizes: `PKCSCCA_BENCH_SIZES=64,512,4096`).
+//! Run: `cargo bench --bench migrate_keys` (sizes: `PKCSCCA_BENCH_SIZES=64,512,4096`;
+//! a profiler around the binary: `PKCSCCA_BENCH_WRAP="perf record -g -o perf.data"`).
 //! Timings are figures to read, not assertions: nothing here fails on a slow machine.
 #![allow(missing_docs)]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
@@ -16,6 +17,8 @@
 #[path = "../tests/common/emu.rs"]
 #[allow(dead_code)]
 mod emu;
+#[path = "floor.rs"]
+mod floor;
 
 use std::io::Write;
 use std::path::Path;
@@ -66,8 +69,20 @@ fn build_store(dir: &Path, cca: &Csulcca, n: usize) {
 
 /// Runs the binary, sampling its peak resident set until it exits.
 fn run_pkcscca(session: &emu::EmuSession, dir: &Path, lock_dir: &Path) -> (Duration, u64, bool) {
+    // `PKCSCCA_BENCH_WRAP="perf record -g -o perf.data"` (or strace, ...) runs the
+    // binary under a profiler; the figures then include the profiler's cost.
+    let wrap = std::env::var("PKCSCCA_BENCH_WRAP").unwrap_or_default();
+    let mut words = wrap.split_whitespace();
+    let mut cmd = match words.next() {
+        Some(prog) => {
+            let mut c = Command::new(prog);
+            c.args(words).arg(env!("CARGO_BIN_EXE_pkcscca"));
+            c
+        }
+        None => Command::new(env!("CARGO_BIN_EXE_pkcscca")),
+    };
     let start = Instant::now();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_pkcscca"))
+    let mut child = cmd
         .args(["-m", "keys", "-s", "2", "-k", "aes", "-d"])
         .arg(dir)
         .envs(session.child_env())
@@ -118,8 +133,8 @@ fn main() {
             .unwrap_or_default()
     );
     println!(
-        "{:>8} {:>12} {:>14} {:>14}",
-        "keys", "wall (ms)", "per key (us)", "peak RSS (KiB)"
+        "{:>8} {:>12} {:>14} {:>14} {:>12} {:>11}",
+        "keys", "wall (ms)", "per key (us)", "peak RSS (KiB)", "floor (ms)", "ours/floor"
     );
     for n in sizes {
         let session = emu::EmuSession::new("bench");
@@ -135,13 +150,20 @@ fn main() {
         if let Some(l) = &latency {
             std::env::set_var("CSULCCA_EMU_LATENCY_US", l);
         }
+        // The I/O floor on a copy of the same store, just before our run.
+        let copy = tmp.path().join("floor");
+        let cp = Command::new("cp").arg("-a").arg(&dir).arg(&copy).status();
+        assert!(cp.is_ok_and(|s| s.success()), "copy the store");
+        let floor = floor::measure(&copy).total();
         let (wall, peak, ok) = run_pkcscca(&session, &dir, &tmp.path().join("lock"));
         std::env::remove_var("CSULCCA_EMU_LATENCY_US");
         assert!(ok, "pkcscca failed on {n} keys");
         let per_key = wall.as_secs_f64() * 1e6 / n.max(1) as f64;
         println!(
-            "{n:>8} {:>12.1} {per_key:>14.1} {peak:>14}",
-            wall.as_secs_f64() * 1e3
+            "{n:>8} {:>12.1} {per_key:>14.1} {peak:>14} {:>12.1} {:>10.2}x",
+            wall.as_secs_f64() * 1e3,
+            floor.as_secs_f64() * 1e3,
+            wall.as_secs_f64() / floor.as_secs_f64()
         );
     }
 }

@@ -26,11 +26,13 @@
 #![allow(missing_docs)]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
+#[path = "floor.rs"]
+mod floor;
+
 use std::fmt::Write as _;
-use std::fs::{self, File, OpenOptions};
+use std::fs::OpenOptions;
 use std::io::Write as _;
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, ExitCode};
 use std::time::Instant;
 
@@ -97,49 +99,16 @@ fn floor(args: &[String]) -> ExitCode {
         eprintln!("usage: side_by_side floor TOKEN_DIR");
         return ExitCode::from(2);
     };
-    let tok = Path::new(dir).join("TOK_OBJ");
-    let index = fs::read_to_string(tok.join("OBJ.IDX")).expect("read OBJ.IDX");
-    let objects: Vec<(PathBuf, PathBuf, usize)> = index
-        .split_whitespace()
-        .map(|name| {
-            let target = tok.join(name);
-            let len = fs::metadata(&target).expect("stat object").len();
-            let tmp = tok.join(format!(".{name}.floor.tmp"));
-            (target, tmp, usize::try_from(len).expect("object size"))
-        })
-        .collect();
-    let bytes: usize = objects.iter().map(|o| o.2).sum();
-    let content = vec![0x5au8; objects.iter().map(|o| o.2).max().unwrap_or(0)];
-
-    let t0 = Instant::now();
-    for (_, tmp, len) in &objects {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(tmp)
-            .expect("create temp file");
-        f.write_all(&content[..*len]).expect("write temp file");
-    }
-    let t1 = Instant::now();
-    let d = File::open(&tok).expect("open TOK_OBJ");
-    rustix::fs::syncfs(&d).expect("syncfs");
-    let t2 = Instant::now();
-    for (target, tmp, _) in &objects {
-        fs::rename(tmp, target).expect("rename temp file");
-    }
-    let t3 = Instant::now();
-    d.sync_all().expect("fsync TOK_OBJ");
-    let t4 = Instant::now();
-    let s = |a: Instant, b: Instant| (b - a).as_secs_f64();
+    let f = floor::measure(Path::new(dir));
     println!(
-        "files={} bytes={bytes} write_s={:.4} syncfs_s={:.4} rename_s={:.4} dirsync_s={:.4} total_s={:.4}",
-        objects.len(),
-        s(t0, t1),
-        s(t1, t2),
-        s(t2, t3),
-        s(t3, t4),
-        s(t0, t4)
+        "files={} bytes={} write_s={:.4} syncfs_s={:.4} rename_s={:.4} dirsync_s={:.4} total_s={:.4}",
+        f.files,
+        f.bytes,
+        f.write.as_secs_f64(),
+        f.syncfs.as_secs_f64(),
+        f.rename.as_secs_f64(),
+        f.dirsync.as_secs_f64(),
+        f.total().as_secs_f64()
     );
     ExitCode::SUCCESS
 }

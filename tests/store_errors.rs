@@ -371,3 +371,43 @@ fn wrong_explicit_byte_order_is_an_error_not_garbage() {
         assert!(e.to_string().contains(rel), "{e}");
     }
 }
+
+#[test]
+fn an_object_changed_since_it_was_loaded_stops_the_commit() {
+    let t = temp_copy(&common::data_dir().join(OLD));
+    let store = TokenStore::open(&t.dir).unwrap();
+    let mk = store.login_user(USER_PIN).unwrap();
+    let objs = store.load_objects(&mk).unwrap();
+    let refs: Vec<_> = objs.iter().collect();
+
+    // Rewritten in place with bytes of the same length, as openCryptoki writes objects
+    // (after a clock tick, so that the rewrite has a later modification time).
+    let changed = store.object_path(objs[1].name);
+    let original = std::fs::read(&changed).unwrap();
+    let mut bytes = original.clone();
+    *bytes.last_mut().unwrap() ^= 0xFF;
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    std::fs::write(&changed, &bytes).unwrap();
+    let before = snapshot(&t.dir);
+    let e = store.commit(&mk, &refs).unwrap_err();
+    assert!(
+        matches!(e, StoreError::ChangedOnDisk { ref file } if *file == changed),
+        "{e}"
+    );
+    assert_eq!(before, snapshot(&t.dir), "nothing written");
+
+    // Replaced by a new file (a new inode) with the bytes it had when loaded.
+    std::fs::write(&changed, &original).unwrap();
+    let objs = store.load_objects(&mk).unwrap();
+    let refs: Vec<_> = objs.iter().collect();
+    std::fs::remove_file(&changed).unwrap();
+    std::fs::write(&changed, &original).unwrap();
+    let e = store.commit(&mk, &refs).unwrap_err();
+    assert!(matches!(e, StoreError::ChangedOnDisk { .. }), "{e}");
+
+    // A hard link to it (a backup) is no change: the commit goes through.
+    let objs = store.load_objects(&mk).unwrap();
+    let refs: Vec<_> = objs.iter().collect();
+    std::fs::hard_link(&changed, t.dir.join("linked-copy")).unwrap();
+    store.commit(&mk, &refs).unwrap();
+}

@@ -49,7 +49,7 @@ use rustix::fs::{FileType, Stat};
 use rustix::io::Errno;
 
 use super::error::StoreError;
-use super::fsio::{errno_error, type_name, StoreDir};
+use super::fsio::{errno_error, type_name, FileIdentity, StoreDir};
 
 /// Suffix of our temporary files.
 pub const TEMP_SUFFIX: &str = ".pkcscca.tmp";
@@ -65,6 +65,9 @@ pub(crate) struct Replacement {
     pub(crate) bytes: Vec<u8>,
     /// Whether the target may be absent (then: mode 0660, group of the directory).
     pub(crate) may_be_new: bool,
+    /// What the target must still be (as loaded); otherwise the commit is refused
+    /// with [`StoreError::ChangedOnDisk`] before anything is written.
+    pub(crate) expect: Option<FileIdentity>,
 }
 
 /// How the temp files are made durable before the renames (see the module docs).
@@ -154,6 +157,9 @@ fn target_owner(dir: &StoreDir, r: &Replacement, dir_st: &Stat) -> Result<Owner,
     let path = dir.join(&r.name);
     match dir.stat_if_present(&r.name)? {
         Some(st) => match FileType::from_raw_mode(st.st_mode) {
+            FileType::RegularFile if r.expect.is_some_and(|e| e != FileIdentity::of(&st)) => {
+                Err(StoreError::ChangedOnDisk { file: path })
+            }
             FileType::RegularFile => Ok(Owner {
                 uid: Some(st.st_uid),
                 gid: st.st_gid,
@@ -226,6 +232,7 @@ pub(crate) fn replace_all_with(
 ) -> Result<(), StoreError> {
     let dir_st = dir.own_stat()?;
     let mut plans: Vec<(String, Owner)> = Vec::with_capacity(batch.len());
+    let mut seen = std::collections::HashSet::with_capacity(batch.len());
     for r in batch {
         if !plain_name(&r.name) {
             return Err(StoreError::Invalid {
@@ -234,7 +241,7 @@ pub(crate) fn replace_all_with(
             });
         }
         let tmp = temp_name(&r.name);
-        if plans.iter().any(|(p, _)| *p == tmp) {
+        if !seen.insert(tmp.clone()) {
             return Err(StoreError::Invalid {
                 file: dir.join(&r.name),
                 what: "file listed twice in one commit",
@@ -369,6 +376,7 @@ pub fn bench_batch(
             name: format!("OB{i:06}"),
             bytes: vec![(i % 251) as u8; size],
             may_be_new: true,
+            expect: None,
         })
         .collect();
     replace_all_with(&d, &batch, barrier)

@@ -376,6 +376,7 @@ impl TokenStore {
                     name: NVTOK_DAT.to_string(),
                     bytes: nv.raw().to_vec(),
                     may_be_new: false,
+                    expect: None,
                 }],
             )?;
             self.nvtok = nv;
@@ -423,6 +424,7 @@ impl TokenStore {
                 name: name.as_str().to_string(),
                 bytes: bytes.clone(),
                 may_be_new: true,
+                expect: None,
             }],
         )?;
         let idx = tok.join(OBJ_IDX);
@@ -456,6 +458,7 @@ impl TokenStore {
             class_word: 0,
             trailer: Zeroizing::new(Vec::new()),
             envelope,
+            identity: None,
             original,
         })
     }

@@ -135,6 +135,29 @@ pub(crate) fn errno_error(file: &Path, what: &'static str, e: Errno) -> StoreErr
     StoreError::io(file, what, std::io::Error::from(e))
 }
 
+/// What a file was when it was read: an in-place rewrite changes its size or mtime, a
+/// replacement its inode. (Not the ctime: a hard link into a backup changes that.)
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct FileIdentity {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime: (i64, u64),
+}
+
+impl FileIdentity {
+    /// The identity `st` describes.
+    pub(crate) fn of(st: &Stat) -> FileIdentity {
+        FileIdentity {
+            dev: st.st_dev,
+            ino: st.st_ino,
+            size: size_of(st),
+            #[allow(clippy::useless_conversion, reason = "the field types vary by target")]
+            mtime: (i64::from(st.st_mtime), u64::from(st.st_mtime_nsec)),
+        }
+    }
+}
+
 /// An open directory of the store, and the path it was opened by (for messages).
 #[derive(Debug)]
 pub(crate) struct StoreDir {
@@ -231,6 +254,15 @@ impl StoreDir {
     /// Reads the regular file `name`, at most `kind.limit()` bytes, as described in
     /// the module documentation.
     pub(crate) fn read_file(&self, name: &str, kind: FileKind) -> Result<Vec<u8>, StoreError> {
+        self.read_file_identified(name, kind).map(|(data, _)| data)
+    }
+
+    /// [`StoreDir::read_file`], also returning what the file was when read.
+    pub(crate) fn read_file_identified(
+        &self,
+        name: &str,
+        kind: FileKind,
+    ) -> Result<(Vec<u8>, FileIdentity), StoreError> {
         let path = self.join(name);
         let limit = kind.limit();
         // Look first, so that a device or a FIFO is never opened.
@@ -265,7 +297,7 @@ impl StoreDir {
             .map_err(|e| StoreError::io(&path, "cannot read", e))?;
         // It grew past the limit while we read.
         check_size(&path, data.len() as u64, kind)?;
-        Ok(data)
+        Ok((data, FileIdentity::of(&st)))
     }
 
     /// Creates the regular file `name` with `mode`, failing if anything exists there

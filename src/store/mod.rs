@@ -190,7 +190,10 @@ pub struct StoredObject {
     class_word: u32,
     trailer: Zeroizing<Vec<u8>>,
     envelope: Envelope,
-    /// The file's bytes when loaded, to detect concurrent changes at commit.
+    /// What the file was when loaded, to detect a concurrent change at commit
+    /// (`None`: decoded from bytes read by the caller; then `original` is compared).
+    identity: Option<fsio::FileIdentity>,
+    /// The file's bytes when loaded, when there is no identity.
     original: Vec<u8>,
 }
 
@@ -580,8 +583,15 @@ impl TokenStore {
         mk: Option<&MasterKey>,
     ) -> Result<StoredObject, StoreError> {
         let path = self.object_path(name);
-        let file = self.read_object_bytes(name)?;
-        self.decode_object(name, &path, file, mk)
+        let (file, identity) = self
+            .tok()?
+            .read_file_identified(name.as_str(), FileKind::Object)?;
+        let mut obj = self.decode_object(name, &path, file, mk)?;
+        // The file's identity is enough to notice a change at commit: its bytes need
+        // not be kept.
+        obj.identity = Some(identity);
+        obj.original = Vec::new();
+        Ok(obj)
     }
 
     /// Decodes the bytes of an object file named `name`.
@@ -690,6 +700,7 @@ impl TokenStore {
             class_word: d.flat.class_word,
             trailer: d.flat.trailer,
             envelope: d.envelope,
+            identity: None,
             original: file,
         })
     }
@@ -728,8 +739,9 @@ impl TokenStore {
         let dir = self.tok()?;
         let mut batch = Vec::with_capacity(objects.len());
         for obj in objects {
-            let now = self.read_object_bytes(obj.name)?;
-            if now != obj.original {
+            // Unchanged since loaded: by its identity (checked when the commit looks at
+            // the file), or else by its bytes.
+            if obj.identity.is_none() && self.read_object_bytes(obj.name)? != obj.original {
                 return Err(StoreError::ChangedOnDisk {
                     file: self.object_path(obj.name),
                 });
@@ -738,6 +750,7 @@ impl TokenStore {
                 bytes: self.encode_object(mk, obj)?,
                 name: obj.name.as_str().to_string(),
                 may_be_new: false,
+                expect: obj.identity,
             });
         }
         atomic::replace_all(dir, &batch)?;
