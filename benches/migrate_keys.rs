@@ -17,7 +17,7 @@
 #[path = "../tests/common/emu.rs"]
 #[allow(dead_code)]
 mod emu;
-#[path = "floor.rs"]
+#[path = "common/floor.rs"]
 mod floor;
 
 use std::io::Write;

@@ -26,7 +26,7 @@
 #![allow(missing_docs)]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
-#[path = "floor.rs"]
+#[path = "common/floor.rs"]
 mod floor;
 
 use std::fmt::Write as _;
