@@ -63,7 +63,6 @@ testkit_pub!(
     mod pkcs11;
 );
 testkit_pub!(
-    #[cfg_attr(not(feature = "testkit"), allow(dead_code, unused_imports))]
     mod store;
 );
 testkit_pub!(

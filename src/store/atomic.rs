@@ -73,6 +73,8 @@ pub(crate) struct Replacement {
 /// How the temp files are made durable before the renames (see the module docs).
 #[doc(hidden)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+// The fdatasync barriers are there for benches/commit_barrier.rs to compare.
+#[cfg_attr(not(feature = "testkit"), allow(dead_code))]
 pub enum Barrier {
     /// One `syncfs(2)` of the directory's filesystem (the default).
     SyncFs,
@@ -88,6 +90,7 @@ impl Barrier {
 }
 
 /// The temp path for `target`: `<dir>/.<file name>.pkcscca.tmp`.
+#[cfg(feature = "testkit")]
 pub fn temp_path(target: &Path) -> PathBuf {
     let name = target
         .file_name()
@@ -113,6 +116,7 @@ pub fn is_temp_name(name: &str) -> bool {
 /// The directory is opened here (its last component never through a symbolic link);
 /// [`TokenStore::remove_stale_temps`](super::TokenStore::remove_stale_temps) uses the
 /// store's own descriptor of `TOK_OBJ`.
+#[cfg(feature = "testkit")]
 pub fn remove_stale_temps(dir: &Path) -> Result<Vec<PathBuf>, StoreError> {
     let parent = dir.parent().filter(|p| !p.as_os_str().is_empty());
     let name = dir.file_name().and_then(|n| n.to_str());
@@ -364,6 +368,7 @@ fn make_durable(
 /// existing directory `dir` as one batch with `barrier` (replacing them if present),
 /// for the barrier benchmark.
 #[doc(hidden)]
+#[cfg(feature = "testkit")]
 pub fn bench_batch(
     dir: &Path,
     count: usize,

@@ -46,11 +46,13 @@ pub struct Attribute {
 
 impl Attribute {
     /// The attribute type.
+    #[cfg(feature = "testkit")]
     pub fn ty(&self) -> AttrType {
         self.ty
     }
 
     /// The value bytes (PKCS#11 view).
+    #[cfg(feature = "testkit")]
     pub fn value(&self) -> &[u8] {
         &self.value
     }
@@ -65,6 +67,7 @@ pub struct Template {
 
 impl Template {
     /// An empty template whose `CK_ULONG`s use `order`.
+    #[cfg(feature = "testkit")]
     pub fn new(order: ByteOrder) -> Self {
         Template {
             order,
@@ -78,16 +81,19 @@ impl Template {
     }
 
     /// Number of records (duplicates counted).
+    #[cfg(feature = "testkit")]
     pub fn len(&self) -> usize {
         self.attrs.len()
     }
 
     /// Whether there are no records.
+    #[cfg(feature = "testkit")]
     pub fn is_empty(&self) -> bool {
         self.attrs.is_empty()
     }
 
     /// All records in disk order.
+    #[cfg(feature = "testkit")]
     pub fn iter(&self) -> impl Iterator<Item = &Attribute> {
         self.attrs.iter()
     }
@@ -163,16 +169,19 @@ impl Template {
     }
 
     /// Sets a `CK_ULONG` attribute (8 bytes in the template's order).
+    #[cfg(feature = "testkit")]
     pub fn set_ulong(&mut self, ty: AttrType, v: u64) {
         self.set(ty, self.order.u64_bytes(v).to_vec());
     }
 
     /// Sets a `CK_BBOOL` attribute.
+    #[cfg(feature = "testkit")]
     pub fn set_bool(&mut self, ty: AttrType, v: bool) {
         self.set(ty, vec![u8::from(v)]);
     }
 
     /// Removes every record of `ty`; returns how many were removed.
+    #[cfg(feature = "testkit")]
     pub fn remove(&mut self, ty: AttrType) -> usize {
         let before = self.attrs.len();
         self.attrs.retain(|a| a.ty != ty);

@@ -209,6 +209,7 @@ fn sync_dir(dir: &Path) -> Result<(), StoreError> {
 
 /// What putting `backup` back into `store` would do.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[cfg_attr(not(feature = "testkit"), allow(dead_code))] // until `-m restore` uses it
 pub struct RestorePlan {
     /// Object files whose backup content differs from the store's, to be put back.
     pub objects: Vec<ObjectName>,
@@ -219,6 +220,7 @@ pub struct RestorePlan {
 /// the object list `OBJ.IDX` differ: the store changed in other ways since the
 /// backup, and putting objects back would lose that), or when the backup lacks an
 /// object the store lists.
+#[cfg_attr(not(feature = "testkit"), allow(dead_code))] // until `-m restore` uses it
 pub fn restore_plan(store: &Path, backup: &Path) -> Result<RestorePlan, StoreError> {
     for name in [super::NVTOK_DAT, super::MK_SO, super::MK_USER] {
         same_or_absent_in_both(&store.join(name), &backup.join(name))?;
@@ -253,6 +255,7 @@ pub fn restore_plan(store: &Path, backup: &Path) -> Result<RestorePlan, StoreErr
     Ok(plan)
 }
 
+#[cfg_attr(not(feature = "testkit"), allow(dead_code))] // until `-m restore` uses it
 fn read_file(path: &Path) -> Result<Vec<u8>, StoreError> {
     let md = fs::symlink_metadata(path).map_err(|e| StoreError::io(path, "cannot stat", e))?;
     if !md.is_file() {
@@ -264,6 +267,7 @@ fn read_file(path: &Path) -> Result<Vec<u8>, StoreError> {
     fs::read(path).map_err(|e| StoreError::io(path, "cannot read", e))
 }
 
+#[cfg_attr(not(feature = "testkit"), allow(dead_code))] // until `-m restore` uses it
 fn same_or_absent_in_both(store_file: &Path, backup_file: &Path) -> Result<(), StoreError> {
     let a = fs::read(store_file).ok();
     let b = fs::read(backup_file).ok();

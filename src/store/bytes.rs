@@ -33,6 +33,7 @@ impl ByteOrder {
     }
 
     /// The other byte order.
+    #[cfg(feature = "testkit")]
     pub const fn swapped(self) -> ByteOrder {
         match self {
             ByteOrder::Little => ByteOrder::Big,

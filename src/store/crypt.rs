@@ -27,6 +27,7 @@ pub(crate) const OBJ_IV: [u8; 8] = *b"10293847";
 /// The default SO PIN of a new token.
 pub const DEFAULT_SO_PIN: &[u8] = b"87654321";
 /// The default USER PIN written into new-format verifiers before C_InitPIN.
+#[cfg(feature = "testkit")]
 pub const DEFAULT_USER_PIN: &[u8] = b"12345678";
 /// Upper bound on PBKDF2 iterations we are willing to run (openCryptoki writes
 /// 100000); guards against a damaged NVTOK.DAT making us spin for hours.
@@ -47,16 +48,19 @@ impl MasterKey {
     }
 
     /// Key length in bytes (24, 32 or 64).
+    #[cfg(feature = "testkit")]
     pub fn len(&self) -> usize {
         self.0.len()
     }
 
     /// Always false; a master key has at least 24 bytes.
+    #[cfg(feature = "testkit")]
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
 
     /// Whether both keys are the same (constant time).
+    #[cfg(feature = "testkit")]
     pub fn same_as(&self, other: &MasterKey) -> bool {
         ct_eq(&self.0, &other.0)
     }

@@ -201,6 +201,7 @@ impl StoreError {
     }
 
     /// The file this error concerns.
+    #[cfg(feature = "testkit")]
     pub fn file(&self) -> &std::path::Path {
         match self {
             StoreError::Io { file, .. }

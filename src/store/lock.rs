@@ -25,6 +25,8 @@ const LOCK_FILE_MODE: u32 = 0o440;
 #[derive(Debug)]
 pub struct TokenLock {
     file: File,
+    // Read by the tests (`path`), which check where the lock was taken.
+    #[cfg_attr(not(feature = "testkit"), allow(dead_code))]
     path: PathBuf,
 }
 
@@ -32,6 +34,7 @@ impl TokenLock {
     /// Takes the exclusive lock at `path`, creating the directory and file
     /// with openCryptoki's modes (and group `gid`, if given) when missing.
     /// Blocks until the lock is free.
+    #[cfg(feature = "testkit")]
     pub fn acquire(path: &Path, gid: Option<u32>) -> Result<TokenLock, StoreError> {
         let file = open_lock_file(path, gid)?;
         file.lock()
@@ -56,6 +59,7 @@ impl TokenLock {
     }
 
     /// The lock file.
+    #[cfg(feature = "testkit")]
     pub fn path(&self) -> &Path {
         &self.path
     }

@@ -56,12 +56,17 @@ use std::sync::OnceLock;
 
 use zeroize::Zeroizing;
 
+#[cfg(feature = "testkit")]
 pub use atomic::{remove_stale_temps, TEMP_SUFFIX};
-pub use attrs::{Attribute, Template};
+#[cfg(feature = "testkit")]
+pub use attrs::Attribute;
+pub use attrs::Template;
 pub use bytes::ByteOrder;
 #[cfg(feature = "testkit")]
 pub use create::CreateOptions;
-pub use crypt::{MasterKey, DEFAULT_SO_PIN, DEFAULT_USER_PIN};
+#[cfg(feature = "testkit")]
+pub use crypt::DEFAULT_USER_PIN;
+pub use crypt::{MasterKey, DEFAULT_SO_PIN};
 pub use error::StoreError;
 pub use fsio::probe_store;
 
@@ -128,6 +133,7 @@ impl ObjectName {
     }
 
     /// Parses a string of exactly 8 valid characters.
+    #[cfg(feature = "testkit")]
     pub fn parse(s: &str) -> Option<ObjectName> {
         let b: [u8; 8] = s.as_bytes().try_into().ok()?;
         ObjectName::from_bytes(b)
@@ -229,6 +235,7 @@ impl StoredObject {
     }
 
     /// The flattened object as openCryptoki would write it (clear bytes).
+    #[cfg(feature = "testkit")]
     pub fn flattened(&self) -> Zeroizing<Vec<u8>> {
         attrs::encode_flat(&self.flat())
     }
@@ -277,6 +284,8 @@ pub struct TokenStore {
     tok_obj: OnceLock<StoreDir>,
     format: Format,
     order: ByteOrder,
+    // Read by the tests (`byte_order_source`), which check how the order was decided.
+    #[cfg_attr(not(feature = "testkit"), allow(dead_code))]
     order_source: ByteOrderSource,
     nvtok: TokenData,
 }
@@ -346,16 +355,19 @@ impl TokenStore {
     }
 
     /// The byte order of host-order fields and object bodies.
+    #[cfg(feature = "testkit")]
     pub fn byte_order(&self) -> ByteOrder {
         self.order
     }
 
     /// How [`byte_order`](Self::byte_order) was decided.
+    #[cfg(feature = "testkit")]
     pub fn byte_order_source(&self) -> &ByteOrderSource {
         &self.order_source
     }
 
     /// The token label from NVTOK.DAT, trailing blanks removed.
+    #[cfg(feature = "testkit")]
     pub fn label(&self) -> String {
         self.nvtok.label()
     }
@@ -372,6 +384,7 @@ impl TokenStore {
     }
 
     /// The token flags word from NVTOK.DAT.
+    #[cfg(feature = "testkit")]
     pub fn token_flags(&self) -> u32 {
         self.nvtok.flags()
     }
@@ -567,6 +580,7 @@ impl TokenStore {
     /// load (a store we cannot fully parse is never rewritten).
     /// Mirrors `loadsave.c: load_public_token_objects()` and
     /// `load_private_token_objects()`.
+    #[cfg(feature = "testkit")]
     pub fn load_objects(&self, mk: &MasterKey) -> Result<Vec<StoredObject>, StoreError> {
         let names = self.read_index()?;
         let mut out = Vec::new();
@@ -638,6 +652,7 @@ impl TokenStore {
     /// Encodes an old-format private object as openCryptoki 2.x CCA stores held
     /// it: the padded plaintext (spec §5.3) enciphered by `encipher` (same length
     /// out as in; `None` = it failed). Builds such stores for tests.
+    #[cfg(feature = "testkit")]
     pub fn encode_object_enciphered(
         &self,
         obj: &StoredObject,
@@ -858,6 +873,7 @@ fn check_new_mk_size(path: &Path, file: &[u8]) -> Result<(), StoreError> {
 /// Fuzz-style entry point: parse arbitrary bytes as each kind of store file.
 /// Never panics; used by the bad-input tests.
 #[doc(hidden)]
+#[cfg(feature = "testkit")]
 pub fn fuzz_parse(kind: FuzzKind, data: &[u8], order: ByteOrder) -> bool {
     match kind {
         FuzzKind::Index => index::parse(data).is_ok(),
@@ -891,6 +907,7 @@ pub fn fuzz_parse(kind: FuzzKind, data: &[u8], order: ByteOrder) -> bool {
 /// What [`fuzz_parse`] should parse.
 #[doc(hidden)]
 #[derive(Clone, Copy, Debug)]
+#[cfg(feature = "testkit")]
 pub enum FuzzKind {
     /// OBJ.IDX.
     Index,

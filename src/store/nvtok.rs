@@ -228,6 +228,7 @@ impl TokenData {
     }
 
     /// The label, blank padding removed.
+    #[cfg(feature = "testkit")]
     pub(crate) fn label(&self) -> String {
         String::from_utf8_lossy(self.field(off::LABEL, 32))
             .trim_end_matches(' ')
