@@ -280,3 +280,60 @@ fn oldrsa_golden_errors() {
     let run = pkcscca(&s, tmp.path(), &args, PINS);
     check_golden("oldrsakeys/no-objects", &run, &dir);
 }
+
+/// An RSA-CRT token whose length field no longer matches its sections is reported and
+/// never sent to the card; the object keeps its bytes, the other keys convert (exit 3).
+#[test]
+fn oldrsa_damaged_token_is_not_sent_to_the_card() {
+    let Some(s) = EmuSession::isolated("migrate-oldrsa-damaged") else {
+        return;
+    };
+    let cca = s.open();
+    let (tmp, dir) = temp();
+    build(&cca, &dir);
+    {
+        let store = TokenStore::open(&dir).unwrap();
+        let mk = store.login_user(common::USER_PIN).unwrap();
+        let mut objs = store.load_objects(&mk).unwrap();
+        let victim = objs
+            .iter_mut()
+            .find(|o| {
+                o.template.get(AttrType::LABEL) == Some(&b"rsa-b"[..])
+                    && o.template.class() == Some(ObjectClass::PRIVATE_KEY)
+            })
+            .unwrap();
+        let mut token = victim.template.get(AttrType::IBM_OPAQUE).unwrap().to_vec();
+        token[3] = token[3].wrapping_add(8);
+        victim.template.set(AttrType::IBM_OPAQUE, token);
+        store.commit(&mk, &[&*victim]).unwrap();
+    }
+    let before = objects(&dir);
+    let d = dir.to_str().unwrap();
+    let run = pkcscca(
+        &s,
+        tmp.path(),
+        &["-m", "oldrsakeys", "-s", "1", "-d", d],
+        PINS,
+    );
+    assert_eq!(run.rc, 3, "{run:?}");
+    let victim = |objs: &[StoredObject]| find(objs, "rsa-b", ObjectClass::PRIVATE_KEY).to_vec();
+    assert!(
+        run.stderr
+            .lines()
+            .any(|l| l.contains(": the key token is damaged: ")),
+        "{run:?}"
+    );
+    assert!(
+        run.stdout
+            .ends_with("Successfully migrated: 3\nFailed to migrate:   1\n"),
+        "{run:?}"
+    );
+    let after = objects(&dir);
+    assert_eq!(
+        victim(&after),
+        victim(&before),
+        "the damaged key kept its bytes"
+    );
+    let converted = token::classify(find(&after, "rsa-a", ObjectClass::PRIVATE_KEY)).unwrap();
+    assert_eq!(converted.kind, TokenKind::RsaAesc);
+}

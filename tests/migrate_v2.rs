@@ -297,6 +297,34 @@ fn v2_object_the_card_cannot_decipher_is_reported_and_left() {
     }
 }
 
+/// A symbolic link in the place of one object is tampering: the run stops with one
+/// line naming it, and nothing is written (also not the other objects).
+#[test]
+fn v2_a_link_in_an_objects_place_stops_the_run() {
+    let Some(s) = EmuSession::isolated("migrate-v2-link") else {
+        return;
+    };
+    let cca = s.open();
+    let (tmp, dir) = temp();
+    build_v2_store(&cca, &dir);
+    let store = TokenStore::open(&dir).unwrap();
+    let names = store.read_index().unwrap();
+    let victim = store.object_path(names[2]);
+    let elsewhere = tmp.path().join("elsewhere");
+    fs::rename(&victim, &elsewhere).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, &victim).unwrap();
+    let before = common::snapshot(&dir);
+    let d = dir.to_str().unwrap();
+    let run = pkcscca(&s, tmp.path(), &["-m", "v2objectsv3", "-d", d], PINS);
+    assert_eq!(run.rc, 255, "{run:?}");
+    assert!(
+        run.stderr.contains(&format!("{}: ", victim.display()))
+            && run.stderr.contains("symbolic link"),
+        "{run:?}"
+    );
+    assert_eq!(common::snapshot(&dir), before, "nothing written");
+}
+
 #[test]
 fn v2_refuses_a_soft_token_store() {
     let Some(s) = EmuSession::isolated("migrate-v2-soft") else {

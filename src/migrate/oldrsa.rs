@@ -139,6 +139,9 @@ pub fn migrate(
             }
             Err(failure) => {
                 match &failure {
+                    Failure::Damaged(why) => out.error(format_args!(
+                        "object {handle}: the key token is damaged: {why}"
+                    )),
                     Failure::Card(e) => out.cca_failed(verb_description(public), e.rc, e.reason),
                     Failure::Unusable(why) => out.error(format_args!(
                         "{} returned an unusable token for object {handle}: {why}",
@@ -149,6 +152,7 @@ pub fn migrate(
                 counts.failed = counts.failed.saturating_add(1);
                 rec.status = KeyStatus::Failed;
                 rec.reason = Some(match failure {
+                    Failure::Damaged(why) => format!("the key token is damaged: {why}"),
                     Failure::Card(e) => format!("return code {}, reason code {}", e.rc, e.reason),
                     Failure::Unusable(why) => why,
                 });
@@ -176,6 +180,8 @@ fn verb_description(public: bool) -> &'static str {
 
 /// Why one key was not converted.
 enum Failure {
+    /// The token is not what the CCA format defines: not sent to the card.
+    Damaged(String),
     /// The card said no.
     Card(CcaError),
     /// The card said yes but returned something else than asked for.
@@ -185,6 +191,8 @@ enum Failure {
 /// The converted token: the external public token of a public key object, the
 /// RSA-AESC token of a private key.
 fn convert(lib: &Csulcca, public: bool, blob: &[u8]) -> Result<Vec<u8>, Failure> {
+    // A damaged token is reported, never sent to the card.
+    token::check_structure(blob).map_err(|e| Failure::Damaged(e.to_string()))?;
     if public {
         let t = lib.csndpkx(blob).map_err(Failure::Card)?;
         // An external token (`X'1E'`) whose first section is the RSA public key (`X'04'`).

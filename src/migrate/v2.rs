@@ -142,6 +142,7 @@ impl ModeStep for V2Mode {
             let path = upstream_path(dir, &format!("{TOK_OBJ}/{name}"));
             match converter.convert(name, &path, out) {
                 Outcome::Unreadable => continue,
+                Outcome::Tampered => return Err(Exit::Failed),
                 Outcome::Failed => {
                     out.object_failed(&path);
                     self.failed = self.failed.saturating_add(1);
@@ -230,6 +231,8 @@ fn master_key(
 enum Outcome {
     /// Its file could not be opened: skipped and not counted, as upstream.
     Unreadable,
+    /// Something else than a regular file is in its place: the run stops.
+    Tampered,
     /// Reported and counted as failed; the file stays as it is.
     Failed,
     /// Processed; `Some` when its file must be rewritten.
@@ -247,6 +250,12 @@ impl Converter<'_> {
     fn convert(&self, name: ObjectName, path: &str, out: &mut Output<'_>) -> Outcome {
         let file = match self.store.read_object_bytes(name) {
             Ok(f) => f,
+            // A link, FIFO, device or directory in an object's place is tampering, not
+            // a missing file: the run stops, nothing is written.
+            Err(e) if e.is_wrong_file_type() => {
+                out.error(e);
+                return Outcome::Tampered;
+            }
             Err(_) => return Outcome::Unreadable,
         };
         let private = file.get(4).is_some_and(|&b| b != 0);
