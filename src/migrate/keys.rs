@@ -27,10 +27,9 @@ use crate::exit::Exit;
 use crate::messages::{KeyCounts, Output, RunCounts};
 use crate::pin::Pins;
 use crate::pkcs11::{AttrType, KeyType, ObjectClass};
-use crate::store::{MasterKey, StoreError, StoredObject, TokenStore};
+use crate::store::{MasterKey, ObjectName, Staging, StoreError, StoredObject, TokenStore};
 
-use super::pipeline::{Committed, Context, ModeStep, Setup};
-use super::pool;
+use super::pipeline::{Batch, Committed, Context, ModeStep, Setup};
 use super::select::{self, Algorithm, Handling, KeyKind, RsaFormat};
 
 /// `CKA_HIDDEN` (`CKA_VENDOR_DEFINED + 0x01000000` in openCryptoki): objects the
@@ -404,15 +403,6 @@ enum KeyWork {
     Failed(Failure),
 }
 
-/// One key the card has to see.
-struct Job<'k> {
-    kind: &'k KeyKind,
-    /// Index of the object in the run's object list.
-    index: usize,
-    /// Its `CKA_IBM_OPAQUE`.
-    blob: Vec<u8>,
-}
-
 /// The card work of one key: each token of the blob (two for AES XTS) goes through
 /// [`reencipher`], stopping at the first failure. Runs on the pool's threads: it
 /// calls verbs and prints nothing.
@@ -440,86 +430,89 @@ fn card_work(card: &Card<'_>, kind: &KeyKind, blob: &[u8]) -> KeyWork {
     }
 }
 
-/// The objects a search of `kind` finds, in find order (`find_wrapped_keys()`'s
-/// template: the key type, token objects, not hidden).
+/// Whether a search of `kind` finds `obj` (`find_wrapped_keys()`'s template: the key
+/// type, a token object, not hidden).
+fn found_by(kind: &KeyKind, obj: &StoredObject) -> bool {
+    obj.template.key_type() == Some(kind.key_type)
+        && obj.template.get_bool(AttrType::TOKEN) != Some(false)
+        && obj.template.get_bool(CKA_HIDDEN) != Some(true)
+}
+
+/// The objects a search of `kind` finds, in find order.
 fn matches(kind: &KeyKind, objects: &[StoredObject]) -> Vec<usize> {
     objects
         .iter()
         .enumerate()
-        .filter(|(_, o)| {
-            o.template.key_type() == Some(kind.key_type)
-                && o.template.get_bool(AttrType::TOKEN) != Some(false)
-                && o.template.get_bool(CKA_HIDDEN) != Some(true)
-        })
+        .filter(|(_, o)| found_by(kind, o))
         .map(|(i, _)| i)
         .collect()
 }
 
-/// How a run shows its progress while the card works.
-pub struct Progress<'a> {
-    /// Up to this many verbs in flight at once.
-    pub threads: NonZeroUsize,
-    /// Show a progress line when more keys than this go to the card (and the output
-    /// allows it).
-    pub above: usize,
-    /// The master key type, for the progress line.
-    pub mk_type: &'a str,
+/// One master key type of a run.
+struct TypeRun<'a> {
+    /// The card, and its registers of this type.
+    card: Card<'a>,
+    /// The searches of this type, in upstream's order.
+    kinds: Vec<KeyKind>,
+    /// Its keys may go to the card: the CURRENT master key is loaded (or the card
+    /// cannot tell).
+    usable: bool,
 }
 
-/// Runs every search of `kinds` over `objects` (already in find order), updating the
-/// `CKA_IBM_OPAQUE` of migrated keys in place. Returns the tally and the indices of the
-/// objects that changed.
-///
-/// The keys that go to the card are picked first (nothing printed), the card works on
-/// them on `progress.threads` threads, and then every search prints upstream's lines
-/// and applies the results in upstream's order, exactly as one key after the other
-/// would.
-pub fn migrate(
-    card: &Card<'_>,
-    kinds: &[KeyKind],
-    objects: &mut [StoredObject],
-    progress: &Progress<'_>,
-    out: &mut Output<'_>,
-) -> (Tally, Vec<usize>) {
-    let mut jobs = Vec::new();
-    for kind in kinds {
-        for index in matches(kind, objects) {
-            let Some(blob) = objects
-                .get(index)
-                .and_then(|o| o.template.get(AttrType::IBM_OPAQUE))
-            else {
-                continue;
-            };
-            if matches!(precheck(kind, blob), Precheck::Go) {
-                jobs.push(Job {
-                    kind,
-                    index,
-                    blob: blob.to_vec(),
-                });
+/// What the card did for one object: per type of the run (by index) whose search finds
+/// it and whose checks let it go to the card, the result; and, when its new file could
+/// not be written, why.
+#[derive(Default)]
+struct ObjectWork {
+    work: Vec<(usize, KeyWork)>,
+    stage_error: Option<StoreError>,
+}
+
+/// The card work on one object, as soon as it is loaded (on the pool's threads: it
+/// calls verbs, prints nothing): its key goes to the card, and a key the card
+/// re-enciphered has its new object file written next to the old one (`staging`;
+/// none with `--dry-run`). Upstream's lines are printed, and the results applied to
+/// the object, afterwards in upstream's order ([`report_type`]).
+fn object_work(
+    obj: &StoredObject,
+    types: &[TypeRun<'_>],
+    staging: Option<&Staging<'_>>,
+) -> ObjectWork {
+    let mut done = ObjectWork::default();
+    let Some(blob) = obj.template.get(AttrType::IBM_OPAQUE) else {
+        return done;
+    };
+    for (ti, t) in types.iter().enumerate() {
+        let Some(kind) = t.kinds.iter().find(|k| found_by(k, obj)) else {
+            continue;
+        };
+        if !t.usable || !matches!(precheck(kind, blob), Precheck::Go) {
+            continue;
+        }
+        let work = card_work(&t.card, kind, blob);
+        if let (KeyWork::Changed(new_blob), Some(staging)) = (&work, staging) {
+            let mut new = obj.clone();
+            new.template.set(AttrType::IBM_OPAQUE, new_blob.clone());
+            if let Err(e) = staging.stage(&new) {
+                done.stage_error.get_or_insert(e);
             }
         }
+        done.work.push((ti, work));
     }
-    let total = jobs.len();
-    let shown = total > progress.above;
-    let results = pool::map_in_order(
-        &jobs,
-        progress.threads,
-        |job| card_work(card, job.kind, &job.blob),
-        |done| {
-            if shown {
-                out.progress(format_args!(
-                    "Re-enciphering {} keys: {done} of {total}",
-                    progress.mk_type
-                ));
-            }
-        },
-    );
-    if shown {
-        out.progress_done();
-    }
-    let mut work: HashMap<usize, KeyWork> = jobs.iter().map(|j| j.index).zip(results).collect();
-    drop(jobs);
+    done
+}
 
+/// The searches of one type over `objects` (in find order) with upstream's lines, the
+/// card's results (`works`, by type index `ti` and object) applied in upstream's order:
+/// per search, the found lines in find order, then the keys in reverse find order.
+/// Returns the tally and the indices of the objects that changed.
+fn report_type(
+    ti: usize,
+    kinds: &[KeyKind],
+    objects: &mut [StoredObject],
+    works: &mut HashMap<(usize, ObjectName), KeyWork>,
+    out: &mut Output<'_>,
+) -> (Tally, Vec<usize>) {
     let mut tally = Tally::default();
     let mut changed = Vec::new();
     for kind in kinds {
@@ -528,7 +521,7 @@ pub fn migrate(
             let Some(obj) = objects.get_mut(f.index) else {
                 continue;
             };
-            let result = work.remove(&f.index);
+            let result = works.remove(&(ti, obj.name));
             if migrate_one(kind, obj, &f.label, result, &mut tally, out) {
                 changed.push(f.index);
             }
@@ -713,7 +706,7 @@ fn migrate_one(
     changed
 }
 
-/// `-m keys` in the [`pipeline`]: one master key type, or (`-k all`) each in turn.
+/// `-m keys` in the pipeline (`pipeline.rs`): one master key type, or (`-k all`) each in turn.
 pub(super) struct KeysMode {
     selection: KeySelection,
     /// Up to this many verbs in flight at once.
@@ -726,8 +719,6 @@ pub(super) struct KeysMode {
     tallies: Vec<(MkType, Tally)>,
 }
 
-/// More keys than this going to the card show a progress line on a terminal.
-const PROGRESS_ABOVE: usize = 200;
 
 impl KeysMode {
     /// The mode for `-k selection`, issuing up to `threads` verbs at once.
@@ -798,53 +789,79 @@ impl ModeStep for KeysMode {
         Ok(())
     }
 
-    fn convert(
+    fn convert<'a>(
         &mut self,
-        cx: &Context<'_>,
+        cx: &Context<'a>,
         out: &mut Output<'_>,
-    ) -> Result<Vec<StoredObject>, Exit> {
-        let (mut objects, unreadable) = super::load_keys(cx.store, cx.mk, out)?;
+    ) -> Result<Batch<'a>, Exit> {
+        let staging = match cx.setup.dry_run {
+            true => None,
+            false => Some(
+                cx.store
+                    .staging(cx.mk)
+                    .map_err(|e| super::replace_failed(e, out))?,
+            ),
+        };
+        let types: Vec<TypeRun<'_>> = self
+            .status
+            .iter()
+            .map(|(mk_type, status)| TypeRun {
+                card: Card {
+                    lib: cx.lib,
+                    mk_type: *mk_type,
+                    status: status.clone(),
+                },
+                kinds: select::searches(*mk_type),
+                usable: status
+                    .as_ref()
+                    .is_none_or(|s| s.current.state == RegisterState::Loaded),
+            })
+            .collect();
+        let (loaded, unreadable) = super::load_keys_with(
+            cx.store,
+            cx.mk,
+            self.threads,
+            |obj| object_work(obj, &types, staging.as_ref()),
+            Some("Re-enciphering keys"),
+            out,
+        )?;
         self.unreadable = unreadable;
+        let mut objects = Vec::with_capacity(loaded.len());
+        let mut works = HashMap::new();
+        let mut stage_error = None;
+        for (obj, done) in loaded {
+            for (ti, work) in done.work {
+                works.insert((ti, obj.name), work);
+            }
+            if stage_error.is_none() {
+                stage_error = done.stage_error;
+            }
+            objects.push(obj);
+        }
         // `-k all`: a type whose CURRENT master key is not loaded cannot take the keys
-        // the store holds under it; refuse before anything goes to the card.
-        for (mk_type, status) in &self.status {
-            let no_current = status
-                .as_ref()
-                .is_some_and(|s| s.current.state != RegisterState::Loaded);
-            let has_keys = select::searches(*mk_type)
-                .iter()
-                .any(|kind| !matches(kind, &objects).is_empty());
-            if no_current && has_keys {
-                out.no_current_master_key(*mk_type);
+        // the store holds under it (none went to the card); nothing is written.
+        for t in types.iter().filter(|t| !t.usable) {
+            if t.kinds.iter().any(|kind| !matches(kind, &objects).is_empty()) {
+                out.no_current_master_key(t.card.mk_type);
                 return Err(Exit::NotReady);
             }
         }
         let mut changed = Vec::new();
-        for (mk_type, status) in self.status.clone() {
-            let card = Card {
-                lib: cx.lib,
-                mk_type,
-                status,
-            };
-            let progress = Progress {
-                threads: self.threads,
-                above: PROGRESS_ABOVE,
-                mk_type: mk_type.name(),
-            };
-            let (tally, c) = migrate(
-                &card,
-                &select::searches(mk_type),
-                &mut objects,
-                &progress,
-                out,
-            );
+        for (ti, t) in types.iter().enumerate() {
+            let (tally, c) = report_type(ti, &t.kinds, &mut objects, &mut works, out);
             if !cx.setup.json {
                 out.keys_summary(&tally.migrated, &tally.failed);
             }
             changed.extend(c);
-            self.tallies.push((mk_type, tally));
+            self.tallies.push((t.card.mk_type, tally));
         }
-        Ok(super::take_changed(objects, &changed))
+        if let Some(e) = stage_error {
+            return Err(super::replace_failed(e, out));
+        }
+        Ok(match staging {
+            Some(staging) => Batch::Staged(staging),
+            None => Batch::Objects(super::take_changed(objects, &changed)),
+        })
     }
 
     fn commit_failed(&self, e: StoreError, out: &mut Output<'_>) -> Exit {

@@ -34,7 +34,7 @@ use crate::messages::Output;
 use crate::pin::{PinKind, Pins};
 use crate::pkcs11::AttrType;
 use crate::store::lock::TokenLock;
-use crate::store::{Format, MasterKey, StoreError, StoredObject, TokenStore};
+use crate::store::{Format, MasterKey, ObjectName, StoreError, StoredObject, TokenStore};
 
 use crate::cca::Csulcca;
 use pipeline::{ModeStep, Setup};
@@ -329,18 +329,80 @@ fn take_lock(target: &Target, out: &mut Output<'_>) -> Result<TokenLock, Exit> {
     }
 }
 
-/// The key objects of `-m keys` / `-m oldrsakeys`: every object in find order (see
-/// [`load_in_find_order`]), refusing a store where a concurrent HSM master key change
-/// left `CKA_IBM_OPAQUE_REENC` behind.
+/// The key objects of `-m oldrsakeys`: [`load_keys_with`] on one thread, with no work.
 fn load_keys(
     store: &TokenStore,
     mk: &MasterKey,
     out: &mut Output<'_>,
 ) -> Result<(Vec<StoredObject>, usize), Exit> {
-    let (objects, unreadable) = load_in_find_order(store, mk, out)?;
-    if let Some(o) = objects
+    let (loaded, unreadable) = load_keys_with(store, mk, NonZeroUsize::MIN, |_| (), None, out)?;
+    Ok((loaded.into_iter().map(|(o, ())| o).collect(), unreadable))
+}
+
+/// More objects than this show a progress line on a terminal while they load.
+const PROGRESS_ABOVE: usize = 200;
+
+/// The key objects of a run: every object `OBJ.IDX` lists, loaded on up to `threads`
+/// threads, each given to `work` as soon as it is loaded (the keys mode sends its keys
+/// to the card there, so the card's latency overlaps with reading and decrypting the
+/// store), then put in find order: private objects first, the order a USER session's
+/// `C_FindObjects` returns them in, each in `OBJ.IDX` order.
+///
+/// An object that cannot be read or decrypted is reported (after the loading, in index
+/// order), left untouched and counted; a link, FIFO, device or directory in an
+/// object's place stops the run (tampering, not damage); so does a store where a
+/// concurrent HSM master key change left `CKA_IBM_OPAQUE_REENC` behind. With
+/// `progress`, a line `<progress>: N of M objects` shows on a terminal for big stores.
+fn load_keys_with<W: Send>(
+    store: &TokenStore,
+    mk: &MasterKey,
+    threads: NonZeroUsize,
+    work: impl Fn(&StoredObject) -> W + Sync,
+    progress: Option<&str>,
+    out: &mut Output<'_>,
+) -> Result<(Vec<(StoredObject, W)>, usize), Exit> {
+    let names = index_names(store, out)?;
+    let total = names.len();
+    let shown = progress.filter(|_| total > PROGRESS_ABOVE);
+    let results = pool::map_in_order(
+        &names,
+        threads,
+        |&name| {
+            store
+                .load_object(name, Some(mk))
+                .map(|o| {
+                    let w = work(&o);
+                    (o, w)
+                })
+        },
+        |done| {
+            if let Some(what) = shown {
+                out.progress(format_args!("{what}: {done} of {total} objects"));
+            }
+        },
+    );
+    if shown.is_some() {
+        out.progress_done();
+    }
+    let mut loaded = Vec::with_capacity(results.len());
+    let mut unreadable = 0usize;
+    for r in results {
+        match r {
+            Ok(pair) => loaded.push(pair),
+            Err(e) if e.is_wrong_file_type() => {
+                out.error(e);
+                return Err(Exit::StoreUnreadable);
+            }
+            Err(e) => {
+                out.error(format_args!("{e} (object left untouched)"));
+                unreadable += 1;
+            }
+        }
+    }
+    loaded.sort_by_key(|(o, _)| !o.private);
+    if let Some((o, _)) = loaded
         .iter()
-        .find(|o| o.template.get(AttrType::IBM_OPAQUE_REENC).is_some())
+        .find(|(o, _)| o.template.get(AttrType::IBM_OPAQUE_REENC).is_some())
     {
         out.error(format_args!(
             "{}: holds CKA_IBM_OPAQUE_REENC: a concurrent HSM master key change is in \
@@ -349,7 +411,7 @@ fn load_keys(
         ));
         return Err(Exit::NotReady);
     }
-    Ok((objects, unreadable))
+    Ok((loaded, unreadable))
 }
 
 /// A commit of `-m keys` or `-m oldrsakeys` that failed: upstream's `Error replacing
@@ -369,15 +431,10 @@ fn take_changed(objects: Vec<StoredObject>, changed: &[usize]) -> Vec<StoredObje
         .collect()
 }
 
-/// Loads every object listed in `OBJ.IDX`, private ones first (the order a USER
-/// session's `C_FindObjects` returns them in). An object that cannot be read or
-/// decrypted is reported, left untouched and counted; the rest go on.
-fn load_in_find_order(
-    store: &TokenStore,
-    mk: &MasterKey,
-    out: &mut Output<'_>,
-) -> Result<(Vec<StoredObject>, usize), Exit> {
-    let names = match store.index() {
+/// The object names `OBJ.IDX` lists (none when it is missing or empty), warning about
+/// repeated lines.
+fn index_names(store: &TokenStore, out: &mut Output<'_>) -> Result<Vec<ObjectName>, Exit> {
+    match store.index() {
         Ok(index) => {
             for line in index.duplicate_lines {
                 out.error(format_args!(
@@ -385,33 +442,14 @@ fn load_in_find_order(
                     store.index_path().display()
                 ));
             }
-            index.names
+            Ok(index.names)
         }
-        Err(StoreError::MissingIndex { .. } | StoreError::EmptyIndex { .. }) => Vec::new(),
+        Err(StoreError::MissingIndex { .. } | StoreError::EmptyIndex { .. }) => Ok(Vec::new()),
         Err(e) => {
             out.error(e);
-            return Err(Exit::StoreUnreadable);
-        }
-    };
-    let mut objects = Vec::with_capacity(names.len());
-    let mut unreadable = 0usize;
-    for name in names {
-        match store.load_object(name, Some(mk)) {
-            Ok(o) => objects.push(o),
-            // A link, FIFO, device or directory in an object's place is tampering, not
-            // damage: nothing is written.
-            Err(e) if e.is_wrong_file_type() => {
-                out.error(e);
-                return Err(Exit::StoreUnreadable);
-            }
-            Err(e) => {
-                out.error(format_args!("{e} (object left untouched)"));
-                unreadable += 1;
-            }
+            Err(Exit::StoreUnreadable)
         }
     }
-    objects.sort_by_key(|o| !o.private);
-    Ok((objects, unreadable))
 }
 
 /// One examined key in a `--json` document.

@@ -20,7 +20,7 @@ use crate::pkcs11::{AttrType, ObjectClass};
 use crate::store::{MasterKey, StoreError, StoredObject, TokenStore};
 
 use super::keys::{self, KeyStatus, Tally};
-use super::pipeline::{self, Committed, Context, ModeStep, Setup};
+use super::pipeline::{self, Batch, Committed, Context, ModeStep, Setup};
 use super::select;
 
 /// Counts of one run, as upstream prints them.
@@ -59,17 +59,17 @@ impl ModeStep for OldRsaMode {
         Ok(())
     }
 
-    fn convert(
+    fn convert<'a>(
         &mut self,
-        cx: &Context<'_>,
+        cx: &Context<'a>,
         out: &mut Output<'_>,
-    ) -> Result<Vec<StoredObject>, Exit> {
+    ) -> Result<Batch<'a>, Exit> {
         let (mut objects, unreadable) = super::load_keys(cx.store, cx.mk, out)?;
         self.unreadable = unreadable;
         let (tally, counts, changed) = migrate(cx.lib, &mut objects, out);
         self.tally = tally;
         self.counts = counts;
-        Ok(super::take_changed(objects, &changed))
+        Ok(Batch::Objects(super::take_changed(objects, &changed)))
     }
 
     fn commit_failed(&self, e: StoreError, out: &mut Output<'_>) -> Exit {

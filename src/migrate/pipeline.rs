@@ -25,7 +25,7 @@ use crate::config::SystemPaths;
 use crate::exit::Exit;
 use crate::messages::Output;
 use crate::pin::Pins;
-use crate::store::{backup, MasterKey, StoreError, StoredObject, TokenStore};
+use crate::store::{backup, MasterKey, Staging, StoreError, StoredObject, TokenStore};
 
 use super::Target;
 
@@ -52,6 +52,26 @@ pub(crate) struct Committed {
     pub written: usize,
     /// The backup made before the renames, if any.
     pub backup: Option<PathBuf>,
+}
+
+/// What a mode's conversion leaves to commit.
+pub(crate) enum Batch<'a> {
+    /// The objects to rewrite (with `--dry-run`: that would be rewritten).
+    Objects(Vec<StoredObject>),
+    /// New files the mode already wrote next to their objects while it worked (the
+    /// keys mode writes them while the card works on other keys); only the renames
+    /// are left.
+    Staged(Staging<'a>),
+}
+
+impl Batch<'_> {
+    /// How many object files the commit replaces.
+    fn len(&self) -> usize {
+        match self {
+            Batch::Objects(v) => v.len(),
+            Batch::Staged(s) => s.len(),
+        }
+    }
 }
 
 /// What the steps after the login work with.
@@ -100,11 +120,11 @@ pub(crate) trait ModeStep {
     fn begin(&mut self, cx: &Context<'_>, out: &mut Output<'_>) -> Result<(), Exit>;
 
     /// Reads and converts the objects; returns those to rewrite.
-    fn convert(
+    fn convert<'a>(
         &mut self,
-        cx: &Context<'_>,
+        cx: &Context<'a>,
         out: &mut Output<'_>,
-    ) -> Result<Vec<StoredObject>, Exit>;
+    ) -> Result<Batch<'a>, Exit>;
 
     /// Reports a commit that failed; returns the exit status.
     fn commit_failed(&self, e: StoreError, out: &mut Output<'_>) -> Exit;
@@ -149,13 +169,14 @@ fn run_steps(
     step.begin(&cx, out)?;
     clean_temps(&store, setup.dry_run, out)?;
     let batch = step.convert(&cx, out)?;
-    let backup = back_up(setup, &store, &batch, out)?;
-    let written = match commit(setup, &store, &mk, &batch, out) {
+    let rewrite = batch.len();
+    let backup = back_up(setup, &store, rewrite, out)?;
+    let written = match commit(setup, &store, &mk, batch, out) {
         Ok(n) => n,
         Err(e) => return Err(step.commit_failed(e, out)),
     };
     let done = Committed {
-        rewrite: batch.len(),
+        rewrite,
         written,
         backup,
     };
@@ -168,10 +189,10 @@ fn run_steps(
 fn back_up(
     setup: &Setup<'_>,
     store: &TokenStore,
-    batch: &[StoredObject],
+    rewrite: usize,
     out: &mut Output<'_>,
 ) -> Result<Option<PathBuf>, Exit> {
-    if setup.dry_run || !setup.backup || batch.is_empty() {
+    if setup.dry_run || !setup.backup || rewrite == 0 {
         return Ok(None);
     }
     let made = backup::backup_dir_for(store.dir(), SystemTime::now())
@@ -241,23 +262,26 @@ fn commit(
     setup: &Setup<'_>,
     store: &TokenStore,
     mk: &MasterKey,
-    batch: &[StoredObject],
+    batch: Batch<'_>,
     out: &mut Output<'_>,
 ) -> Result<usize, StoreError> {
     if setup.dry_run {
         return Ok(0);
     }
-    let written = if batch.is_empty() {
-        0
-    } else {
-        let refs: Vec<&StoredObject> = batch.iter().collect();
-        match store.commit(mk, &refs) {
-            Ok(report) => report.written.len(),
-            Err(e) => {
-                // Some files may have been renamed already (a partial commit).
-                remove_shm(setup, out);
-                return Err(e);
-            }
+    let committed = match batch {
+        Batch::Objects(objects) if objects.is_empty() => Ok(0),
+        Batch::Objects(objects) => {
+            let refs: Vec<&StoredObject> = objects.iter().collect();
+            store.commit(mk, &refs).map(|r| r.written.len())
+        }
+        Batch::Staged(staging) => staging.finish().map(|r| r.written.len()),
+    };
+    let written = match committed {
+        Ok(n) => n,
+        Err(e) => {
+            // Some files may have been renamed already (a partial commit).
+            remove_shm(setup, out);
+            return Err(e);
         }
     };
     // Also when this run changed nothing: an earlier run may have been killed after

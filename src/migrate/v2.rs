@@ -25,11 +25,11 @@ use crate::messages::Output;
 use crate::pin::{PinKind, Pins};
 use crate::pkcs11::{AttrType, KeyType, ObjectClass};
 use crate::store::{
-    self, MasterKey, ObjectName, StoreError, StoredObject, TokenStore, DECIPHER_FAILED, MK_SO,
+    self, DecryptFailure, MasterKey, ObjectName, StoreError, StoredObject, TokenStore, MK_SO,
     MK_USER, OBJ_IDX, TOK_OBJ,
 };
 
-use super::pipeline::{self, Committed, Context, ModeStep};
+use super::pipeline::{self, Batch, Committed, Context, ModeStep};
 
 /// The IV openCryptoki uses for private objects, with the card (2.x) and in software.
 const OBJECT_IV: [u8; 8] = *b"10293847";
@@ -126,11 +126,11 @@ impl ModeStep for V2Mode {
         Ok(())
     }
 
-    fn convert(
+    fn convert<'a>(
         &mut self,
-        cx: &Context<'_>,
+        cx: &Context<'a>,
         out: &mut Output<'_>,
-    ) -> Result<Vec<StoredObject>, Exit> {
+    ) -> Result<Batch<'a>, Exit> {
         let converter = Converter {
             store: cx.store,
             mk: cx.mk,
@@ -156,7 +156,7 @@ impl ModeStep for V2Mode {
                 }
             }
         }
-        Ok(batch)
+        Ok(Batch::Objects(batch))
     }
 
     fn commit_failed(&self, e: StoreError, out: &mut Output<'_>) -> Exit {
@@ -319,7 +319,10 @@ impl Converter<'_> {
         });
         match r {
             Ok(obj) => return Some(obj),
-            Err(StoreError::Decrypt { what, .. }) if what == DECIPHER_FAILED => match card_error {
+            Err(StoreError::Decrypt {
+                what: DecryptFailure::Deciphering,
+                ..
+            }) => match card_error {
                 Some(e) => out.csnbdec_failed(e.rc, e.reason),
                 None => out.error(format_args!(
                     "{}: the store's master key is not a 64-byte CCA key token, so the card \
@@ -327,12 +330,17 @@ impl Converter<'_> {
                     self.store.object_path(name).display()
                 )),
             },
-            Err(StoreError::Decrypt { what, .. })
-                if what == store::PLAIN_BAD_LENGTH || what == store::PLAIN_BAD_PADDING =>
+            Err(StoreError::Decrypt {
+                what: DecryptFailure::PlainLength | DecryptFailure::PlainPadding,
+                ..
+            }) =>
             {
                 out.decrypted_data_inconsistent()
             }
-            Err(StoreError::Decrypt { what, .. }) if what == store::PLAIN_BAD_SHA1 => {
+            Err(StoreError::Decrypt {
+                what: DecryptFailure::PlainSha1,
+                ..
+            }) => {
                 out.stored_hash_mismatch()
             }
             Err(e) => out.error(e),

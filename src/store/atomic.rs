@@ -9,19 +9,25 @@
 //!    never followed nor replaced), give it the original's owner, group and mode,
 //!    and write it;
 //! 2. one barrier, once every temp file is written: `syncfs(2)` on the store's
-//!    filesystem ([`Barrier::SyncFs`]), so that every temp file's data and inode
+//!    filesystem, so that every temp file's data and inode
 //!    (size, owner, mode) are on stable storage before any of them takes a
 //!    target's name;
 //! 3. rename every temp file over its original (`renameat` on the directory
-//!    descriptor), in batch order;
+//!    descriptor);
 //! 4. one `fsync` of the directory, so the renames themselves are durable.
+//!
+//! A run does step 1 file by file as each object's new content is known (`stage`,
+//! through `TokenStore::staging`: the keys mode writes a key's new object file from
+//! the thread that got the card's answer, while the card works on other keys), and
+//! steps 2 to 4 once, at the end (`finish_staged`, renames in object name order).
+//! `replace_all` (test kit) is the same protocol for a batch known at once.
 //!
 //! A failure before the renames removes our temp files and leaves every original
 //! untouched; a failure during the renames leaves each file either old or new
 //! (never torn) and is reported as such ([`StoreError::PartialCommit`]). A crash at
 //! any point leaves each target old or new as well: a rename only ever installs a
 //! file that the barrier made durable, and a rename is atomic. Temp files a crash
-//! leaves behind are removed by the next run ([`remove_stale_temps`]). Nothing is
+//! leaves behind are removed by the next run (`remove_stale_temps`). Nothing is
 //! ever truncated in place. openCryptoki only reads names listed in OBJ.IDX, so it
 //! never sees our temp files.
 //!
@@ -36,9 +42,8 @@
 //! other (the best rounds were `syncfs`'s), the serial one is clearly slower; `syncfs`
 //! is chosen because unlike `fdatasync` it also makes the owner and mode we set
 //! durable. Its cost is that it flushes other dirty data of the
-//! same filesystem too; on a store filesystem shared with a busy writer,
-//! [`Barrier::FdatasyncParallel`] is the alternative with the same durability for
-//! the data.
+//! same filesystem too; on a store filesystem shared with a busy writer, parallel
+//! `fdatasync` would be the alternative with the same durability for the data.
 
 use std::fs::{File, Permissions};
 use std::io::Write;
@@ -73,8 +78,9 @@ pub(crate) struct Replacement {
 /// How the temp files are made durable before the renames (see the module docs).
 #[doc(hidden)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-// The fdatasync barriers are there for benches/commit_barrier.rs to compare.
-#[cfg_attr(not(feature = "testkit"), allow(dead_code))]
+// Batch commits with a choice of barrier: the test kit's store creation and
+// benches/commit_barrier.rs, which compares them; runs stage and finish instead.
+#[cfg(feature = "testkit")]
 pub enum Barrier {
     /// One `syncfs(2)` of the directory's filesystem (the default).
     SyncFs,
@@ -84,6 +90,7 @@ pub enum Barrier {
     FdatasyncSerial,
 }
 
+#[cfg(feature = "testkit")]
 impl Barrier {
     /// The barrier [`TokenStore::commit`](super::TokenStore::commit) uses.
     pub const DEFAULT: Barrier = Barrier::SyncFs;
@@ -127,7 +134,7 @@ pub fn remove_stale_temps(dir: &Path) -> Result<Vec<PathBuf>, StoreError> {
     remove_stale_temps_in(&d)
 }
 
-/// [`remove_stale_temps`] in an opened directory.
+/// `remove_stale_temps` in an opened directory.
 pub(crate) fn remove_stale_temps_in(dir: &StoreDir) -> Result<Vec<PathBuf>, StoreError> {
     let mut removed = Vec::new();
     for name in dir.names()? {
@@ -223,11 +230,65 @@ fn plain_name(name: &str) -> bool {
     !name.is_empty() && name != "." && name != ".." && !name.contains('/') && !name.contains('\0')
 }
 
+/// Step 1 for one file, on its own: writes the temp file of `r` with its target's
+/// owner, group and mode (the target must still be what `r.expect` says); returns the
+/// temp file's name. A failure leaves no temp file of `r` behind.
+pub(crate) fn stage(dir: &StoreDir, r: &Replacement, dir_st: &Stat) -> Result<String, StoreError> {
+    if !plain_name(&r.name) {
+        return Err(StoreError::Invalid {
+            file: dir.join(&r.name),
+            what: "not inside the directory being committed",
+        });
+    }
+    let tmp = temp_name(&r.name);
+    let owner = target_owner(dir, r, dir_st)?;
+    let mut f = create_temp(dir, &tmp)?;
+    if let Err(e) = fill_temp(&mut f, &dir.join(&tmp), r, &owner) {
+        drop(f);
+        let _ = dir.unlink(&tmp);
+        return Err(e);
+    }
+    Ok(tmp)
+}
+
+/// Steps 2 to 4 for temp files written by [`stage`], as `(temp, target)` names: one
+/// `syncfs`, the renames in order, one `fsync` of the directory. On a failure the temp
+/// files not yet renamed are removed; a failure after the first rename is
+/// [`StoreError::PartialCommit`].
+pub(crate) fn finish_staged(dir: &StoreDir, staged: &[(String, String)]) -> Result<(), StoreError> {
+    if let Err(e) = dir.sync_filesystem() {
+        for (tmp, _) in staged {
+            let _ = dir.unlink(tmp);
+        }
+        return Err(e);
+    }
+    for (i, (tmp, name)) in staged.iter().enumerate() {
+        if let Err(err) = dir.rename(tmp, name) {
+            for (t, _) in staged.iter().skip(i) {
+                let _ = dir.unlink(t);
+            }
+            return Err(if i == 0 {
+                err
+            } else {
+                StoreError::PartialCommit {
+                    file: dir.join(name),
+                    renamed: i,
+                    total: staged.len(),
+                    source: Box::new(err),
+                }
+            });
+        }
+    }
+    dir.sync()
+}
+
+#[cfg(feature = "testkit")]
 /// Replaces every file of `batch` in `dir` as described in the module docs.
 pub(crate) fn replace_all(dir: &StoreDir, batch: &[Replacement]) -> Result<(), StoreError> {
     replace_all_with(dir, batch, Barrier::DEFAULT)
 }
 
+#[cfg(feature = "testkit")]
 /// [`replace_all`] with the given barrier.
 pub(crate) fn replace_all_with(
     dir: &StoreDir,
@@ -310,9 +371,11 @@ pub(crate) fn replace_all_with(
     dir.sync()
 }
 
+#[cfg(feature = "testkit")]
 /// Threads that issue `fdatasync` at once for [`Barrier::FdatasyncParallel`].
 const SYNC_THREADS: usize = 8;
 
+#[cfg(feature = "testkit")]
 fn make_durable(
     dir: &StoreDir,
     plans: &[(String, Owner)],

@@ -7,6 +7,41 @@
 use std::io;
 use std::path::PathBuf;
 
+/// Why a private object's payload could not be opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum DecryptFailure {
+    /// An old-format object, and no old-format master key.
+    #[error("an old-format master key is needed")]
+    OldKeyNeeded,
+    /// A new-format object, and no new-format master key.
+    #[error("a new-format master key is needed")]
+    NewKeyNeeded,
+    /// DES3 refused the payload.
+    #[error("DES3 decryption failed")]
+    Des3,
+    /// The caller's decipher function (the card, for openCryptoki 2.x stores) failed.
+    #[error("the card could not (de)cipher the object")]
+    Deciphering,
+    /// The caller's decipher function returned a payload of another length.
+    #[error("deciphered payload has the wrong length")]
+    DecipheredLength,
+    /// The decrypted length field does not fit the payload.
+    #[error("decrypted length field out of range (wrong master key?)")]
+    PlainLength,
+    /// The padding is not openCryptoki's.
+    #[error("bad padding (wrong master key?)")]
+    PlainPadding,
+    /// The SHA-1 of the flattened object does not match.
+    #[error("SHA-1 mismatch (wrong master key?)")]
+    PlainSha1,
+    /// The object key does not unwrap with the master key.
+    #[error("object key does not unwrap (wrong master key?)")]
+    KeyUnwrap,
+    /// The AES-GCM tag does not match.
+    #[error("GCM tag mismatch (wrong master key or damaged file)")]
+    GcmTag,
+}
+
 /// An error reading, verifying or rewriting a token data store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -144,7 +179,7 @@ pub enum StoreError {
         /// The object file.
         file: PathBuf,
         /// Which check failed.
-        what: &'static str,
+        what: DecryptFailure,
     },
     /// The file changed on disk since it was loaded.
     #[error("{}: changed on disk since it was read; not rewriting", file.display())]

@@ -45,7 +45,7 @@ impl TokenLock {
         })
     }
 
-    /// Like [`acquire`](Self::acquire) but fails at once if another process holds it.
+    /// Like `acquire` (test kit) but fails at once if another process holds it.
     pub fn try_acquire(path: &Path, gid: Option<u32>) -> Result<Option<TokenLock>, StoreError> {
         let file = open_lock_file(path, gid)?;
         match file.try_lock() {

@@ -52,7 +52,7 @@ mod object_file;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 
 use zeroize::Zeroizing;
 
@@ -67,7 +67,7 @@ pub use create::CreateOptions;
 #[cfg(feature = "testkit")]
 pub use crypt::DEFAULT_USER_PIN;
 pub use crypt::{MasterKey, DEFAULT_SO_PIN};
-pub use error::StoreError;
+pub use error::{DecryptFailure, StoreError};
 pub use fsio::probe_store;
 
 use attrs::FlatObject;
@@ -75,12 +75,11 @@ use bytes::ct_eq;
 use fsio::{FileKind, StoreDir};
 use nvtok::{flags, TokenData, USER_PIN_SENTINEL};
 use object_file::{DecodeError, Envelope};
-pub use object_file::{PLAIN_BAD_LENGTH, PLAIN_BAD_PADDING, PLAIN_BAD_SHA1};
 
-/// `what` of the [`StoreError`] when a payload decipher or encipher function of
-/// [`TokenStore::decode_object_deciphered`] / [`TokenStore::encode_object_enciphered`]
-/// failed.
-pub const DECIPHER_FAILED: &str = "the card could not (de)cipher the object";
+/// `what` of the [`StoreError::Invalid`] when the encipher function of
+/// `TokenStore::encode_object_enciphered` (test kit) failed.
+#[cfg(feature = "testkit")]
+const ENCIPHER_FAILED: &str = "the card could not encipher the object";
 
 /// A caller's decipher function for [`TokenStore::decode_object_deciphered`]:
 /// ciphertext in, padded plaintext of the same length out, `None` on failure.
@@ -425,7 +424,7 @@ impl TokenStore {
     }
 
     /// Removes the temp files an interrupted commit left in `TOK_OBJ` (see
-    /// [`atomic::remove_stale_temps`]); returns their paths.
+    /// `remove_stale_temps`); returns their paths.
     pub fn remove_stale_temps(&self) -> Result<Vec<PathBuf>, StoreError> {
         atomic::remove_stale_temps_in(self.tok()?)
     }
@@ -627,9 +626,10 @@ impl TokenStore {
     /// The object re-encodes ([`encode_object`](Self::encode_object),
     /// [`commit`](Self::commit)) in the 3.x form.
     ///
-    /// A `decipher` failure is [`StoreError::Decrypt`] with [`DECIPHER_FAILED`];
-    /// failed checks of the plaintext carry [`PLAIN_BAD_LENGTH`],
-    /// [`PLAIN_BAD_PADDING`] or [`PLAIN_BAD_SHA1`].
+    /// A `decipher` failure is [`StoreError::Decrypt`] with
+    /// [`DecryptFailure::Deciphering`]; failed checks of the plaintext carry
+    /// [`DecryptFailure::PlainLength`], [`DecryptFailure::PlainPadding`] or
+    /// [`DecryptFailure::PlainSha1`].
     pub fn decode_object_deciphered(
         &self,
         name: ObjectName,
@@ -644,7 +644,7 @@ impl TokenStore {
             });
         }
         let d = object_file::decode_old_with(&file, self.order, &mut |payload| {
-            decipher(payload).ok_or(DecodeError::Crypto(DECIPHER_FAILED))
+            decipher(payload).ok_or(DecodeError::Crypto(DecryptFailure::Deciphering))
         });
         self.finish_decode(name, &path, file, d)
     }
@@ -672,7 +672,7 @@ impl TokenStore {
             });
         }
         object_file::encode_old_private_with(&obj.flat(), &mut |plain| {
-            encipher(plain).ok_or(DECIPHER_FAILED)
+            encipher(plain).ok_or(ENCIPHER_FAILED)
         })
         .map_err(|what| StoreError::Invalid { file, what })
     }
@@ -744,34 +744,108 @@ impl TokenStore {
 
     /// Rewrites the files of `objects` atomically (see [`atomic`]).
     ///
-    /// Each file must still hold the bytes it had when loaded. The caller
+    /// Each file must still be what it was when loaded. The caller
     /// should hold the token lock ([`lock::TokenLock`]) from load to commit.
     pub fn commit(
         &self,
         mk: &MasterKey,
         objects: &[&StoredObject],
     ) -> Result<CommitReport, StoreError> {
-        let dir = self.tok()?;
-        let mut batch = Vec::with_capacity(objects.len());
+        let staging = self.staging(mk)?;
         for obj in objects {
-            // Unchanged since loaded: by its identity (checked when the commit looks at
-            // the file), or else by its bytes.
-            if obj.identity.is_none() && self.read_object_bytes(obj.name)? != obj.original {
-                return Err(StoreError::ChangedOnDisk {
-                    file: self.object_path(obj.name),
-                });
-            }
-            batch.push(atomic::Replacement {
-                bytes: self.encode_object(mk, obj)?,
-                name: obj.name.as_str().to_string(),
-                may_be_new: false,
-                expect: obj.identity,
+            staging.stage(obj)?;
+        }
+        staging.finish()
+    }
+
+    /// A commit whose new files are written one by one while the run goes on, from any
+    /// thread ([`Staging::stage`]); nothing replaces an object before
+    /// [`Staging::finish`], and dropping it unfinished removes what it wrote.
+    pub fn staging<'s>(&'s self, mk: &'s MasterKey) -> Result<Staging<'s>, StoreError> {
+        let dir = self.tok()?;
+        Ok(Staging {
+            store: self,
+            mk,
+            dir,
+            dir_st: dir.own_stat()?,
+            staged: Mutex::new(Vec::new()),
+        })
+    }
+}
+
+/// A commit being prepared: the temp files of the objects staged so far (see
+/// [`TokenStore::staging`] and the protocol of [`atomic`]).
+pub struct Staging<'s> {
+    store: &'s TokenStore,
+    mk: &'s MasterKey,
+    dir: &'s StoreDir,
+    dir_st: rustix::fs::Stat,
+    /// Temp file names and their objects, in staging order.
+    staged: Mutex<Vec<(String, ObjectName)>>,
+}
+
+impl Staging<'_> {
+    /// Writes the new file of `obj` next to its object file (not over it). The object
+    /// file must still be what it was when loaded; an object staged twice is an error.
+    pub fn stage(&self, obj: &StoredObject) -> Result<(), StoreError> {
+        let store = self.store;
+        // Unchanged since loaded: by its identity (checked when its target is looked
+        // at), or else by its bytes.
+        if obj.identity.is_none() && store.read_object_bytes(obj.name)? != obj.original {
+            return Err(StoreError::ChangedOnDisk {
+                file: store.object_path(obj.name),
             });
         }
-        atomic::replace_all(dir, &batch)?;
+        if self.lock().iter().any(|(_, n)| *n == obj.name) {
+            return Err(StoreError::Invalid {
+                file: store.object_path(obj.name),
+                what: "file listed twice in one commit",
+            });
+        }
+        let replacement = atomic::Replacement {
+            bytes: store.encode_object(self.mk, obj)?,
+            name: obj.name.as_str().to_string(),
+            may_be_new: false,
+            expect: obj.identity,
+        };
+        let tmp = atomic::stage(self.dir, &replacement, &self.dir_st)?;
+        self.lock().push((tmp, obj.name));
+        Ok(())
+    }
+
+    /// How many objects are staged.
+    pub(crate) fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Makes every staged file durable, renames each over its object (in object name
+    /// order), and makes the renames durable.
+    pub fn finish(self) -> Result<CommitReport, StoreError> {
+        let mut staged = std::mem::take(&mut *self.lock());
+        staged.sort_by_key(|a| a.1);
+        let names: Vec<(String, String)> = staged
+            .iter()
+            .map(|(tmp, n)| (tmp.clone(), n.as_str().to_string()))
+            .collect();
+        if !names.is_empty() {
+            atomic::finish_staged(self.dir, &names)?;
+        }
         Ok(CommitReport {
-            written: objects.iter().map(|o| o.name).collect(),
+            written: staged.into_iter().map(|(_, n)| n).collect(),
         })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(String, ObjectName)>> {
+        self.staged.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// What is staged and not finished is removed.
+impl Drop for Staging<'_> {
+    fn drop(&mut self) {
+        for (tmp, _) in self.lock().drain(..) {
+            let _ = self.dir.unlink(&tmp);
+        }
     }
 }
 

@@ -15,6 +15,7 @@ use zeroize::Zeroizing;
 use super::attrs::{decode_flat, encode_flat, FlatObject};
 use super::bytes::{ByteOrder, Cursor, ParseError};
 use super::crypt::{self, MasterKey, OBJ_IV};
+use super::error::DecryptFailure;
 use super::Format;
 
 /// openCryptoki rejects lengths at or above this (spec §5.1, §6).
@@ -50,7 +51,7 @@ pub(crate) struct Decoded {
 /// usually means the wrong master key.
 pub(crate) enum DecodeError {
     Parse(ParseError),
-    Crypto(&'static str),
+    Crypto(DecryptFailure),
 }
 
 impl From<ParseError> for DecodeError {
@@ -174,19 +175,11 @@ fn decode_old(
     decode_old_with(file, order, &mut |payload| {
         let key = mk
             .and_then(MasterKey::des3_key)
-            .ok_or(DecodeError::Crypto("an old-format master key is needed"))?;
+            .ok_or(DecodeError::Crypto(DecryptFailure::OldKeyNeeded))?;
         crypt::des3_cbc(key, &OBJ_IV, payload, false)
-            .ok_or(DecodeError::Crypto("DES3 decryption failed"))
+            .ok_or(DecodeError::Crypto(DecryptFailure::Des3))
     })
 }
-
-/// `what` of a failed check of a deciphered old-format private payload: the length
-/// field does not fit the payload.
-pub const PLAIN_BAD_LENGTH: &str = "decrypted length field out of range (wrong master key?)";
-/// ... the padding is not openCryptoki's.
-pub const PLAIN_BAD_PADDING: &str = "bad padding (wrong master key?)";
-/// ... the SHA-1 of the flattened object does not match.
-pub const PLAIN_BAD_SHA1: &str = "SHA-1 mismatch (wrong master key?)";
 
 /// Deciphers the payload of an old-format private object (same length out as in).
 pub(crate) type Decipher<'a> = &'a mut dyn FnMut(&[u8]) -> Result<Zeroizing<Vec<u8>>, DecodeError>;
@@ -223,9 +216,7 @@ pub(crate) fn decode_old_with(
     }
     let plain = decipher(payload)?;
     if plain.len() != payload.len() {
-        return Err(DecodeError::Crypto(
-            "deciphered payload has the wrong length",
-        ));
+        return Err(DecodeError::Crypto(DecryptFailure::DecipheredLength));
     }
     let flat_bytes = split_old_plain(&plain, order)?;
     let flat = decode_flat(flat_bytes, order).map_err(|e| e.shifted(4))?;
@@ -244,7 +235,7 @@ fn split_old_plain(plain: &[u8], order: ByteOrder) -> Result<&[u8], DecodeError>
     let used = obj_len
         .checked_add(24)
         .filter(|u| *u <= plain.len())
-        .ok_or(DecodeError::Crypto(PLAIN_BAD_LENGTH))?;
+        .ok_or(DecodeError::Crypto(DecryptFailure::PlainLength))?;
     let pad = plain.len() - used;
     let expected_pad = 8 - (used % 8);
     if pad != expected_pad
@@ -252,12 +243,12 @@ fn split_old_plain(plain: &[u8], order: ByteOrder) -> Result<&[u8], DecodeError>
             .get(used..)
             .is_none_or(|p| p.iter().any(|b| usize::from(*b) != pad))
     {
-        return Err(DecodeError::Crypto(PLAIN_BAD_PADDING));
+        return Err(DecodeError::Crypto(DecryptFailure::PlainPadding));
     }
     let flat = c.bytes(obj_len, "flattened object")?;
     let sha = c.bytes(20, "object SHA-1")?;
     if !super::bytes::ct_eq(&crypt::sha1(flat), sha) {
-        return Err(DecodeError::Crypto(PLAIN_BAD_SHA1));
+        return Err(DecodeError::Crypto(DecryptFailure::PlainSha1));
     }
     Ok(flat)
 }
@@ -333,14 +324,10 @@ fn decode_new(
     let tag: [u8; 16] = c.array("GCM tag")?;
     let mk = mk
         .and_then(MasterKey::aes_key)
-        .ok_or(DecodeError::Crypto("a new-format master key is needed"))?;
-    let k_obj = crypt::aes_unwrap(mk, wrapped).ok_or(DecodeError::Crypto(
-        "object key does not unwrap (wrong master key?)",
-    ))?;
+        .ok_or(DecodeError::Crypto(DecryptFailure::NewKeyNeeded))?;
+    let k_obj = crypt::aes_unwrap(mk, wrapped).ok_or(DecodeError::Crypto(DecryptFailure::KeyUnwrap))?;
     let mut plain = Zeroizing::new(ct.to_vec());
-    crypt::gcm_open(&k_obj, &nonce, header, &mut plain, &tag).ok_or(DecodeError::Crypto(
-        "GCM tag mismatch (wrong master key or damaged file)",
-    ))?;
+    crypt::gcm_open(&k_obj, &nonce, header, &mut plain, &tag).ok_or(DecodeError::Crypto(DecryptFailure::GcmTag))?;
     let flat = decode_flat(&plain, order)?;
     Ok(Decoded {
         private,
