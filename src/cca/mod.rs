@@ -5,7 +5,7 @@
 //! CCA's return and reason codes. The conversion from the raw pair happens in
 //! one place, `check`; callers never compare return codes themselves. The
 //! library is opened with just the verbs a mode calls ([`keys_verbs`],
-//! [`OLDRSAKEYS_VERBS`], [`V2OBJECTSV3_VERBS`]), so a host library that lacks
+//! [`oldrsakeys_verbs`], [`v2objectsv3_verbs`]), so a host library that lacks
 //! a verb the mode never calls does not stop it.
 //! Layouts of the tokens the verbs work on live in [`token`], keywords in
 //! [`rules`], C signatures in [`abi`]; `ffi` is the only unsafe code.

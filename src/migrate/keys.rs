@@ -713,7 +713,7 @@ fn migrate_one(
     changed
 }
 
-/// `-m keys` in the [`pipeline`]: one master key type, or (`-k all`) each in turn.
+/// `-m keys` in the [`pipeline`](super::pipeline): one master key type, or (`-k all`) each in turn.
 pub(super) struct KeysMode {
     selection: KeySelection,
     /// Up to this many verbs in flight at once.
