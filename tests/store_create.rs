@@ -223,7 +223,7 @@ fn created_nvtok_matches_opencryptoki_381_legacy_layout() {
         store.add_object(&mk, t).unwrap();
     }
     let mut ours = std::fs::read(tmp.path().join("t/NVTOK.DAT")).unwrap();
-    // The failed-login ladder flag (Appendix E.2) may be set in the vector.
+    // The vector may carry CKF_USER_PIN_COUNT_LOW from a failed login.
     let flags_theirs = u32::from_le_bytes(theirs[96..100].try_into().unwrap()) & !0x0001_0000;
     assert_eq!(
         flags_theirs,
@@ -295,8 +295,8 @@ fn objects_keep_ownership_of_the_token_directory_group() {
     assert_eq!((md.gid(), md.mode() & 0o7777), (5678, 0o660));
 }
 
-/// Spec §3.2.6: after 3.8.1's C_InitToken, MK_SO is encrypted under the
-/// default SO PIN while NVTOK.DAT records the real SO PIN's hash.
+/// After 3.8.1's C_InitToken (`new_host.c: SC_InitToken()`), MK_SO is encrypted
+/// under the default SO PIN while NVTOK.DAT records the real SO PIN's hash.
 #[test]
 fn so_login_retries_mk_so_under_the_default_pin_381_quirk() {
     use sha1::{Digest, Sha1};

@@ -441,19 +441,19 @@ fn classify_pka(t: &[u8]) -> Result<TokenInfo, TokenError> {
 /// Checks an internal key token's structure as far as the CCA token format defines
 /// it, before the token goes to the card: [`classify`], then
 ///
-/// * 64-byte DES and AES DATA tokens: the token validation value (cca.md §1.4), the
+/// * 64-byte DES and AES DATA tokens: the token validation value ([`tvv_compute`]), the
 ///   DES key form ([`des_key_len`]), the AES key length (128, 192 or 256 bits);
 /// * variable-length (`X'05'`) tokens: the total length field equals the token's
 ///   size; associated-data version `X'01'`; MKVP type `X'01'`, AESKW wrapping with
 ///   SHA-256; the AD length equals the sum of its parts (key-usage and key-management
 ///   fields, label, IBM and user AD); the AD and the payload (its length in bits)
-///   add up to the total length (cca.md §1.5);
+///   add up to the total length (Linux `drivers/s390/crypto/zcrypt_ccamisc.h`);
 /// * PKA (`X'1F'`) tokens: header version `X'00'` and reserved bytes zero; the
 ///   sections tile the token exactly up to the header's token length (bytes after
 ///   it, the internal-information section some RSA tokens carry, are allowed); the
 ///   private section is followed by its public section (`X'04'` RSA, `X'21'` ECC,
 ///   `X'51'` QSA); an ECC private section is AESKW-wrapped and of the encrypted
-///   internal key format, which openCryptoki requires too (cca.md §2.1, §2.5).
+///   internal key format, which openCryptoki requires too (`analyse_cca_key_token()`).
 ///
 /// Section lengths are read as [`section_len`] reads them (3.8.1's host-order
 /// lengths are accepted). Fields the card alone can check (the wrapped payloads and

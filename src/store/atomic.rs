@@ -59,7 +59,7 @@ use super::fsio::{errno_error, type_name, FileIdentity, StoreDir};
 /// Suffix of our temporary files.
 pub const TEMP_SUFFIX: &str = ".pkcscca.tmp";
 
-/// Mode of files openCryptoki creates (spec §9.7).
+/// Mode of files openCryptoki creates (`loadsave.c: set_perm()`).
 pub(crate) const FILE_MODE: u32 = 0o660;
 
 /// One file to write.

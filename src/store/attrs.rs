@@ -2,7 +2,7 @@
 //! records, in the writing host's byte order in both store formats.
 //!
 //! Mirrors `object.c: object_flatten()` / `object_restore_withSize()` and
-//! `template.c: template_flatten()` / `template_unflatten_withSize()` (spec §7).
+//! `template.c: template_flatten()` / `template_unflatten_withSize()`.
 //! Every record is kept, in disk order, including unknown types and
 //! duplicates, so that an unchanged object re-encodes to identical bytes.
 //! Nested templates (`CKA_WRAP_TEMPLATE` …) are kept as opaque value bytes.
@@ -26,7 +26,7 @@ const ATTR_HEADER_LEN: usize = 12;
 enum Encoding {
     /// Value bytes stored as they are.
     Raw,
-    /// A narrowed `CK_ULONG` (spec §7.3): 4 bytes on disk, 8 bytes in memory.
+    /// A narrowed `CK_ULONG` (`AttrType::NARROWED`): 4 bytes on disk, 8 in memory.
     Narrowed,
 }
 
@@ -99,7 +99,7 @@ impl Template {
     }
 
     /// The value of `ty`; the last record wins if the type repeats (as in
-    /// openCryptoki's loader, spec §7.4).
+    /// openCryptoki's loader, `template.c: template_update_attribute()`).
     pub fn get(&self, ty: AttrType) -> Option<&[u8]> {
         self.attrs
             .iter()
@@ -345,7 +345,7 @@ pub(crate) fn encode_flat(obj: &FlatObject) -> Zeroizing<Vec<u8>> {
 }
 
 /// Whether `buf` parses as a flattened object in `order` with every byte used.
-/// Used to guess the writer's byte order (spec §1.5.3).
+/// Used to guess the writer's byte order.
 pub(crate) fn plausible_in(buf: &[u8], order: ByteOrder) -> bool {
     matches!(decode_flat(buf, order), Ok(f) if f.trailer.is_empty())
 }
@@ -358,7 +358,7 @@ mod tests {
 
     #[test]
     fn worked_example_round_trips() {
-        // Spec §7.7 worked example.
+        // CLASS (narrowed), TOKEN and LABEL as `template_flatten()` lays them out.
         let mut t = Template::new(ByteOrder::Little);
         t.set_ulong(AttrType::CLASS, 4);
         t.set_bool(AttrType::TOKEN, true);

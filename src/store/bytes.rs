@@ -13,7 +13,7 @@ use super::error::StoreError;
 ///
 /// openCryptoki writes old-format headers, NVTOK.DAT (old) and every
 /// flattened object body in the writing host's order, and the new-format
-/// headers and NVTOK.DAT in big-endian (spec §0, Appendix C).
+/// headers and NVTOK.DAT in big-endian (`usr/lib/common/loadsave.c`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ByteOrder {
     /// Little-endian (x86_64, ppc64le, aarch64).

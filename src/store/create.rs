@@ -42,10 +42,10 @@ pub struct CreateOptions {
     pub legacy_cca_mk: bool,
     /// Old format only: this master key (24 or 64 bytes) instead of a random
     /// one, e.g. the 64-byte CCA DES key token an openCryptoki 2.x CCA store
-    /// used (spec §5.4); a 64-byte key is written in 88-byte MK files.
+    /// used (`usr/sbin/pkcscca/pkcscca.c`); a 64-byte key is written in 88-byte MK files.
     pub master_key: Option<Zeroizing<Vec<u8>>>,
     /// Old format only: write NVTOK.DAT as openCryptoki 3.8.1 did (its
-    /// defaults, Appendix E.1, and the base-36 object name counter, so that
+    /// defaults and the base-36 object name counter, so that
     /// [`TokenStore::add_object`] names objects `00000000`, `10000000`, …).
     /// Otherwise the store looks like one written by 3.27 (counter unused,
     /// objects named `OB` + 6 random characters).
@@ -151,7 +151,8 @@ fn write_new(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
 }
 
 /// The next value of the base-36 name counter: digits `0-9A-Z`, first
-/// character least significant (spec §1.2). `None` on a foreign character.
+/// character least significant (3.8.1's `utility.c: compute_next_token_obj_name()`).
+/// `None` on a foreign character.
 pub(crate) fn next_counter(name: &[u8; 8]) -> Option<[u8; 8]> {
     let mut n = *name;
     for c in n.iter_mut() {
@@ -334,7 +335,7 @@ impl TokenStore {
 
     /// Adds an object built from `template` (which must use the store's byte
     /// order), named as the store's format would name it, and appends it to
-    /// OBJ.IDX. Private iff `CKA_PRIVATE` is true or absent (spec §5.1).
+    /// OBJ.IDX. Private iff `CKA_PRIVATE` is true or absent (`object.c: object_is_private()`).
     pub fn add_object(
         &mut self,
         mk: &MasterKey,
@@ -351,7 +352,7 @@ impl TokenStore {
         let private = template.get_bool(AttrType::PRIVATE).unwrap_or(true);
         // Name as the writing version would: a 3.8.1–3.17 store keeps the
         // base-36 counter in NVTOK.DAT (ASCII digits); 3.18+ leaves it zero
-        // (new stores) and uses `OB` + 6 random characters (spec §1.2).
+        // (new stores) and uses `OB` + 6 random characters (`obj_mgr.c`: mkstemp).
         let cur = self.nvtok.next_name();
         let uses_counter = self.format == Format::Old
             && cur

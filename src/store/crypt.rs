@@ -1,11 +1,12 @@
 //! Cryptography of the data store: PIN verifiers, master key files and the
 //! encryption of private objects, for both formats.
 //!
-//! Old format (spec §3.2, §5.3): SHA-1 PIN verifiers, DES3 key =
-//! `MD5(PIN) ‖ MD5(PIN)[0..8]`, DES-EDE3-CBC with the fixed IVs `12345678`
-//! (MK files) and `10293847` (objects), SHA-1 integrity values and explicit
-//! padding. New format (spec §3.3, §6.2): PBKDF2-HMAC-SHA-512 verifiers and
-//! wrap keys, RFC 3394 AES key wrap, AES-256-GCM.
+//! Old format (`usr/lib/common/loadsave.c`, the `*_old()` functions): SHA-1 PIN
+//! verifiers, DES3 key = `MD5(PIN) ‖ MD5(PIN)[0..8]`, DES-EDE3-CBC with the
+//! fixed IVs `12345678` (MK files) and `10293847` (objects), SHA-1 integrity
+//! values and explicit padding. New format (same file, and `new_host.c:
+//! SC_Login()`): PBKDF2-HMAC-SHA-512 verifiers and wrap keys, RFC 3394 AES key
+//! wrap, AES-256-GCM.
 //!
 //! Every key, PIN-derived value and decrypted buffer is held in a
 //! [`Zeroizing`] buffer; nothing here implements `Debug`.
@@ -20,9 +21,9 @@ use zeroize::Zeroizing;
 
 use super::bytes::ct_eq;
 
-/// DES3 IV used for MK_SO / MK_USER (spec §3.2.2).
+/// DES3 IV used for MK_SO / MK_USER (`usr/lib/cca_stdll/tok_struct.h`).
 pub(crate) const PIN_IV: [u8; 8] = *b"12345678";
-/// DES3 IV used for old-format private objects (spec §5.3).
+/// DES3 IV used for old-format private objects (same file).
 pub(crate) const OBJ_IV: [u8; 8] = *b"10293847";
 /// The default SO PIN of a new token.
 pub const DEFAULT_SO_PIN: &[u8] = b"87654321";
@@ -68,7 +69,7 @@ impl MasterKey {
     /// The 64-byte legacy CCA master key as a CCA key identifier. In stores
     /// written by openCryptoki 2.x this is a DES key token (enciphered under
     /// the card's SYM master key) that the card used to encipher private
-    /// objects (spec §5.4); `None` for other key sizes.
+    /// objects (`usr/sbin/pkcscca/pkcscca.c`); `None` for other key sizes.
     pub fn cca_key_token(&self) -> Option<&[u8; 64]> {
         let s: &[u8] = &self.0;
         <&[u8; 64]>::try_from(s).ok()
@@ -79,7 +80,7 @@ impl MasterKey {
         &self.0
     }
 
-    /// The 24-byte DES3 key used for old-format objects (`MK[0..24]`, spec §3.2.5).
+    /// The 24-byte DES3 key used for old-format objects (`MK[0..24]`).
     pub(crate) fn des3_key(&self) -> Option<&[u8]> {
         self.0.get(..24)
     }
@@ -122,7 +123,7 @@ pub(crate) fn sha1(data: &[u8]) -> [u8; 20] {
     Sha1::digest(data).into()
 }
 
-/// The old-format PIN key: `MD5(PIN) ‖ MD5(PIN)[0..8]` (spec §3.2.1).
+/// The old-format PIN key: `MD5(PIN) ‖ MD5(PIN)[0..8]`.
 pub(crate) fn old_pin_key(pin: &[u8]) -> Zeroizing<[u8; 24]> {
     let d: Zeroizing<[u8; 16]> = Zeroizing::new(Md5::digest(pin).into());
     let mut k = Zeroizing::new([0u8; 24]);
@@ -194,7 +195,7 @@ pub(crate) fn old_mk_seal(mk: &MasterKey, pin: &[u8]) -> Option<Vec<u8>> {
     des3_cbc(&key[..], &PIN_IV, &plain, true).map(|z| z.to_vec())
 }
 
-/// PBKDF2-HMAC-SHA-512 with a 32-byte output (spec §3.3.1).
+/// PBKDF2-HMAC-SHA-512 with a 32-byte output.
 pub(crate) fn pbkdf2_sha512(
     pin: &[u8],
     salt: &[u8],
@@ -262,7 +263,8 @@ mod tests {
 
     use crate::store::bytes::unhex as hex;
 
-    /// Spec §3.5, old MK_SO worked example.
+    /// Old MK_SO for SO PIN `87654321`, MK = 0x00..0x17; expected bytes computed
+    /// independently with Python's hashlib and `cryptography`.
     #[test]
     fn old_mk_worked_example() {
         let mk = MasterKey(Zeroizing::new((0u8..24).collect()));
@@ -275,7 +277,8 @@ mod tests {
         assert!(old_mk_open(&file, b"87654322").is_none());
     }
 
-    /// Spec §3.5, new-format worked example (one PBKDF2 only, to stay quick).
+    /// New MK_SO: wrap key from PIN `87654321` and an all-zero random salt half,
+    /// MK = 0x00..0x1f; expected bytes computed as above (one PBKDF2, to stay quick).
     #[test]
     fn new_wrap_worked_example() {
         let wrap_key: [u8; 32] =

@@ -1,4 +1,4 @@
-//! `TOK_OBJ/OBJ.IDX`: one 8-character object name plus LF per line (spec §4).
+//! `TOK_OBJ/OBJ.IDX`: one 8-character object name plus LF per line.
 //!
 //! Mirrors the index handling of `loadsave.c: load_public_token_objects()` and
 //! `save_token_object()`, but strictly: a name that is not 8 safe characters

@@ -3,7 +3,7 @@
 //! openCryptoki serialises access to a data store with `flock(LOCK_EX)` on
 //! `<lock root>/<N>/LCK..<N>` (N = tokname or the STDLL's default subdir),
 //! creating the directory (0770) and file (0440) with the token group if
-//! missing (spec §9.1; mirrors `usr/lib/common/utility.c: CreateXProcLock()`).
+//! missing (mirrors `usr/lib/common/utility.c: CreateXProcLock()`).
 //! `std::fs::File::lock` is `flock(2)` on Linux, so it interacts with
 //! openCryptoki's lock. The lock is released when [`TokenLock`] is dropped.
 //!
@@ -16,9 +16,9 @@ use std::path::{Path, PathBuf};
 
 use super::error::StoreError;
 
-/// Mode of the lock directory (spec §9.1).
+/// Mode of the lock directory (`CreateXProcLock()`).
 const LOCK_DIR_MODE: u32 = 0o770;
-/// Mode of the lock file (spec §9.1).
+/// Mode of the lock file (`MODE_BITS` in `usr/include/slotmgr.h`).
 const LOCK_FILE_MODE: u32 = 0o440;
 
 /// An exclusive hold on a token's lock file.

@@ -1,15 +1,15 @@
 //! openCryptoki token data store, read and rewritten offline.
 //!
 //! A data store directory holds `NVTOK.DAT`, `MK_SO`, `MK_USER` and
-//! `TOK_OBJ/` with `OBJ.IDX` and one file per token object
-//! (`/work/shared/spec/datastore.md`). [`TokenStore`] reads both formats
+//! `TOK_OBJ/` with `OBJ.IDX` and one file per token object (written by
+//! `usr/lib/common/loadsave.c`). [`TokenStore`] reads both formats
 //! (old, and new = tokversion ≥ 3.12), checks PINs exactly as openCryptoki
 //! does, decrypts and decodes every object into a [`Template`] that keeps
 //! every record as stored, and writes changed objects back atomically so
 //! that openCryptoki cannot tell the difference.
 //!
 //! Typical use (the migration layer), all while holding the token lock and
-//! with no openCryptoki process attached (spec §9.6):
+//! with no openCryptoki process attached (see `crate::host`):
 //!
 //! ```no_run
 //! use pkcscca::config::{locate_token, SystemPaths};
@@ -96,7 +96,7 @@ pub const TOK_OBJ: &str = "TOK_OBJ";
 /// Object index inside [`TOK_OBJ`].
 pub const OBJ_IDX: &str = "OBJ.IDX";
 
-/// Which on-disk format a store uses (spec §1.5).
+/// Which on-disk format a store uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Format {
     /// tokversion absent or below 3.12 (every 3.8.1 store).
@@ -119,7 +119,7 @@ impl Format {
 /// An 8-byte object name, as used for file names in `TOK_OBJ/`.
 ///
 /// Only names of 8 printable ASCII characters other than `/` are accepted,
-/// so a name can never leave `TOK_OBJ/` (spec §1.2, §4).
+/// so a name can never leave `TOK_OBJ/`.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ObjectName([u8; 8]);
 
@@ -437,10 +437,10 @@ impl TokenStore {
     /// Checks the SO PIN and returns the master key from MK_SO.
     ///
     /// Old format: SHA-1 verifier, then MK_SO under `MD5(PIN)`; if that
-    /// fails, MK_SO is retried under the default SO PIN (the 3.8.1
-    /// re-initialisation quirk, spec §3.2.6). New format: PBKDF2 verifier,
+    /// fails, MK_SO is retried under the default SO PIN (3.8.1's C_InitToken
+    /// wrote it so, `new_host.c: SC_InitToken()`). New format: PBKDF2 verifier,
     /// then MK_SO unwrapped with the SO wrap key. Unlike upstream's
-    /// `verify_pins()` (spec §3.4.1), iteration counts are decoded as BE and a
+    /// `pkcs_utils.c: verify_pins()`, iteration counts are decoded as BE and a
     /// wrong PIN is always rejected.
     pub fn so_master_key(&self, pin: &[u8]) -> Result<MasterKey, StoreError> {
         let r = self.so_master_key_unscrubbed(pin);
@@ -469,7 +469,7 @@ impl TokenStore {
     /// Checks the USER PIN and returns the master key from MK_USER.
     ///
     /// Refuses a token whose USER PIN was never initialised even if the stored
-    /// verifier matches the default PIN (Appendix E.7). Mirrors
+    /// verifier matches the default PIN. Mirrors
     /// `new_host.c: SC_Login()` with `load_masterkey_user[_old]()`.
     pub fn login_user(&self, pin: &[u8]) -> Result<MasterKey, StoreError> {
         let r = self.login_user_unscrubbed(pin);
@@ -500,8 +500,8 @@ impl TokenStore {
     }
 
     /// New-format login: PBKDF2 verifier, then unwrap the role's MK file
-    /// with the role's wrap key (spec §3.3, §3.4). The MK file's size is
-    /// checked before the slow derivations.
+    /// with the role's wrap key (`loadsave.c: load_masterkey_so()`, `_user()`).
+    /// The MK file's size is checked before the slow derivations.
     fn new_format_login(&self, pin: &[u8], role: Role) -> Result<MasterKey, StoreError> {
         let nv = self.nv_path();
         let (mk_path, login, key, wrap) = match role {
@@ -650,7 +650,7 @@ impl TokenStore {
     }
 
     /// Encodes an old-format private object as openCryptoki 2.x CCA stores held
-    /// it: the padded plaintext (spec §5.3) enciphered by `encipher` (same length
+    /// it: the padded plaintext enciphered by `encipher` (same length
     /// out as in; `None` = it failed). Builds such stores for tests.
     #[cfg(feature = "testkit")]
     pub fn encode_object_enciphered(
@@ -862,7 +862,7 @@ fn tok_obj_of<'a>(
 }
 
 /// Decides the byte order: old NVTOK.DAT's PIN-length fields, else the
-/// first decisive object file (spec §1.5.3), else native. Files that cannot be
+/// first decisive object file, else native. Files that cannot be
 /// read are passed over here; reading them later reports why.
 fn detect_order(
     root: &StoreDir,

@@ -1,7 +1,27 @@
-//! NVTOK.DAT: the raw `TOKEN_DATA` struct (spec §2).
+//! NVTOK.DAT: a raw copy of openCryptoki's `TOKEN_DATA` struct
+//! (`usr/lib/common/host_defs.h`; `TOKEN_DATA_OLD` for the old format).
 //!
 //! Old format: 232 bytes, every integer in the writer's host order. New
-//! format: 592 bytes, the same prefix plus a `dat` block, every integer BE.
+//! format: 592 bytes, the same prefix plus a `dat` block, every integer BE
+//! (`loadsave.c: save_token_data()` converts them on every save).
+//!
+//! | Offset | Size | Field |
+//! |---|---|---|
+//! | 0, 32 | 32 each | label, manufacturer (blank-padded) |
+//! | 64, 80 | 16 each | model, serial number (blank-padded) |
+//! | 96 | 4 | token flags (`CKF_*`) |
+//! | 100 | 10 × 4 | session and memory counts; max / min PIN length at 116 / 120 |
+//! | 140, 142 | 2 each | hardware and firmware version (major, minor) |
+//! | 144 | 16 | UTC time (blanks) |
+//! | 160, 184 | 24 each | old format: SHA-1 of the USER / SO PIN in bytes 0..20 |
+//! | 208 | 8 | up to 3.17: the base-36 object name counter; unused since |
+//! | 216 | 4 × 4 | the "tweak vector" (four i32 flags) |
+//! | 232 | 4 | new format from here: `dat.version` (tokversion at creation) |
+//! | 236 | 4 | alignment padding |
+//! | 240, 344, 448, 520 | 8 each | PBKDF2 iterations: SO login, USER login, SO wrap, USER wrap |
+//! | 248, 352, 456, 528 | 64 each | their salts: 32-byte purpose string, 32 random bytes |
+//! | 312, 416 | 32 each | SO and USER login verifiers (PBKDF2 output) |
+//!
 //! We keep the raw bytes and decode fields on demand, so that a rewrite
 //! (only the name counter at offset 208 is ever changed by us) keeps every
 //! byte we do not interpret.
@@ -16,7 +36,7 @@ pub(crate) const OLD_LEN: usize = 232;
 /// Size of the new-format struct `TOKEN_DATA`.
 pub(crate) const NEW_LEN: usize = 592;
 
-/// Field offsets (spec §2.2).
+/// Field offsets (see the table above).
 pub(crate) mod off {
     #![cfg_attr(
         not(feature = "testkit"),
@@ -51,7 +71,7 @@ pub(crate) mod off {
     pub(crate) const USER_WRAP_SALT: usize = 528;
 }
 
-/// Token flags used here (spec §2.3).
+/// PKCS#11 token flags (`CKF_*`) used here.
 pub(crate) mod flags {
     #![cfg_attr(
         not(feature = "testkit"),
@@ -70,7 +90,7 @@ pub(crate) mod flags {
 /// The "user PIN not set" sentinel of old-format stores: 20 ASCII zeros.
 pub(crate) const USER_PIN_SENTINEL: [u8; 20] = [b'0'; 20];
 
-/// The four salt purpose strings of the new format (spec §3.3.1).
+/// The four salt purpose strings of the new format (`h_extern.h`).
 #[cfg(feature = "testkit")]
 pub(crate) const SO_LOGIN_PURPOSE: &[u8; 32] = b"so_login_purpose________________";
 #[cfg(feature = "testkit")]
@@ -133,7 +153,7 @@ impl TokenData {
     }
 
     /// Guesses the writer's byte order of an old-format NVTOK.DAT from the PIN
-    /// length fields (spec §1.5.3). `None` if both or neither order is plausible.
+    /// length limits (small in that order only). `None` if both or neither fit.
     pub(crate) fn probe_order(raw: &[u8]) -> Option<ByteOrder> {
         let plausible = |o: ByteOrder| {
             let max = u32_at(raw, off::MAX_PIN_LEN, o);
@@ -236,9 +256,9 @@ impl TokenData {
     }
 }
 
-/// Builds the raw bytes of a fresh NVTOK.DAT as openCryptoki 3.27 writes
-/// them after C_InitToken (spec §2.2, with the 3.8.1 values of Appendix E.1
-/// when `v381` is set). New-format PBKDF2 fields are filled by the caller.
+/// Builds the raw bytes of a fresh NVTOK.DAT as openCryptoki 3.27 (3.8.1 if
+/// `v381`) writes them after C_InitToken: `utility.c: init_token_data()` and
+/// the CCA STDLL's names. New-format PBKDF2 fields are filled by the caller.
 #[cfg(feature = "testkit")]
 pub(crate) fn template_bytes(format: Format, host: ByteOrder, label: &[u8], v381: bool) -> Vec<u8> {
     let len = match format {

@@ -1,9 +1,9 @@
 //! Token object files: header and body, read and written, both formats.
 //!
-//! Old format (spec §5): `u32 total_len` (host order) ‖ `u8 private` ‖
+//! Old format: `u32 total_len` (host order) ‖ `u8 private` ‖
 //! payload; private payloads are DES3-CBC encrypted with `MK[0..24]` and IV
 //! `10293847` around `u32 obj_len ‖ flat ‖ SHA-1(flat) ‖ padding`.
-//! New format (spec §6): BE headers; public = 16-byte header ‖ flat, private
+//! New format: BE headers; public = 16-byte header ‖ flat, private
 //! = 64-byte header (with the per-object key wrapped under the MK and the GCM
 //! nonce) ‖ AES-256-GCM ciphertext ‖ tag, the header being the AAD.
 //!
@@ -18,7 +18,7 @@ use super::crypt::{self, MasterKey, OBJ_IV};
 use super::error::DecryptFailure;
 use super::Format;
 
-/// openCryptoki rejects lengths at or above this (spec §5.1, §6).
+/// openCryptoki rejects lengths at or above this (`OCK_MAX_TOKEN_OBJ_SIZE`).
 const MAX_LEN: u64 = 0x8000_0000;
 /// The tokversion openCryptoki 3.12+ writes (3.12 = 0x0003000C).
 pub(crate) const TOKVERSION_3_12: u32 = 0x0003_000C;
@@ -31,9 +31,9 @@ const GCM_TAG: usize = 16;
 pub(crate) enum Envelope {
     /// Old format.
     Old,
-    /// New format. `tokversion` as found in the header (kept on rewrite,
-    /// Appendix E.6); `host_order_header` marks the 3.12–3.14 public-object
-    /// defect (§6.1.1), which a rewrite repairs by writing BE.
+    /// New format. `tokversion` as found in the header (kept on rewrite);
+    /// `host_order_header` marks the 3.12–3.14 public-object defect (see
+    /// `decode_new`), which a rewrite repairs by writing BE.
     New {
         tokversion: u32,
         host_order_header: bool,
@@ -115,8 +115,8 @@ fn check_len(declared: u64, at: u64, have: usize, what: &'static str) -> Result<
     Ok(())
 }
 
-/// Guesses the byte order of an old-format object file from its length word
-/// (spec §1.5.3): the u32 at offset 0 equals the file size in one order only.
+/// Guesses the byte order of an old-format object file from its length word:
+/// the u32 at offset 0 equals the file size in one order only.
 pub(crate) fn probe_old_order(file: &[u8]) -> Option<ByteOrder> {
     let mut c = Cursor::new(file);
     let w: [u8; 4] = c.array("length").ok()?;
@@ -266,8 +266,8 @@ fn decode_new(
         _ => return Err(malformed(4, "private flag is neither 0 nor 1").into()),
     };
     if !private {
-        // §6.1.1: 3.12–3.14 wrote public headers in host order. Recognised as
-        // upstream does: the host-order word equals 3.12 and the BE word does not.
+        // 3.12–3.14 wrote public headers in host order. Recognised as upstream's
+        // `load_public_token_objects()` does: the host-order word equals 3.12.
         let be = ByteOrder::Big.u32(vbytes);
         let host = order.u32(vbytes);
         let host_order_header = host == TOKVERSION_3_12 && be != TOKVERSION_3_12;
@@ -340,7 +340,7 @@ fn decode_new(
 }
 
 /// Encodes an object file. New-format private objects get a fresh per-object
-/// key and nonce counter 1, so no (key, nonce) pair is ever reused (spec §6.2).
+/// key and nonce counter 1, so no (key, nonce) pair is ever reused.
 ///
 /// Mirrors `loadsave.c: save_public_token_object[_old]()`,
 /// `save_private_token_object[_old]()`.
@@ -406,7 +406,7 @@ pub(crate) fn encode(
 pub(crate) type Encipher<'a> = &'a mut dyn FnMut(&[u8]) -> Result<Vec<u8>, &'static str>;
 
 /// Encodes an old-format private object, handing the padded plaintext
-/// (`u32 obj_len ‖ flat ‖ SHA-1 ‖ padding`, spec §5.3) to `encipher`.
+/// (`u32 obj_len ‖ flat ‖ SHA-1 ‖ padding`) to `encipher`.
 pub(crate) fn encode_old_private_with(
     flat: &FlatObject,
     encipher: Encipher<'_>,
@@ -428,7 +428,7 @@ pub(crate) fn encode_old_private_with(
     Ok(old_file(order, true, &payload))
 }
 
-/// Header (`u32 total_len ‖ u8 private`, spec §5.1) and payload.
+/// Header (`u32 total_len ‖ u8 private`) and payload.
 fn old_file(order: ByteOrder, private: bool, payload: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(payload.len() + 5);
     out.extend_from_slice(&order.u32_bytes(payload.len() as u32 + 5));
@@ -459,7 +459,8 @@ mod tests {
         }
     }
 
-    /// Spec §5.5 worked example.
+    /// The object of `example()` as an old-format private object, MK = 0x00..0x17;
+    /// expected bytes computed independently with Python's hashlib and `cryptography`.
     #[test]
     fn old_private_worked_example() {
         let mk = MasterKey::from_vec(Zeroizing::new((0u8..24).collect()));
@@ -483,7 +484,8 @@ mod tests {
         assert_eq!(probe_old_order(&public), Some(ByteOrder::Little));
     }
 
-    /// Spec §6.3 worked example: decrypt the given file.
+    /// Decrypt a new-format private object: `example()` under K_obj = 0x11 × 32,
+    /// MK = 0x00..0x1f, nonce counter 1; file built independently in Python.
     #[test]
     fn new_private_worked_example() {
         let mk = MasterKey::from_vec(Zeroizing::new((0u8..32).collect()));

@@ -87,8 +87,8 @@ drill verify --slot "$CCA_SLOT" --state "$WORK/drill.state" \
     --migrated des-gen,des3-gen,aes128-gen,aes256-gen,hmac-gen,ec-p256,rsa2048 \
     --untouched aes128-noextract,ec-p256-pub,rsa2048-pub \
     || fail "verification after migration failed (see the ock-drill lines above)"
-# The re-enciphered fixed-length tokens carry the new CURRENT MKVP (cca.md
-# 1.2/1.3, bytes 8..16); the key pkcscca never saw still carries the old one.
+# The re-enciphered fixed-length tokens carry the new CURRENT MKVP (bytes
+# 8..16, as cca_specific.c reads it); the key pkcscca never saw keeps the old one.
 NEW_SYM=$(current_mkvp SYM)
 NEW_AES=$(current_mkvp AES)
 for pair in des-gen:$NEW_SYM des3-gen:$NEW_SYM aes128-gen:$NEW_AES aes256-gen:$NEW_AES \

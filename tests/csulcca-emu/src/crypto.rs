@@ -201,7 +201,7 @@ mod tests {
 
     #[test]
     fn rfc3394_vector_256() {
-        // RFC 3394 §4.6: 256-bit data with a 256-bit KEK.
+        // RFC 3394, section 4.6: 256-bit data with a 256-bit KEK.
         let kek = unhex("000102030405060708090A0B0C0D0E0F101112131415161718191A1B1C1D1E1F");
         let mut buf = unhex(
             "A6A6A6A6A6A6A6A600112233445566778899AABBCCDDEEFF000102030405060708090A0B0C0D0E0F",

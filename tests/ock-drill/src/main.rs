@@ -1034,8 +1034,8 @@ fn opaque(s: &Session, h: ObjectHandle) -> Result<Vec<u8>, Failure> {
 }
 
 /// For the 64-byte fixed-length internal tokens (DES, AES DATA) the MKVP sits
-/// at bytes 8..16 (cca.md 1.2, 1.3); show it so the log tells which master
-/// key wraps each key.
+/// at bytes 8..16 (`cca_specific.c: analyse_cca_key_token()`); show it so the
+/// log tells which master key wraps each key.
 fn mkvp_note(tok: &[u8]) -> String {
     match (tok.len(), tok.first(), tok.get(8..16)) {
         (64, Some(0x01), Some(mkvp)) => format!(", MKVP {}", hex(mkvp)),
