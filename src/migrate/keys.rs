@@ -21,7 +21,7 @@ use std::num::NonZeroUsize;
 
 use crate::cca::rules::{self, Keyword, RuleArray};
 use crate::cca::token::{self, MkType, TokenInfo};
-use crate::cca::{CcaError, Csulcca, MkStatus, ModeVerbs, RegisterState, Verb};
+use crate::cca::{CcaError, Csulcca, MkStatus, ModeVerbs, RegisterState, Status, Verb};
 use crate::cli::KeySelection;
 use crate::exit::Exit;
 use crate::messages::{KeyCounts, Output, RunCounts};
@@ -30,6 +30,7 @@ use crate::pkcs11::{AttrType, KeyType, ObjectClass};
 use crate::store::{MasterKey, ObjectName, Staging, StoreError, StoredObject, TokenStore};
 
 use super::pipeline::{Batch, Committed, Context, ModeStep, Setup};
+use super::pool::{self, Gate};
 use super::select::{self, Algorithm, Handling, KeyKind, RsaFormat};
 
 /// `CKA_HIDDEN` (`CKA_VENDOR_DEFINED + 0x01000000` in openCryptoki): objects the
@@ -114,6 +115,8 @@ pub struct Card<'a> {
     /// The registers, when the library could report them; `None` falls back to
     /// upstream's way (call the verb, compare input and output).
     pub status: Option<MkStatus>,
+    /// Bounds the verbs in flight (`--threads`), when calls come from several threads.
+    gate: Option<&'a Gate>,
 }
 
 impl Card<'_> {
@@ -247,19 +250,19 @@ fn reencipher(card: &Card<'_>, kind: &KeyKind, blob: &[u8]) -> TokenOutcome {
     let verb = verb_for(kind, blob);
     let rule = rule_for(verb, kind);
     let mut out = blob.to_vec();
-    let called = match verb {
-        Verb::Csnbktc => match <&mut [u8; 64]>::try_from(out.as_mut_slice()) {
-            Ok(fixed) => card.lib.csnbktc(&rule, fixed),
-            Err(_) => {
-                return TokenOutcome::Failed(Failure {
-                    cca: None,
-                    verb: None,
-                    reason: format!("a {}-byte blob is not a 64-byte CCA key token", blob.len()),
-                })
-            }
-        },
-        Verb::Csnbktc2 => card.lib.csnbktc2(&rule, &mut out),
-        _ => card.lib.csndktc(&rule, &mut out),
+    let called = {
+        let _place = card.gate.map(Gate::enter);
+        call_verb(card, verb, &rule, &mut out)
+    };
+    let called = match called {
+        Some(r) => r,
+        None => {
+            return TokenOutcome::Failed(Failure {
+                cca: None,
+                verb: None,
+                reason: format!("a {}-byte blob is not a 64-byte CCA key token", blob.len()),
+            })
+        }
     };
     if let Err(e) = called {
         let reason = if e.is_unknown_mk() {
@@ -296,6 +299,24 @@ fn reencipher(card: &Card<'_>, kind: &KeyKind, blob: &[u8]) -> TokenOutcome {
             reason,
         }),
     }
+}
+
+/// Calls `verb` of the card on the token `out`, in place; `None` when a CSNBKTC token
+/// is not 64 bytes long.
+fn call_verb(
+    card: &Card<'_>,
+    verb: Verb,
+    rule: &RuleArray,
+    out: &mut Vec<u8>,
+) -> Option<Result<Status, CcaError>> {
+    Some(match verb {
+        Verb::Csnbktc => match <&mut [u8; 64]>::try_from(out.as_mut_slice()) {
+            Ok(fixed) => card.lib.csnbktc(rule, fixed),
+            Err(_) => return None,
+        },
+        Verb::Csnbktc2 => card.lib.csnbktc2(rule, out),
+        _ => card.lib.csndktc(rule, out),
+    })
 }
 
 /// Checks what the library returned before it may replace a key: the same kind of
@@ -802,6 +823,9 @@ impl ModeStep for KeysMode {
                     .map_err(|e| super::replace_failed(e, out))?,
             ),
         };
+        // Up to --threads verbs in flight; the pool has more threads, so the store is
+        // read and written while they wait for the card.
+        let gate = Gate::new(self.threads);
         let types: Vec<TypeRun<'_>> = self
             .status
             .iter()
@@ -810,6 +834,7 @@ impl ModeStep for KeysMode {
                     lib: cx.lib,
                     mk_type: *mk_type,
                     status: status.clone(),
+                    gate: Some(&gate),
                 },
                 kinds: select::searches(*mk_type),
                 usable: status
@@ -820,7 +845,7 @@ impl ModeStep for KeysMode {
         let (loaded, unreadable) = super::load_keys_with(
             cx.store,
             cx.mk,
-            self.threads,
+            pool::threads_around(self.threads),
             |obj| object_work(obj, &types, staging.as_ref()),
             Some("Re-enciphering keys"),
             out,

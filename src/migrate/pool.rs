@@ -9,11 +9,62 @@
 
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
 /// How many verbs run at once by default.
 pub const DEFAULT_THREADS: usize = 4;
+
+/// A bound on how many callers are inside at once (a counting semaphore): the verbs
+/// in flight on the card are bounded by it, while the pool's other threads go on
+/// reading and writing the store.
+pub(crate) struct Gate {
+    free: Mutex<usize>,
+    freed: Condvar,
+}
+
+/// A place inside a [`Gate`], given back when dropped.
+pub(crate) struct Inside<'g>(&'g Gate);
+
+impl Gate {
+    /// A gate with `places` places.
+    pub(crate) fn new(places: NonZeroUsize) -> Gate {
+        Gate {
+            free: Mutex::new(places.get()),
+            freed: Condvar::new(),
+        }
+    }
+
+    /// Waits for a free place and takes it.
+    pub(crate) fn enter(&self) -> Inside<'_> {
+        let mut free = self.free.lock().unwrap_or_else(|p| p.into_inner());
+        while *free == 0 {
+            free = self.freed.wait(free).unwrap_or_else(|p| p.into_inner());
+        }
+        *free -= 1;
+        Inside(self)
+    }
+}
+
+impl Drop for Inside<'_> {
+    fn drop(&mut self) {
+        let mut free = self.0.free.lock().unwrap_or_else(|p| p.into_inner());
+        *free += 1;
+        self.0.freed.notify_one();
+    }
+}
+
+/// The threads of a pool whose work is `verbs` card calls at once plus the CPU and
+/// disk work around them: one more thread per processor, so that while every verb
+/// place waits for the card, the store is still read and written. One verb at a time
+/// (`--threads 1`) means everything on one thread, in order.
+pub(crate) fn threads_around(verbs: NonZeroUsize) -> NonZeroUsize {
+    if verbs.get() == 1 {
+        return verbs;
+    }
+    let cpus = std::thread::available_parallelism().map_or(1, NonZeroUsize::get);
+    verbs.saturating_add(cpus)
+}
 
 /// How often the caller's progress callback runs while the pool works.
 const PROGRESS_EVERY: Duration = Duration::from_millis(100);
@@ -133,6 +184,28 @@ mod tests {
             },
             |_| {},
         );
+    }
+
+    #[test]
+    fn a_gate_lets_no_more_than_its_places_inside() {
+        let gate = Gate::new(n(3));
+        let inside = AtomicUsize::new(0);
+        let most = AtomicUsize::new(0);
+        let items = vec![(); 64];
+        map_in_order(
+            &items,
+            n(8),
+            |_| {
+                let _place = gate.enter();
+                let now = inside.fetch_add(1, Ordering::SeqCst) + 1;
+                most.fetch_max(now, Ordering::SeqCst);
+                std::thread::yield_now();
+                inside.fetch_sub(1, Ordering::SeqCst);
+            },
+            |_| {},
+        );
+        assert!(most.load(Ordering::SeqCst) <= 3);
+        assert_eq!(*gate.free.lock().unwrap(), 3, "every place given back");
     }
 
     #[test]
