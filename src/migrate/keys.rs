@@ -25,9 +25,8 @@ use crate::cca::{CcaError, Csulcca, MkStatus, ModeVerbs, RegisterState, Status, 
 use crate::cli::KeySelection;
 use crate::exit::Exit;
 use crate::messages::{KeyCounts, Output, RunCounts};
-use crate::pin::Pins;
 use crate::pkcs11::{AttrType, KeyType, ObjectClass};
-use crate::store::{MasterKey, ObjectName, Staging, StoreError, StoredObject, TokenStore};
+use crate::store::{ObjectName, Staging, StoreError, StoredObject};
 
 use super::pipeline::{Batch, Committed, Context, ModeStep, Setup};
 use super::pool::{self, Gate};
@@ -772,15 +771,6 @@ impl ModeStep for KeysMode {
             .into_iter()
             .map(crate::cca::keys_verbs)
             .fold(ModeVerbs::default(), |all, v| all.union(&v))
-    }
-
-    fn login(
-        &self,
-        store: &TokenStore,
-        pins: &Pins,
-        out: &mut Output<'_>,
-    ) -> Result<MasterKey, Exit> {
-        super::login(store, pins, out)
     }
 
     fn begin(&mut self, cx: &Context<'_>, out: &mut Output<'_>) -> Result<(), Exit> {

@@ -15,9 +15,8 @@ use crate::cca::token::{self, TokenKind};
 use crate::cca::{CcaError, Csulcca, ModeVerbs};
 use crate::exit::Exit;
 use crate::messages::Output;
-use crate::pin::Pins;
 use crate::pkcs11::{AttrType, ObjectClass};
-use crate::store::{MasterKey, StoreError, StoredObject, TokenStore};
+use crate::store::{StoreError, StoredObject};
 
 use super::keys::{self, KeyStatus, Tally};
 use super::pipeline::{self, Batch, Committed, Context, ModeStep, Setup};
@@ -43,15 +42,6 @@ pub(super) struct OldRsaMode {
 impl ModeStep for OldRsaMode {
     fn verbs(&self) -> ModeVerbs {
         crate::cca::oldrsakeys_verbs()
-    }
-
-    fn login(
-        &self,
-        store: &TokenStore,
-        pins: &Pins,
-        out: &mut Output<'_>,
-    ) -> Result<MasterKey, Exit> {
-        super::login(store, pins, out)
     }
 
     fn begin(&mut self, _cx: &Context<'_>, out: &mut Output<'_>) -> Result<(), Exit> {

@@ -107,13 +107,16 @@ pub(crate) trait ModeStep {
         Ok(())
     }
 
-    /// Verifies both PINs; returns the key of `MK_USER`.
+    /// Verifies both PINs; returns the key of `MK_USER`. The default is the login of
+    /// `-m keys` and `-m oldrsakeys`, with upstream's `C_Login` status.
     fn login(
         &self,
         store: &TokenStore,
         pins: &Pins,
         out: &mut Output<'_>,
-    ) -> Result<MasterKey, Exit>;
+    ) -> Result<MasterKey, Exit> {
+        super::login(store, pins, out)
+    }
 
     /// Runs after the library is loaded, before any object is read. `Err` ends the run
     /// with that status (which may be success: nothing to do).
