@@ -713,7 +713,7 @@ fn migrate_one(
     changed
 }
 
-/// `-m keys` in the [`pipeline`]: one master key type, or (`-k all`) each in turn.
+/// `-m keys` in the [`pipeline`](super::pipeline): one master key type, or (`-k all`) each in turn.
 pub(super) struct KeysMode {
     selection: KeySelection,
     /// Up to this many verbs in flight at once.
@@ -870,6 +870,26 @@ impl ModeStep for KeysMode {
         } else {
             Exit::Success
         }
+    }
+
+    fn audit(&self, done: &Committed, record: &mut crate::audit::Record) {
+        for (t, status) in &self.status {
+            record.set_registers(*t, status.as_ref());
+        }
+        for (t, k) in self.records() {
+            if let (KeyStatus::Migrated, Some(from), Some(to)) =
+                (k.status, &k.mkvp_before, &k.mkvp_after)
+            {
+                record.add_moved(t, from, to);
+            }
+        }
+        record.set_counts(&[
+            ("reenciphered", self.count(KeyStatus::Migrated)),
+            ("current", self.count(KeyStatus::Current)),
+            ("failed", self.count(KeyStatus::Failed)),
+            ("unreadable", self.unreadable),
+            ("rewritten", done.written),
+        ]);
     }
 }
 
