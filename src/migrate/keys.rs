@@ -35,7 +35,7 @@ use super::select::{self, Algorithm, Handling, KeyKind, RsaFormat};
 
 /// `CKA_HIDDEN` (`CKA_VENDOR_DEFINED + 0x01000000` in openCryptoki): objects the
 /// token never lets `C_FindObjects` see.
-const CKA_HIDDEN: AttrType = AttrType(0x8100_0000);
+pub(super) const CKA_HIDDEN: AttrType = AttrType(0x8100_0000);
 
 /// What happened to one key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -32,7 +32,7 @@ use crate::pin::Pins;
 use crate::pkcs11::{AttrType, KeyType};
 use crate::store::{StoreError, StoredObject, TokenStore};
 
-use super::keys::{hex, token_name};
+use super::keys::{hex, token_name, CKA_HIDDEN};
 use super::Target;
 
 /// The register a token's MKVP matches, in order of concern.
@@ -132,8 +132,15 @@ fn tokens_of(key_type: Option<KeyType>, blob: &[u8]) -> Option<Vec<(&[u8], token
         .collect()
 }
 
-/// The key line of `obj`, if it holds internal key tokens of one of `types`.
+/// The key line of `obj`, if it holds internal key tokens of one of `types`. Objects
+/// `-m keys` never looks at (`CKA_HIDDEN`, session objects) are not reported either:
+/// the verdict says what `-m keys` would do.
 fn key_line(obj: &StoredObject, types: &[(MkType, MkStatus)]) -> Option<KeyLine> {
+    if obj.template.get_bool(CKA_HIDDEN) == Some(true)
+        || obj.template.get_bool(AttrType::TOKEN) == Some(false)
+    {
+        return None;
+    }
     let blob = obj.template.get(AttrType::IBM_OPAQUE)?;
     let key_type = obj.template.key_type();
     let tokens = tokens_of(key_type, blob)?;
