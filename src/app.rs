@@ -8,17 +8,21 @@
 //! 2. [`Migrator::prepare`]: checks that need no PIN (configuration, slot, exclusive
 //!    access to the token directory), giving a `migrate::Prepared` run;
 //! 3. prompt for the SO PIN, then the USER PIN (`pin` reads them, `messages::Output`
-//!    prints the prompts);
-//! 4. `Prepared::run`: verify the PINs and migrate.
+//!    prints the prompts); `-m status` goes on without PINs when standard input ends
+//!    before the SO PIN;
+//! 4. `Prepared::run`: verify the PINs and migrate;
+//! 5. a run that could write leaves its audit record in syslog (`audit`).
 
 use std::ffi::OsString;
 use std::io::{IsTerminal, Read, Write};
 use std::os::fd::BorrowedFd;
 use std::os::unix::ffi::OsStrExt;
 
+pub use crate::audit::Target as AuditTarget;
 pub use crate::migrate::Migrator;
 pub use crate::pin::RawInput;
 
+use crate::audit;
 use crate::cli::{self, Command};
 use crate::exit::Exit;
 use crate::messages::Output;
@@ -50,6 +54,9 @@ pub struct Settings {
     pub threads: Option<OsString>,
     /// Standard error is a terminal: long runs may show a progress line there.
     pub progress: bool,
+    /// Where the audit record of a writing run goes (the default: nowhere; from the
+    /// environment: `PKCSCCA_SYSLOG_SOCKET`, else the system's syslog socket).
+    pub audit: AuditTarget,
 }
 
 impl Settings {
@@ -59,6 +66,7 @@ impl Settings {
             posixly_correct: std::env::var_os("POSIXLY_CORRECT").is_some(),
             threads: std::env::var_os("PKCSCCA_THREADS"),
             progress: std::io::stderr().is_terminal(),
+            audit: AuditTarget::from_env(),
         }
     }
 }
@@ -96,7 +104,7 @@ where
     let mut out = Output::new(io.stdout, io.stderr, low.progname.as_bytes());
     let exit = match cli::validate(&low) {
         Ok(Command::Help) => {
-            out.usage();
+            out.help();
             Exit::Success
         }
         Ok(Command::Version) => {
@@ -127,15 +135,33 @@ where
                     }
                 }
             }
-            match migrator.prepare(&args, &mut out) {
-                Ok(prepared) => prompt_and_run(prepared, io.stdin, io.terminal, &mut out),
+            let mut record = audit::Record::new(&args);
+            let exit = match migrator.prepare(&args, &mut out, &mut record) {
+                Ok(prepared) => {
+                    prompt_and_run(prepared, io.stdin, io.terminal, &mut out, &mut record)
+                }
                 Err(exit) => exit,
+            };
+            out.flush();
+            if record.wanted() {
+                let exit = final_exit(exit, &out);
+                let line = record.line(&audit::Caller::current(), exit);
+                if let Err(e) = audit::send(&line, exit == Exit::Success, &settings.audit) {
+                    out.error(format_args!(
+                        "warning: the audit record was not logged: {e}"
+                    ));
+                }
             }
+            exit
         }
     };
     out.flush();
-    // A line that could not be written (stdout on a full disk, a closed pipe) must not
-    // pass for success: the caller's script would read a summary that is not there.
+    final_exit(exit, &out)
+}
+
+/// A line that could not be written (stdout on a full disk, a closed pipe) must not
+/// pass for success: the caller's script would read a summary that is not there.
+fn final_exit(exit: Exit, out: &Output<'_>) -> Exit {
     match (exit, out.write_error()) {
         (Exit::Success, Some(_)) => Exit::OutputFailed,
         _ => exit,
@@ -143,14 +169,16 @@ where
 }
 
 /// Prompts for both PINs, then runs the prepared mode. A PIN that cannot be read is
-/// upstream's `Could not get SO PIN.` and exit 255.
+/// upstream's `Could not get SO PIN.` and exit 255; for `-m status`, standard input
+/// that ends before any byte of the SO PIN means no PINs (public objects only).
 fn prompt_and_run(
     prepared: Prepared,
     stdin: &mut dyn Read,
     terminal: Option<BorrowedFd<'_>>,
     out: &mut Output<'_>,
+    record: &mut audit::Record,
 ) -> Exit {
-    let mut read = |kind: PinKind, out: &mut Output<'_>| -> Result<SecretPin, Exit> {
+    let mut read = |kind: PinKind, out: &mut Output<'_>| -> Result<SecretPin, pin::PinError> {
         let pin = out
             .pin_prompt(kind)
             .map_err(pin::PinError::Io)
@@ -159,17 +187,28 @@ fn prompt_and_run(
         let ended = out.pin_prompt_end();
         match (pin, ended) {
             (Ok(pin), Ok(())) => Ok(pin),
-            _ => {
-                out.could_not_get_pin(kind);
-                Err(Exit::PinRejected)
-            }
+            (Err(e), _) => Err(e),
+            (Ok(_), Err(e)) => Err(pin::PinError::Io(e)),
         }
     };
-    let pins = match read(PinKind::So, out).and_then(|so| Ok((so, read(PinKind::User, out)?))) {
-        Ok((so, user)) => Pins { so, user },
-        Err(exit) => return exit,
+    let so = match read(PinKind::So, out) {
+        Ok(so) => so,
+        Err(pin::PinError::Eof) if prepared.pins_optional() => {
+            return prepared.run(None, out, record);
+        }
+        Err(_) => {
+            out.could_not_get_pin(PinKind::So);
+            return Exit::PinRejected;
+        }
     };
-    prepared.run(pins, out)
+    let user = match read(PinKind::User, out) {
+        Ok(user) => user,
+        Err(_) => {
+            out.could_not_get_pin(PinKind::User);
+            return Exit::PinRejected;
+        }
+    };
+    prepared.run(Some(Pins { so, user }), out, record)
 }
 
 #[cfg(test)]

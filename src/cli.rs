@@ -23,7 +23,9 @@
 //! own usage says the level is optional) means `info`; the level is taken from the next
 //! word only when that word does not start with `-`. `--verbose=LEVEL` is accepted. Slot
 //! 0 is a valid slot (upstream 3.27 calls it "missing"; later upstream fixed that). Our
-//! own options: `--dry-run` and `--json`.
+//! own options: `--dry-run`, `--json`, `--no-backup`, `--threads N`, `--from BACKUP`,
+//! `--help` and `--version`; our own modes: `-m status` and `-m restore`, which take
+//! the token from `-s SLOTID` or `-d DATASTORE` (either is enough); and `-k all`.
 
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
@@ -96,11 +98,22 @@ pub enum ModeName {
     Keys,
     /// `oldrsakeys`: convert RSA-CRT tokens to RSA-AESC, strip private parts of public keys.
     OldRsaKeys,
+    /// Ours, `status`: which master key register each secure key is under (reads only).
+    Status,
+    /// Ours, `restore`: put back the objects a run changed, from the backup it made.
+    Restore,
 }
 
 impl ModeName {
-    /// In upstream's dispatch priority (when several `-m` are given, the first set wins).
-    pub const ALL: [ModeName; 3] = [ModeName::V2ObjectsV3, ModeName::Keys, ModeName::OldRsaKeys];
+    /// In upstream's dispatch priority (when several `-m` are given, the first set wins),
+    /// then ours.
+    pub const ALL: [ModeName; 5] = [
+        ModeName::V2ObjectsV3,
+        ModeName::Keys,
+        ModeName::OldRsaKeys,
+        ModeName::Status,
+        ModeName::Restore,
+    ];
 
     /// The word used on the command line.
     pub fn name(self) -> &'static str {
@@ -108,7 +121,14 @@ impl ModeName {
             ModeName::V2ObjectsV3 => "v2objectsv3",
             ModeName::Keys => "keys",
             ModeName::OldRsaKeys => "oldrsakeys",
+            ModeName::Status => "status",
+            ModeName::Restore => "restore",
         }
+    }
+
+    /// Whether a run of this mode may write to the data store (all but `status`).
+    pub fn writes(self) -> bool {
+        self != ModeName::Status
     }
 
     /// Exact lookup (`strcmp`).
@@ -175,15 +195,31 @@ pub enum Mode {
         /// PKCS#11 slot id.
         slot: u64,
     },
+    /// Ours: `-m status -s SLOT|-d DIR [-k TYPE]` (`-k` defaults to `all`).
+    Status {
+        /// PKCS#11 slot id, if given.
+        slot: Option<u64>,
+        /// Master key type(s) to report.
+        key_type: KeySelection,
+    },
+    /// Ours: `-m restore -s SLOT|-d DIR --from BACKUP`.
+    Restore {
+        /// PKCS#11 slot id, if given.
+        slot: Option<u64>,
+        /// The backup directory to put back.
+        from: PathBuf,
+    },
 }
 
 impl Mode {
     /// The `-m` word of this mode.
-    pub fn name(self) -> ModeName {
+    pub fn name(&self) -> ModeName {
         match self {
             Mode::V2ObjectsV3 => ModeName::V2ObjectsV3,
             Mode::Keys { .. } => ModeName::Keys,
             Mode::OldRsaKeys { .. } => ModeName::OldRsaKeys,
+            Mode::Status { .. } => ModeName::Status,
+            Mode::Restore { .. } => ModeName::Restore,
         }
     }
 }
@@ -209,18 +245,20 @@ pub struct Args {
 }
 
 impl Args {
-    /// The slot, for the modes that take one.
+    /// The slot, for the modes that take one (and `-m status` and `-m restore` when
+    /// it was given).
     pub fn slot(&self) -> Option<u64> {
         match self.mode {
             Mode::V2ObjectsV3 => None,
             Mode::Keys { slot, .. } | Mode::OldRsaKeys { slot } => Some(slot),
+            Mode::Status { slot, .. } | Mode::Restore { slot, .. } => slot,
         }
     }
 
-    /// The master key type(s), for `-m keys`.
+    /// The master key type(s), for `-m keys` and `-m status`.
     pub fn key_type(&self) -> Option<KeySelection> {
         match self.mode {
-            Mode::Keys { key_type, .. } => Some(key_type),
+            Mode::Keys { key_type, .. } | Mode::Status { key_type, .. } => Some(key_type),
             _ => None,
         }
     }
@@ -284,6 +322,8 @@ pub enum LowItem {
     NoBackup,
     /// `--threads N`
     Threads(OsString),
+    /// `--from BACKUP`
+    From(OsString),
     /// A getopt error; always the last item.
     Error(GetoptError),
 }
@@ -323,6 +363,12 @@ pub enum CliError {
     JsonNotSupported(ModeName),
     /// `--threads` (or `PKCSCCA_THREADS`) not a number from 1 to [`MAX_THREADS`].
     InvalidThreads(Vec<u8>),
+    /// Ours: `-m status` or `-m restore` without `-s` or `-d`.
+    MissingSlotOrDatastore(ModeName),
+    /// Ours: `-m restore` without `--from`.
+    MissingFrom,
+    /// Ours: `--from` with a mode other than `-m restore`.
+    FromWithoutRestore(ModeName),
 }
 
 impl CliError {
@@ -360,6 +406,7 @@ enum LongId {
     Version,
     NoBackup,
     Threads,
+    From,
 }
 
 struct LongOpt {
@@ -389,7 +436,7 @@ const UPSTREAM_LONG: [LongOpt; 3] = [
 ];
 
 /// Our additions, matched only when nothing in [`UPSTREAM_LONG`] matches.
-const OUR_LONG: [LongOpt; 6] = [
+const OUR_LONG: [LongOpt; 7] = [
     LongOpt {
         name: "dry-run",
         has_arg: HasArg::No,
@@ -419,6 +466,11 @@ const OUR_LONG: [LongOpt; 6] = [
         name: "threads",
         has_arg: HasArg::Required,
         id: LongId::Threads,
+    },
+    LongOpt {
+        name: "from",
+        has_arg: HasArg::Required,
+        id: LongId::From,
     },
 ];
 
@@ -498,6 +550,7 @@ where
                         Some(v) => match opt.id {
                             LongId::Datastore => LowItem::Datastore(v),
                             LongId::Threads => LowItem::Threads(v),
+                            LongId::From => LowItem::From(v),
                             _ => LowItem::Slot(v),
                         },
                         None => LowItem::Error(GetoptError::LongNeedsArgument(opt.name)),
@@ -617,7 +670,7 @@ fn read_slot_word(word: &[u8]) -> SlotWord {
 /// Stage 2: check what was typed, in upstream's order, and build the [`Command`].
 /// Mirrors `pkcscca.c: main()`'s option switch and its checks after the loop.
 pub fn validate(low: &LowArgs) -> Result<Command, CliError> {
-    let mut modes = [false; 3];
+    let mut modes = [false; ModeName::ALL.len()];
     let mut key_type = None;
     let mut slot_word: Option<&OsStr> = None;
     let mut datastore = None;
@@ -626,6 +679,7 @@ pub fn validate(low: &LowArgs) -> Result<Command, CliError> {
     let mut json = false;
     let mut no_backup = false;
     let mut threads = None;
+    let mut from = None;
 
     for item in &low.items {
         match item {
@@ -655,6 +709,7 @@ pub fn validate(low: &LowArgs) -> Result<Command, CliError> {
             LowItem::Json => json = true,
             LowItem::NoBackup => no_backup = true,
             LowItem::Threads(word) => threads = Some(parse_threads(word.as_bytes())?),
+            LowItem::From(dir) => from = Some(PathBuf::from(dir)),
             LowItem::Error(e) => return Err(CliError::Getopt(e.clone())),
         }
     }
@@ -689,10 +744,32 @@ pub fn validate(low: &LowArgs) -> Result<Command, CliError> {
             }
         }
         ModeName::OldRsaKeys => Mode::OldRsaKeys { slot: slot()? },
+        // Ours: the token is the slot's or the store of `-d`; either is enough.
+        ModeName::Status | ModeName::Restore => {
+            let slot = match (slot_word, &datastore) {
+                (None, None) => return Err(CliError::MissingSlotOrDatastore(mode_name)),
+                (None, Some(_)) => None,
+                (Some(_), _) => Some(slot()?),
+            };
+            if mode_name == ModeName::Status {
+                Mode::Status {
+                    slot,
+                    key_type: key_type.unwrap_or(KeySelection::All),
+                }
+            } else {
+                Mode::Restore {
+                    slot,
+                    from: from.clone().ok_or(CliError::MissingFrom)?,
+                }
+            }
+        }
     };
 
-    if json && mode_name == ModeName::V2ObjectsV3 {
+    if json && matches!(mode_name, ModeName::V2ObjectsV3 | ModeName::Restore) {
         return Err(CliError::JsonNotSupported(mode_name));
+    }
+    if from.is_some() && mode_name != ModeName::Restore {
+        return Err(CliError::FromWithoutRestore(mode_name));
     }
 
     Ok(Command::Run(Args {
@@ -935,6 +1012,67 @@ mod tests {
         assert!(a.json && !a.dry_run);
         assert_eq!(a.slot(), Some(1));
         assert_eq!(a.key_type(), Some(KeySelection::One(MkType::Apka)));
+    }
+
+    #[test]
+    fn status_and_restore_take_a_slot_or_a_datastore() {
+        assert_eq!(
+            run(&["-m", "status", "-s", "2"]).mode,
+            Mode::Status {
+                slot: Some(2),
+                key_type: KeySelection::All
+            }
+        );
+        let a = run(&["-m", "status", "-d", "/x", "-k", "aes", "--json"]);
+        assert_eq!(
+            a.mode,
+            Mode::Status {
+                slot: None,
+                key_type: KeySelection::One(MkType::Aes)
+            }
+        );
+        assert!(a.json);
+        assert_eq!(
+            p(&["-m", "status"]),
+            Err(CliError::MissingSlotOrDatastore(ModeName::Status))
+        );
+        assert_eq!(
+            p(&["-m", "status", "-s", "x", "-d", "/x"]),
+            Err(CliError::MissingSlot)
+        );
+        assert_eq!(
+            run(&["-m", "restore", "-d", "/x", "--from", "/b", "--dry-run"]).mode,
+            Mode::Restore {
+                slot: None,
+                from: "/b".into()
+            }
+        );
+        assert_eq!(
+            run(&["-m", "restore", "-s", "3", "--fr=/b"]).mode,
+            Mode::Restore {
+                slot: Some(3),
+                from: "/b".into()
+            }
+        );
+        assert_eq!(p(&["-m", "restore", "-s", "3"]), Err(CliError::MissingFrom));
+        assert_eq!(
+            p(&["-m", "restore", "--from", "/b"]),
+            Err(CliError::MissingSlotOrDatastore(ModeName::Restore))
+        );
+        assert_eq!(
+            p(&["-m", "restore", "-s", "1", "--from", "/b", "--json"]),
+            Err(CliError::JsonNotSupported(ModeName::Restore))
+        );
+        assert_eq!(
+            p(&["-m", "keys", "-s", "1", "-k", "aes", "--from", "/b"]),
+            Err(CliError::FromWithoutRestore(ModeName::Keys))
+        );
+        // Upstream's modes come first when several are given.
+        assert_eq!(
+            run(&["-m", "status", "-m", "oldrsakeys", "-s", "1"]).mode,
+            Mode::OldRsaKeys { slot: 1 }
+        );
+        assert!(!ModeName::Status.writes() && ModeName::Restore.writes());
     }
 
     #[test]

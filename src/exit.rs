@@ -5,7 +5,8 @@
 //! `migrate_wrapped_keys()`, `migrate_old_rsa_keys()`) so that maintenance scripts that
 //! test `$?` keep working. The C tool returns `-1` from `main` for every usage, PIN and
 //! library-load problem, which the shell sees as 255. The numbers of our own outcomes
-//! ([`code::KEYS_FAILED`], [`code::OUTPUT_FAILED`]) are ones upstream 3.27 never returns.
+//! ([`code::KEYS_FAILED`], [`code::MIGRATION_NEEDED`], [`code::OUTPUT_FAILED`]) are ones
+//! upstream 3.27 never returns.
 //! (openCryptoki 3.8.1 used 3 for a failed `C_GetSlotList`.)
 
 use std::process::ExitCode;
@@ -16,8 +17,11 @@ pub mod code {
     pub const SUCCESS: u8 = 0;
     /// Upstream: `p11_init()` failed (`C_Initialize`, the daemon, the configuration).
     pub const PKCS11_INIT: u8 = 2;
-    /// Ours: the run completed, but some key or object could not be migrated.
+    /// Ours: the run completed, but some key or object could not be migrated; with
+    /// `-m status`, some key matches no master key register of the card.
     pub const KEYS_FAILED: u8 = 3;
+    /// Ours, `-m status`: some key is under the OLD or NEW master key, none is lost.
+    pub const MIGRATION_NEEDED: u8 = 4;
     /// Upstream: `C_OpenSession` failed (no such slot, no usable token).
     pub const OPEN_SESSION: u8 = 5;
     /// Upstream: `C_Login (USER)` failed; also its status for a failed write-back.
@@ -64,11 +68,23 @@ pub enum Exit {
     /// The run's work ended as it would have succeeded, but a line could not be written
     /// to stdout or stderr (e.g. `> /dev/full`) (ours, 12).
     OutputFailed,
+    /// `-m status`: some key is under the OLD master key (it needs `-m keys`) or under
+    /// the NEW one (a master key change is not finished), and every key is under some
+    /// register of the card (ours, 4).
+    MigrationNeeded,
+    /// `-m status`: some key matches no master key register of the card (it cannot be
+    /// used or migrated until its master key is loaded again), or an object could not
+    /// be read (ours, 3).
+    KeysLost,
+    /// `-m restore`: the backup is not a backup of this store, or the store changed in
+    /// other ways since it was made (its `NVTOK.DAT`, `MK_SO`, `MK_USER` or `OBJ.IDX`
+    /// differ); nothing was written (ours, 2).
+    RestoreRefused,
 }
 
 impl Exit {
     /// Every outcome, for tests and documentation checks.
-    pub const ALL: [Exit; 12] = [
+    pub const ALL: [Exit; 15] = [
         Exit::Success,
         Exit::NotReady,
         Exit::KeysFailed,
@@ -81,14 +97,18 @@ impl Exit {
         Exit::LibraryUnavailable,
         Exit::Failed,
         Exit::OutputFailed,
+        Exit::MigrationNeeded,
+        Exit::KeysLost,
+        Exit::RestoreRefused,
     ];
 
     /// The numeric status handed to the operating system.
     pub fn code(self) -> u8 {
         match self {
             Exit::Success => code::SUCCESS,
-            Exit::NotReady => code::PKCS11_INIT,
-            Exit::KeysFailed => code::KEYS_FAILED,
+            Exit::NotReady | Exit::RestoreRefused => code::PKCS11_INIT,
+            Exit::KeysFailed | Exit::KeysLost => code::KEYS_FAILED,
+            Exit::MigrationNeeded => code::MIGRATION_NEEDED,
             Exit::NoToken => code::OPEN_SESSION,
             Exit::LoginFailed | Exit::StoreUnreadable | Exit::WriteFailed => code::LOGIN,
             Exit::Usage | Exit::PinRejected | Exit::LibraryUnavailable | Exit::Failed => {
@@ -114,6 +134,9 @@ mod tests {
         assert_eq!(Exit::Success.code(), 0);
         assert_eq!(Exit::NotReady.code(), 2);
         assert_eq!(Exit::KeysFailed.code(), 3);
+        assert_eq!(Exit::KeysLost.code(), 3);
+        assert_eq!(Exit::MigrationNeeded.code(), 4);
+        assert_eq!(Exit::RestoreRefused.code(), 2);
         assert_eq!(Exit::NoToken.code(), 5);
         assert_eq!(Exit::LoginFailed.code(), 8);
         assert_eq!(Exit::WriteFailed.code(), 8);

@@ -15,6 +15,7 @@
 //! * `cca`: CCA key tokens, verb ABI, and the dynamically loaded host library.
 //! * `cli`, `usage`, `messages`, `exit`, `pin`: the command line contract.
 //! * `app`: the program as a function (`run`), with the seam for the migration modes.
+//! * `audit`: the syslog record of every run that could write.
 #![deny(unsafe_code)]
 
 /// Declares a module that is public with the `testkit` feature (for the tests, benches
@@ -32,6 +33,9 @@ macro_rules! testkit_pub {
 }
 
 pub mod app;
+testkit_pub!(
+    mod audit;
+);
 // Written out, not through the macro: `cca` defines `#[macro_export]` macros (the verb
 // table), which cannot be referred to by path when their module is macro-expanded.
 #[cfg(feature = "testkit")]

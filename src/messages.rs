@@ -115,15 +115,71 @@ pub struct RunCounts {
     pub written: usize,
 }
 
+/// One key line of `-m status`.
+#[derive(Debug, Clone)]
+pub struct StatusKey<'a> {
+    /// The object file name in `TOK_OBJ`.
+    pub object: &'a str,
+    /// Stored encrypted.
+    pub private: bool,
+    /// `CKA_KEY_TYPE` by name (`CKK_AES`).
+    pub key_type: &'a str,
+    /// The master key type of its token(s) (`AES`).
+    pub mk_type: &'a str,
+    /// The token's MKVP in hex (two joined by `+` for AES XTS).
+    pub mkvp: &'a str,
+    /// The register it matches (`CURRENT`, `OLD`, `NEW`, `none`; joined by `+`).
+    pub register: &'a str,
+    /// `CKA_LABEL` bytes.
+    pub label: &'a [u8],
+}
+
+/// One register line of `-m status`.
+#[derive(Debug, Clone)]
+pub struct StatusRegister<'a> {
+    /// The master key type (`AES`).
+    pub mk_type: &'a str,
+    /// `NEW`, `CURRENT`, `OLD`, or `none` (the keys under no register).
+    pub register: &'a str,
+    /// `empty`, `partial`, `loaded`, `unknown`, or `-`.
+    pub state: &'a str,
+    /// The register's MKVP in hex, or `-`.
+    pub mkvp: &'a str,
+    /// How many keys are under it.
+    pub keys: usize,
+}
+
+/// The totals of `-m status`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StatusCounts {
+    /// Keys reported.
+    pub keys: usize,
+    /// Keys under the CURRENT master key.
+    pub current: usize,
+    /// Keys under the OLD master key.
+    pub old: usize,
+    /// Keys under the NEW master key.
+    pub new: usize,
+    /// Keys under no register of the card.
+    pub none: usize,
+    /// Object files that could not be read.
+    pub unreadable: usize,
+}
+
 /// A key label as upstream prints it: its copy is NUL-terminated, so it ends at the
 /// first NUL byte. Non-UTF-8 bytes are written through unchanged.
 struct Label<'a>(&'a [u8]);
 
 impl Label<'_> {
     fn bytes(&self) -> &[u8] {
-        let end = self.0.iter().position(|&b| b == 0).unwrap_or(self.0.len());
-        self.0.get(..end).unwrap_or(self.0)
+        label_bytes(self.0)
     }
+}
+
+/// A label's bytes up to its first NUL byte.
+fn label_bytes(label: &[u8]) -> &[u8] {
+    let end = label.iter().position(|&b| b == 0).unwrap_or(label.len());
+    label.get(..end).unwrap_or(label)
 }
 
 /// The user-visible output of one run: stdout, stderr, the program name as invoked and
@@ -295,9 +351,16 @@ impl<'a> Output<'a> {
 
     // ----- command line ------------------------------------------------------------------
 
-    /// The usage text on stdout (`-h`, and after every argument error).
+    /// The usage text on stdout, as upstream prints it after every argument error.
     pub fn usage(&mut self) {
         let text = usage::usage_text(&self.progname);
+        self.out_bytes(&[&text]);
+    }
+
+    /// `-h` / `--help`: upstream's usage text, then our additions.
+    pub fn help(&mut self) {
+        self.usage();
+        let text = usage::additions_text(&self.progname);
         self.out_bytes(&[&text]);
     }
 
@@ -379,7 +442,18 @@ impl<'a> Output<'a> {
                 )]);
             }
             CliError::JsonNotSupported(mode) => self.error(format_args!(
-                "--json is only valid with -m keys or -m oldrsakeys, not with -m {}",
+                "--json is only valid with -m keys, -m oldrsakeys or -m status, not with -m {}",
+                mode.name()
+            )),
+            CliError::MissingSlotOrDatastore(mode) => self.error(format_args!(
+                "missing slot number or datastore (-m {} needs -s SLOTID or -d DATASTORE)",
+                mode.name()
+            )),
+            CliError::MissingFrom => {
+                self.error("missing backup directory (-m restore needs --from BACKUP)")
+            }
+            CliError::FromWithoutRestore(mode) => self.error(format_args!(
+                "--from is only valid with -m restore, not with -m {}",
                 mode.name()
             )),
         }
@@ -594,6 +668,178 @@ impl<'a> Output<'a> {
                 "Re-enciphered: {}. Already current: {}. Failed: {}. \
                  Object files rewritten: {}.{unreadable}\n",
                 c.reenciphered, c.current, c.failed, c.written
+            ));
+        }
+    }
+
+    // ----- -m status and -m restore (ours) --------------------------------------------
+
+    /// `-m status` with no PIN given: one line on stderr.
+    pub fn status_public_only(&mut self) {
+        self.error(
+            "no PIN given (standard input ended): private objects were not read, \
+             only public objects are reported",
+        );
+    }
+
+    /// A table on stdout: `header` and `rows` in columns two blanks apart, each as
+    /// wide as its widest cell; the last column (raw bytes, a label) is not padded.
+    fn table(&mut self, header: &[&str], rows: &[Vec<&[u8]>]) {
+        if self.json {
+            return;
+        }
+        let head: Vec<&[u8]> = header.iter().map(|h| h.as_bytes()).collect();
+        let mut widths: Vec<usize> = head.iter().map(|h| h.len()).collect();
+        for row in rows {
+            for (w, cell) in widths.iter_mut().zip(row) {
+                *w = (*w).max(cell.len());
+            }
+        }
+        let mut text = Vec::new();
+        for row in std::iter::once(&head).chain(rows) {
+            let mut line = Vec::new();
+            for (i, cell) in row.iter().enumerate() {
+                if i + 1 == row.len() {
+                    line.extend_from_slice(cell);
+                } else {
+                    let w = widths.get(i).copied().unwrap_or(0);
+                    line.extend_from_slice(cell);
+                    line.resize(line.len() + w.saturating_sub(cell.len()) + 2, b' ');
+                }
+            }
+            while line.last() == Some(&b' ') {
+                line.pop();
+            }
+            text.extend_from_slice(&line);
+            text.push(b'\n');
+        }
+        self.out_bytes(&[&text]);
+    }
+
+    /// `-m status`: one line per key, under a header.
+    pub fn status_keys(&mut self, keys: &[StatusKey<'_>]) {
+        let rows: Vec<Vec<&[u8]>> = keys
+            .iter()
+            .map(|k| {
+                vec![
+                    k.object.as_bytes(),
+                    if k.private { b"yes" } else { b"no" },
+                    k.key_type.as_bytes(),
+                    k.mk_type.as_bytes(),
+                    k.mkvp.as_bytes(),
+                    k.register.as_bytes(),
+                    label_bytes(k.label),
+                ]
+            })
+            .collect();
+        self.table(
+            &["OBJECT", "PRIVATE", "KEY_TYPE", "MK_TYPE", "MKVP", "REGISTER", "LABEL"],
+            &rows,
+        );
+    }
+
+    /// `-m status`: the card's registers of each master key type and the keys under
+    /// each, after a blank line.
+    pub fn status_registers(&mut self, registers: &[StatusRegister<'_>]) {
+        let counts: Vec<String> = registers.iter().map(|r| r.keys.to_string()).collect();
+        let rows: Vec<Vec<&[u8]>> = registers
+            .iter()
+            .zip(&counts)
+            .map(|(r, n)| {
+                vec![
+                    r.mk_type.as_bytes(),
+                    r.register.as_bytes(),
+                    r.state.as_bytes(),
+                    r.mkvp.as_bytes(),
+                    n.as_bytes(),
+                ]
+            })
+            .collect();
+        self.out_bytes(&[b"\n"]);
+        self.table(&["MK_TYPE", "REGISTER", "STATE", "MKVP", "KEYS"], &rows);
+    }
+
+    /// `-m status`, after a blank line: the totals, then what they mean. `old_types`
+    /// are the `-k` words of the types with keys under OLD.
+    pub fn status_summary(&mut self, c: &StatusCounts, old_types: &[&str]) {
+        let unreadable = if c.unreadable > 0 {
+            format!(" Unreadable objects: {}.", c.unreadable)
+        } else {
+            String::new()
+        };
+        self.out_fmt(format_args!(
+            "\nKeys: {}. Under CURRENT: {}. Under OLD: {}. Under NEW: {}. Under no register: \
+             {}.{unreadable}\n",
+            c.keys, c.current, c.old, c.new, c.none
+        ));
+        let mut verdict = Vec::new();
+        if c.none > 0 {
+            verdict.push(format!(
+                "{} key(s) match no master key register of the card: they cannot be used \
+                 or migrated until their master key is loaded again.",
+                c.none
+            ));
+        }
+        if c.unreadable > 0 {
+            verdict.push(format!(
+                "{} object file(s) could not be read: their keys are unknown.",
+                c.unreadable
+            ));
+        }
+        if c.old > 0 {
+            let run = match old_types {
+                [one] => format!("pkcscca -m keys -k {one}"),
+                many => format!(
+                    "pkcscca -m keys with {} (or -k all)",
+                    many.iter()
+                        .map(|t| format!("-k {t}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            };
+            verdict.push(format!(
+                "Migration needed: keys are under the OLD master key; run {run}."
+            ));
+        }
+        if c.new > 0 {
+            verdict.push(
+                "A master key change is not finished: keys are under the NEW master key, \
+                 which is not yet CURRENT."
+                    .to_string(),
+            );
+        }
+        if verdict.is_empty() {
+            verdict.push(if c.keys == 0 {
+                "No secure key of the selected master key type(s) was found.".to_string()
+            } else {
+                "Every key is under the CURRENT master key.".to_string()
+            });
+        }
+        self.out_fmt(format_args!("{}\n", verdict.join(" ")));
+    }
+
+    /// `-m restore`: the objects put back (`restored`), or with `dry_run` those that
+    /// would be, each named when verbose.
+    pub fn restore_summary(&mut self, backup: &std::path::Path, objects: &[String], dry_run: bool) {
+        for name in objects {
+            let what = if dry_run {
+                "Would restore"
+            } else {
+                "Restored"
+            };
+            self.verbose_fmt(format_args!("{what} TOK_OBJ/{name}\n"));
+        }
+        if dry_run {
+            self.out_fmt(format_args!(
+                "Dry run: would restore {} object file(s) from {}. Nothing was written.\n",
+                objects.len(),
+                backup.display()
+            ));
+        } else {
+            self.out_fmt(format_args!(
+                "Restored {} object file(s) from {}.\n",
+                objects.len(),
+                backup.display()
             ));
         }
     }

@@ -162,11 +162,17 @@ fn keys_aes_migrates_against_a_library_with_only_its_verbs() {
     // Modes needing a verb the library lacks stop at the loader, before the
     // prompts and before the store is read, with upstream's line and exit status.
     let store = lab.store.display().to_string();
-    let refusals: [(&[&str], &str, &str); 2] = [
+    let refusals: [(&[&str], &str, &str); 3] = [
         (
             &["-m", "oldrsakeys", "-s", "2", "-d", &store],
             "CSNDPKT",
             "oldrsakeys/library-lacks-a-verb",
+        ),
+        // Ours: -m status cannot do without the master key registers.
+        (
+            &["-m", "status", "-d", &store],
+            "CSUACFQ",
+            "status/library-lacks-a-verb",
         ),
         (
             &["-m", "keys", "-s", "2", "-k", "apka", "-d", &store],

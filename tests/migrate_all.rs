@@ -187,3 +187,23 @@ fn a_type_without_a_current_master_key_is_refused_only_if_the_store_has_its_keys
     );
     assert_eq!(object_files(&copy.store), before, "nothing written");
 }
+
+#[test]
+fn golden_all_types_after_two_changes() {
+    let lab = Lab::new(&["--format", "old", "--openCryptoki-3.8.1-style"]);
+    lab.change_mk("sym", 1);
+    lab.change_mk("apka", 1);
+    let store = lab.store.display().to_string();
+    let args = ["-m", "keys", "-s", "2", "-k", "all", "-d", &store];
+    let r = lab.pkcscca(&args, PINS);
+    assert_eq!(r.code, 0, "{r:?}");
+    let seen = common::golden::Observed {
+        args: &args,
+        stdin: PINS,
+        rc: r.code,
+        stdout: &r.stdout,
+        stderr: &r.stderr,
+    };
+    common::golden::check_scenario("keys/all-types", lab.root(), &seen);
+    assert_eq!(lab.check(None).code, 0, "every key under CURRENT");
+}

@@ -5,8 +5,8 @@
 //! CCA's return and reason codes. The conversion from the raw pair happens in
 //! one place, `check`; callers never compare return codes themselves. The
 //! library is opened with just the verbs a mode calls ([`keys_verbs`],
-//! [`oldrsakeys_verbs`], [`v2objectsv3_verbs`]), so a host library that lacks
-//! a verb the mode never calls does not stop it.
+//! [`oldrsakeys_verbs`], [`v2objectsv3_verbs`], [`status_verbs`]), so a host library
+//! that lacks a verb the mode never calls does not stop it.
 //! Layouts of the tokens the verbs work on live in [`token`], keywords in
 //! [`rules`], C signatures in [`abi`]; `ffi` is the only unsafe code.
 
@@ -121,6 +121,15 @@ pub fn keys_verbs(t: MkType) -> ModeVerbs {
 pub fn oldrsakeys_verbs() -> ModeVerbs {
     ModeVerbs {
         required: vec![Verb::Csndpkt, Verb::Csndpkx],
+        optional: Vec::new(),
+    }
+}
+
+/// The verbs our `-m status` calls: CSUACFQ alone (the master key registers, which
+/// the mode cannot do without).
+pub fn status_verbs() -> ModeVerbs {
+    ModeVerbs {
+        required: vec![Verb::Csuacfq],
         optional: Vec::new(),
     }
 }

@@ -34,7 +34,7 @@ use super::select::{self, Algorithm, Handling, KeyKind, RsaFormat};
 
 /// `CKA_HIDDEN` (`CKA_VENDOR_DEFINED + 0x01000000` in openCryptoki): objects the
 /// token never lets `C_FindObjects` see.
-const CKA_HIDDEN: AttrType = AttrType(0x8100_0000);
+pub(super) const CKA_HIDDEN: AttrType = AttrType(0x8100_0000);
 
 /// What happened to one key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -902,6 +902,26 @@ impl ModeStep for KeysMode {
         } else {
             Exit::Success
         }
+    }
+
+    fn audit(&self, done: &Committed, record: &mut crate::audit::Record) {
+        for (t, status) in &self.status {
+            record.set_registers(*t, status.as_ref());
+        }
+        for (t, k) in self.records() {
+            if let (KeyStatus::Migrated, Some(from), Some(to)) =
+                (k.status, &k.mkvp_before, &k.mkvp_after)
+            {
+                record.add_moved(t, from, to);
+            }
+        }
+        record.set_counts(&[
+            ("reenciphered", self.count(KeyStatus::Migrated)),
+            ("current", self.count(KeyStatus::Current)),
+            ("failed", self.count(KeyStatus::Failed)),
+            ("unreadable", self.unreadable),
+            ("rewritten", done.written),
+        ]);
     }
 }
 

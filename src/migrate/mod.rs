@@ -1,5 +1,8 @@
 //! The migration modes: [`Migrator::prepare`] does what needs no PIN, then
-//! [`Prepared::run`] runs the mode through the one pipeline (`pipeline.rs`).
+//! [`Prepared::run`] runs the mode: `-m keys`, `-m oldrsakeys` and `-m v2objectsv3`
+//! through the one pipeline (`pipeline.rs`); our `-m status` (reads only, PINs
+//! optional, no lock: `status.rs`) and `-m restore` (copies files back from a backup,
+//! no CCA library: `restore.rs`) each by a small flow of its own, which says why.
 //!
 //! Upstream's `pkcscca -m keys` works online, through pkcsslotd and the PKCS#11 API.
 //! Ours works offline on the token's data store, so the steps that upstream gets from
@@ -20,13 +23,16 @@ pub mod keys;
 pub mod oldrsa;
 mod pipeline;
 mod pool;
+mod restore;
 pub mod select;
+mod status;
 pub mod v2;
 
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 
-use crate::cli::{Args, Mode};
+use crate::audit;
+use crate::cli::{Args, KeySelection, Mode};
 use crate::config::{self, SystemPaths};
 use crate::exit::Exit;
 use crate::host;
@@ -58,18 +64,31 @@ pub struct Migrator {
     paths: SystemPaths,
 }
 
-/// A run that passed every check needing no PIN, holding the token's lock and the
-/// CCA library.
+/// A run that passed every check needing no PIN, holding the token's lock (not
+/// `-m status`) and the CCA library (not `-m restore`).
 pub struct Prepared {
     paths: SystemPaths,
     target: Target,
     args: Args,
-    /// The mode's own steps.
-    mode: Box<dyn ModeStep>,
-    /// `libcsulcca.so`, opened with the mode's verbs.
-    lib: Csulcca,
+    work: Work,
     /// openCryptoki's token lock, taken before the prompts and held to the end.
-    _lock: TokenLock,
+    _lock: Option<TokenLock>,
+}
+
+/// What a prepared run does.
+enum Work {
+    /// A mode of the pipeline, with `libcsulcca.so` opened with its verbs.
+    Pipeline {
+        mode: Box<dyn ModeStep>,
+        lib: Csulcca,
+    },
+    /// `-m status`, with `libcsulcca.so` opened with CSUACFQ.
+    Status {
+        selection: KeySelection,
+        lib: Csulcca,
+    },
+    /// `-m restore`, checked against its backup.
+    Restore(Box<restore::Restore>),
 }
 
 impl Migrator {
@@ -86,10 +105,38 @@ impl Migrator {
 
     /// Checks that need no PIN, done before prompting: the slot is configured, the
     /// token directory exists, pkcsslotd is not running, the token's lock is ours, and
-    /// the CCA library loads with the verbs of the mode. On failure the reason is
-    /// printed through `out` and the exit status returned.
-    pub fn prepare(&self, args: &Args, out: &mut Output<'_>) -> Result<Prepared, Exit> {
+    /// the CCA library loads with the verbs of the mode (for `-m status` only the
+    /// store and the library; for `-m restore` also the backup, and no library). On
+    /// failure the reason is printed through `out` and the exit status returned.
+    /// `record` learns the store.
+    pub fn prepare(
+        &self,
+        args: &Args,
+        out: &mut Output<'_>,
+        record: &mut audit::Record,
+    ) -> Result<Prepared, Exit> {
         let target = resolve_target(&self.paths, args, out)?;
+        record.set_store(&target.dir);
+        let prepared = |work, lock| Prepared {
+            paths: self.paths.clone(),
+            target: target.clone(),
+            args: args.clone(),
+            work,
+            _lock: lock,
+        };
+        if let Mode::Status { key_type, .. } = args.mode {
+            // Reads only: no lock, no check of pkcsslotd or of a pending HSM master
+            // key change.
+            probe(&target, out)?;
+            let lib = pipeline::open_verbs(&crate::cca::status_verbs(), out, |d, out| {
+                out.missing_cca_symbols(Csulcca::LIBRARY, d)
+            })?;
+            let work = Work::Status {
+                selection: key_type,
+                lib,
+            };
+            return Ok(prepared(work, None));
+        }
         match (preflight(&self.paths, &target, out), &args.mode) {
             // Upstream's v2objectsv3 fails on an unusable store with -1 (255).
             (Err(Exit::NoToken), Mode::V2ObjectsV3) => return Err(Exit::Failed),
@@ -102,23 +149,27 @@ impl Migrator {
             }
             Mode::OldRsaKeys { .. } => Box::<oldrsa::OldRsaMode>::default(),
             Mode::V2ObjectsV3 => Box::<v2::V2Mode>::default(),
+            Mode::Restore { from, .. } => {
+                let r = restore::prepare(&target, from, out)?;
+                return Ok(prepared(Work::Restore(Box::new(r)), Some(lock)));
+            }
+            Mode::Status { .. } => return Err(Exit::Failed),
         };
         let lib = pipeline::open_library(mode.as_ref(), out)?;
-        Ok(Prepared {
-            paths: self.paths.clone(),
-            target,
-            args: args.clone(),
-            mode,
-            lib,
-            _lock: lock,
-        })
+        Ok(prepared(Work::Pipeline { mode, lib }, Some(lock)))
     }
 }
 
 impl Prepared {
+    /// Whether the run may go on without PINs (`-m status`: public objects only).
+    pub fn pins_optional(&self) -> bool {
+        matches!(self.work, Work::Status { .. })
+    }
+
     /// Verifies the PINs and performs the mode; returns the exit status. The PINs are
-    /// wiped as soon as they are verified.
-    pub fn run(mut self, pins: Pins, out: &mut Output<'_>) -> Exit {
+    /// wiped as soon as they are verified. `pins` may be `None` only when
+    /// [`Prepared::pins_optional`]. `record` gets what the run did.
+    pub fn run(self, pins: Option<Pins>, out: &mut Output<'_>, record: &mut audit::Record) -> Exit {
         let setup = Setup {
             paths: &self.paths,
             target: &self.target,
@@ -126,7 +177,24 @@ impl Prepared {
             json: self.args.json,
             backup: !self.args.no_backup,
         };
-        pipeline::run(self.mode.as_mut(), &setup, &self.lib, pins, out)
+        match (self.work, pins) {
+            (Work::Status { selection, lib }, pins) => {
+                status::run(&self.target, selection, self.args.json, &lib, pins, out)
+            }
+            (Work::Pipeline { mut mode, lib }, Some(pins)) => {
+                pipeline::run(mode.as_mut(), &setup, &lib, pins, out, record)
+            }
+            (Work::Restore(r), Some(pins)) => restore::run(
+                &self.paths,
+                &self.target,
+                *r,
+                pins,
+                (self.args.dry_run, self.args.no_backup),
+                out,
+                record,
+            ),
+            (_, None) => Exit::PinRejected,
+        }
     }
 }
 
@@ -144,10 +212,12 @@ fn threads(args: &Args) -> NonZeroUsize {
 /// `/var/lib/opencryptoki/ccatok`.
 fn resolve_target(paths: &SystemPaths, args: &Args, out: &mut Output<'_>) -> Result<Target, Exit> {
     let slot = args.slot().unwrap_or(0);
+    // `-m status` and `-m restore` given only `-d` have no slot to look up.
     let located = match args.mode {
         Mode::V2ObjectsV3 => None,
-        _ => u32::try_from(slot)
-            .ok()
+        _ => args
+            .slot()
+            .and_then(|s| u32::try_from(s).ok())
             .map(|s| config::locate_token(paths, s)),
     };
     let group =
@@ -232,21 +302,7 @@ fn resolve_target(paths: &SystemPaths, args: &Args, out: &mut Output<'_>) -> Res
 /// Checks that need no PIN: the store exists, nothing else is using it, and no
 /// concurrent HSM master key change is pending.
 fn preflight(paths: &SystemPaths, target: &Target, out: &mut Output<'_>) -> Result<(), Exit> {
-    match crate::store::probe_store(&target.dir) {
-        Ok(()) => {}
-        Err(StoreError::Missing { .. }) => {
-            out.error(format_args!(
-                "{}: no token data store here (NVTOK.DAT not found)",
-                target.dir.display()
-            ));
-            return Err(Exit::NoToken);
-        }
-        // Permission denied, a FIFO or link in its place, ...: say which.
-        Err(e) => {
-            out.error(e);
-            return Err(Exit::NoToken);
-        }
-    }
+    probe(target, out)?;
     if let Some(pid) = host::pkcsslotd_running(paths) {
         out.error(format_args!(
             "pkcsslotd is running (pid {pid}): stop it and every openCryptoki application \
@@ -272,6 +328,25 @@ fn preflight(paths: &SystemPaths, target: &Target, out: &mut Output<'_>) -> Resu
         ));
     }
     Ok(())
+}
+
+/// Refuses a target without a data store (no `NVTOK.DAT`, or not readable).
+fn probe(target: &Target, out: &mut Output<'_>) -> Result<(), Exit> {
+    match crate::store::probe_store(&target.dir) {
+        Ok(()) => Ok(()),
+        Err(StoreError::Missing { .. }) => {
+            out.error(format_args!(
+                "{}: no token data store here (NVTOK.DAT not found)",
+                target.dir.display()
+            ));
+            Err(Exit::NoToken)
+        }
+        // Permission denied, a FIFO or link in its place, ...: say which.
+        Err(e) => {
+            out.error(e);
+            Err(Exit::NoToken)
+        }
+    }
 }
 
 /// Checks both PINs (`-m keys`, `-m oldrsakeys`); returns the store's master key.
@@ -361,6 +436,41 @@ fn load_keys_with<W: Send>(
     progress: Option<&str>,
     out: &mut Output<'_>,
 ) -> Result<(Vec<(StoredObject, W)>, usize), Exit> {
+    let (loaded, unreadable) = load_with(store, mk, threads, work, progress, out)?;
+    if let Some((o, _)) = loaded
+        .iter()
+        .find(|(o, _)| o.template.get(AttrType::IBM_OPAQUE_REENC).is_some())
+    {
+        out.error(format_args!(
+            "{}: holds CKA_IBM_OPAQUE_REENC: a concurrent HSM master key change is in \
+             progress; finish or cancel it with pkcshsm_mk_change first",
+            store.object_path(o.name).display()
+        ));
+        return Err(Exit::NotReady);
+    }
+    Ok((loaded, unreadable))
+}
+
+/// Every object `OBJ.IDX` lists, in find order, on one thread (`-m status`), reported
+/// as [`load_keys_with`] reports them, without its refusal of `CKA_IBM_OPAQUE_REENC`.
+fn load_in_find_order(
+    store: &TokenStore,
+    mk: &MasterKey,
+    out: &mut Output<'_>,
+) -> Result<(Vec<StoredObject>, usize), Exit> {
+    let (loaded, unreadable) = load_with(store, mk, NonZeroUsize::MIN, |_| (), None, out)?;
+    Ok((loaded.into_iter().map(|(o, ())| o).collect(), unreadable))
+}
+
+/// [`load_keys_with`] without its refusal of `CKA_IBM_OPAQUE_REENC`.
+fn load_with<W: Send>(
+    store: &TokenStore,
+    mk: &MasterKey,
+    threads: NonZeroUsize,
+    work: impl Fn(&StoredObject) -> W + Sync,
+    progress: Option<&str>,
+    out: &mut Output<'_>,
+) -> Result<(Vec<(StoredObject, W)>, usize), Exit> {
     let names = index_names(store, out)?;
     let total = names.len();
     let shown = progress.filter(|_| total > PROGRESS_ABOVE);
@@ -400,17 +510,6 @@ fn load_keys_with<W: Send>(
         }
     }
     loaded.sort_by_key(|(o, _)| !o.private);
-    if let Some((o, _)) = loaded
-        .iter()
-        .find(|(o, _)| o.template.get(AttrType::IBM_OPAQUE_REENC).is_some())
-    {
-        out.error(format_args!(
-            "{}: holds CKA_IBM_OPAQUE_REENC: a concurrent HSM master key change is in \
-             progress; finish or cancel it with pkcshsm_mk_change first",
-            store.object_path(o.name).display()
-        ));
-        return Err(Exit::NotReady);
-    }
     Ok((loaded, unreadable))
 }
 

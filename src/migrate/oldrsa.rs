@@ -81,6 +81,15 @@ impl ModeStep for OldRsaMode {
             Exit::Success
         }
     }
+
+    fn audit(&self, done: &Committed, record: &mut crate::audit::Record) {
+        record.set_counts(&[
+            ("converted", self.tally.count(KeyStatus::Migrated)),
+            ("failed", self.tally.count(KeyStatus::Failed)),
+            ("unreadable", self.unreadable),
+            ("rewritten", done.written),
+        ]);
+    }
 }
 
 /// Converts every old RSA key among `objects` (already in find order), updating their

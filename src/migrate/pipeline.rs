@@ -9,7 +9,9 @@
 //! 6. read and convert the objects ([`ModeStep::convert`]);
 //! 7. commit the changed objects in one atomic batch and remove the token's shared
 //!    memory (nothing with `--dry-run`);
-//! 8. the mode's report and exit status ([`ModeStep::report`]).
+//! 8. the mode's report and exit status ([`ModeStep::report`]);
+//! 9. the audit record of the run, also when a step ended it early
+//!    ([`ModeStep::audit`], `crate::audit`).
 //!
 //! `libcsulcca.so` was loaded before the PIN prompts ([`open_library`]), with only the
 //! verbs of the mode resolved.
@@ -21,6 +23,7 @@ use crate::cca::{Csulcca, LoadError, ModeVerbs};
 use std::path::PathBuf;
 use std::time::SystemTime;
 
+use crate::audit;
 use crate::config::SystemPaths;
 use crate::exit::Exit;
 use crate::messages::Output;
@@ -134,17 +137,29 @@ pub(crate) trait ModeStep {
 
     /// Reports the run (what the commit did in `done`). Returns the exit status.
     fn report(&self, cx: &Context<'_>, done: &Committed, out: &mut Output<'_>) -> Exit;
+
+    /// Adds what the mode did to the run's audit record (called at the end of every
+    /// run, also one a step ended early; `done` holds what was committed by then).
+    fn audit(&self, _done: &Committed, _record: &mut audit::Record) {}
 }
 
-/// Runs `step` start to end; returns the exit status.
+/// Runs `step` start to end; returns the exit status. `record` gets the backup and
+/// the mode's own facts (see [`ModeStep::audit`]).
 pub(crate) fn run(
     step: &mut dyn ModeStep,
     setup: &Setup<'_>,
     lib: &Csulcca,
     pins: Pins,
     out: &mut Output<'_>,
+    record: &mut audit::Record,
 ) -> Exit {
-    run_steps(step, setup, lib, pins, out).unwrap_or_else(|exit| exit)
+    let mut done = Committed::default();
+    let exit = run_steps(step, setup, lib, pins, out, &mut done).unwrap_or_else(|exit| exit);
+    if let Some(b) = &done.backup {
+        record.set_backup(b);
+    }
+    step.audit(&done, record);
+    exit
 }
 
 fn run_steps(
@@ -153,6 +168,7 @@ fn run_steps(
     lib: &Csulcca,
     pins: Pins,
     out: &mut Output<'_>,
+    done: &mut Committed,
 ) -> Result<Exit, Exit> {
     let store = TokenStore::open(&setup.target.dir).map_err(|e| {
         out.error(e);
@@ -172,18 +188,13 @@ fn run_steps(
     step.begin(&cx, out)?;
     clean_temps(&store, setup.dry_run, out)?;
     let batch = step.convert(&cx, out)?;
-    let rewrite = batch.len();
-    let backup = back_up(setup, &store, rewrite, out)?;
-    let written = match commit(setup, &store, &mk, batch, out) {
+    done.rewrite = batch.len();
+    done.backup = back_up(setup, &store, done.rewrite, out)?;
+    done.written = match commit(setup, &store, &mk, batch, out) {
         Ok(n) => n,
         Err(e) => return Err(step.commit_failed(e, out)),
     };
-    let done = Committed {
-        rewrite,
-        written,
-        backup,
-    };
-    Ok(step.report(&cx, &done, out))
+    Ok(step.report(&cx, done, out))
 }
 
 /// Unless `--dry-run`, `--no-backup`, or nothing to write: backs the store up (see
@@ -198,12 +209,18 @@ fn back_up(
     if setup.dry_run || !setup.backup || rewrite == 0 {
         return Ok(None);
     }
+    back_up_store(store, out).map(Some)
+}
+
+/// Backs `store` up (see [`crate::store::backup`]) and says where; a backup that
+/// cannot be made is reported and ends the run before anything is written (8).
+pub(super) fn back_up_store(store: &TokenStore, out: &mut Output<'_>) -> Result<PathBuf, Exit> {
     let made = backup::backup_dir_for(store.dir(), SystemTime::now())
         .and_then(|dir| backup::snapshot(store.dir(), &dir));
     match made {
         Ok(b) => {
             out.backup_made(&b.dir, store.dir());
-            Ok(Some(b.dir))
+            Ok(b.dir)
         }
         Err(e) => {
             out.error(e);
@@ -222,7 +239,17 @@ fn back_up(
 /// line and a hint; one that lacks a required verb is upstream's `Cannot find ...`
 /// line. Both exit 255, as upstream.
 pub(crate) fn open_library(step: &dyn ModeStep, out: &mut Output<'_>) -> Result<Csulcca, Exit> {
-    Csulcca::open(&step.verbs()).map_err(|e| {
+    open_verbs(&step.verbs(), out, |detail, out| step.missing_verb(detail, out))
+}
+
+/// [`open_library`] for `verbs`, with `missing` reporting a required verb the library
+/// lacks (for a mode outside this pipeline too).
+pub(crate) fn open_verbs(
+    verbs: &ModeVerbs,
+    out: &mut Output<'_>,
+    missing: impl FnOnce(&str, &mut Output<'_>),
+) -> Result<Csulcca, Exit> {
+    Csulcca::open(verbs).map_err(|e| {
         match e {
             // The loader's own text already names the library: print it alone after
             // upstream's `dlopen(libcsulcca.so) failed: `.
@@ -230,7 +257,7 @@ pub(crate) fn open_library(step: &dyn ModeStep, out: &mut Output<'_>) -> Result<
                 out.dlopen_failed(Csulcca::LIBRARY, detail);
                 out.cca_library_hint(Csulcca::LIBRARY);
             }
-            LoadError::MissingSymbol { detail, .. } => step.missing_verb(&detail, out),
+            LoadError::MissingSymbol { detail, .. } => missing(&detail, out),
         }
         Exit::LibraryUnavailable
     })
@@ -238,7 +265,7 @@ pub(crate) fn open_library(step: &dyn ModeStep, out: &mut Output<'_>) -> Result<
 
 /// Unless `dry_run`, removes the temporary files an interrupted run left in
 /// `TOK_OBJ/` (under the token lock, before the objects are read).
-fn clean_temps(store: &TokenStore, dry_run: bool, out: &mut Output<'_>) -> Result<(), Exit> {
+pub(super) fn clean_temps(store: &TokenStore, dry_run: bool, out: &mut Output<'_>) -> Result<(), Exit> {
     if dry_run {
         return Ok(());
     }
@@ -297,10 +324,14 @@ fn commit(
 /// its object list from disk (as `usr/sbin/pkcstok_migrate/pkcstok_migrate.c` does
 /// after converting a store).
 fn remove_shm(setup: &Setup<'_>, out: &mut Output<'_>) {
-    let file = setup
-        .paths
+    remove_shm_of(setup.paths, setup.target, out);
+}
+
+/// [`remove_shm`] for the token of `target`.
+pub(super) fn remove_shm_of(paths: &SystemPaths, target: &Target, out: &mut Output<'_>) {
+    let file = paths
         .shm_root
-        .join(setup.target.shm_name.trim_start_matches('/'));
+        .join(target.shm_name.trim_start_matches('/'));
     match std::fs::remove_file(&file) {
         Ok(()) => out.verbose_notice(format_args!("Removed {}", file.display())),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}

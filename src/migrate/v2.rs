@@ -178,6 +178,14 @@ impl ModeStep for V2Mode {
             Exit::Success
         }
     }
+
+    fn audit(&self, done: &Committed, record: &mut crate::audit::Record) {
+        record.set_counts(&[
+            ("migrated", self.processed as usize),
+            ("failed", self.failed as usize),
+            ("rewritten", done.written),
+        ]);
+    }
 }
 
 /// Opens MK_SO and MK_USER with the PINs (`load_masterkey()` for each, after

@@ -20,7 +20,7 @@
 //! through `TokenStore::staging`: the keys mode writes a key's new object file from
 //! the thread that got the card's answer, while the card works on other keys), and
 //! steps 2 to 4 once, at the end (`finish_staged`, renames in object name order).
-//! `replace_all` (test kit) is the same protocol for a batch known at once.
+//! `replace_all` is the same protocol for a batch known at once (`-m restore`).
 //!
 //! A failure before the renames removes our temp files and leaves every original
 //! untouched; a failure during the renames leaves each file either old or new
@@ -282,14 +282,37 @@ pub(crate) fn finish_staged(dir: &StoreDir, staged: &[(String, String)]) -> Resu
     dir.sync()
 }
 
-#[cfg(feature = "testkit")]
-/// Replaces every file of `batch` in `dir` as described in the module docs.
+/// Replaces every file of `batch` in `dir` as described in the module docs: every temp
+/// file written ([`stage`]), then [`finish_staged`]. Nothing is renamed unless every
+/// temp file was written.
 pub(crate) fn replace_all(dir: &StoreDir, batch: &[Replacement]) -> Result<(), StoreError> {
-    replace_all_with(dir, batch, Barrier::DEFAULT)
+    let dir_st = dir.own_stat()?;
+    let mut seen = std::collections::HashSet::with_capacity(batch.len());
+    let mut staged: Vec<(String, String)> = Vec::with_capacity(batch.len());
+    for r in batch {
+        let written = if seen.insert(r.name.as_str()) {
+            stage(dir, r, &dir_st)
+        } else {
+            Err(StoreError::Invalid {
+                file: dir.join(&r.name),
+                what: "file listed twice in one commit",
+            })
+        };
+        match written {
+            Ok(tmp) => staged.push((tmp, r.name.clone())),
+            Err(e) => {
+                for (tmp, _) in &staged {
+                    let _ = dir.unlink(tmp);
+                }
+                return Err(e);
+            }
+        }
+    }
+    finish_staged(dir, &staged)
 }
 
 #[cfg(feature = "testkit")]
-/// [`replace_all`] with the given barrier.
+/// [`replace_all`] with the given barrier (the commit bench compares them).
 pub(crate) fn replace_all_with(
     dir: &StoreDir,
     batch: &[Replacement],

@@ -20,9 +20,10 @@ use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsE
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::atomic::is_temp_name;
+use super::atomic::{is_temp_name, replace_all, Replacement};
 use super::error::StoreError;
-use super::{ObjectName, TOK_OBJ};
+use super::fsio::FileKind;
+use super::{ObjectName, TokenStore, MK_SO, MK_USER, NVTOK_DAT, TOK_OBJ};
 
 /// The marker in a backup directory's name, between the store's name and the time.
 pub const BACKUP_MARKER: &str = ".pkcscca-backup.";
@@ -209,43 +210,65 @@ fn sync_dir(dir: &Path) -> Result<(), StoreError> {
 
 /// What putting `backup` back into `store` would do.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-#[cfg_attr(not(feature = "testkit"), allow(dead_code))] // until `-m restore` uses it
 pub struct RestorePlan {
     /// Object files whose backup content differs from the store's, to be put back.
     pub objects: Vec<ObjectName>,
 }
 
-/// Compares `backup` with `store`: the object files that differ, in name order.
-/// Refuses when the two do not hold the same token (`NVTOK.DAT`, `MK_SO`, `MK_USER` or
-/// the object list `OBJ.IDX` differ: the store changed in other ways since the
-/// backup, and putting objects back would lose that), or when the backup lacks an
-/// object the store lists.
-#[cfg_attr(not(feature = "testkit"), allow(dead_code))] // until `-m restore` uses it
-pub fn restore_plan(store: &Path, backup: &Path) -> Result<RestorePlan, StoreError> {
-    for name in [super::NVTOK_DAT, super::MK_SO, super::MK_USER] {
-        same_or_absent_in_both(&store.join(name), &backup.join(name))?;
+/// The `what` of the [`StoreError::Invalid`] [`restore_plan`] refuses with.
+pub const CHANGED_SINCE_BACKUP: &str = "differs from the backup's: the token changed in other \
+     ways since the backup, so its objects cannot be put back";
+
+/// The `what` of the [`StoreError::Invalid`] [`restore_plan`] refuses an object with
+/// that was created after the backup.
+pub const CREATED_SINCE_BACKUP: &str = "was created after the backup: the token changed in \
+     other ways since the backup, so its objects cannot be put back";
+
+/// Compares the store `store` with its backup `backup` (opened as a store, so every
+/// file is read as the store's files are: no symbolic link, FIFO or oversized file):
+/// the object files that differ, in name order. Refuses when the two do not hold the
+/// same token (`NVTOK.DAT`, `MK_SO`, `MK_USER` or the object list `OBJ.IDX` differ, or
+/// the store holds an object created after the backup: the store changed in other
+/// ways since the backup, and putting objects back would lose that), or when the
+/// backup lacks an object it lists.
+pub fn restore_plan(store: &TokenStore, backup: &TokenStore) -> Result<RestorePlan, StoreError> {
+    for (name, kind) in [
+        (NVTOK_DAT, FileKind::TokenData),
+        (MK_SO, FileKind::MasterKey),
+        (MK_USER, FileKind::MasterKey),
+    ] {
+        same_or_absent_in_both(
+            &store.dir().join(name),
+            present(store.root.read_file(name, kind))?,
+            present(backup.root.read_file(name, kind))?,
+        )?;
     }
-    let idx = Path::new(TOK_OBJ).join(super::OBJ_IDX);
-    same_or_absent_in_both(&store.join(&idx), &backup.join(&idx))?;
-    let index_bytes = match fs::read(backup.join(&idx)) {
-        Ok(b) => b,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
-        Err(e) => return Err(StoreError::io(backup.join(&idx), "cannot read", e)),
-    };
-    let names = super::index::parse(&index_bytes)
+    let index = present(backup.read_index_bytes())?;
+    same_or_absent_in_both(
+        &store.index_path(),
+        present(store.read_index_bytes())?,
+        index.clone(),
+    )?;
+    let names = super::index::parse(&index.unwrap_or_default())
         .map_err(|super::index::BadLine(line)| StoreError::BadName {
-            file: backup.join(&idx),
+            file: backup.index_path(),
             line,
         })?
         .names;
     let mut plan = RestorePlan::default();
     for name in names {
-        let rel = Path::new(TOK_OBJ).join(name.as_str());
-        let theirs = read_file(&backup.join(&rel))?;
-        let ours = match fs::read(store.join(&rel)) {
-            Ok(b) => Some(b),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-            Err(e) => return Err(StoreError::io(store.join(&rel), "cannot read", e)),
+        let ours = present(store.read_object_bytes(name))?;
+        let theirs = match backup.read_object_bytes(name) {
+            // openCryptoki appends a new object's name to OBJ.IDX in place
+            // (`usr/lib/common/loadsave.c: save_token_object()`), so the backup's
+            // linked index lists an object created after it, which it lacks.
+            Err(StoreError::Missing { .. }) if ours.is_some() => {
+                return Err(StoreError::Invalid {
+                    file: store.object_path(name),
+                    what: CREATED_SINCE_BACKUP,
+                })
+            }
+            r => r?,
         };
         if ours.as_deref() != Some(theirs.as_slice()) {
             plan.objects.push(name);
@@ -255,29 +278,53 @@ pub fn restore_plan(store: &Path, backup: &Path) -> Result<RestorePlan, StoreErr
     Ok(plan)
 }
 
-#[cfg_attr(not(feature = "testkit"), allow(dead_code))] // until `-m restore` uses it
-fn read_file(path: &Path) -> Result<Vec<u8>, StoreError> {
-    let md = fs::symlink_metadata(path).map_err(|e| StoreError::io(path, "cannot stat", e))?;
-    if !md.is_file() {
-        return Err(StoreError::Invalid {
-            file: path.into(),
-            what: "not a regular file",
+/// Puts the object files of `plan` back from `backup` into `store` in one atomic batch,
+/// with the commit protocol of a migration ([`super::atomic`]: each file keeps the
+/// owner, group and mode of the store's file it replaces). Returns how many files were
+/// written. The caller holds the token lock, removed stale temp files first, and
+/// removes the token's shared memory segment after.
+pub fn put_back(
+    store: &TokenStore,
+    backup: &TokenStore,
+    plan: &RestorePlan,
+) -> Result<usize, StoreError> {
+    let mut batch = Vec::with_capacity(plan.objects.len());
+    for name in &plan.objects {
+        batch.push(Replacement {
+            name: name.as_str().to_string(),
+            bytes: backup.read_object_bytes(*name)?,
+            // An object the index lists but whose file is gone is put back as
+            // openCryptoki creates files.
+            may_be_new: true,
+            expect: None,
         });
     }
-    fs::read(path).map_err(|e| StoreError::io(path, "cannot read", e))
+    if !batch.is_empty() {
+        replace_all(store.tok()?, &batch)?;
+    }
+    Ok(batch.len())
 }
 
-#[cfg_attr(not(feature = "testkit"), allow(dead_code))] // until `-m restore` uses it
-fn same_or_absent_in_both(store_file: &Path, backup_file: &Path) -> Result<(), StoreError> {
-    let a = fs::read(store_file).ok();
-    let b = fs::read(backup_file).ok();
-    if a == b {
+/// The bytes of a read, `None` when the file is absent.
+fn present(read: Result<Vec<u8>, StoreError>) -> Result<Option<Vec<u8>>, StoreError> {
+    match read {
+        Ok(b) => Ok(Some(b)),
+        Err(StoreError::Missing { .. } | StoreError::MissingIndex { .. }) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+fn same_or_absent_in_both(
+    store_file: &Path,
+    ours: Option<Vec<u8>>,
+    theirs: Option<Vec<u8>>,
+) -> Result<(), StoreError> {
+    if ours == theirs {
         Ok(())
     } else {
         Err(StoreError::Invalid {
             file: store_file.into(),
-            what: "differs from the backup's: the token changed in other ways since the \
-                   backup, so its objects cannot be put back",
+            what: CHANGED_SINCE_BACKUP,
         })
     }
 }

@@ -720,6 +720,12 @@ impl TokenStore {
         })
     }
 
+    /// Whether the bytes of an object file say it is private, from its header alone (no
+    /// key needed); `None` when the header says neither.
+    pub fn object_is_private(file: &[u8]) -> Option<bool> {
+        object_file::peek_private(file)
+    }
+
     /// `TOK_OBJ/<name>`.
     pub fn object_path(&self, name: ObjectName) -> PathBuf {
         self.tok_obj_dir().join(name.as_str())

@@ -418,6 +418,8 @@ impl Case {
             .args(self.args.iter().map(|a| sub(a)))
             .env_clear()
             .env("LANG", "C")
+            // The machine's syslog gets no audit record from a test (no socket there).
+            .env("PKCSCCA_SYSLOG_SOCKET", format!("{lab}/no-syslog"))
             .envs(self.env.iter().map(|(k, v)| (k, sub(v))))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -511,6 +513,8 @@ fn derive(difference: &str, out: &mut Vec<u8>, err: &mut Vec<u8>) -> Option<()> 
                 }
             }
         }
+        // `-h` prints our additions after upstream's usage text.
+        "help-additions" => out.extend(pkcscca::usage::additions_text(b"pkcscca")),
         _ => return None,
     }
     Some(())

@@ -130,6 +130,8 @@ impl Lab {
                 "PKCSCCA_OPENCRYPTOKI_CONF",
                 self.root().join("no-opencryptoki.conf"),
             )
+            // Audit records go nowhere unless a test listens (no socket there).
+            .env("PKCSCCA_SYSLOG_SOCKET", self.root().join("no-syslog"))
             .env_remove("CSULCCA_EMU_FAIL")
             .env_remove("CSULCCA_EMU_LATENCY_US")
             .env_remove("CSULCCA_SAMPLE_SO_PIN")
