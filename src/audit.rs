@@ -25,7 +25,7 @@ use std::collections::BTreeSet;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use crate::cca::{MkStatus, MkType};
+use crate::cca::{hex, MkStatus, MkType};
 use crate::cli::{Args, Mode, ModeName};
 use crate::exit::Exit;
 
@@ -249,10 +249,6 @@ impl Record {
             .collect::<Vec<_>>()
             .join(" ")
     }
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 fn quote_str(s: &str) -> String {

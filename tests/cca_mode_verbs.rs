@@ -182,14 +182,7 @@ fn keys_aes_migrates_against_a_library_with_only_its_verbs() {
     ];
     for (args, missing, case) in refusals {
         let r = lab.pkcscca(args, PINS);
-        let seen = common::golden::Observed {
-            args,
-            stdin: PINS,
-            rc: r.code,
-            stdout: &r.stdout,
-            stderr: &r.stderr,
-        };
-        common::golden::check_scenario(case, lab.root(), &seen);
+        lab.check_golden(case, args, PINS, &r);
         assert_eq!(r.code, 255, "{args:?}: {r:?}");
         assert_eq!(r.stdout, "", "no prompt: {args:?}");
         let line = r.stderr.lines().last().unwrap_or_default();

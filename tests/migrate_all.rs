@@ -197,13 +197,6 @@ fn golden_all_types_after_two_changes() {
     let args = ["-m", "keys", "-s", "2", "-k", "all", "-d", &store];
     let r = lab.pkcscca(&args, PINS);
     assert_eq!(r.code, 0, "{r:?}");
-    let seen = common::golden::Observed {
-        args: &args,
-        stdin: PINS,
-        rc: r.code,
-        stdout: &r.stdout,
-        stderr: &r.stderr,
-    };
-    common::golden::check_scenario("keys/all-types", lab.root(), &seen);
+    lab.check_golden("keys/all-types", &args, PINS, &r);
     assert_eq!(lab.check(None).code, 0, "every key under CURRENT");
 }

@@ -25,7 +25,6 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::golden;
 use common::lab::{check_lines, object_files, Lab, Run, PINS};
 
 /// Store layouts the sample tool makes.
@@ -256,14 +255,7 @@ cycles! {
 /// stdout and stderr, the lab's directory shown as `@LAB@`), or with
 /// `PKCSCCA_UPDATE_GOLDEN=1` rewrites it.
 fn golden(lab: &Lab, case: &str, args: &[&str], stdin: &[u8], run: &Run) {
-    let seen = golden::Observed {
-        args,
-        stdin,
-        rc: run.code,
-        stdout: &run.stdout,
-        stderr: &run.stderr,
-    };
-    golden::check_scenario(&format!("keys/{case}"), lab.root(), &seen);
+    lab.check_golden(&format!("keys/{case}"), args, stdin, run);
 }
 
 /// Runs `pkcscca -m keys -s 2 -k TY -d @LAB@/ccatok EXTRA` and checks it against a golden.

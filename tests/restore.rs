@@ -19,7 +19,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Instant, SystemTime};
 
-use common::golden;
 use common::lab::{object_files, Lab, Run, PINS};
 
 const OLD_381: &[&str] = &["--format", "old", "--openCryptoki-3.8.1-style"];
@@ -54,14 +53,7 @@ fn restore(
 
 fn golden(lab: &Lab, case: &str, args: &[String], stdin: &[u8], run: &Run) {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let seen = golden::Observed {
-        args: &args,
-        stdin,
-        rc: run.code,
-        stdout: &run.stdout,
-        stderr: &run.stderr,
-    };
-    golden::check_scenario(&format!("restore/{case}"), lab.root(), &seen);
+    lab.check_golden(&format!("restore/{case}"), &args, stdin, run);
 }
 
 /// The backup directories beside the lab's store.

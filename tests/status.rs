@@ -18,7 +18,6 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 
-use common::golden;
 use common::lab::{Lab, Run, PINS};
 
 /// openCryptoki 3.8.1-style stores name objects by number: stable golden output.
@@ -38,14 +37,7 @@ fn status(lab: &Lab, extra: &[&str], stdin: &[u8]) -> (Vec<String>, Run) {
 /// Compares the run with `tests/cmd/status/<case>.case`.
 fn golden(lab: &Lab, case: &str, args: &[String], stdin: &[u8], run: &Run) {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let seen = golden::Observed {
-        args: &args,
-        stdin,
-        rc: run.code,
-        stdout: &run.stdout,
-        stderr: &run.stderr,
-    };
-    golden::check_scenario(&format!("status/{case}"), lab.root(), &seen);
+    lab.check_golden(&format!("status/{case}"), &args, stdin, run);
 }
 
 /// The `--json` document of a status run.

@@ -61,6 +61,12 @@ impl fmt::Display for Verb {
     }
 }
 
+/// Bytes as lower-case hex, as MKVPs are shown in messages, `--json` and the audit
+/// record.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// The verbs a mode calls: those it cannot work without, and those it uses when the
 /// library has them.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

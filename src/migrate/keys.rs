@@ -21,7 +21,7 @@ use std::num::NonZeroUsize;
 
 use crate::cca::rules::{self, Keyword, RuleArray};
 use crate::cca::token::{self, MkType, TokenInfo};
-use crate::cca::{CcaError, Csulcca, MkStatus, ModeVerbs, RegisterState, Status, Verb};
+use crate::cca::{hex, CcaError, Csulcca, MkStatus, ModeVerbs, RegisterState, Status, Verb};
 use crate::cli::KeySelection;
 use crate::exit::Exit;
 use crate::messages::{KeyCounts, Output, RunCounts};
@@ -34,7 +34,7 @@ use super::select::{self, Algorithm, Handling, KeyKind, RsaFormat};
 
 /// `CKA_HIDDEN` (`CKA_VENDOR_DEFINED + 0x01000000` in openCryptoki): objects the
 /// token never lets `C_FindObjects` see.
-pub(super) const CKA_HIDDEN: AttrType = AttrType(0x8100_0000);
+const CKA_HIDDEN: AttrType = AttrType(0x8100_0000);
 
 /// What happened to one key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -156,10 +156,6 @@ fn verb_description(verb: Verb) -> &'static str {
         Verb::Csndktc => "CSNDKTC (Key Token Change)",
         other => other.name(),
     }
-}
-
-pub(super) fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 /// The kind of token in words, for `--json`.
@@ -453,8 +449,12 @@ fn card_work(card: &Card<'_>, kind: &KeyKind, blob: &[u8]) -> KeyWork {
 /// Whether a search of `kind` finds `obj` (`find_wrapped_keys()`'s template: the key
 /// type, a token object, not hidden).
 fn found_by(kind: &KeyKind, obj: &StoredObject) -> bool {
-    obj.template.key_type() == Some(kind.key_type)
-        && obj.template.get_bool(AttrType::TOKEN) != Some(false)
+    obj.template.key_type() == Some(kind.key_type) && searchable(obj)
+}
+
+/// Whether any search can find `obj`: a token object the token does not hide.
+pub(super) fn searchable(obj: &StoredObject) -> bool {
+    obj.template.get_bool(AttrType::TOKEN) != Some(false)
         && obj.template.get_bool(CKA_HIDDEN) != Some(true)
 }
 
@@ -614,7 +614,13 @@ pub(super) fn record(
 
 /// The token halves of a blob: two for AES XTS, one otherwise.
 fn halves(kind: &KeyKind, blob: &[u8]) -> Vec<std::ops::Range<usize>> {
-    if kind.key_type == KeyType::AES_XTS && blob.len() >= 2 && blob.len().is_multiple_of(2) {
+    token_ranges(Some(kind.key_type), blob)
+}
+
+/// Where the key tokens of a `CKA_IBM_OPAQUE` of `key_type` are: two halves for AES XTS
+/// (`cca_migrate_symmetric()`), the whole blob otherwise.
+pub(super) fn token_ranges(key_type: Option<KeyType>, blob: &[u8]) -> Vec<std::ops::Range<usize>> {
+    if key_type == Some(KeyType::AES_XTS) && blob.len() >= 2 && blob.len().is_multiple_of(2) {
         let h = blob.len() / 2;
         vec![0..h, h..blob.len()]
     } else {

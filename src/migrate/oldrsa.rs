@@ -111,7 +111,7 @@ pub fn migrate(
         };
         let handle = obj.name.as_str().to_string();
         let blob = keys::opaque_of(obj);
-        let mkvp = |b: &[u8]| keys::mkvp_of(b).map(|v| keys::hex(&v));
+        let mkvp = |b: &[u8]| keys::mkvp_of(b).map(|v| crate::cca::hex(&v));
         let mut rec = keys::record(
             obj,
             &kind,

@@ -30,9 +30,10 @@ use crate::exit::Exit;
 use crate::messages::{Output, StatusCounts, StatusKey, StatusRegister};
 use crate::pin::Pins;
 use crate::pkcs11::{AttrType, KeyType};
-use crate::store::{StoreError, StoredObject, TokenStore};
+use crate::store::{StoredObject, TokenStore};
 
-use super::keys::{hex, token_name, CKA_HIDDEN};
+use super::keys::{searchable, token_name, token_ranges};
+use crate::cca::hex;
 use super::Target;
 
 /// The register a token's MKVP matches, in order of concern.
@@ -119,16 +120,12 @@ fn state_name(s: RegisterState) -> &'static str {
 /// `None` when a token is not an internal key token (a public key token, or bytes
 /// that are not a CCA token at all): such an object is not reported.
 fn tokens_of(key_type: Option<KeyType>, blob: &[u8]) -> Option<Vec<(&[u8], token::TokenInfo)>> {
-    let parts: Vec<&[u8]> =
-        if key_type == Some(KeyType::AES_XTS) && blob.len() >= 2 && blob.len().is_multiple_of(2) {
-            let (a, b) = blob.split_at(blob.len() / 2);
-            vec![a, b]
-        } else {
-            vec![blob]
-        };
-    parts
+    token_ranges(key_type, blob)
         .into_iter()
-        .map(|t| token::classify(t).ok().map(|info| (t, info)))
+        .map(|r| {
+            let t = blob.get(r)?;
+            token::classify(t).ok().map(|info| (t, info))
+        })
         .collect()
 }
 
@@ -136,9 +133,7 @@ fn tokens_of(key_type: Option<KeyType>, blob: &[u8]) -> Option<Vec<(&[u8], token
 /// `-m keys` never looks at (`CKA_HIDDEN`, session objects) are not reported either:
 /// the verdict says what `-m keys` would do.
 fn key_line(obj: &StoredObject, types: &[(MkType, MkStatus)]) -> Option<KeyLine> {
-    if obj.template.get_bool(CKA_HIDDEN) == Some(true)
-        || obj.template.get_bool(AttrType::TOKEN) == Some(false)
-    {
+    if !searchable(obj) {
         return None;
     }
     let blob = obj.template.get(AttrType::IBM_OPAQUE)?;
@@ -186,14 +181,7 @@ fn load_public(
     store: &TokenStore,
     out: &mut Output<'_>,
 ) -> Result<(Vec<StoredObject>, usize), Exit> {
-    let names = match store.index() {
-        Ok(i) => i.names,
-        Err(StoreError::MissingIndex { .. } | StoreError::EmptyIndex { .. }) => Vec::new(),
-        Err(e) => {
-            out.error(e);
-            return Err(Exit::StoreUnreadable);
-        }
-    };
+    let names = super::index_names(store, out)?;
     let mut objects = Vec::new();
     let mut unreadable = 0usize;
     for name in names {

@@ -222,6 +222,21 @@ impl Lab {
         self.pkcscca(&args, PINS)
     }
 
+    /// Compares `run` (of `pkcscca ARGS` with `stdin`) with `tests/cmd/<case>.case`
+    /// (command, exit status, stdout and stderr, this lab's directory shown as
+    /// `@LAB@`), or with `PKCSCCA_UPDATE_GOLDEN=1` rewrites it.
+    #[allow(dead_code, reason = "not every test binary has golden cases")]
+    pub fn check_golden(&self, case: &str, args: &[&str], stdin: &[u8], run: &Run) {
+        let seen = super::golden::Observed {
+            args,
+            stdin,
+            rc: run.code,
+            stdout: &run.stdout,
+            stderr: &run.stderr,
+        };
+        super::golden::check_scenario(case, self.root(), &seen);
+    }
+
     /// Every file of `TOK_OBJ` by name, with its bytes.
     pub fn objects(&self) -> BTreeMap<String, Vec<u8>> {
         object_files(&self.store)
