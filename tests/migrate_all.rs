@@ -24,22 +24,12 @@ struct Copy {
     state: PathBuf,
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    let status = std::process::Command::new("cp")
-        .arg("-a")
-        .arg(from)
-        .arg(to)
-        .status()
-        .unwrap();
-    assert!(status.success());
-}
-
 fn copy_of(lab: &Lab, name: &str) -> Copy {
     let c = Copy {
         store: lab.root().join(format!("{name}-store")),
         state: lab.root().join(format!("{name}.state")),
     };
-    copy_dir(&lab.store, &c.store);
+    common::copy_tree(&lab.store, &c.store);
     std::fs::copy(&lab.state, &c.state).unwrap();
     c
 }

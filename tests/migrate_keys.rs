@@ -1293,6 +1293,27 @@ fn stdout_on_a_full_disk_is_not_success() {
     assert_eq!(c.code, 0, "{c:?}");
 }
 
+/// Flips one bit of byte `at` of the secure key token of the public object labelled
+/// `label`, in its file; returns the object's file name.
+fn flip_public_token_byte(lab: &Lab, label: &str, at: usize) -> String {
+    let victim = lab.object_named(label);
+    let p = lab.store.join("TOK_OBJ").join(&victim);
+    let mut b = fs::read(&p).unwrap();
+    let store = pkcscca::store::TokenStore::open(&lab.store).unwrap();
+    let name = pkcscca::store::ObjectName::parse(&victim).unwrap();
+    let token = store
+        .load_object(name, None)
+        .unwrap()
+        .template
+        .get(pkcscca::pkcs11::AttrType::IBM_OPAQUE)
+        .unwrap()
+        .to_vec();
+    let start = b.windows(token.len()).position(|w| w == token).unwrap();
+    b[start + at] ^= 0x01;
+    fs::write(&p, &b).unwrap();
+    victim
+}
+
 /// Damage the card cannot be trusted to see: a public object whose header version was
 /// zeroed, and a public key token with a flipped byte (its validation value no longer
 /// matches). Each is reported and left byte for byte as it was, not re-enciphered and
@@ -1310,20 +1331,7 @@ fn damaged_header_and_damaged_token_are_reported_not_rewritten() {
     b[..4].fill(0);
     fs::write(&p, &b).unwrap();
     // A flipped key byte inside the public AES DATA key's token.
-    let token_victim = lab.object_named("aes192-data-pub-noext");
-    let p = tok.join(&token_victim);
-    let mut b = fs::read(&p).unwrap();
-    let store = pkcscca::store::TokenStore::open(&lab.store).unwrap();
-    let name = pkcscca::store::ObjectName::parse(&token_victim).unwrap();
-    let obj = store.load_object(name, None).unwrap();
-    let token = obj
-        .template
-        .get(pkcscca::pkcs11::AttrType::IBM_OPAQUE)
-        .unwrap()
-        .to_vec();
-    let at = b.windows(token.len()).position(|w| w == token).unwrap();
-    b[at + 20] ^= 0x01;
-    fs::write(&p, &b).unwrap();
+    let token_victim = flip_public_token_byte(&lab, "aes192-data-pub-noext", 20);
 
     let before = lab.objects();
     let r = lab.migrate("aes", &[]);
@@ -1374,21 +1382,7 @@ fn golden_a_fifo_in_place_of_the_object_index() {
 fn golden_a_damaged_token_is_not_sent_to_the_card() {
     let lab = Lab::new(OLD_381);
     lab.change_mk("sym", 1);
-    let victim = lab.object_named("des2-pub-noext");
-    let p = lab.store.join("TOK_OBJ").join(&victim);
-    let mut b = fs::read(&p).unwrap();
-    let store = pkcscca::store::TokenStore::open(&lab.store).unwrap();
-    let name = pkcscca::store::ObjectName::parse(&victim).unwrap();
-    let token = store
-        .load_object(name, None)
-        .unwrap()
-        .template
-        .get(pkcscca::pkcs11::AttrType::IBM_OPAQUE)
-        .unwrap()
-        .to_vec();
-    let at = b.windows(token.len()).position(|w| w == token).unwrap();
-    b[at + 20] ^= 0x01;
-    fs::write(&p, &b).unwrap();
+    let victim = flip_public_token_byte(&lab, "des2-pub-noext", 20);
     let before = lab.objects();
     let r = golden_run(&lab, "damaged-token", "sym", &[], PINS);
     assert_eq!(r.code, 3, "{r:?}");

@@ -116,7 +116,6 @@ fn rsa_crt_keys_become_rsa_aesc_and_public_objects_lose_their_private_part() {
     let (tmp, dir) = temp();
     let pairs = build(&cca, &dir);
     let before = objects(&dir);
-    let objects_before = objects(&dir);
     let d = dir.to_str().unwrap();
 
     let run = pkcscca(
@@ -135,10 +134,10 @@ fn rsa_crt_keys_become_rsa_aesc_and_public_objects_lose_their_private_part() {
     // The one stderr line names the backup, which holds the objects as they were.
     assert_eq!(run.stderr.lines().count(), 1, "{}", run.stderr);
     let backup = common::backup_named_in(&run.stderr, &dir);
-    let flat = |objs: Vec<StoredObject>| -> Vec<Vec<u8>> {
+    let flat = |objs: &[StoredObject]| -> Vec<Vec<u8>> {
         objs.iter().map(|o| o.flattened().to_vec()).collect()
     };
-    assert_eq!(flat(objects(&backup)), flat(objects_before));
+    assert_eq!(flat(&objects(&backup)), flat(&before));
 
     let after = objects(&dir);
     let apka = cca.mk_status(MkType::Apka).unwrap().current.mkvp.unwrap();
