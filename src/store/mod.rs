@@ -52,6 +52,7 @@ mod object_file;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::collections::BTreeMap;
 use std::sync::{Mutex, OnceLock};
 
 use zeroize::Zeroizing;
@@ -774,7 +775,7 @@ impl TokenStore {
             mk,
             dir,
             dir_st: dir.own_stat()?,
-            staged: Mutex::new(Vec::new()),
+            staged: Mutex::new(BTreeMap::new()),
         })
     }
 }
@@ -786,8 +787,8 @@ pub struct Staging<'s> {
     mk: &'s MasterKey,
     dir: &'s StoreDir,
     dir_st: rustix::fs::Stat,
-    /// Temp file names and their objects, in staging order.
-    staged: Mutex<Vec<(String, ObjectName)>>,
+    /// The objects staged, in name order, with their temp file names.
+    staged: Mutex<BTreeMap<ObjectName, String>>,
 }
 
 impl Staging<'_> {
@@ -802,7 +803,7 @@ impl Staging<'_> {
                 file: store.object_path(obj.name),
             });
         }
-        if self.lock().iter().any(|(_, n)| *n == obj.name) {
+        if self.lock().contains_key(&obj.name) {
             return Err(StoreError::Invalid {
                 file: store.object_path(obj.name),
                 what: "file listed twice in one commit",
@@ -815,7 +816,7 @@ impl Staging<'_> {
             expect: obj.identity,
         };
         let tmp = atomic::stage(self.dir, &replacement, &self.dir_st)?;
-        self.lock().push((tmp, obj.name));
+        self.lock().insert(obj.name, tmp);
         Ok(())
     }
 
@@ -827,21 +828,20 @@ impl Staging<'_> {
     /// Makes every staged file durable, renames each over its object (in object name
     /// order), and makes the renames durable.
     pub fn finish(self) -> Result<CommitReport, StoreError> {
-        let mut staged = std::mem::take(&mut *self.lock());
-        staged.sort_by_key(|a| a.1);
+        let staged = std::mem::take(&mut *self.lock());
         let names: Vec<(String, String)> = staged
             .iter()
-            .map(|(tmp, n)| (tmp.clone(), n.as_str().to_string()))
+            .map(|(n, tmp)| (tmp.clone(), n.as_str().to_string()))
             .collect();
         if !names.is_empty() {
             atomic::finish_staged(self.dir, &names)?;
         }
         Ok(CommitReport {
-            written: staged.into_iter().map(|(_, n)| n).collect(),
+            written: staged.into_keys().collect(),
         })
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(String, ObjectName)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<ObjectName, String>> {
         self.staged.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
@@ -849,7 +849,7 @@ impl Staging<'_> {
 /// What is staged and not finished is removed.
 impl Drop for Staging<'_> {
     fn drop(&mut self) {
-        for (tmp, _) in self.lock().drain(..) {
+        for tmp in std::mem::take(&mut *self.lock()).into_values() {
             let _ = self.dir.unlink(&tmp);
         }
     }
